@@ -1,0 +1,3 @@
+#include "core/config.h"
+#include <stdio.h>
+int main(void) { return 0; }

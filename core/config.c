@@ -1,0 +1,504 @@
+#include "core/config.h"
+#include "core/buf.h"
+
+#include <ini.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum config_type {
+	CT_STRING,      /* char *, NULL allowed when the default is NULL */
+	CT_INT,
+	CT_BOOL,
+	CT_DURATION,
+	CT_SIZE,
+	CT_LISTEN,      /* char *, validated host:port, empty = disabled */
+	CT_PLAINTEXT,
+	CT_RELAY_MODE,
+	CT_LOG_LEVEL,
+	CT_SCHEDULE,
+};
+
+struct config_key {
+	const char *section;    /* "" for the top */
+	const char *name;
+	enum config_type type;
+	size_t offset;
+	const char *def;        /* default, parsed like file text; NULL = unset */
+	int min, max;           /* for CT_INT */
+};
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct config_key config_keys[] = {
+	{ "", "hostname", CT_STRING, OFF(hostname), NULL, 0, 0 },
+	{ "", "data_dir", CT_STRING, OFF(data_dir), "/var/lib/postern", 0, 0 },
+	{ "", "run_as", CT_STRING, OFF(run_as), "postern", 0, 0 },
+	{ "", "workers", CT_INT, OFF(workers), "0", 0, 256 },
+	{ "", "log_level", CT_LOG_LEVEL, OFF(log_level), "info", 0, 0 },
+
+	{ "tls", "cert", CT_STRING, OFF(tls_cert), "/etc/postern/cert.pem", 0, 0 },
+	{ "tls", "key", CT_STRING, OFF(tls_key), "/etc/postern/key.pem", 0, 0 },
+
+	{ "listen", "submission", CT_LISTEN, OFF(listen[LISTEN_SUBMISSION]), NULL, 0, 0 },
+	{ "listen", "submissions", CT_LISTEN, OFF(listen[LISTEN_SUBMISSIONS]), NULL, 0, 0 },
+	{ "listen", "smtp", CT_LISTEN, OFF(listen[LISTEN_SMTP]), NULL, 0, 0 },
+	{ "listen", "pop3", CT_LISTEN, OFF(listen[LISTEN_POP3]), NULL, 0, 0 },
+	{ "listen", "pop3s", CT_LISTEN, OFF(listen[LISTEN_POP3S]), NULL, 0, 0 },
+	{ "listen", "imap", CT_LISTEN, OFF(listen[LISTEN_IMAP]), NULL, 0, 0 },
+	{ "listen", "imaps", CT_LISTEN, OFF(listen[LISTEN_IMAPS]), NULL, 0, 0 },
+
+	{ "auth", "plaintext", CT_PLAINTEXT, OFF(auth_plaintext), "loopback", 0, 0 },
+	{ "auth", "delay_after", CT_INT, OFF(auth_delay_after), "3", 1, 1000 },
+	{ "auth", "block_after", CT_INT, OFF(auth_block_after), "10", 1, 100000 },
+	{ "auth", "block_time", CT_DURATION, OFF(auth_block_time), "15m", 0, 0 },
+
+	{ "limits", "max_connections", CT_INT, OFF(max_connections), "10000", 1, 1000000 },
+	{ "limits", "max_connections_per_ip", CT_INT, OFF(max_connections_per_ip), "100", 1, 1000000 },
+	{ "limits", "timeout_preauth", CT_DURATION, OFF(timeout_preauth), "60s", 0, 0 },
+	{ "limits", "timeout_smtp", CT_DURATION, OFF(timeout_smtp), "5m", 0, 0 },
+	{ "limits", "timeout_pop3", CT_DURATION, OFF(timeout_pop3), "10m", 0, 0 },
+	{ "limits", "timeout_imap", CT_DURATION, OFF(timeout_imap), "30m", 0, 0 },
+	{ "limits", "shutdown_timeout", CT_DURATION, OFF(shutdown_timeout), "10s", 0, 0 },
+
+	{ "smtp", "max_message_size", CT_SIZE, OFF(smtp_max_message_size), "50M", 0, 0 },
+	{ "smtp", "max_recipients", CT_INT, OFF(smtp_max_recipients), "100", 1, 100000 },
+	{ "smtp", "max_received", CT_INT, OFF(smtp_max_received), "50", 1, 1000 },
+	{ "smtp", "rate_limit", CT_INT, OFF(smtp_rate_limit), "0", 0, 10000000 },
+	{ "smtp", "normalize_bare_lf", CT_BOOL, OFF(smtp_normalize_bare_lf), "no", 0, 0 },
+
+	{ "relay", "mode", CT_RELAY_MODE, OFF(relay_mode), "mx", 0, 0 },
+	{ "relay", "smarthost", CT_STRING, OFF(relay_smarthost), NULL, 0, 0 },
+	{ "relay", "dns", CT_STRING, OFF(relay_dns), NULL, 0, 0 },
+	{ "relay", "retry_schedule", CT_SCHEDULE, OFF(relay_retry_schedule_text),
+	  "5m 10m 20m 40m 1h 2h 4h", 0, 0 },
+	{ "relay", "max_lifetime", CT_DURATION, OFF(relay_max_lifetime), "5d", 0, 0 },
+	{ "relay", "delay_warning", CT_DURATION, OFF(relay_delay_warning), "4h", 0, 0 },
+	{ "relay", "mx_port", CT_INT, OFF(relay_mx_port), "25", 1, 65535 },
+	{ "relay", "require_tls", CT_BOOL, OFF(relay_require_tls), "no", 0, 0 },
+};
+
+static const char *const plaintext_names[] = { "never", "loopback", "always" };
+static const char *const relay_mode_names[] = { "mx", "smarthost", "none" };
+static const char *const listener_names[LISTEN_COUNT] = {
+	"submission", "submissions", "smtp", "pop3", "pop3s", "imap", "imaps",
+};
+
+const char *listener_kind_name(enum listener_kind kind)
+{
+	return listener_names[kind];
+}
+
+static char config_error[512];
+
+int config_parse_duration(const char *text, int *seconds_r)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(text, &end, 10);
+	if (end == text || errno != 0 || v < 0)
+		return -1;
+	long mult = 1;
+	if (*end != '\0') {
+		switch (*end) {
+		case 's': mult = 1; break;
+		case 'm': mult = 60; break;
+		case 'h': mult = 3600; break;
+		case 'd': mult = 86400; break;
+		default: return -1;
+		}
+		if (end[1] != '\0')
+			return -1;
+	}
+	if (v > INT_MAX / mult)
+		return -1;
+	*seconds_r = (int)(v * mult);
+	return 0;
+}
+
+int config_parse_size(const char *text, size_t *bytes_r)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (end == text || errno != 0 || text[0] == '-')
+		return -1;
+	unsigned long long mult = 1;
+	if (*end != '\0') {
+		switch (*end) {
+		case 'k': case 'K': mult = 1024ULL; break;
+		case 'm': case 'M': mult = 1024ULL * 1024; break;
+		case 'g': case 'G': mult = 1024ULL * 1024 * 1024; break;
+		default: return -1;
+		}
+		if (end[1] != '\0')
+			return -1;
+	}
+	if (v > SIZE_MAX / mult)
+		return -1;
+	*bytes_r = (size_t)(v * mult);
+	return 0;
+}
+
+int config_split_hostport(const char *text, char *host, size_t host_size,
+			  int *port_r)
+{
+	const char *colon;
+	size_t hlen;
+	const char *hstart = text;
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (close == NULL || close[1] != ':')
+			return -1;
+		hstart = text + 1;
+		hlen = (size_t)(close - hstart);
+		colon = close + 1;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL)
+			return -1;
+		hlen = (size_t)(colon - text);
+		if (memchr(text, ':', hlen) != NULL)
+			return -1;   /* bare IPv6 needs brackets */
+	}
+	if (hlen == 0 || hlen >= host_size)
+		return -1;
+	char *end;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 1 || port > 65535)
+		return -1;
+	memcpy(host, hstart, hlen);
+	host[hlen] = '\0';
+	if (strcmp(host, "*") == 0)
+		host[0] = '\0';
+	*port_r = (int)port;
+	return 0;
+}
+
+static int parse_enum(const char *value, const char *const *names, size_t n, int *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(value, names[i]) == 0) {
+			*out = (int)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int parse_schedule(struct config *cfg, const char *value)
+{
+	char tmp[512];
+	if (strlen(value) >= sizeof(tmp))
+		return -1;
+	strcpy(tmp, value);
+	int count = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(tmp, " \t,", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \t,", &save)) {
+		int secs;
+		if (count == CONFIG_MAX_RETRIES || config_parse_duration(tok, &secs) < 0 ||
+		    secs == 0)
+			return -1;
+		cfg->relay_retry_schedule[count++] = secs;
+	}
+	if (count == 0)
+		return -1;
+	cfg->relay_retry_count = count;
+	return 0;
+}
+
+static void set_string(char **field, const char *value)
+{
+	free(*field);
+	*field = value == NULL ? NULL : xstrdup(value);
+}
+
+/* Stores value into the field; returns a reason on failure. */
+static const char *config_set(struct config *cfg, const struct config_key *key,
+			      const char *value)
+{
+	void *field = (char *)cfg + key->offset;
+	int iv;
+	size_t sv;
+	char host[256];
+
+	switch (key->type) {
+	case CT_STRING:
+		set_string(field, value);
+		return NULL;
+	case CT_INT: {
+		char *end;
+		errno = 0;
+		long v = strtol(value, &end, 10);
+		if (value[0] == '\0' || *end != '\0' || errno != 0 || v < key->min ||
+		    v > key->max)
+			return "must be a whole number in range";
+		*(int *)field = (int)v;
+		return NULL;
+	}
+	case CT_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "on") == 0 || strcmp(value, "1") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+			 strcmp(value, "off") == 0 || strcmp(value, "0") == 0)
+			*(bool *)field = false;
+		else
+			return "must be yes or no";
+		return NULL;
+	case CT_DURATION:
+		if (config_parse_duration(value, &iv) < 0)
+			return "must be a duration like 30s, 5m, 2h or 1d";
+		*(int *)field = iv;
+		return NULL;
+	case CT_SIZE:
+		if (config_parse_size(value, &sv) < 0)
+			return "must be a size like 1024, 512k, 50M or 1G";
+		*(size_t *)field = sv;
+		return NULL;
+	case CT_LISTEN:
+		if (value == NULL || value[0] == '\0') {
+			set_string(field, NULL);
+			return NULL;
+		}
+		if (config_split_hostport(value, host, sizeof(host), &iv) < 0)
+			return "must be ADDRESS:PORT (use [::1]:PORT for IPv6, *:PORT for any)";
+		set_string(field, value);
+		return NULL;
+	case CT_PLAINTEXT:
+		if (parse_enum(value, plaintext_names, 3, &iv) < 0)
+			return "must be never, loopback or always";
+		*(enum plaintext_policy *)field = (enum plaintext_policy)iv;
+		return NULL;
+	case CT_RELAY_MODE:
+		if (parse_enum(value, relay_mode_names, 3, &iv) < 0)
+			return "must be mx, smarthost or none";
+		*(enum relay_mode *)field = (enum relay_mode)iv;
+		return NULL;
+	case CT_LOG_LEVEL: {
+		enum log_level lvl;
+		if (log_parse_level(value, &lvl) < 0)
+			return "must be debug, info, warn or error";
+		*(enum log_level *)field = lvl;
+		return NULL;
+	}
+	case CT_SCHEDULE:
+		if (parse_schedule(cfg, value) < 0)
+			return "must be a list of durations, like 5m 10m 1h";
+		set_string(field, value);
+		return NULL;
+	}
+	return "unknown type";
+}
+
+static const struct config_key *config_find(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0)
+			return &config_keys[i];
+	}
+	return NULL;
+}
+
+static bool section_known(const char *section)
+{
+	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+		if (strcmp(config_keys[i].section, section) == 0)
+			return true;
+	}
+	return false;
+}
+
+void config_init_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+		const struct config_key *key = &config_keys[i];
+		if (key->def == NULL)
+			continue;
+		const char *why = config_set(cfg, key, key->def);
+		if (why != NULL)
+			fatal("event=bad-default key=%s", key->name);
+	}
+	char host[256];
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	cfg->hostname = xstrdup(host);
+	cfg->path = xstrdup("(defaults)");
+}
+
+struct load_ctx {
+	struct config *cfg;
+	bool failed;
+};
+
+static int config_ini_handler(void *user, const char *section, const char *name,
+			      const char *value)
+{
+	struct load_ctx *ctx = user;
+	if (ctx->failed)
+		return 0;
+	const struct config_key *key = config_find(section, name);
+	if (key == NULL) {
+		if (!section_known(section))
+			snprintf(config_error, sizeof(config_error),
+				 "unknown section [%s]", section);
+		else
+			snprintf(config_error, sizeof(config_error),
+				 "unknown key '%s' in %s%s%s", name,
+				 section[0] ? "[" : "the top section", section,
+				 section[0] ? "]" : "");
+		ctx->failed = true;
+		return 0;
+	}
+	const char *why = config_set(ctx->cfg, key, value);
+	if (why != NULL) {
+		snprintf(config_error, sizeof(config_error), "%s: %s", name, why);
+		ctx->failed = true;
+		return 0;
+	}
+	return 1;
+}
+
+int config_load(struct config *cfg, const char *path, const char **error_r)
+{
+	static char msg[700];
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(msg, sizeof(msg), "%s: %s", path, strerror(errno));
+		*error_r = msg;
+		return -1;
+	}
+	struct load_ctx ctx = { cfg, false };
+	config_error[0] = '\0';
+	int line = ini_parse_file(f, config_ini_handler, &ctx);
+	fclose(f);
+	if (line != 0) {
+		if (config_error[0] == '\0')
+			snprintf(config_error, sizeof(config_error), "syntax error");
+		snprintf(msg, sizeof(msg), "%s:%d: %s", path, line < 0 ? 0 : line,
+			 config_error);
+		*error_r = msg;
+		return -1;
+	}
+	set_string(&cfg->path, path);
+	return 0;
+}
+
+int config_validate(const struct config *cfg, const char **error_r)
+{
+	static char msg[700];
+	bool any_tls = false;
+	for (int i = 0; i < LISTEN_COUNT; i++) {
+		if (cfg->listen[i] != NULL)
+			any_tls = true;   /* every listener offers TLS */
+	}
+	if (cfg->hostname == NULL || cfg->hostname[0] == '\0') {
+		*error_r = "hostname: must not be empty";
+		return -1;
+	}
+	if (cfg->data_dir == NULL || cfg->data_dir[0] != '/') {
+		*error_r = "data_dir: must be an absolute path";
+		return -1;
+	}
+	if (any_tls) {
+		const char *files[2] = { cfg->tls_cert, cfg->tls_key };
+		const char *names[2] = { "[tls] cert", "[tls] key" };
+		for (int i = 0; i < 2; i++) {
+			if (files[i] == NULL || access(files[i], R_OK) != 0) {
+				snprintf(msg, sizeof(msg), "%s: cannot read %s: %s",
+					 names[i], files[i] ? files[i] : "(unset)",
+					 strerror(errno));
+				*error_r = msg;
+				return -1;
+			}
+		}
+	}
+	if (cfg->relay_mode == RELAY_SMARTHOST &&
+	    (cfg->relay_smarthost == NULL || cfg->relay_smarthost[0] == '\0')) {
+		*error_r = "[relay] smarthost: required when mode = smarthost";
+		return -1;
+	}
+	return 0;
+}
+
+static void config_print_value(const struct config *cfg, const struct config_key *key,
+			       FILE *out)
+{
+	const void *field = (const char *)cfg + key->offset;
+	switch (key->type) {
+	case CT_STRING:
+	case CT_LISTEN:
+	case CT_SCHEDULE: {
+		const char *s = *(char *const *)field;
+		fputs(s == NULL ? "" : s, out);
+		break;
+	}
+	case CT_INT:
+	case CT_DURATION: {
+		int v = *(const int *)field;
+		if (key->type == CT_DURATION)
+			fprintf(out, "%ds", v);
+		else
+			fprintf(out, "%d", v);
+		break;
+	}
+	case CT_BOOL:
+		fputs(*(const bool *)field ? "yes" : "no", out);
+		break;
+	case CT_SIZE:
+		fprintf(out, "%zu", *(const size_t *)field);
+		break;
+	case CT_PLAINTEXT:
+		fputs(plaintext_names[*(const enum plaintext_policy *)field], out);
+		break;
+	case CT_RELAY_MODE:
+		fputs(relay_mode_names[*(const enum relay_mode *)field], out);
+		break;
+	case CT_LOG_LEVEL:
+		fputs(log_level_name(*(const enum log_level *)field), out);
+		break;
+	}
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	const char *section = "";
+	fprintf(out, "# effective settings from %s\n", cfg->path);
+	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+		const struct config_key *key = &config_keys[i];
+		if (strcmp(key->section, section) != 0) {
+			section = key->section;
+			fprintf(out, "\n[%s]\n", section);
+		}
+		fprintf(out, "%s = ", key->name);
+		config_print_value(cfg, key, out);
+		if (key->type == CT_INT && strcmp(key->name, "workers") == 0 &&
+		    cfg->workers == 0)
+			fputs("    # one per CPU", out);
+		fputc('\n', out);
+	}
+}
+
+void config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+		const struct config_key *key = &config_keys[i];
+		if (key->type == CT_STRING || key->type == CT_LISTEN ||
+		    key->type == CT_SCHEDULE) {
+			char **field = (char **)((char *)cfg + key->offset);
+			free(*field);
+			*field = NULL;
+		}
+	}
+	free(cfg->path);
+	cfg->path = NULL;
+}
