@@ -346,6 +346,25 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 	struct load_ctx *ctx = user;
 	if (ctx->failed)
 		return 0;
+	/* inih keeps "value   # comment" whole; CONTRACT.md allows inline
+	 * comments after whitespace, so cut them here. */
+	char clean[1024];
+	if (strlen(value) >= sizeof(clean)) {
+		snprintf(config_error, sizeof(config_error), "%s: value too long", name);
+		ctx->failed = true;
+		return 0;
+	}
+	strcpy(clean, value);
+	for (char *p = clean; *p != '\0'; p++) {
+		if (*p == '#' && (p == clean || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+	}
+	size_t len = strlen(clean);
+	while (len > 0 && (clean[len - 1] == ' ' || clean[len - 1] == '\t'))
+		clean[--len] = '\0';
+	value = clean;
 	const struct config_key *key = config_find(section, name);
 	if (key == NULL) {
 		if (!section_known(section))

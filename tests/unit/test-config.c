@@ -1,0 +1,132 @@
+#include "test.h"
+#include "core/config.h"
+
+#include <stdio.h>
+
+static const char *write_file(const char *name, const char *text)
+{
+	static char path[512];
+	snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), name);
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void test_defaults(void)
+{
+	struct config cfg;
+	config_init_defaults(&cfg);
+	TEST_ASSERT_STR(cfg.data_dir, "/var/lib/postern");
+	TEST_ASSERT_INT(cfg.auth_plaintext, PLAINTEXT_LOOPBACK);
+	TEST_ASSERT_INT(cfg.relay_retry_count, 7);
+	TEST_ASSERT_INT(cfg.relay_retry_schedule[0], 300);
+	TEST_ASSERT_INT(cfg.relay_retry_schedule[6], 4 * 3600);
+	TEST_ASSERT_INT(cfg.relay_max_lifetime, 5 * 86400);
+	TEST_ASSERT(cfg.listen[LISTEN_IMAP] == NULL);
+	config_free(&cfg);
+}
+
+static void test_full_file(void)
+{
+	struct config cfg;
+	const char *error = NULL;
+	const char *path = write_file("full.conf",
+		"# comment\n"
+		"hostname = mail.example.org   # trailing comment\n"
+		"data_dir = /srv/mail\n"
+		"workers = 3\n"
+		"[tls]\ncert = /c.pem\nkey = /k.pem\n"
+		"[listen]\nsubmission = 0.0.0.0:587\nimaps = [::1]:993\npop3 = *:110\n"
+		"[auth]\nplaintext = never\n"
+		"[smtp]\nmax_message_size = 20M\n"
+		"[relay]\nmode = smarthost\nsmarthost = relay.example.net:587\n"
+		"retry_schedule = 1s 2s 3s\nmax_lifetime = 2h\n");
+	config_init_defaults(&cfg);
+	TEST_ASSERT_INT(config_load(&cfg, path, &error), 0);
+	TEST_ASSERT_STR(cfg.hostname, "mail.example.org");
+	TEST_ASSERT_STR(cfg.data_dir, "/srv/mail");
+	TEST_ASSERT_INT(cfg.workers, 3);
+	TEST_ASSERT_STR(cfg.listen[LISTEN_SUBMISSION], "0.0.0.0:587");
+	TEST_ASSERT_STR(cfg.listen[LISTEN_IMAPS], "[::1]:993");
+	TEST_ASSERT(cfg.listen[LISTEN_SMTP] == NULL);
+	TEST_ASSERT_INT(cfg.auth_plaintext, PLAINTEXT_NEVER);
+	TEST_ASSERT_INT(cfg.smtp_max_message_size, 20 * 1024 * 1024);
+	TEST_ASSERT_INT(cfg.relay_mode, RELAY_SMARTHOST);
+	TEST_ASSERT_INT(cfg.relay_retry_count, 3);
+	TEST_ASSERT_INT(cfg.relay_retry_schedule[2], 3);
+	TEST_ASSERT_INT(cfg.relay_max_lifetime, 7200);
+	config_free(&cfg);
+}
+
+static void expect_error(const char *text, const char *want)
+{
+	struct config cfg;
+	const char *error = NULL;
+	const char *path = write_file("bad.conf", text);
+	config_init_defaults(&cfg);
+	TEST_ASSERT_INT(config_load(&cfg, path, &error), -1);
+	TEST_ASSERT(error != NULL && strstr(error, want) != NULL);
+	if (error != NULL && strstr(error, want) == NULL)
+		fprintf(stderr, "  error was: %s\n  wanted:    %s\n", error, want);
+	config_free(&cfg);
+}
+
+static void test_errors(void)
+{
+	expect_error("hostname = a\nbogus = 1\n", "bad.conf:2: unknown key 'bogus'");
+	expect_error("\n\n[nosuch]\nx = 1\n", "bad.conf:4: unknown section [nosuch]");
+	expect_error("workers = many\n", "bad.conf:1: workers: must be a whole number");
+	expect_error("workers = -1\n", "bad.conf:1: workers");
+	expect_error("[listen]\nimap = 143\n", "bad.conf:2: imap: must be ADDRESS:PORT");
+	expect_error("[listen]\nimap = 1.2.3.4:99999\n", "bad.conf:2: imap");
+	expect_error("[listen]\nimap = ::1:143\n", "bad.conf:2: imap");
+	expect_error("[auth]\nplaintext = sometimes\n", "plaintext: must be never");
+	expect_error("[relay]\nmax_lifetime = 5 days\n", "max_lifetime: must be a duration");
+	expect_error("[relay]\nretry_schedule = \n", "bad.conf:2");
+	expect_error("[smtp]\nmax_message_size = lots\n", "max_message_size: must be a size");
+	expect_error("this is not ini\n", "bad.conf:1:");
+
+	struct config cfg;
+	const char *error = NULL;
+	config_init_defaults(&cfg);
+	TEST_ASSERT_INT(config_load(&cfg, "/nonexistent/x.conf", &error), -1);
+	TEST_ASSERT(error != NULL && strstr(error, "No such file") != NULL);
+	config_free(&cfg);
+}
+
+static void test_parsers(void)
+{
+	int secs;
+	size_t bytes;
+	char host[64];
+	int port;
+	TEST_ASSERT(config_parse_duration("90", &secs) == 0 && secs == 90);
+	TEST_ASSERT(config_parse_duration("5m", &secs) == 0 && secs == 300);
+	TEST_ASSERT(config_parse_duration("1d", &secs) == 0 && secs == 86400);
+	TEST_ASSERT(config_parse_duration("5x", &secs) < 0);
+	TEST_ASSERT(config_parse_duration("5mm", &secs) < 0);
+	TEST_ASSERT(config_parse_duration("", &secs) < 0);
+	TEST_ASSERT(config_parse_duration("99999999999d", &secs) < 0);
+	TEST_ASSERT(config_parse_size("10k", &bytes) == 0 && bytes == 10240);
+	TEST_ASSERT(config_parse_size("-1", &bytes) < 0);
+	TEST_ASSERT(config_split_hostport("127.0.0.1:25", host, sizeof(host), &port) == 0);
+	TEST_ASSERT_STR(host, "127.0.0.1");
+	TEST_ASSERT_INT(port, 25);
+	TEST_ASSERT(config_split_hostport("[::1]:143", host, sizeof(host), &port) == 0);
+	TEST_ASSERT_STR(host, "::1");
+	TEST_ASSERT(config_split_hostport("*:110", host, sizeof(host), &port) == 0);
+	TEST_ASSERT_STR(host, "");
+	TEST_ASSERT(config_split_hostport("host:", host, sizeof(host), &port) < 0);
+	TEST_ASSERT(config_split_hostport(":25", host, sizeof(host), &port) < 0);
+	TEST_ASSERT(config_split_hostport("[::1]143", host, sizeof(host), &port) < 0);
+}
+
+int main(void)
+{
+	test_run("config defaults", test_defaults);
+	test_run("config full file", test_full_file);
+	test_run("config errors name file and line", test_errors);
+	test_run("config value parsers", test_parsers);
+	return test_end();
+}
