@@ -1,0 +1,85 @@
+#ifndef POSTERN_MIME_H
+#define POSTERN_MIME_H
+
+/* MIME structure parser (store-private; store.h exposes what protocols
+ * need). Streaming: feed the message in pieces of any size; the result
+ * does not depend on how the input was split. Bounded: nesting depth,
+ * header size and part count are capped; broken input (missing
+ * boundaries, bare LF, 8-bit headers, duplicate headers) never fails,
+ * it gives the best structure it can.
+ *
+ * Offsets are byte offsets in the input as given. IMAP sizes (RFC822.SIZE,
+ * body part sizes and line counts in BODYSTRUCTURE, BODY[section] octets)
+ * count every line ending as CRLF, whatever the file holds: the "crlf"
+ * fields below. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define MIME_MAX_DEPTH 32
+#define MIME_MAX_PARTS 2000
+#define MIME_MAX_HEADER_SIZE (256 * 1024)
+
+struct mime_part {
+	uint32_t parent;          /* index into parts[], UINT32_MAX for the root */
+	uint32_t first_child;     /* UINT32_MAX when none */
+	uint32_t next_sibling;    /* UINT32_MAX when none */
+	uint64_t header_offset;   /* where this part's header starts */
+	uint64_t body_offset;     /* where its body starts (after the blank line) */
+	uint64_t body_end;        /* end of body (before the CRLF that precedes a boundary) */
+	uint64_t header_crlf_size;
+	uint64_t body_crlf_size;
+	uint64_t body_lines;
+	/* flags: multipart, message/rfc822 (its child is the embedded message) */
+	unsigned int is_multipart : 1;
+	unsigned int is_message : 1;
+};
+
+struct mime_message {
+	/* IMAP strings, ready to send: "(...)" */
+	char *envelope;
+	char *body;              /* BODY (non-extensible form) */
+	char *bodystructure;     /* BODYSTRUCTURE (extension data included) */
+	uint64_t size;           /* bytes in the input */
+	uint64_t crlf_size;      /* RFC822.SIZE */
+	time_t date;             /* Date: header, 0 when missing/unparsable */
+	int date_tz_minutes;     /* its zone offset */
+	/* decoded (RFC 2047, converted to UTF-8) header values for SEARCH and
+	 * SORT; NULL when absent */
+	char *subject;
+	char *from;
+	char *to;
+	char *cc;
+	char *bcc;
+	char *message_id;
+	char *in_reply_to;
+	char *references;
+	/* part tree, parts[0] is the whole message */
+	struct mime_part *parts;
+	uint32_t part_count;
+};
+
+struct mime_parser;
+
+struct mime_parser *mime_parser_new(void);
+void mime_parser_feed(struct mime_parser *parser, const void *data, size_t len);
+/* Finishes the parse; fills msg (caller frees with mime_message_free). */
+void mime_parser_finish(struct mime_parser *parser, struct mime_message *msg);
+void mime_parser_free(struct mime_parser **parser);
+
+/* Convenience: parse a whole buffer or an open file (read from offset 0). */
+void mime_parse_buffer(const void *data, size_t len, struct mime_message *msg);
+int mime_parse_fd(int fd, struct mime_message *msg);
+void mime_message_free(struct mime_message *msg);
+
+/* Finds the part for an IMAP section path like "1.2" (NULL or "" = the
+ * whole message); returns its index or -1. For a message/rfc822 part,
+ * "N.HEADER"-style callers take the child. */
+int mime_find_part(const struct mime_message *msg, const char *path);
+
+/* RFC 2047 decoding of a header value into UTF-8 (unknown charsets are
+ * kept as raw bytes); the result is malloc'ed. */
+char *mime_decode_header(const char *value, size_t len);
+
+#endif
