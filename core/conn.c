@@ -280,8 +280,12 @@ static void conn_log_tls_error(struct conn *c, const char *what)
 {
 	unsigned long e;
 	char reason[256] = "";
-	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
-		ERR_error_string_n(e, reason, sizeof(reason));
+	while ((e = bufferevent_get_openssl_error(c->bev)) != 0) {
+		if (ERR_GET_LIB(e) == 0)   /* a system error: the peer went away */
+			snprintf(reason, sizeof(reason), "connection-closed");
+		else
+			ERR_error_string_n(e, reason, sizeof(reason));
+	}
 	log_info("event=%s%s%s", what, reason[0] ? " tls-error=" : "", reason);
 }
 
