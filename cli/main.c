@@ -99,6 +99,7 @@ int cli_load_config(const char *path, struct config *cfg, bool validate)
 	if (config_load(cfg, path, &error) < 0 ||
 	    (validate && config_validate(cfg, &error) < 0)) {
 		cli_error("%s", error);
+		config_free(cfg);
 		return -1;
 	}
 	log_set_level(cfg->log_level);

@@ -41,6 +41,7 @@ struct master {
 	int nworkers;
 	int generation;
 	bool stopping;
+	struct config *owned_cfg;    /* made by a reload; freed by the next one */
 	sigset_t old_mask;
 	int sfd;
 };
@@ -241,15 +242,27 @@ static void master_reload(struct master *m)
 		free(newcfg);
 		return;
 	}
-	/* the old config and context stay valid in the old workers' copies;
-	 * the master keeps them too (a few KB per reload) rather than track
-	 * who shares what */
+	/* each worker has its own copy of the old config and context, so the
+	 * master's can go once the new generation is forked */
+	SSL_CTX *old_ctx = m->ssl_ctx;
+	struct config *old_cfg = m->owned_cfg;
 	m->live_setup.cfg = newcfg;
 	m->ssl_ctx = ctx;
 	log_set_level(newcfg->log_level);
 	m->generation++;
 	master_spawn_generation(m);
 	master_signal_children(m, SIGTERM, m->generation);
+	SSL_CTX_free(old_ctx);
+	if (m->setup->reload_config != NULL) {
+		m->owned_cfg = newcfg;
+		if (old_cfg != NULL) {
+			config_free(old_cfg);
+			free(old_cfg);
+		}
+	} else {
+		free(old_cfg);
+		m->owned_cfg = newcfg;   /* a shallow copy: only the struct is ours */
+	}
 	log_info("event=reloaded generation=%d", m->generation);
 }
 
@@ -386,6 +399,11 @@ int server_run(const struct server_setup *setup)
 	}
 	close(m.sfd);
 	SSL_CTX_free(m.ssl_ctx);
+	if (m.owned_cfg != NULL) {
+		if (setup->reload_config != NULL)
+			config_free(m.owned_cfg);
+		free(m.owned_cfg);
+	}
 	free(m.children);
 	log_info("event=master-exit");
 	return 0;
