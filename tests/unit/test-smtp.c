@@ -1,6 +1,7 @@
 #include "test.h"
 #include "core/core.h"
 #include "submission/smtp-data.h"
+#include "submission/smtp-message.h"
 #include "submission/smtp-parse.h"
 
 static void collect(void *ctx, const char *data, size_t len)
@@ -205,6 +206,93 @@ static void test_xtext(void)
 	pool_free(&pool);
 }
 
+
+static void run_message(const char *in, bool add, size_t step, struct buf *out,
+			struct smtp_message *m)
+{
+	smtp_message_init(m, "Received: by test\r\n", add, "mx.example", collect, out);
+	size_t len = strlen(in);
+	for (size_t i = 0; i < len;) {
+		size_t n = step == 0 || len - i < step ? len - i : step;
+		smtp_message_feed(m, in + i, n);
+		i += n;
+	}
+	smtp_message_finish(m);
+}
+
+static void test_message_headers(void)
+{
+	for (size_t step = 0; step <= 5; step++) {
+		struct buf out = BUF_INIT;
+		struct smtp_message m;
+		run_message("From: A <a@Example.ORG>\r\nReceived: x\r\nReceived: y\r\n"
+			    "Subject: hi\r\n\r\nbody\r\nFrom: not a header\r\n", true, step,
+			    &out, &m);
+		const char *o = buf_str(&out);
+		TEST_ASSERT(strncmp(o, "Received: by test\r\nFrom: A <a@Example.ORG>\r\n", 44) == 0);
+		TEST_ASSERT(strstr(o, "\r\nDate: ") != NULL);
+		TEST_ASSERT(strstr(o, "\r\nMessage-ID: <") != NULL && strstr(o, "@mx.example>\r\n"));
+		TEST_ASSERT(strstr(o, "\r\n\r\nbody\r\nFrom: not a header\r\n") != NULL);
+		TEST_ASSERT_INT(m.received_count, 2);
+		TEST_ASSERT_INT(m.from_count, 1);
+		TEST_ASSERT_STR(m.from[0], "a@example.org");
+		TEST_ASSERT(!m.from_unparsable);
+		smtp_message_free(&m);
+		buf_free(&out);
+	}
+	/* inbound (no fixes): the message passes unchanged after the trace */
+	struct buf out = BUF_INIT;
+	struct smtp_message m;
+	run_message("Subject: x\r\n\r\nb\r\n", false, 0, &out, &m);
+	TEST_ASSERT_STR(buf_str(&out), "Received: by test\r\nSubject: x\r\n\r\nb\r\n");
+	TEST_ASSERT(!m.has_from);
+	smtp_message_free(&m);
+	buf_free(&out);
+	/* no blank line before a non-header line */
+	buf_init(&out);
+	run_message("Subject: x\r\nthis is body\r\n", false, 0, &out, &m);
+	TEST_ASSERT_STR(buf_str(&out), "Received: by test\r\nSubject: x\r\n\r\nthis is body\r\n");
+	smtp_message_free(&m);
+	buf_free(&out);
+	/* folded From with two addresses; a second From field is suspicious */
+	buf_init(&out);
+	run_message("From: \"Doe, J\" <j@x.org>,\r\n (c) k@Y.org\r\nFrom: z@z.org\r\n\r\n",
+		    true, 1, &out, &m);
+	TEST_ASSERT_INT(m.from_count, 2);
+	TEST_ASSERT_STR(m.from[1], "k@y.org");
+	TEST_ASSERT(m.from_unparsable);
+	smtp_message_free(&m);
+	buf_free(&out);
+	/* headers only, no body at all */
+	buf_init(&out);
+	run_message("Date: x\r\nMessage-ID: <a@b>\r\n", true, 0, &out, &m);
+	TEST_ASSERT_STR(buf_str(&out), "Received: by test\r\nDate: x\r\nMessage-ID: <a@b>\r\n");
+	smtp_message_free(&m);
+	buf_free(&out);
+}
+
+static void test_address_list(void)
+{
+	char *out[8];
+	const char *v = " \"Smith, J\" <J.Smith@Example.COM>, plain@b.org (comment),"
+			" grp: m1@c.org, <m2@c.org>;, Name <@route:r@d.org>";
+	int n = smtp_address_list(v, strlen(v), out, 8);
+	TEST_ASSERT_INT(n, 5);
+	if (n == 5) {
+		TEST_ASSERT_STR(out[0], "J.Smith@example.com");
+		TEST_ASSERT_STR(out[1], "plain@b.org");
+		TEST_ASSERT_STR(out[2], "m1@c.org");
+		TEST_ASSERT_STR(out[3], "m2@c.org");
+		TEST_ASSERT_STR(out[4], "r@d.org");
+	}
+	for (int i = 0; i < n; i++)
+		free(out[i]);
+	const char *bad[] = { "<unclosed@x.org", "no at sign", "a@b c@d", "\"open@x.org" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		TEST_ASSERT_INT(smtp_address_list(bad[i], strlen(bad[i]), out, 8), -1);
+	TEST_ASSERT_INT(smtp_address_list("", 0, out, 8), 0);
+}
+
 int main(void)
 {
 	test_run("smtp data: dot-stuffing and end", test_data_basic);
@@ -213,5 +301,7 @@ int main(void)
 	test_run("smtp MAIL parameters", test_parse_mail);
 	test_run("smtp RCPT parameters", test_parse_rcpt);
 	test_run("smtp xtext", test_xtext);
+	test_run("smtp message header handling", test_message_headers);
+	test_run("smtp From: address lists", test_address_list);
 	return test_end();
 }
