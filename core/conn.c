@@ -344,6 +344,7 @@ enum listener_kind conn_listener_kind(const struct conn *c) { return c->kind; }
 struct evbuffer *conn_input(struct conn *c) { return bufferevent_get_input(c->bev); }
 struct event_base *conn_event_base(const struct conn *c) { return c->worker->base; }
 const struct config *conn_config(const struct conn *c) { return c->worker->cfg; }
+struct services *conn_services(const struct conn *c) { return c->worker->services; }
 bool conn_is_tls(const struct conn *c) { return c->ssl != NULL && c->handshake_logged; }
 const char *conn_tls_description(const struct conn *c) { return c->tls_desc; }
 const char *conn_remote_ip(const struct conn *c) { return c->remote_ip; }

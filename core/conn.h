@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/services.h"
 
 struct conn;
 struct evbuffer;
@@ -36,6 +37,8 @@ enum listener_kind conn_listener_kind(const struct conn *c);
 struct evbuffer *conn_input(struct conn *c);
 struct event_base *conn_event_base(const struct conn *c);
 const struct config *conn_config(const struct conn *c);
+/* The worker's per-process handles (accounts, store, queue). */
+struct services *conn_services(const struct conn *c);
 
 void conn_write(struct conn *c, const void *data, size_t len);
 void conn_write_str(struct conn *c, const char *s);

@@ -118,12 +118,14 @@ static void master_spawn(struct master *m, int slot)
 		/* privileges go before any client byte is read */
 		if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
 			fatal("event=privilege-drop-failed error=\"%s\"", error);
+		struct services services = { NULL, NULL, NULL };
 		if (m->live_setup.child_init != NULL &&
-		    m->live_setup.child_init(m->live_setup.cfg, &error) < 0)
+		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
 			fatal("event=worker-init-failed error=\"%s\"", error);
-		int ret = worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits, slot);
+		int ret = worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits,
+				      slot, &services);
 		if (m->live_setup.child_deinit != NULL)
-			m->live_setup.child_deinit();
+			m->live_setup.child_deinit(&services);
 		exit(ret);
 	}
 	ch->pid = pid;

@@ -20,6 +20,7 @@ struct worker {
 	const struct config *cfg;
 	SSL_CTX *ssl_ctx;
 	const struct server_setup *setup;
+	struct services *services;
 	struct evconnlistener *listeners[LISTEN_COUNT];
 	struct connlimit *limits;
 	int slot;
@@ -70,6 +71,7 @@ void conn_drain(struct conn *c);
 void conn_free(struct conn *c);
 
 int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
-		const int *listen_fds, struct connlimit *limits, int slot);
+		const int *listen_fds, struct connlimit *limits, int slot,
+		struct services *services);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "core/config.h"
 #include "core/conn.h"
+#include "core/services.h"
 
 struct server_setup {
 	struct config *cfg;
@@ -20,9 +21,11 @@ struct server_setup {
 	/* listener kinds whose connections start with a TLS handshake */
 	bool implicit_tls[LISTEN_COUNT];
 	/* per-process start-up in each child after the privilege drop
-	 * (open LMDB environments, SASL): -1 with a reason is fatal */
-	int (*child_init)(const struct config *cfg, const char **error_r);
-	void (*child_deinit)(void);
+	 * (open LMDB environments, SASL) filling the services sessions get
+	 * from conn_services(): -1 with a reason is fatal */
+	int (*child_init)(const struct config *cfg, struct services *services,
+			  const char **error_r);
+	void (*child_deinit)(struct services *services);
 	/* re-reads the configuration for SIGHUP; NULL = reload certificates only */
 	int (*reload_config)(struct config *cfg_r, const char **error_r);
 };

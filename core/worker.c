@@ -70,7 +70,8 @@ static void worker_sigterm_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
-		const int *listen_fds, struct connlimit *limits, int slot)
+		const int *listen_fds, struct connlimit *limits, int slot,
+		struct services *services)
 {
 	struct worker w;
 	memset(&w, 0, sizeof(w));
@@ -79,6 +80,7 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 	w.ssl_ctx = ssl_ctx;
 	w.limits = limits;
 	w.slot = slot;
+	w.services = services;
 
 	w.base = event_base_new();
 	if (w.base == NULL)
