@@ -21,8 +21,10 @@ static int open_db(const char *config_path, struct auth_db **db_r)
 {
 	struct config cfg;
 	const char *error;
-	if (cli_load_config(config_path, &cfg, false) < 0)
+	if (cli_load_config(config_path, &cfg, false) < 0) {
+		config_free(&cfg);
 		return -1;
+	}
 	int ret = auth_db_open(cfg.data_dir, cfg.run_as, db_r, &error);
 	if (ret < 0)
 		cli_error("%s", error);
@@ -223,8 +225,11 @@ int cmd_domain(int argc, char **argv)
 	} else {
 		ret = auth_domain_del(db, argv[1], force, &error);
 	}
+	/* error may point into db: report before closing it */
+	if (ret < 0)
+		cli_error("%s", error);
 	auth_db_close(&db);
-	return ret < 0 ? cli_error("%s", error) : 0;
+	return ret < 0 ? EXIT_USER_ERROR : 0;
 }
 
 /* ---- user --------------------------------------------------------- */
@@ -325,10 +330,11 @@ int cmd_user(int argc, char **argv)
 	} else {
 		ret = auth_user_set_enabled(db, argv[1], strcmp(sub, "enable") == 0, &error);
 	}
+	/* error may point into db: report before closing it */
+	if (ret == -1)
+		cli_error("%s", error);
 	auth_db_close(&db);
-	if (ret == -2)
-		return EXIT_USER_ERROR;   /* already reported */
-	return ret < 0 ? cli_error("%s", error) : 0;
+	return ret < 0 ? EXIT_USER_ERROR : 0;
 }
 
 /* ---- alias -------------------------------------------------------- */
@@ -401,6 +407,9 @@ int cmd_alias(int argc, char **argv)
 	} else {
 		ret = auth_alias_del(db, argv[1], &error);
 	}
+	/* error may point into db: report before closing it */
+	if (ret < 0)
+		cli_error("%s", error);
 	auth_db_close(&db);
-	return ret < 0 ? cli_error("%s", error) : 0;
+	return ret < 0 ? EXIT_USER_ERROR : 0;
 }
