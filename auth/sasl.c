@@ -394,6 +394,12 @@ static int session_new_conn(struct auth_session *s)
 				 s->local_port[0] != '\0' ? s->local_port : NULL,
 				 s->remote_port[0] != '\0' ? s->remote_port : NULL,
 				 s->callbacks, 0, &s->conn);
+	if (rc == SASL_BADPARAM) {
+		/* libsasl2 refuses addresses it cannot parse; none of our
+		 * mechanisms needs them */
+		rc = sasl_server_new(s->service, server.cfg->hostname, NULL, NULL, NULL,
+				     s->callbacks, 0, &s->conn);
+	}
 	if (rc != SASL_OK) {
 		log_error("event=sasl-error call=sasl_server_new error=\"%s\"",
 			  sasl_errstring(rc, NULL, NULL));

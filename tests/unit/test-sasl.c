@@ -21,12 +21,13 @@ static time_t test_clock(void)
 struct client_creds {
 	const char *user;
 	const char *password;
+	const char *authzid;     /* "" for none */
 };
 
 static int cb_simple(void *context, int id, const char **result, unsigned *len)
 {
 	struct client_creds *c = context;
-	*result = id == SASL_CB_USER ? "" : c->user;
+	*result = id == SASL_CB_USER ? c->authzid : c->user;
 	if (len != NULL)
 		*len = (unsigned)strlen(*result);
 	return SASL_OK;
@@ -68,10 +69,10 @@ struct exchange {
 };
 
 /* Runs mech between a Cyrus client and the session. */
-static struct exchange run(struct auth_session *s, const char *mech, const char *user,
-			   const char *password)
+static struct exchange run_as(struct auth_session *s, const char *mech, const char *user,
+			      const char *password, const char *authzid)
 {
-	struct client_creds creds = { user, password };
+	struct client_creds creds = { user, password, authzid };
 	sasl_callback_t callbacks[] = {
 		{ SASL_CB_USER, CB(cb_simple), &creds },
 		{ SASL_CB_AUTHNAME, CB(cb_simple), &creds },
@@ -114,6 +115,12 @@ static struct exchange run(struct auth_session *s, const char *mech, const char 
 	}
 	sasl_dispose(&client);
 	return ex;
+}
+
+static struct exchange run(struct auth_session *s, const char *mech, const char *user,
+			   const char *password)
+{
+	return run_as(s, mech, user, password, "");
 }
 
 static struct auth_session *session(const char *remote, bool tls, bool loopback)
@@ -233,6 +240,48 @@ static void test_malformed_and_cancel(void)
 	const char same[] = "bob@example.org\0bob@example.org\0correct horse";
 	TEST_ASSERT_INT(auth_start(s, "plain", b64(same, sizeof(same) - 1), &challenge),
 			AUTH_OK);
+	auth_session_free(&s);
+}
+
+static void test_initial_responses(void)
+{
+	const char *challenge;
+	fake_now += 3600;
+	struct auth_session *s = session("198.51.100.9", true, false);
+	/* AUTH LOGIN with the user name as initial response (RFC 4954 style) */
+	const char *user = "bob@example.org", *pass = "correct horse";
+	TEST_ASSERT_INT(auth_start(s, "LOGIN", b64(user, (unsigned)strlen(user)), &challenge),
+			AUTH_CONTINUE);
+	TEST_ASSERT_INT(auth_step(s, b64(pass, (unsigned)strlen(pass)), &challenge), AUTH_OK);
+	/* SASL-IR with an empty initial response: libsasl2 2.1.28 treats it
+	 * as no initial response for SCRAM and asks again with "" */
+	enum auth_result r = auth_start(s, "SCRAM-SHA-256", "=", &challenge);
+	TEST_ASSERT(r == AUTH_FAILED || (r == AUTH_CONTINUE && challenge[0] == '\0'));
+	if (r == AUTH_CONTINUE)
+		TEST_ASSERT_INT(auth_step(s, "", &challenge), AUTH_FAILED);
+	/* asking to act as someone else, with the right password */
+	for (size_t i = 0; i < 4; i++) {
+		fake_now += 3600;
+		if (strcmp(mechs[i], "LOGIN") != 0)   /* LOGIN carries no authzid */
+			TEST_ASSERT_INT(run_as(s, mechs[i], "bob@example.org", "correct horse",
+					       "ann@example.org").result, AUTH_FAILED);
+		/* the same identity spelled differently is no proxying */
+		TEST_ASSERT_INT(run_as(s, mechs[i], "bob@example.org", "correct horse",
+				       "BOB@example.org").result, AUTH_OK);
+	}
+	fake_now += 3600;
+	/* an address libsasl2 cannot parse does not break the session */
+	struct auth_conn_info info = { .service = "smtp", .local_ip = "not-an-ip",
+				       .local_port = 25, .remote_ip = "unix:/x",
+				       .remote_port = 0, .tls = true };
+	struct auth_session *odd = auth_session_new(&info);
+	TEST_ASSERT(strstr(auth_mechanisms(odd), "PLAIN") != NULL);
+	TEST_ASSERT_INT(auth_login(odd, "bob@example.org", "correct horse"), AUTH_OK);
+	auth_session_free(&odd);
+	/* a quoted local part with a comma: SCRAM escapes it as =2C */
+	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256", "\"j,d\"@example.org", "jd").result, AUTH_OK);
+	TEST_ASSERT_STR(auth_username(s), "\"j,d\"@example.org");
+	TEST_ASSERT_INT(run(s, "PLAIN", "\"J,D\"@example.org", "jd").result, AUTH_OK);
 	auth_session_free(&s);
 }
 
@@ -359,6 +408,7 @@ int main(void)
 	    auth_user_add(db, "Bob@example.org", "correct horse", 0, true, &error) < 0 ||
 	    auth_user_add(db, "ann@example.org", "annpass", 0, true, &error) < 0 ||
 	    auth_user_add(db, "off@example.org", "offpass", 0, false, &error) < 0 ||
+	    auth_user_add(db, "\"j,d\"@example.org", "jd", 0, true, &error) < 0 ||
 	    auth_sasl_init(&cfg, db, &error) < 0) {
 		fprintf(stderr, "setup: %s\n", error);
 		return 1;
@@ -376,6 +426,7 @@ int main(void)
 	test_run("failures_look_alike", test_failures_look_alike);
 	test_run("scram_decoy_stable", test_scram_decoy_stable);
 	test_run("malformed_and_cancel", test_malformed_and_cancel);
+	test_run("initial_responses", test_initial_responses);
 	test_run("login", test_login);
 	test_run("plaintext_policy", test_plaintext_policy);
 	test_run("changes_seen_at_once", test_changes_seen_at_once);
