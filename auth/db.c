@@ -46,13 +46,7 @@ static const char *db_errorf(struct auth_db *db, const char *fmt, ...)
 
 static int db_txn_begin(struct auth_db *db, unsigned flags, MDB_txn **txn_r)
 {
-	int rc = mdb_txn_begin(db->env, NULL, flags, txn_r);
-	if (rc == MDB_MAP_RESIZED) {
-		/* another process grew the map: adopt its size */
-		mdb_env_set_mapsize(db->env, 0);
-		rc = mdb_txn_begin(db->env, NULL, flags, txn_r);
-	}
-	return rc;
+	return lmdb_env_txn_begin(db->env, flags, txn_r);
 }
 
 static void db_grow(struct auth_db *db)
@@ -118,47 +112,37 @@ static int db_del(MDB_txn *txn, MDB_dbi dbi, const char *key)
 int auth_db_open(const char *data_dir, const char *run_as,
 		 struct auth_db **db_r, const char **error_r)
 {
-	static char error[512];
 	struct auth_db *db = xcalloc(1, sizeof(*db));
 	char *path = xasprintf("%s/accounts.lmdb", data_dir);
-	char *lock = xasprintf("%s-lock", path);
-	MDB_txn *txn = NULL;
+	MDB_txn *txn;
 	int rc;
 
-	if (privs_mkdir_p(data_dir, 0750, run_as, error_r) < 0)
-		goto fail_quiet;
-	if ((rc = mdb_env_create(&db->env)) != 0 ||
-	    (rc = mdb_env_set_maxdbs(db->env, 4)) != 0 ||
-	    (rc = mdb_env_set_mapsize(db->env, DB_MAPSIZE)) != 0 ||
-	    (rc = mdb_env_open(db->env, path, MDB_NOSUBDIR | MDB_NOTLS, 0600)) != 0)
-		goto fail;
-	if (privs_give(path, run_as, error_r) < 0 || privs_give(lock, run_as, error_r) < 0)
-		goto fail_quiet;
-	if ((rc = db_txn_begin(db, 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "domains", MDB_CREATE, &db->domains)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "users", MDB_CREATE, &db->users)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "aliases", MDB_CREATE, &db->aliases)) != 0)
-		goto fail;
-	rc = mdb_txn_commit(txn);
-	txn = NULL;
-	if (rc != 0)
-		goto fail;
+	if (privs_mkdir_p(data_dir, 0750, run_as, error_r) < 0 ||
+	    lmdb_env_open(path, 0, DB_MAPSIZE, 4, run_as, &db->env, error_r) < 0) {
+		free(db);
+		free(path);
+		return -1;
+	}
+	if ((rc = db_txn_begin(db, 0, &txn)) == 0) {
+		if ((rc = mdb_dbi_open(txn, "domains", MDB_CREATE, &db->domains)) != 0 ||
+		    (rc = mdb_dbi_open(txn, "users", MDB_CREATE, &db->users)) != 0 ||
+		    (rc = mdb_dbi_open(txn, "aliases", MDB_CREATE, &db->aliases)) != 0)
+			mdb_txn_abort(txn);
+		else
+			rc = mdb_txn_commit(txn);
+	}
+	if (rc != 0) {
+		static char error[512];   /* db, where messages live, goes away */
+		snprintf(error, sizeof(error), "%s: %s", path, mdb_strerror(rc));
+		*error_r = error;
+		mdb_env_close(db->env);
+		free(db);
+		free(path);
+		return -1;
+	}
 	free(path);
-	free(lock);
 	*db_r = db;
 	return 0;
-fail:
-	snprintf(error, sizeof(error), "%s: %s", path, mdb_strerror(rc));
-	*error_r = error;
-fail_quiet:
-	if (txn != NULL)
-		mdb_txn_abort(txn);
-	if (db->env != NULL)
-		mdb_env_close(db->env);
-	free(db);
-	free(path);
-	free(lock);
-	return -1;
 }
 
 void auth_db_close(struct auth_db **db)

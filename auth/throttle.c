@@ -35,40 +35,31 @@ int throttle_open(const char *data_dir, const char *run_as,
 	static char error[512];
 	struct throttle *t = xcalloc(1, sizeof(*t));
 	char *path = xasprintf("%s/throttle.lmdb", data_dir);
-	char *lock = xasprintf("%s-lock", path);
 	MDB_txn *txn;
 	int rc;
 
 	t->policy = *policy;
-	if ((rc = mdb_env_create(&t->env)) != 0 ||
-	    (rc = mdb_env_set_mapsize(t->env, THROTTLE_MAPSIZE)) != 0 ||
-	    (rc = mdb_env_open(t->env, path, MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC,
-			       0600)) != 0)
+	if (lmdb_env_open(path, MDB_NOSYNC, THROTTLE_MAPSIZE, 0, run_as, &t->env,
+			  error_r) < 0)
 		goto fail;
-	if (privs_give(path, run_as, error_r) < 0 || privs_give(lock, run_as, error_r) < 0) {
-		mdb_env_close(t->env);
-		goto fail_quiet;
+	if ((rc = lmdb_env_txn_begin(t->env, 0, &txn)) == 0) {
+		if ((rc = mdb_dbi_open(txn, NULL, 0, &t->dbi)) != 0)
+			mdb_txn_abort(txn);
+		else
+			rc = mdb_txn_commit(txn);
 	}
-	if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0)
-		goto fail;
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &t->dbi)) != 0 ||
-	    (rc = mdb_txn_commit(txn)) != 0) {
-		mdb_txn_abort(txn);
+	if (rc != 0) {
+		snprintf(error, sizeof(error), "%s: %s", path, mdb_strerror(rc));
+		*error_r = error;
+		mdb_env_close(t->env);
 		goto fail;
 	}
 	free(path);
-	free(lock);
 	*t_r = t;
 	return 0;
 fail:
-	snprintf(error, sizeof(error), "%s: %s", path, mdb_strerror(rc));
-	*error_r = error;
-	if (t->env != NULL)
-		mdb_env_close(t->env);
-fail_quiet:
 	free(t);
 	free(path);
-	free(lock);
 	return -1;
 }
 
@@ -83,11 +74,7 @@ void throttle_close(struct throttle **t)
 
 static int throttle_txn_begin(struct throttle *t, unsigned flags, MDB_txn **txn_r)
 {
-	int rc = mdb_txn_begin(t->env, NULL, flags, txn_r);
-	if (rc == MDB_MAP_RESIZED) {
-		mdb_env_set_mapsize(t->env, 0);
-		rc = mdb_txn_begin(t->env, NULL, flags, txn_r);
-	}
+	int rc = lmdb_env_txn_begin(t->env, flags, txn_r);
 	if (rc != 0)
 		log_error("event=db-error db=throttle error=\"%s\"", mdb_strerror(rc));
 	return rc;

@@ -110,6 +110,16 @@ static void list_end(struct list_state *st)
 		puts("]");
 }
 
+/* Reports a failed operation and closes the database. error may point
+ * into db, so it is printed first. */
+static int finish(struct auth_db **db, int ret, const char *error)
+{
+	if (ret == -1)
+		cli_error("%s", error);
+	auth_db_close(db);
+	return ret < 0 ? EXIT_USER_ERROR : 0;
+}
+
 /* ---- passwords ---------------------------------------------------- */
 
 /* Reads one line from fd 0 into buf, without its newline. */
@@ -225,11 +235,7 @@ int cmd_domain(int argc, char **argv)
 	} else {
 		ret = auth_domain_del(db, argv[1], force, &error);
 	}
-	/* error may point into db: report before closing it */
-	if (ret < 0)
-		cli_error("%s", error);
-	auth_db_close(&db);
-	return ret < 0 ? EXIT_USER_ERROR : 0;
+	return finish(&db, ret, error);
 }
 
 /* ---- user --------------------------------------------------------- */
@@ -330,11 +336,7 @@ int cmd_user(int argc, char **argv)
 	} else {
 		ret = auth_user_set_enabled(db, argv[1], strcmp(sub, "enable") == 0, &error);
 	}
-	/* error may point into db: report before closing it */
-	if (ret == -1)
-		cli_error("%s", error);
-	auth_db_close(&db);
-	return ret < 0 ? EXIT_USER_ERROR : 0;
+	return finish(&db, ret, error);   /* -2: already reported */
 }
 
 /* ---- alias -------------------------------------------------------- */
@@ -407,9 +409,5 @@ int cmd_alias(int argc, char **argv)
 	} else {
 		ret = auth_alias_del(db, argv[1], &error);
 	}
-	/* error may point into db: report before closing it */
-	if (ret < 0)
-		cli_error("%s", error);
-	auth_db_close(&db);
-	return ret < 0 ? EXIT_USER_ERROR : 0;
+	return finish(&db, ret, error);
 }
