@@ -24,6 +24,10 @@ int lmdb_env_open(const char *path, unsigned flags, size_t mapsize, unsigned max
 /* mdb_txn_begin that adopts a map grown by another process. */
 int lmdb_env_txn_begin(MDB_env *env, unsigned flags, MDB_txn **txn_r);
 
+/* auth_db_open with another initial map size (tests: growing the map). */
+int auth_db_open_sized(const char *data_dir, const char *run_as, size_t mapsize,
+		       struct auth_db **db_r, const char **error_r);
+
 /* DATA/auth-secret: 32 random bytes, created 0600 on first use. */
 #define AUTH_SECRET_LEN 32
 int auth_secret_load(const char *data_dir, const char *run_as,

@@ -112,13 +112,19 @@ static int db_del(MDB_txn *txn, MDB_dbi dbi, const char *key)
 int auth_db_open(const char *data_dir, const char *run_as,
 		 struct auth_db **db_r, const char **error_r)
 {
+	return auth_db_open_sized(data_dir, run_as, DB_MAPSIZE, db_r, error_r);
+}
+
+int auth_db_open_sized(const char *data_dir, const char *run_as, size_t mapsize,
+		       struct auth_db **db_r, const char **error_r)
+{
 	struct auth_db *db = xcalloc(1, sizeof(*db));
 	char *path = xasprintf("%s/accounts.lmdb", data_dir);
 	MDB_txn *txn;
 	int rc;
 
 	if (privs_mkdir_p(data_dir, 0750, run_as, error_r) < 0 ||
-	    lmdb_env_open(path, 0, DB_MAPSIZE, 4, run_as, &db->env, error_r) < 0) {
+	    lmdb_env_open(path, 0, mapsize, 4, run_as, &db->env, error_r) < 0) {
 		free(db);
 		free(path);
 		return -1;

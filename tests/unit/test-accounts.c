@@ -1,5 +1,6 @@
 #include "test.h"
 #include "auth/auth.h"
+#include "auth/auth-private.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -276,6 +277,49 @@ static void check_exchange(const EVP_MD *md, const char *secret, const char *aut
 	TEST_ASSERT(memcmp(mac, sig, len) == 0);
 }
 
+/* A map that fills up grows (MDB_MAP_FULL: abort, grow, retry), and a
+ * process that opened it small adopts the new size (MDB_MAP_RESIZED). */
+static void test_map_growth(void)
+{
+	char dir[512], name[64];
+	struct auth_db *db;
+	const char *error = NULL;
+	int pipe_go[2], pipe_done[2];
+	snprintf(dir, sizeof(dir), "%s/small", test_tmpdir());
+	TEST_ASSERT_INT(auth_db_open_sized(dir, "nobody", 64 * 1024, &db, &error), 0);
+	TEST_ASSERT(pipe(pipe_go) == 0 && pipe(pipe_done) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* opened small; reads after the parent grew the map */
+		struct auth_db *child;
+		char c;
+		if (auth_db_open_sized(dir, "nobody", 64 * 1024, &child, &error) < 0)
+			_exit(1);
+		if (write(pipe_done[1], "r", 1) != 1 || read(pipe_go[0], &c, 1) != 1)
+			_exit(2);
+		bool ok = auth_domain_is_local(child, "d1999.example") &&
+			auth_domain_add(child, "child.example", &error) == 0;
+		auth_db_close(&child);
+		_exit(ok ? 0 : 3);
+	}
+	char c;
+	TEST_ASSERT(read(pipe_done[0], &c, 1) == 1);
+	int failures = 0;
+	for (int i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "d%d.example", i);
+		if (auth_domain_add(db, name, &error) < 0)
+			failures++;
+	}
+	TEST_ASSERT_INT(failures, 0);
+	TEST_ASSERT(write(pipe_go[1], "g", 1) == 1);
+	int status;
+	waitpid(pid, &status, 0);
+	TEST_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	TEST_ASSERT(auth_domain_is_local(db, "child.example"));
+	TEST_ASSERT(auth_domain_is_local(db, "d0.example"));
+	auth_db_close(&db);
+}
+
 /* RFC 7677 section 3 (SCRAM-SHA-256) and RFC 5802 section 5 (SCRAM-SHA-1):
  * user "user", password "pencil". */
 static void test_scram_vector(void)
@@ -314,6 +358,7 @@ int main(void)
 	test_run("users", test_users);
 	test_run("aliases", test_aliases);
 	test_run("reopen", test_reopen);
+	test_run("map_growth", test_map_growth);
 	test_run("scram_vector", test_scram_vector);
 	return test_end();
 }
