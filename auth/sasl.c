@@ -19,6 +19,7 @@
 #include "auth/auth-private.h"
 #include "core/core.h"
 
+#include <arpa/inet.h>
 #include <crypt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -419,11 +420,14 @@ static int session_new_conn(struct auth_session *s)
 	return 0;
 }
 
+/* "ip;port" for libsasl2, only for a numeric address: sasl_server_new()
+ * fails on anything else (and leaks as it does). */
 static void format_ipport(char *dst, size_t size, const char *ip, int port)
 {
-	if (ip == NULL || ip[0] == '\0')
-		dst[0] = '\0';
-	else
+	struct in6_addr addr;
+	dst[0] = '\0';
+	if (ip != NULL && (inet_pton(AF_INET, ip, &addr) == 1 ||
+			   inet_pton(AF_INET6, ip, &addr) == 1))
 		snprintf(dst, size, "%s;%d", ip, port);
 }
 
