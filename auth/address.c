@@ -3,6 +3,7 @@
 #include "core/buf.h"
 
 #include <idn2.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,6 +50,44 @@ static bool quoted_string_valid(const char *s, size_t len)
 		} else if (c < 32 || c == '"' || c == 127) {
 			return false;
 		}
+	}
+	return true;
+}
+
+/* RFC 6531 allows UTF-8 in local parts: it must be well-formed (no
+ * overlong forms, surrogates or code points past U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		unsigned char c = s[i];
+		size_t n;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (i + n >= len)
+			return false;   /* truncated sequence */
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		i += n + 1;
 	}
 	return true;
 }
@@ -162,7 +201,8 @@ int auth_address_parse(const char *text, struct auth_address *addr_r,
 		*error_r = "local part longer than 64 octets";
 		return -1;
 	}
-	if (!dot_string_valid(text, local_len) && !quoted_string_valid(text, local_len)) {
+	if ((!dot_string_valid(text, local_len) && !quoted_string_valid(text, local_len)) ||
+	    !utf8_valid((const unsigned char *)text, local_len)) {
 		*error_r = "invalid local part";
 		return -1;
 	}

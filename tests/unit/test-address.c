@@ -30,6 +30,16 @@ static void test_case(void)
 		 "!#$%&'*+-/=?^_`{|}~@x.org");
 }
 
+static void test_utf8(void)
+{
+	/* RFC 6531 local parts: kept as given; only ASCII is lowercased */
+	check_ok("J\xc3\xb6rg@Example.org", "J\xc3\xb6rg@example.org", "j\xc3\xb6rg@example.org");
+	check_ok("\xe7\x94\xa8\xe6\x88\xb7@example.org", "\xe7\x94\xa8\xe6\x88\xb7@example.org",
+		 "\xe7\x94\xa8\xe6\x88\xb7@example.org");
+	check_ok("\xf0\x9f\x98\x80@example.org", "\xf0\x9f\x98\x80@example.org",
+		 "\xf0\x9f\x98\x80@example.org");
+}
+
 static void test_quoted(void)
 {
 	check_ok("\"john doe\"@example.org", "\"john doe\"@example.org",
@@ -72,6 +82,11 @@ static void test_bad(void)
 	check_bad("\"unterminated@example.org");
 	check_bad("\"bad\"x@example.org");
 	check_bad("a\r\nb@example.org");
+	check_bad("\xff@example.org");              /* not UTF-8 */
+	check_bad("a\xc3@example.org");             /* truncated */
+	check_bad("\xc0\xaf@example.org");          /* overlong */
+	check_bad("\xed\xa0\x80@example.org");      /* surrogate */
+	check_bad("\"\xfe\"@example.org");
 
 	char local[80], long_label[80], address[600];
 	memset(local, 'a', 65);
@@ -104,6 +119,7 @@ int main(void)
 {
 	test_run("address_case", test_case);
 	test_run("address_quoted", test_quoted);
+	test_run("address_utf8", test_utf8);
 	test_run("address_idna", test_idna);
 	test_run("address_bad", test_bad);
 	return test_end();
