@@ -189,11 +189,9 @@ static void sync_visit(void *ctx_, uint32_t uid, const struct msg_rec *rec, cons
 		ctx->old_pos++;
 		if (rec->modseq > ctx->mbox->view_modseq)
 			store_uids_push(&ctx->sync->changed, uid);
-	} else if (old->count > 0 && uid < old->uids[old->count - 1]) {
-		/* a UID below the snapshot's highest that the snapshot never had:
-		 * it appeared and is announced as new (EXISTS) */
-		store_uids_push(&ctx->sync->added, uid);
 	} else {
+		/* new; may lie below the snapshot's highest UID when healing
+		 * adopted an older file: still announced as new (EXISTS) */
 		store_uids_push(&ctx->sync->added, uid);
 	}
 	store_uids_push(&ctx->next_view, uid);
