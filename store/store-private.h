@@ -12,6 +12,7 @@
 #define STORE_NOTIFY_NAME "postern-notify"
 #define STORE_MAPSIZE ((size_t)8 << 30)
 #define STORE_MAXREADERS 1024
+#define STORE_IDLE_ACCOUNTS 8    /* closed accounts kept open per process */
 
 struct store {
 	char *data_dir;
@@ -20,6 +21,7 @@ struct store {
 	char *run_as;
 	char *hostname;
 	unsigned int counter;
+	uint64_t idle_clock;
 	struct store_account *accounts;   /* open ones, linked */
 	char error[512];
 };
@@ -40,6 +42,8 @@ struct store_account {
 	MDB_dbi db_meta;        /* string -> u64 */
 	MDB_dbi db_subs;        /* name -> "" */
 	int watch_fd;
+	bool watch_failed;
+	uint64_t idle_since;
 	char error[512];
 };
 

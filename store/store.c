@@ -117,6 +117,8 @@ void store_uids_clear(struct store_uids *list)
 
 /* ---- store ---- */
 
+static void account_free(struct store_account *acct);
+
 static int remove_stale_tmp(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -172,8 +174,13 @@ void store_free(struct store **storep)
 	if (store == NULL)
 		return;
 	*storep = NULL;
-	if (store->accounts != NULL)
-		log_warn("event=store_free_open_accounts account=%s", store->accounts->address);
+	while (store->accounts != NULL) {
+		struct store_account *acct = store->accounts;
+		if (acct->refcount > 0)
+			log_warn("event=store_free_open_account account=%s", acct->address);
+		store->accounts = acct->next;
+		account_free(acct);
+	}
 	free(store->data_dir);
 	free(store->mail_dir);
 	free(store->tmp_dir);
@@ -368,11 +375,15 @@ int store_account_open(struct store *store, const char *address,
 	char *canon = xasprintf("%s@%s", local, domain);
 	for (struct store_account *a = store->accounts; a != NULL; a = a->next) {
 		if (strcmp(a->address, canon) == 0) {
-			a->refcount++;
-			*acct_r = a;
 			free(canon);
 			free(local);
 			free(domain);
+			/* an idle one being reused: folders may have been copied in */
+			if (a->refcount++ == 0 && heal_discover_mailboxes(a, error_r) < 0) {
+				a->refcount--;
+				return STORE_ERR_INTERNAL;
+			}
+			*acct_r = a;
 			return 0;
 		}
 	}
@@ -408,11 +419,20 @@ int store_account_open(struct store *store, const char *address,
 		account_free(acct);
 		return ret;
 	}
-	account_watch_init(acct);
 	acct->next = store->accounts;
 	store->accounts = acct;
 	*acct_r = acct;
 	return 0;
+}
+
+static void account_unlink(struct store_account *acct)
+{
+	for (struct store_account **p = &acct->store->accounts; *p != NULL; p = &(*p)->next) {
+		if (*p == acct) {
+			*p = acct->next;
+			break;
+		}
+	}
 }
 
 void store_account_close(struct store_account **acctp)
@@ -423,13 +443,22 @@ void store_account_close(struct store_account **acctp)
 	*acctp = NULL;
 	if (--acct->refcount > 0)
 		return;
-	for (struct store_account **p = &acct->store->accounts; *p != NULL; p = &(*p)->next) {
-		if (*p == acct) {
-			*p = acct->next;
-			break;
-		}
+	/* stay open while idle (a delivery process reuses it); close the
+	 * least recently used idle ones beyond the limit */
+	acct->idle_since = ++acct->store->idle_clock;
+	size_t idle = 0;
+	struct store_account *oldest = NULL;
+	for (struct store_account *a = acct->store->accounts; a != NULL; a = a->next) {
+		if (a->refcount > 0)
+			continue;
+		idle++;
+		if (oldest == NULL || a->idle_since < oldest->idle_since)
+			oldest = a;
 	}
-	account_free(acct);
+	if (idle > STORE_IDLE_ACCOUNTS) {
+		account_unlink(oldest);
+		account_free(oldest);
+	}
 }
 
 int store_account_set_quota(struct store_account *acct, uint64_t limit, const char **error_r)
@@ -468,6 +497,12 @@ void index_notify(struct store_account *acct)
 
 int store_account_watch_fd(struct store_account *acct)
 {
+	/* created on first use: delivery-only processes never pay for it
+	 * (closing an inotify fd is slow) */
+	if (acct->watch_fd < 0 && !acct->watch_failed) {
+		account_watch_init(acct);
+		acct->watch_failed = acct->watch_fd < 0;
+	}
 	return acct->watch_fd;
 }
 
