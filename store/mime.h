@@ -78,6 +78,11 @@ void mime_message_free(struct mime_message *msg);
  * "N.HEADER"-style callers take the child. */
 int mime_find_part(const struct mime_message *msg, const char *path);
 
+/* Added: checks a parse result (IMAP syntax of the ENVELOPE, BODY and
+ * BODYSTRUCTURE strings; part offsets in order and nested in their
+ * parents). 0 when sound, else -1 with a reason. For tests and fuzzing. */
+int mime_message_check(const struct mime_message *msg, const char **error_r);
+
 /* RFC 2047 decoding of a header value into UTF-8 (unknown charsets are
  * kept as raw bytes); the result is malloc'ed. */
 char *mime_decode_header(const char *value, size_t len);
