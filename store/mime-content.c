@@ -5,6 +5,10 @@
 
 #include <string.h>
 
+/* Parameters kept per header field; more are dropped (a bound on work
+ * and memory for hostile input, far above real use). */
+#define MAX_PARAMS 256
+
 struct mime_param {
 	char *name;      /* as written, without the RFC 2231 "*N*" suffix */
 	char *value;
@@ -98,6 +102,11 @@ static char *parse_value(const char **pp)
 static void param_add(struct mime_param_list *list, char *name, char *value)
 {
 	struct mime_param param = { name, value, -1, false };
+	if (list->count >= MAX_PARAMS) {
+		free(name);
+		free(value);
+		return;
+	}
 	size_t len = strlen(name);
 	if (len > 1 && name[len - 1] == '*') {
 		param.extended = true;
@@ -180,36 +189,43 @@ static void append_percent_encoded(struct buf *out, const char *s)
 	}
 }
 
+static int section_compare(const void *a, const void *b)
+{
+	const struct mime_param *x = *(const struct mime_param *const *)a;
+	const struct mime_param *y = *(const struct mime_param *const *)b;
+	return x->section < y->section ? -1 : x->section > y->section;
+}
+
 /* Joins the continuations of params[first] (RFC 2231 section 3) into one
- * name and value; marks the pieces used. */
+ * name and value, in section order, a repeated section counted once;
+ * marks the pieces used. Unencoded pieces of an encoded value are
+ * percent-encoded so that the whole stays one RFC 2231 value. */
 static void param_join(const struct mime_param_list *list, size_t first, bool *used,
 		       struct buf *name, struct buf *value)
 {
 	const char *base = list->items[first].name;
+	const struct mime_param **pieces = xmalloc(list->count * sizeof(*pieces));
+	size_t count = 0;
 	bool extended = false;
-	int max = -1;
 	for (size_t i = first; i < list->count; i++) {
 		const struct mime_param *param = &list->items[i];
-		if (param->section >= 0 && ascii_strcasecmp(param->name, base) == 0) {
-			extended |= param->extended;
-			if (param->section > max)
-				max = param->section;
-		}
-	}
-	for (int section = 0; section <= max; section++) {
-		for (size_t i = first; i < list->count; i++) {
-			const struct mime_param *param = &list->items[i];
-			if (used[i] || param->section != section ||
-			    ascii_strcasecmp(param->name, base) != 0)
-				continue;
+		if (param->section >= 0 && !used[i] &&
+		    ascii_strcasecmp(param->name, base) == 0) {
 			used[i] = true;
-			if (extended && !param->extended)
-				append_percent_encoded(value, param->value);
-			else
-				buf_append_str(value, param->value);
-			break;
+			extended |= param->extended;
+			pieces[count++] = param;
 		}
 	}
+	qsort(pieces, count, sizeof(*pieces), section_compare);
+	for (size_t i = 0; i < count; i++) {
+		if (i > 0 && pieces[i]->section == pieces[i - 1]->section)
+			continue;
+		if (extended && !pieces[i]->extended)
+			append_percent_encoded(value, pieces[i]->value);
+		else
+			buf_append_str(value, pieces[i]->value);
+	}
+	free(pieces);
 	buf_append_str(name, base);
 	if (extended)
 		buf_append_char(name, '*');

@@ -102,6 +102,10 @@ static void append_converted(struct buf *out, const char *charset,
 	iconv_close(cd);
 }
 
+/* RFC 2047 allows 75 characters; longer ones are accepted up to this,
+ * which also bounds the work spent on a "=?" that never ends. */
+#define ENCODED_WORD_MAX 512
+
 struct encoded_word {
 	char charset[64];
 	char encoding;
@@ -116,7 +120,8 @@ static bool encoded_word_parse(const char *s, size_t len, struct encoded_word *w
 	if (len < 8 || s[0] != '=' || s[1] != '?')
 		return false;
 	size_t i = 2;
-	while (i < len && s[i] != '?' && s[i] != ' ' && s[i] != '\t')
+	while (i < len && i < 2 + sizeof(w->charset) && s[i] != '?' &&
+	       s[i] != ' ' && s[i] != '\t')
 		i++;
 	size_t cs_len = i - 2;
 	if (i + 2 >= len || s[i] != '?' || cs_len == 0 || cs_len >= sizeof(w->charset))
@@ -131,6 +136,8 @@ static bool encoded_word_parse(const char *s, size_t len, struct encoded_word *w
 		return false;
 	w->encoding = enc == 'b' ? 'B' : enc == 'q' ? 'Q' : enc;
 	size_t start = i + 3;
+	if (len > ENCODED_WORD_MAX)
+		len = ENCODED_WORD_MAX;
 	for (size_t j = start; j + 1 < len; j++) {
 		if (s[j] == ' ' || s[j] == '\t')
 			return false;

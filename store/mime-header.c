@@ -59,29 +59,38 @@ static char *unfold(const char *p, size_t len)
 	return value;
 }
 
-/* Duplicates (Dovecot's rules): Content-* fields keep the first, address
- * fields are joined into one list, the other envelope fields keep the
- * last. */
-static void field_set(struct mime_headers *h, int f, char *value)
+static bool is_address_field(int f)
 {
-	char *old = h->value[f];
-	if (old == NULL) {
+	return f >= MIME_F_FROM && f <= MIME_F_BCC;
+}
+
+/* Duplicates (Dovecot's rules): Content-* fields keep the first, address
+ * fields are joined into one list (in lists[], linear in the header
+ * size), the other envelope fields keep the last. */
+static void field_set(struct mime_headers *h, struct buf *lists, int f, char *value)
+{
+	if (is_address_field(f)) {
+		struct buf *list = &lists[f];
+		if (list->data != NULL)
+			buf_append_str(list, ", ");
+		buf_append_str(list, value);
+		free(value);
+	} else if (h->value[f] == NULL) {
 		h->value[f] = value;
 	} else if (f <= MIME_F_CONTENT_MD5) {
 		free(value);
-	} else if (f >= MIME_F_FROM && f <= MIME_F_BCC) {
-		h->value[f] = xasprintf("%s, %s", old, value);
-		free(old);
-		free(value);
 	} else {
-		free(old);
+		free(h->value[f]);
 		h->value[f] = value;
 	}
 }
 
 void mime_headers_parse(const char *data, size_t len, struct mime_headers *h)
 {
+	struct buf lists[MIME_F_COUNT];
 	memset(h, 0, sizeof(*h));
+	for (int f = 0; f < MIME_F_COUNT; f++)
+		buf_init(&lists[f]);
 	size_t i = 0;
 	while (i < len) {
 		/* one field: this line and the continuation lines after it */
@@ -102,8 +111,11 @@ void mime_headers_parse(const char *data, size_t len, struct mime_headers *h)
 		if (f < 0)
 			continue;
 		const char *value = colon + 1;
-		char *unfolded = unfold(value, (size_t)(data + i - value));
-		field_set(h, f, unfolded);
+		field_set(h, lists, f, unfold(value, (size_t)(data + i - value)));
+	}
+	for (int f = 0; f < MIME_F_COUNT; f++) {
+		if (lists[f].data != NULL)
+			h->value[f] = lists[f].data;   /* the buffer's string is handed over */
 	}
 }
 

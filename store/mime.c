@@ -42,6 +42,8 @@ struct mime_parser {
 	struct mime_pos content_end; /* before the line end that may precede a boundary */
 	/* CRLF offset and LF count where each part's header/body started */
 	struct mime_pos *starts;
+	uint32_t *last_child;     /* per part, for appending children */
+	size_t info_size;         /* bytes of rendered part info so far */
 
 	enum mime_state state;
 	struct buf header;        /* header block of the part being read */
@@ -67,6 +69,8 @@ static uint32_t part_add(struct mime_parser *parser, uint32_t parent,
 		parser->parts = xrealloc(parser->parts, n * sizeof(*parser->parts));
 		parser->info = xrealloc(parser->info, n * sizeof(*parser->info));
 		parser->starts = xrealloc(parser->starts, n * sizeof(*parser->starts));
+		parser->last_child = xrealloc(parser->last_child,
+					      n * sizeof(*parser->last_child));
 		parser->part_alloc = n;
 	}
 	uint32_t idx = parser->part_count++;
@@ -78,16 +82,13 @@ static uint32_t part_add(struct mime_parser *parser, uint32_t parent,
 	part->next_sibling = NO_PART;
 	part->header_offset = at->off;
 	parser->starts[idx] = *at;
+	parser->last_child[idx] = NO_PART;
 	if (parent != NO_PART) {
-		struct mime_part *p = &parser->parts[parent];
-		if (p->first_child == NO_PART) {
-			p->first_child = idx;
-		} else {
-			uint32_t c = p->first_child;
-			while (parser->parts[c].next_sibling != NO_PART)
-				c = parser->parts[c].next_sibling;
-			parser->parts[c].next_sibling = idx;
-		}
+		if (parser->last_child[parent] == NO_PART)
+			parser->parts[parent].first_child = idx;
+		else
+			parser->parts[parser->last_child[parent]].next_sibling = idx;
+		parser->last_child[parent] = idx;
 	}
 	return idx;
 }
@@ -130,6 +131,9 @@ static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 	struct mime_part_info *info = &parser->info[idx];
 	struct mime_headers h;
 
+	/* past the budget, headers are ignored: the part gets the defaults */
+	if (parser->info_size > MIME_MAX_STRUCTURE_SIZE)
+		parser->header.len = 0;
 	mime_headers_parse(parser->header.data == NULL ? "" : parser->header.data,
 			   parser->header.len, &h);
 	mime_part_info_fill(info, &h, digest_parent(parser, idx));
@@ -137,6 +141,8 @@ static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 		parser->parts[part->parent].is_message;
 	if (message_root)
 		info->envelope = mime_envelope_build(&h);
+	parser->info_size += strlen(info->basic) + strlen(info->ext) +
+		(info->envelope == NULL ? 0 : strlen(info->envelope));
 	if (idx == 0)
 		parser->root_headers = h;
 	else
@@ -450,6 +456,7 @@ void mime_parser_free(struct mime_parser **parserp)
 	free(parser->parts);
 	free(parser->info);
 	free(parser->starts);
+	free(parser->last_child);
 	buf_free(&parser->header);
 	mime_headers_free(&parser->root_headers);
 	free(parser);

@@ -20,6 +20,10 @@
 #define MIME_MAX_DEPTH 32
 #define MIME_MAX_PARTS 2000
 #define MIME_MAX_HEADER_SIZE (256 * 1024)
+/* Added: bytes of ENVELOPE/BODYSTRUCTURE material kept for all parts
+ * together; the headers of parts that start beyond it are ignored (those
+ * parts get the default type). Bounds memory for hostile messages. */
+#define MIME_MAX_STRUCTURE_SIZE (4 * 1024 * 1024)
 
 struct mime_part {
 	uint32_t parent;          /* index into parts[], UINT32_MAX for the root */

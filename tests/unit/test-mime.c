@@ -659,6 +659,61 @@ static void test_bounds(void)
 	buf_free(&b);
 }
 
+/* Inputs built to make a careless parser slow or greedy. */
+static void test_hostile_headers(void)
+{
+	struct buf b = BUF_INIT;
+	struct mime_message msg;
+
+	/* many duplicate address fields are joined in linear time */
+	for (int i = 0; i < 20000; i++)
+		buf_append_str(&b, "To: a@b\r\n");
+	buf_append_str(&b, "\r\n");
+	mime_parse_buffer(b.data, b.len, &msg);
+	assert_sound(&msg);
+	TEST_ASSERT(msg.to != NULL && strlen(msg.to) == 20000 * 3 + 19999 * 2);
+	mime_message_free(&msg);
+
+	/* many RFC 2231 sections, out of order and repeated */
+	buf_reset(&b);
+	buf_append_str(&b, "Content-Type: text/plain");
+	for (int i = 0; i < 20000; i++)
+		buf_printf(&b, "; n*%d=x", 9999 - i % 500);
+	buf_append_str(&b, "\r\n\r\n");
+	mime_parse_buffer(b.data, b.len, &msg);
+	assert_sound(&msg);
+	mime_message_free(&msg);
+
+	/* encoded-word starts that never end */
+	buf_reset(&b);
+	buf_append_str(&b, "Subject: ");
+	for (int i = 0; i < 30000; i++)
+		buf_append_str(&b, "=?a?q?x");
+	buf_append_str(&b, "\r\n\r\n");
+	mime_parse_buffer(b.data, b.len, &msg);
+	assert_sound(&msg);
+	TEST_ASSERT(msg.subject != NULL && strlen(msg.subject) == 30000 * 7);
+	mime_message_free(&msg);
+
+	/* structure material past MIME_MAX_STRUCTURE_SIZE: later parts get
+	 * the default type */
+	buf_reset(&b);
+	buf_append_str(&b, "Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+	for (int i = 0; i < MIME_MAX_PARTS; i++) {
+		buf_append_str(&b, "--b\r\nContent-Type: application/x; p=\"");
+		for (int j = 0; j < 400; j++)
+			buf_append_str(&b, "\\\"\\\"\\\"\\\"\\\"");
+		buf_append_str(&b, "\"\r\n\r\nx\r\n");
+	}
+	mime_parse_buffer(b.data, b.len, &msg);
+	assert_sound(&msg);
+	TEST_ASSERT_INT(msg.part_count, MIME_MAX_PARTS);
+	TEST_ASSERT(strlen(msg.bodystructure) < MIME_MAX_STRUCTURE_SIZE + 200 * MIME_MAX_PARTS);
+	TEST_ASSERT(strstr(msg.bodystructure, "(\"text\" \"plain\"") != NULL);
+	mime_message_free(&msg);
+	buf_free(&b);
+}
+
 /* A crash the fuzzer found becomes a case here. */
 static void test_fuzz_regressions(void)
 {
@@ -715,6 +770,7 @@ int main(void)
 	test_run("edge_structures", test_edge_structures);
 	test_run("envelope_addresses", test_envelope_addresses);
 	test_run("bounds", test_bounds);
+	test_run("hostile_headers", test_hostile_headers);
 	test_run("fuzz_regressions", test_fuzz_regressions);
 	test_run("parse_fd", test_parse_fd);
 	return test_end();
