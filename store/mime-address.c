@@ -111,16 +111,24 @@ static void read_phrase(struct addr_lexer *lx, struct buf *name, struct buf *loc
 	}
 }
 
-/* A domain: atoms, dots and [literals], white space and comments dropped. */
+/* A domain: atoms and [literals] joined by dots; white space and
+ * comments around the dots are dropped. Two words without a dot between
+ * them end the domain. */
 static void read_domain(struct addr_lexer *lx, struct buf *out)
 {
+	bool want_word = true;
 	for (;;) {
 		skip_cfws(lx);
 		char c = *lx->p;
 		if (c == '.') {
 			buf_append_char(out, '.');
 			lx->p++;
-		} else if (c == '[') {
+			want_word = true;
+			continue;
+		}
+		if (!want_word)
+			return;
+		if (c == '[') {
 			const char *end = strchr(lx->p, ']');
 			size_t len = end == NULL ? strlen(lx->p) : (size_t)(end - lx->p) + 1;
 			buf_append(out, lx->p, len);
@@ -128,6 +136,7 @@ static void read_domain(struct addr_lexer *lx, struct buf *out)
 		} else if (!read_word(lx, out)) {
 			return;
 		}
+		want_word = false;
 	}
 }
 

@@ -550,6 +550,30 @@ static void test_edge_structures(void)
 		"(\"application\" \"octet-stream\" (\"name\" {9}\r\n\xc3\xa9t\xc3\xa9.txt) NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
 }
 
+static void test_edge_parameters(void)
+{
+	/* an encoded continuation followed by a plain one: the plain piece is
+	 * percent-encoded into the one RFC 2231 value */
+	expect_structure("Content-Type: application/x; name*0*=utf-8''%C3%A9; name*1=\" x*\"\r\n\r\n",
+		"(\"application\" \"x\" (\"name*\" \"utf-8''%C3%A9%20x%2A\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
+	/* sections out of order, one repeated */
+	expect_structure("Content-Type: application/x; n*2=c; n*0=a; n*1=b; n*1=z\r\n\r\n",
+		"(\"application\" \"x\" (\"n\" \"abc\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
+	/* junk between parameters, missing names and values, comments */
+	expect_structure("Content-Type: text/plain (a \\) b); charset=us-ascii junk; =x; lone; format=flowed (c)\r\n\r\n",
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\" \"format\" \"flowed\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)");
+	expect_structure("Content-Type: text/\r\n\r\n",
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)");
+	/* a message/rfc822 part whose header is cut short by the boundary */
+	expect_structure("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n--b--\r\n",
+		"((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 0 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) "
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) 0 NIL NIL NIL NIL) "
+		"\"mixed\" (\"boundary\" \"b\") NIL NIL NIL)");
+	/* adjacent encoded words in different charsets */
+	expect_decode("=?utf-8?q?a?= =?iso-8859-1?q?=E9?=", "a\xc3\xa9");
+	expect_decode("=?utf-8?b?Kz8v?=", "+?/");
+}
+
 static void test_envelope_addresses(void)
 {
 	static const struct { const char *header; const char *want; } cases[] = {
@@ -570,6 +594,8 @@ static void test_envelope_addresses(void)
 		{ "From: <<<>>>, @@@, ;;;, :::\r\n", NULL },
 		{ "From: \"unterminated <a@b>\r\n", NULL },
 		{ "From: (unterminated comment <a@b>\r\n", NULL },
+		{ "From: a@b (x \\) y)\r\n", "((\"x ) y\" NIL \"a\" \"b\"))" },
+		{ "From: a@b \"junk\" (c) more, d@e\r\n", "((NIL NIL \"a\" \"b\")(NIL NIL \"d\" \"e\"))" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct mime_message msg;
@@ -768,6 +794,7 @@ int main(void)
 	test_run("decode_header", test_decode_header);
 	test_run("dates", test_dates);
 	test_run("edge_structures", test_edge_structures);
+	test_run("edge_parameters", test_edge_parameters);
 	test_run("envelope_addresses", test_envelope_addresses);
 	test_run("bounds", test_bounds);
 	test_run("hostile_headers", test_hostile_headers);
