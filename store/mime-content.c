@@ -405,6 +405,25 @@ void mime_part_info_fill(struct mime_part_info *info, const struct mime_headers 
 	free(subtype);
 }
 
+void mime_content_type_get(const char *value, char **type_r, char **charset_r)
+{
+	char *type = NULL, *subtype = NULL;
+	struct mime_param_list params = { NULL, 0 };
+	*charset_r = NULL;
+	if (value != NULL && content_type_parse(value, &type, &subtype, &params) == 0) {
+		const char *charset = param_get(&params, "charset");
+		if (charset != NULL)
+			*charset_r = xstrdup(charset);
+		*type_r = type;
+		free(subtype);
+	} else {
+		*type_r = xstrdup("text");
+	}
+	if (*charset_r == NULL)
+		*charset_r = xstrdup("us-ascii");
+	params_free(&params);
+}
+
 void mime_part_info_free(struct mime_part_info *info)
 {
 	free(info->basic);

@@ -48,11 +48,18 @@ static void decode_q(const char *s, size_t len, struct buf *out)
 	}
 }
 
-static void decode_b(const char *s, size_t len, struct buf *out)
+/* Lenient base64: bytes outside the alphabet are skipped, and padding
+ * ends a group (so concatenated encodings decode too). */
+void mime_base64_decode(const char *s, size_t len, struct buf *out)
 {
 	unsigned int acc = 0;
 	int bits = 0;
-	for (size_t i = 0; i < len && s[i] != '='; i++) {
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '=') {
+			acc = 0;
+			bits = 0;
+			continue;
+		}
 		int v = base64_value(s[i]);
 		if (v < 0)
 			continue;
@@ -67,8 +74,8 @@ static void decode_b(const char *s, size_t len, struct buf *out)
 
 /* Appends bytes in charset to out as UTF-8; unknown charsets are copied
  * as they are, bytes that do not convert become U+FFFD. */
-static void append_converted(struct buf *out, const char *charset,
-			     const char *data, size_t len)
+void mime_charset_to_utf8(struct buf *out, const char *charset,
+			  const char *data, size_t len)
 {
 	if (len == 0)
 		return;
@@ -163,12 +170,12 @@ char *mime_decode_header(const char *value, size_t len)
 		if (encoded_word_parse(value + i, len - i, &w)) {
 			if (pending.len > 0 &&
 			    ascii_strcasecmp(pending_charset, w.charset) != 0) {
-				append_converted(&out, pending_charset, pending.data, pending.len);
+				mime_charset_to_utf8(&out, pending_charset, pending.data, pending.len);
 				buf_reset(&pending);
 			}
 			memcpy(pending_charset, w.charset, sizeof(pending_charset));
 			if (w.encoding == 'B')
-				decode_b(w.text, w.text_len, &pending);
+				mime_base64_decode(w.text, w.text_len, &pending);
 			else
 				decode_q(w.text, w.text_len, &pending);
 			i += w.total_len;
@@ -182,7 +189,7 @@ char *mime_decode_header(const char *value, size_t len)
 			continue;
 		}
 		if (pending.len > 0) {
-			append_converted(&out, pending_charset, pending.data, pending.len);
+			mime_charset_to_utf8(&out, pending_charset, pending.data, pending.len);
 			buf_reset(&pending);
 		}
 		if (value[i] != '\r' && value[i] != '\n')
@@ -190,7 +197,7 @@ char *mime_decode_header(const char *value, size_t len)
 		i++;
 	}
 	if (pending.len > 0)
-		append_converted(&out, pending_charset, pending.data, pending.len);
+		mime_charset_to_utf8(&out, pending_charset, pending.data, pending.len);
 	buf_free(&pending);
 	return out.data;
 }

@@ -74,6 +74,15 @@ char *mime_envelope_build(const struct mime_headers *h);
 /* mime-address.c: RFC 5322 address list as IMAP (addr addr ...) or NIL */
 void mime_address_list_append(struct buf *out, const char *value);
 
+/* mime-decode.c */
+void mime_base64_decode(const char *s, size_t len, struct buf *out);
+void mime_charset_to_utf8(struct buf *out, const char *charset,
+			  const char *data, size_t len);
+
+/* mime-content.c: type and charset of a Content-Type value (defaults
+ * when missing or invalid); malloc'ed */
+void mime_content_type_get(const char *value, char **type_r, char **charset_r);
+
 /* mime-date.c: RFC 5322 date-time (obsolete forms too); 0 on success */
 int mime_date_parse(const char *value, time_t *time_r, int *tz_minutes_r);
 

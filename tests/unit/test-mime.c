@@ -685,6 +685,100 @@ static void test_bounds(void)
 	buf_free(&b);
 }
 
+static char *decode_part(const char *data, const struct mime_message *msg,
+			 const char *section, bool to_utf8, size_t *len_r)
+{
+	int idx = mime_find_part(msg, section);
+	TEST_ASSERT(idx >= 0);
+	if (idx < 0)
+		return xstrdup("");
+	const struct mime_part *part = &msg->parts[idx];
+	return mime_decode_body(data + part->header_offset,
+				part->body_offset - part->header_offset,
+				data + part->body_offset, part->body_end - part->body_offset,
+				to_utf8, len_r);
+}
+
+static void test_decode_body(void)
+{
+	size_t len, dlen;
+	char *data = corpus_read("encoded-words.eml", &len);
+	struct mime_message msg;
+	mime_parse_buffer(data, len, &msg);
+	char *text = decode_part(data, &msg, "1", true, &dlen);
+	TEST_ASSERT_STR(text, "Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln\r\n");
+	free(text);
+	text = decode_part(data, &msg, "1", false, &dlen);
+	TEST_ASSERT_STR(text, "Gr\xfc\xdf" "e aus K\xf6ln\r\n");
+	free(text);
+	mime_message_free(&msg);
+	free(data);
+
+	data = corpus_read("nested-mixed.eml", &len);
+	mime_parse_buffer(data, len, &msg);
+	char *pdf = decode_part(data, &msg, "2", true, &dlen);
+	TEST_ASSERT_INT(dlen, 768);
+	bool same = dlen == 768;
+	for (size_t i = 0; same && i < dlen; i++)
+		same = (unsigned char)pdf[i] == i % 256;
+	TEST_ASSERT(same);
+	free(pdf);
+	mime_message_free(&msg);
+	free(data);
+
+	/* quoted-printable: soft breaks, padding before them, stray '=' */
+	static const char header[] = "Content-Type: text/plain; charset=utf-8\r\n"
+		"Content-Transfer-Encoding: Quoted-Printable\r\n\r\n";
+	static const char body[] = "caf=C3=A9 =\r\nau lait= \nx=3D1 =ZZ =";
+	text = mime_decode_body(header, strlen(header), body, strlen(body), true, &dlen);
+	TEST_ASSERT_STR(text, "caf\xc3\xa9 au laitx=1 =ZZ =");
+	free(text);
+	/* base64 in pieces with padding in the middle */
+	static const char header64[] = "Content-Transfer-Encoding: base64\n\n";
+	static const char body64[] = "SGk=\r\nIHRoZXJl\r\n";
+	text = mime_decode_body(header64, strlen(header64), body64, strlen(body64), true, &dlen);
+	TEST_ASSERT_STR(text, "Hi there");
+	free(text);
+}
+
+static void test_header_filter(void)
+{
+	size_t len;
+	char *data = corpus_read("simple-text.eml", &len);
+	struct mime_message msg;
+	mime_parse_buffer(data, len, &msg);
+	size_t hlen = msg.parts[0].body_offset;
+	struct buf out = BUF_INIT;
+	static const char *const names[] = { "subject", "FROM", "X-Missing" };
+	mime_header_filter(data, hlen, names, 3, false, &out);
+	TEST_ASSERT_STR(buf_str(&out), "From: Alice Example <alice@example.org>\r\n"
+			"Subject: Lunch on Thursday?\r\n\r\n");
+	buf_reset(&out);
+	static const char *const drop[] = { "Received", "Return-Path", "Message-ID",
+		"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Date" };
+	mime_header_filter(data, hlen, drop, 7, true, &out);
+	TEST_ASSERT_STR(buf_str(&out), "From: Alice Example <alice@example.org>\r\n"
+			"To: Bob <bob@example.com>\r\nSubject: Lunch on Thursday?\r\n\r\n");
+	buf_reset(&out);
+	static const char *const received[] = { "received" };
+	mime_header_filter(data, hlen, received, 1, false, &out);
+	TEST_ASSERT_STR(buf_str(&out), "Received: from client.example.org (client.example.org [192.0.2.10])\r\n"
+			"\tby mail.example.com with ESMTPSA id 4F2A1; Mon, 2 Mar 2026 09:14:07 +0100\r\n\r\n");
+	mime_message_free(&msg);
+	free(data);
+
+	/* LF-only input comes out with CRLF; a last line without a line end */
+	buf_reset(&out);
+	static const char lf[] = "Subject: a\n b\nTo: c\nSubject : d";
+	static const char *const subject[] = { "Subject" };
+	mime_header_filter(lf, strlen(lf), subject, 1, false, &out);
+	TEST_ASSERT_STR(buf_str(&out), "Subject: a\r\n b\r\nSubject : d\r\n\r\n");
+	buf_reset(&out);
+	mime_header_filter("", 0, subject, 1, false, &out);
+	TEST_ASSERT_STR(buf_str(&out), "\r\n");
+	buf_free(&out);
+}
+
 /* Inputs built to make a careless parser slow or greedy. */
 static void test_hostile_headers(void)
 {
@@ -797,6 +891,8 @@ int main(void)
 	test_run("edge_parameters", test_edge_parameters);
 	test_run("envelope_addresses", test_envelope_addresses);
 	test_run("bounds", test_bounds);
+	test_run("decode_body", test_decode_body);
+	test_run("header_filter", test_header_filter);
 	test_run("hostile_headers", test_hostile_headers);
 	test_run("fuzz_regressions", test_fuzz_regressions);
 	test_run("parse_fd", test_parse_fd);
