@@ -157,3 +157,41 @@ int cache_index_file(struct store_account *acct, MDB_txn *txn, uint32_t id, uint
 	mime_message_free(&msg);
 	return ret;
 }
+
+int store_cache_find_part(const struct store_cache *cache, const char *path)
+{
+	/* the tree is the parser's, flattened: let the parser walk it */
+	struct mime_message msg;
+	memset(&msg, 0, sizeof(msg));
+	msg.part_count = (uint32_t)cache->part_count;
+	msg.parts = xcalloc(cache->part_count > 0 ? cache->part_count : 1,
+			    sizeof(*msg.parts));
+	for (size_t i = 0; i < cache->part_count; i++) {
+		const struct store_part *sp = &cache->parts[i];
+		msg.parts[i].parent = sp->parent;
+		msg.parts[i].first_child = sp->first_child;
+		msg.parts[i].next_sibling = sp->next_sibling;
+		msg.parts[i].is_multipart = sp->is_multipart;
+		msg.parts[i].is_message = sp->is_message;
+	}
+	int ret = mime_find_part(&msg, path);
+	free(msg.parts);
+	return ret;
+}
+
+void store_header_filter(const void *header, size_t len, const char *const *names,
+			 size_t name_count, bool exclude, struct buf *out)
+{
+	mime_header_filter(header, len, names, name_count, exclude, out);
+}
+
+char *store_decode_body(const void *header, size_t header_len, const void *body,
+			size_t body_len, bool to_utf8, size_t *len_r)
+{
+	return mime_decode_body(header, header_len, body, body_len, to_utf8, len_r);
+}
+
+char *store_decode_header(const char *value, size_t len)
+{
+	return mime_decode_header(value, len);
+}

@@ -422,28 +422,21 @@ bool store_cache_field_contains(const struct store_cache *cache,
 	return contains_ci(value, strlen(value), needle, strlen(needle));
 }
 
-int store_msg_text_contains(struct store_mailbox *mbox, uint32_t uid, const char *needle,
-			    bool body_only, bool *found_r, const char **error_r)
+/* Streams [start, end) of fd looking for needle. */
+static int stream_contains(int fd, off_t start, off_t end, const char *needle, bool *found_r)
 {
-	struct store_cache cache;
-	int fd, ret;
-	off_t start = 0;
-	*found_r = false;
-	if (body_only) {
-		if ((ret = store_msg_cache(mbox, uid, &cache, error_r)) < 0)
-			return ret;
-		if (cache.part_count > 0)
-			start = (off_t)cache.parts[0].body_offset;
-	}
-	if ((ret = store_msg_open_fd(mbox, uid, &fd, error_r)) < 0)
-		return ret;
 	size_t nlen = strlen(needle);
-	/* a window that keeps nlen-1 bytes of overlap between reads */
+	/* keep nlen-1 bytes of overlap between reads */
 	size_t keep = nlen > 0 ? nlen - 1 : 0;
 	size_t cap = 65536 + keep, have = 0;
 	char *window = xmalloc(cap);
-	ssize_t n;
-	while ((n = pread(fd, window + have, cap - have, start)) > 0) {
+	ssize_t n = 0;
+	while (start < end) {
+		size_t want = cap - have;
+		if ((off_t)want > end - start)
+			want = (size_t)(end - start);
+		if ((n = pread(fd, window + have, want, start)) <= 0)
+			break;
 		start += n;
 		have += (size_t)n;
 		if (contains_ci(window, have, needle, nlen)) {
@@ -455,9 +448,86 @@ int store_msg_text_contains(struct store_mailbox *mbox, uint32_t uid, const char
 			have = keep;
 		}
 	}
-	if (n < 0)
-		ret = view_fail(mbox, error_r, STORE_ERR_INTERNAL, "read: %s", strerror(errno));
 	free(window);
+	return n < 0 ? -1 : 0;
+}
+
+/* Reads [start, end) whole; NULL on error. */
+static char *read_range(int fd, uint64_t start, uint64_t end)
+{
+	size_t len = (size_t)(end - start);
+	char *data = xmalloc(len + 1);
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, data + done, len - done, (off_t)(start + done));
+		if (n <= 0) {
+			free(data);
+			return NULL;
+		}
+		done += (size_t)n;
+	}
+	data[len] = '\0';
+	return data;
+}
+
+#define TEXT_DECODE_MAX (16u * 1024 * 1024)
+
+static int part_contains(int fd, const struct store_part *part, const char *needle,
+			 bool *found_r)
+{
+	if (part->body_end < part->body_offset || part->body_offset < part->header_offset)
+		return 0;
+	if (part->body_end - part->header_offset > TEXT_DECODE_MAX)
+		return stream_contains(fd, (off_t)part->body_offset, (off_t)part->body_end,
+				       needle, found_r);
+	char *data = read_range(fd, part->header_offset, part->body_end);
+	if (data == NULL)
+		return -1;
+	size_t hlen = (size_t)(part->body_offset - part->header_offset), dlen;
+	char *decoded = store_decode_body(data, hlen, data + hlen,
+					  (size_t)(part->body_end - part->body_offset), true, &dlen);
+	*found_r = contains_ci(decoded, dlen, needle, strlen(needle));
+	free(decoded);
+	free(data);
+	return 0;
+}
+
+int store_msg_text_contains(struct store_mailbox *mbox, uint32_t uid, const char *needle,
+			    bool body_only, bool *found_r, const char **error_r)
+{
+	struct store_cache cache;
+	int fd, ret;
+	*found_r = false;
+	if ((ret = store_msg_cache(mbox, uid, &cache, error_r)) < 0)
+		return ret;
+	if (!body_only) {
+		static const enum store_search_field fields[] = {
+			STORE_SEARCH_SUBJECT, STORE_SEARCH_FROM, STORE_SEARCH_TO,
+			STORE_SEARCH_CC, STORE_SEARCH_BCC,
+		};
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+			if (store_cache_field_contains(&cache, fields[i], needle)) {
+				*found_r = true;
+				return 0;
+			}
+		}
+	}
+	if ((ret = store_msg_open_fd(mbox, uid, &fd, error_r)) < 0)
+		return ret;
+	if (!body_only && cache.part_count > 0)
+		ret = stream_contains(fd, (off_t)cache.parts[0].header_offset,
+				      (off_t)cache.parts[0].body_offset, needle, found_r);
+	for (size_t i = 0; ret == 0 && !*found_r && i < cache.part_count; i++) {
+		const struct store_part *p = &cache.parts[i];
+		if (i > 0 && p->parent != UINT32_MAX && cache.parts[p->parent].is_message)
+			/* an attached message's header is part of the body text */
+			ret = stream_contains(fd, (off_t)p->header_offset, (off_t)p->body_offset,
+					      needle, found_r);
+		if (ret == 0 && !*found_r && !p->is_multipart && !p->is_message)
+			ret = part_contains(fd, p, needle, found_r);
+	}
 	close(fd);
-	return ret;
+	if (ret < 0)
+		return view_fail(mbox, error_r, STORE_ERR_INTERNAL, "read: %s", strerror(errno));
+	return 0;
 }

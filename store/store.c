@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -515,4 +516,36 @@ bool store_account_watch_consume(struct store_account *acct)
 	while (read(acct->watch_fd, buf, sizeof(buf)) > 0)
 		any = true;
 	return any;
+}
+
+/* ---- locks ---- */
+
+int store_account_lock(struct store_account *acct, const char *name, int *lock_r,
+		       const char **error_r)
+{
+	for (const char *p = name; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+			return acct_fail(acct, error_r, STORE_ERR_INVALID, "bad lock name");
+	char *path = xasprintf("%s/postern-%s.lock", acct->root, name);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0)
+		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "lock: %s", strerror(errno));
+	/* flock belongs to this open file description: a second session of
+	 * the same process conflicts as one in another process does */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno;
+		close(fd);
+		return acct_fail(acct, error_r, err == EWOULDBLOCK ? STORE_ERR_INUSE
+				 : STORE_ERR_INTERNAL, "lock %s: %s", name, strerror(err));
+	}
+	*lock_r = fd;
+	return 0;
+}
+
+void store_lock_release(int *lock)
+{
+	if (*lock >= 0)
+		close(*lock);
+	*lock = -1;
 }

@@ -39,6 +39,7 @@ enum store_error {
 	STORE_ERR_NOTPOSSIBLE = -6, /* e.g. delete INBOX: [CANNOT] */
 	STORE_ERR_READONLY = -7,    /* write on a read-only view */
 	STORE_ERR_LIMIT = -8,       /* too many keywords, index full: [LIMIT] */
+	STORE_ERR_INUSE = -9,       /* lock held elsewhere: POP3 [IN-USE] */
 };
 
 /* System flags (bitmask). Kept in the index and in the Maildir file name
@@ -123,6 +124,13 @@ int store_account_get_quota(struct store_account *acct, uint64_t *used_r,
 int store_account_watch_fd(struct store_account *acct);
 /* Drains the pending events; returns true when there was any. */
 bool store_account_watch_consume(struct store_account *acct);
+
+/* An advisory lock named name (e.g. "pop3": one POP3 session per
+ * maildrop) across all processes and sessions, never blocking:
+ * STORE_ERR_INUSE when held. Release with store_lock_release(). */
+int store_account_lock(struct store_account *acct, const char *name, int *lock_r,
+		       const char **error_r);
+void store_lock_release(int *lock);
 
 /* ---- delivery and append ----------------------------------------------- */
 
@@ -301,6 +309,26 @@ struct store_cache {
 /* Valid until the next store call on mbox. */
 int store_msg_cache(struct store_mailbox *mbox, uint32_t uid, struct store_cache *cache_r,
 		    const char **error_r);
+/* The part for an IMAP section path ("" or NULL = the message, "1.2"),
+ * -1 when there is none. For a message/rfc822 part, N.HEADER / N.TEXT /
+ * N.MIME callers look at its first_child (the embedded message). */
+int store_cache_find_part(const struct store_cache *cache, const char *path);
+
+/* Helpers over the MIME parser for FETCH and SEARCH (all results
+ * malloc'ed or appended):
+ * - BODY[HEADER.FIELDS (names)] / .NOT (exclude): the matching fields of
+ *   header, folding kept, CRLF line ends, then the blank line;
+ * - a part body with its transfer encoding undone (BINARY; to_utf8 also
+ *   converts text parts to UTF-8 for SEARCH); header is the part's header
+ *   (header_offset..body_offset), body its body (body_offset..body_end);
+ * - RFC 2047 decoding of one header value to UTF-8 (SEARCH HEADER). */
+struct buf;
+void store_header_filter(const void *header, size_t len, const char *const *names,
+			 size_t name_count, bool exclude, struct buf *out);
+char *store_decode_body(const void *header, size_t header_len, const void *body,
+			size_t body_len, bool to_utf8, size_t *len_r);
+char *store_decode_header(const char *value, size_t len);
+
 /* Opens the message file read-only for streaming (caller closes). */
 int store_msg_open_fd(struct store_mailbox *mbox, uint32_t uid, int *fd_r,
 		      const char **error_r);
@@ -348,8 +376,10 @@ enum store_search_field {
  * folding) substring test on a cached, decoded header value. */
 bool store_cache_field_contains(const struct store_cache *cache,
 				enum store_search_field field, const char *needle);
-/* Streams the file: needle in the body (body_only) or anywhere (TEXT).
- * Case-insensitive for ASCII. Raw bytes: no transfer decoding yet. */
+/* SEARCH BODY (body_only) / TEXT: needle (UTF-8) in the message's text.
+ * Each leaf part is decoded (base64, quoted-printable, charset -> UTF-8)
+ * and searched; TEXT also searches the raw and decoded header. Parts over
+ * 16 MiB are streamed raw instead. Case-insensitive for ASCII. */
 int store_msg_text_contains(struct store_mailbox *mbox, uint32_t uid, const char *needle,
 			    bool body_only, bool *found_r, const char **error_r);
 

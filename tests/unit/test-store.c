@@ -705,6 +705,96 @@ static void test_adopt_after_create(void)
 	close_store();
 }
 
+static const char msg_multi[] =
+	"From: Ann <ann@example.org>\r\nTo: bob@example.net\r\n"
+	"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nMIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
+	"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: base64\r\n\r\n"
+	"aGlkZGVuIHRyZWFzdXJlIGhlcmU=\r\n"
+	"--XX\r\nContent-Type: message/rfc822\r\n\r\n"
+	"Subject: inner\r\nX-Tag: needle-in-inner-header\r\n\r\ninner body\r\n"
+	"--XX--\r\n";
+
+static void test_fetch_helpers(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	uint32_t uid;
+	TEST_ASSERT_INT(store_account_open(store, "x@d", &acct, &error), 0);
+	TEST_ASSERT_INT(deliver("x@d", msg_multi, &uid), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, uid, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "Grüße");
+	TEST_ASSERT(strstr(cache.envelope, "\"ann\" \"example.org\"") != NULL);
+	TEST_ASSERT(strncmp(cache.bodystructure, "((\"text\" \"plain\"", 16) == 0);
+	TEST_ASSERT(strstr(cache.from, "ann@example.org") != NULL);
+	TEST_ASSERT_INT(store_cache_find_part(&cache, ""), 0);
+	int p1 = store_cache_find_part(&cache, "1");
+	int p2 = store_cache_find_part(&cache, "2");
+	TEST_ASSERT(p1 > 0 && p2 > 0);
+	TEST_ASSERT(cache.parts[p2].is_message);
+	TEST_ASSERT(store_cache_find_part(&cache, "3") < 0);
+	TEST_ASSERT(store_cache_find_part(&cache, "2.1") > 0);
+
+	/* BODY[1] by offsets, then decoded */
+	int fd;
+	TEST_ASSERT_INT(store_msg_open_fd(mbox, uid, &fd, &error), 0);
+	const struct store_part *part = &cache.parts[p1];
+	char raw[256];
+	size_t hlen = (size_t)(part->body_offset - part->header_offset);
+	size_t blen = (size_t)(part->body_end - part->body_offset);
+	TEST_ASSERT(hlen + blen < sizeof(raw));
+	TEST_ASSERT_INT(pread(fd, raw, hlen + blen, (off_t)part->header_offset), hlen + blen);
+	close(fd);
+	raw[hlen + blen] = '\0';
+	TEST_ASSERT(strncmp(raw + hlen, "aGlkZGVu", 8) == 0);
+	size_t dlen;
+	char *dec = store_decode_body(raw, hlen, raw + hlen, blen, false, &dlen);
+	TEST_ASSERT_STR(dec, "hidden treasure here");
+	free(dec);
+	struct buf out = BUF_INIT;
+	const char *names[] = { "content-type" };
+	store_header_filter(raw, hlen, names, 1, false, &out);
+	TEST_ASSERT_STR(buf_str(&out), "Content-Type: text/plain; charset=utf-8\r\n\r\n");
+	buf_free(&out);
+	char *h = store_decode_header("=?ISO-8859-1?Q?Caf=E9?=", 23);
+	TEST_ASSERT_STR(h, "Café");
+	free(h);
+
+	/* SEARCH BODY/TEXT look into decoded parts and attached headers */
+	bool found;
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "TREASURE", true, &found, &error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "needle-in-inner", true, &found,
+						&error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "Grüße", true, &found, &error), 0);
+	TEST_ASSERT(!found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "Grüße", false, &found, &error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "bob@example", false, &found,
+						&error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "absent", false, &found, &error), 0);
+	TEST_ASSERT(!found);
+
+	/* one POP3 session per maildrop */
+	int lock1 = -1, lock2 = -1;
+	TEST_ASSERT_INT(store_account_lock(acct, "pop3", &lock1, &error), 0);
+	TEST_ASSERT_INT(store_account_lock(acct, "pop3", &lock2, &error), STORE_ERR_INUSE);
+	store_lock_release(&lock1);
+	TEST_ASSERT_INT(store_account_lock(acct, "pop3", &lock2, &error), 0);
+	store_lock_release(&lock2);
+	TEST_ASSERT_INT(lock2, -1);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
 int main(void)
 {
 	log_init("test-store", LOG_LEVEL_WARN);
@@ -719,5 +809,6 @@ int main(void)
 	test_run("self_heal", test_self_heal);
 	test_run("dovecot_import", test_dovecot_import);
 	test_run("adopt_after_create", test_adopt_after_create);
+	test_run("fetch_helpers", test_fetch_helpers);
 	return test_end();
 }
