@@ -114,6 +114,8 @@ int store_msg_set_flags(struct store_mailbox *mbox, const struct store_uidset *s
 	size_t count;
 	collect_set(mbox->acct, txn, mbox->id, set, &msgs, &count);
 	char *dir = maildir_path(mbox->acct, mbox->name);
+	struct own_change oc;
+	heal_own_begin(&oc, dir);
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		struct found_msg *m = &msgs[i];
 		if (unchangedsince != 0 && m->rec.modseq > unchangedsince) {
@@ -160,9 +162,11 @@ int store_msg_set_flags(struct store_mailbox *mbox, const struct store_uidset *s
 	if (ret < 0) {
 		/* files already renamed keep their new names: the next heal
 		 * adopts those flags from the names */
+		free(oc.dir);
 		mdb_txn_abort(txn);
 		return ret;
 	}
+	heal_own_end(&oc, &rec);
 	return finish_write(mbox, txn, &rec, error_r);
 }
 
@@ -263,6 +267,9 @@ int store_msg_copy(struct store_mailbox *mbox, const struct store_uidset *set,
 	}
 	char *src_dir = maildir_path(mbox->acct, mbox->name);
 	char *dest_dir = maildir_path(mbox->acct, dname);
+	struct own_change src_oc, dest_oc;
+	heal_own_begin(&src_oc, src_dir);
+	heal_own_begin(&dest_oc, dest_dir);
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		uint32_t uid = 0;
 		ret = copy_one(mbox, txn, src_dir, dname, dest_dir, drec, &msgs[i], &uid, error_r);
@@ -287,6 +294,10 @@ int store_msg_copy(struct store_mailbox *mbox, const struct store_uidset *set,
 	if (ret == 0 && count > 0 && fsync_dir(cur_dir) < 0)
 		ret = view_fail(mbox, error_r, STORE_ERR_INTERNAL, "fsync: %s", strerror(errno));
 	free(cur_dir);
+	if (!same)
+		heal_own_end(&dest_oc, drec);
+	heal_own_end(&src_oc, &srec);
+	free(dest_oc.dir);
 	if (ret == 0 && !same && index_mbox_put(mbox->acct, txn, dname, drec) < 0)
 		ret = view_fail(mbox, error_r, STORE_ERR_INTERNAL, "index: put mailbox failed");
 	*uidvalidity_r = drec->uidvalidity;
@@ -312,6 +323,10 @@ int store_msg_expunge(struct store_mailbox *mbox, const struct store_uidset *set
 		return ret;
 	struct found_msg *msgs;
 	size_t count;
+	char *dir = maildir_path(mbox->acct, mbox->name);
+	struct own_change oc;
+	heal_own_begin(&oc, dir);
+	free(dir);
 	collect_set(mbox->acct, txn, mbox->id, set, &msgs, &count);
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		if (only_deleted && (msgs[i].rec.flags & STORE_FLAG_DELETED) == 0)
@@ -323,9 +338,11 @@ int store_msg_expunge(struct store_mailbox *mbox, const struct store_uidset *set
 	}
 	free_found(msgs, count);
 	if (ret < 0) {
+		free(oc.dir);
 		mdb_txn_abort(txn);
 		return view_fail(mbox, error_r, ret, "%s", mbox->acct->error);
 	}
+	heal_own_end(&oc, &rec);
 	return finish_write(mbox, txn, &rec, error_r);
 }
 

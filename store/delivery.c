@@ -154,6 +154,8 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 	rec.crlf_size = d->msg.crlf_size;
 	rec.internaldate = internaldate != 0 ? internaldate : time(NULL);
 	char *dir = maildir_path(acct, name);
+	struct own_change oc;
+	heal_own_begin(&oc, dir);
 	char *base = maildir_new_base(acct->store, rec.size, rec.crlf_size);
 	struct buf path = BUF_INIT;
 	maildir_msg_path(&path, dir, &rec, base);
@@ -182,8 +184,10 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 	msgrec_account(&mrec, &rec, 1);
 	if ((ret = index_msg_put(acct, txn, mrec.id, uid, &rec, base)) == 0 &&
 	    (ret = cache_put(acct, txn, mrec.id, uid, &d->cache_blob)) == 0 &&
-	    (ret = index_quota_add(acct, txn, (int64_t)rec.size)) == 0)
+	    (ret = index_quota_add(acct, txn, (int64_t)rec.size)) == 0) {
+		heal_own_end(&oc, &mrec);
 		ret = index_mbox_put(acct, txn, name, &mrec);
+	}
 	if (ret < 0) {
 		*error_r = acct->error;
 		unlink(path.data);
@@ -202,6 +206,7 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 out:
 	if (txn != NULL)
 		mdb_txn_abort(txn);
+	free(oc.dir);
 	buf_free(&path);
 	free(base);
 	free(dir);

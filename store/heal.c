@@ -311,8 +311,7 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 		goto out_free;
 	}
 	if (!force && new_mtime == rec.new_mtime_ns && cur_mtime == rec.cur_mtime_ns &&
-	    new_mtime + HEAL_TRUST_NS <= rec.scan_time_ns &&
-	    cur_mtime + HEAL_TRUST_NS <= rec.scan_time_ns)
+	    rec.dirs_trusted)
 		goto out_free;
 
 	if ((ret = index_txn_begin(acct, true, &txn, error_r)) < 0)
@@ -385,6 +384,8 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 	rec.new_mtime_ns = new_mtime;
 	rec.cur_mtime_ns = cur_mtime;
 	rec.scan_time_ns = scan_time;
+	rec.dirs_trusted = new_mtime + HEAL_TRUST_NS <= scan_time &&
+			   cur_mtime + HEAL_TRUST_NS <= scan_time;
 	if (ret == 0)
 		ret = index_mbox_put(acct, txn, name, &rec);
 	if (ret < 0) {
@@ -400,6 +401,28 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 out_free:
 	free(dir);
 	return ret;
+}
+
+void heal_own_begin(struct own_change *oc, const char *dir)
+{
+	oc->dir = xstrdup(dir);
+	oc->new_before = mtime_ns(dir, "new");
+	oc->cur_before = mtime_ns(dir, "cur");
+}
+
+void heal_own_end(struct own_change *oc, struct mbox_rec *rec)
+{
+	/* only when nothing else changed the directories since the index
+	 * last matched them; otherwise the next heal rescans. (An outside
+	 * change inside this very call's window would be missed until the
+	 * next rescan: a few milliseconds, and only for outside writers.) */
+	if (rec->dirs_trusted && oc->new_before == rec->new_mtime_ns &&
+	    oc->cur_before == rec->cur_mtime_ns) {
+		rec->new_mtime_ns = mtime_ns(oc->dir, "new");
+		rec->cur_mtime_ns = mtime_ns(oc->dir, "cur");
+	}
+	free(oc->dir);
+	oc->dir = NULL;
 }
 
 /* ".Parent.Child" -> "Parent/Child", NULL when not a mailbox name. */

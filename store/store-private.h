@@ -59,11 +59,23 @@ struct mbox_rec {
 	uint32_t unseen;
 	uint32_t deleted;
 	uint32_t special_use;
-	int64_t new_mtime_ns;    /* directory mtimes at the last full scan */
+	/* directory mtimes as the index knows them: set by a full scan, and
+	 * moved along by the store's own changes (heal_own_*) */
+	int64_t new_mtime_ns;
 	int64_t cur_mtime_ns;
-	int64_t scan_time_ns;    /* when that scan ran */
+	int64_t scan_time_ns;    /* when the last full scan ran */
 	uint32_t keyword_count;
 	uint32_t uidlist_adopted;
+	uint32_t dirs_trusted;   /* the recorded mtimes were old enough at the
+				    scan to not hide a same-tick change */
+};
+
+/* The store's own change to a mailbox's directories, made under the writer
+ * lock: when the index was in step with the directories before it, it is
+ * after it too, so the change does not force a rescan. */
+struct own_change {
+	char *dir;
+	int64_t new_before, cur_before;
 };
 
 #define MSG_IN_NEW 0x100u   /* the file is in new/ (no ":2," suffix) */
@@ -166,6 +178,8 @@ void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t i
  * mtimes say clean. */
 int heal_mailbox(struct store_account *acct, const char *name, bool force,
 		 const char **error_r);
+void heal_own_begin(struct own_change *oc, const char *dir);
+void heal_own_end(struct own_change *oc, struct mbox_rec *rec);
 /* Finds .Folder directories not in the index and indexes them. */
 int heal_discover_mailboxes(struct store_account *acct, const char **error_r);
 
