@@ -13,13 +13,20 @@
  * count every line ending as CRLF, whatever the file holds: the "crlf"
  * fields below. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
+struct buf;
+
 #define MIME_MAX_DEPTH 32
 #define MIME_MAX_PARTS 2000
 #define MIME_MAX_HEADER_SIZE (256 * 1024)
+/* Added: bytes of ENVELOPE/BODYSTRUCTURE material kept for all parts
+ * together; the headers of parts that start beyond it are ignored (those
+ * parts get the default type). Bounds memory for hostile messages. */
+#define MIME_MAX_STRUCTURE_SIZE (4 * 1024 * 1024)
 
 struct mime_part {
 	uint32_t parent;          /* index into parts[], UINT32_MAX for the root */
@@ -78,8 +85,28 @@ void mime_message_free(struct mime_message *msg);
  * "N.HEADER"-style callers take the child. */
 int mime_find_part(const struct mime_message *msg, const char *path);
 
+/* Added: checks a parse result (IMAP syntax of the ENVELOPE, BODY and
+ * BODYSTRUCTURE strings; part offsets in order and nested in their
+ * parents). 0 when sound, else -1 with a reason. For tests and fuzzing. */
+int mime_message_check(const struct mime_message *msg, const char **error_r);
+
 /* RFC 2047 decoding of a header value into UTF-8 (unknown charsets are
  * kept as raw bytes); the result is malloc'ed. */
 char *mime_decode_header(const char *value, size_t len);
+
+/* Added: a part's body with its Content-Transfer-Encoding undone
+ * (base64, quoted-printable; anything else as it is) and, when to_utf8
+ * and the part is a text type, converted from its charset to UTF-8 (for
+ * SEARCH BODY/TEXT; without to_utf8 for FETCH BINARY). header is the
+ * part's header (header_offset..body_offset), body its body
+ * (body_offset..body_end). malloc'ed, NUL-terminated, length in *len_r. */
+char *mime_decode_body(const void *header, size_t header_len, const void *body,
+		       size_t body_len, bool to_utf8, size_t *len_r);
+
+/* Added: BODY[HEADER.FIELDS (...)] and HEADER.FIELDS.NOT: appends the
+ * fields of header whose names are (exclude: are not) in names, as
+ * written (folding kept, line ends as CRLF), then the blank line. */
+void mime_header_filter(const void *header, size_t len, const char *const *names,
+			size_t name_count, bool exclude, struct buf *out);
 
 #endif

@@ -1,0 +1,301 @@
+/* Delivery and APPEND: stream to a temp file, then link durably into each
+ * mailbox and index it (tmp, fsync file, link/rename, fsync dir, commit). */
+#include "store/store-private.h"
+#include "store/mime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct store_delivery {
+	struct store *store;
+	char *tmp_path;
+	int fd;
+	struct mime_parser *parser;
+	bool finished;
+	struct mime_message msg;
+	struct buf cache_blob;
+	char **errors;          /* per-recipient messages, freed with d */
+	size_t error_count;
+	char error[512];
+};
+
+#define delivery_fail(d, error_r, code, ...) \
+	store_fail((d)->error, sizeof((d)->error), error_r, code, __VA_ARGS__)
+
+int store_delivery_begin(struct store *store, struct store_delivery **d_r,
+			 const char **error_r)
+{
+	struct store_delivery *d = xcalloc(1, sizeof(*d));
+	d->store = store;
+	char *base = maildir_new_base(store, 0, 0);
+	d->tmp_path = xasprintf("%s/%s", store->tmp_dir, base);
+	free(base);
+	d->fd = open(d->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (d->fd < 0) {
+		int ret = store_fail(store->error, sizeof(store->error), error_r,
+				     STORE_ERR_INTERNAL, "create %s: %s", d->tmp_path,
+				     strerror(errno));
+		free(d->tmp_path);
+		free(d);
+		return ret;
+	}
+	d->parser = mime_parser_new();
+	*d_r = d;
+	return 0;
+}
+
+int store_delivery_write(struct store_delivery *d, const void *data, size_t len,
+			 const char **error_r)
+{
+	if (d->finished)
+		return delivery_fail(d, error_r, STORE_ERR_INVALID, "delivery already committed");
+	const char *p = data;
+	size_t left = len;
+	while (left > 0) {
+		ssize_t n = write(d->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return delivery_fail(d, error_r, STORE_ERR_INTERNAL, "write %s: %s",
+					     d->tmp_path, strerror(errno));
+		p += n;
+		left -= (size_t)n;
+	}
+	mime_parser_feed(d->parser, data, len);
+	return 0;
+}
+
+static int delivery_finish(struct store_delivery *d, const char **error_r)
+{
+	if (d->finished)
+		return d->fd >= 0 ? 0 : STORE_ERR_INTERNAL;
+	d->finished = true;
+	mime_parser_finish(d->parser, &d->msg);
+	mime_parser_free(&d->parser);
+	cache_serialize(&d->cache_blob, &d->msg);
+	if (fsync(d->fd) < 0) {
+		int ret = delivery_fail(d, error_r, STORE_ERR_INTERNAL, "fsync %s: %s",
+					d->tmp_path, strerror(errno));
+		close(d->fd);
+		d->fd = -1;
+		return ret;
+	}
+	return 0;
+}
+
+/* Places the temp file at dest: a hard link, or a copy when linking is
+ * impossible (another file system). */
+static int place_file(struct store_delivery *d, const char *dest)
+{
+	if (link(d->tmp_path, dest) == 0)
+		return 0;
+	if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+		return -1;
+	int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0)
+		return -1;
+	char buf[65536];
+	off_t off = 0;
+	ssize_t n;
+	while ((n = pread(d->fd, buf, sizeof(buf), off)) > 0) {
+		if (write(out, buf, (size_t)n) != n) {
+			n = -1;
+			break;
+		}
+		off += n;
+	}
+	if (n < 0 || fsync(out) < 0) {
+		close(out);
+		unlink(dest);
+		return -1;
+	}
+	return close(out);
+}
+
+/* Adds the finished message to one mailbox. */
+static int deliver_into(struct store_delivery *d, struct store_account *acct,
+			const char *name, uint32_t flags, const char *const *keywords,
+			size_t keyword_count, time_t internaldate, uint32_t *uidvalidity_r,
+			uint32_t *uid_r, const char **error_r)
+{
+	MDB_txn *txn;
+	struct mbox_rec mrec;
+	int ret;
+	if ((ret = index_txn_begin(acct, true, &txn, error_r)) < 0)
+		return ret;
+	if (index_mbox_get(acct, txn, name, &mrec) < 0) {
+		mdb_txn_abort(txn);
+		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
+	}
+	uint64_t limit = index_meta_get(acct, txn, "quota_limit");
+	if (limit != 0 && index_meta_get(acct, txn, "quota_used") + d->msg.size > limit) {
+		mdb_txn_abort(txn);
+		return acct_fail(acct, error_r, STORE_ERR_OVERQUOTA, "mailbox is full");
+	}
+	struct msg_rec rec;
+	memset(&rec, 0, sizeof(rec));
+	rec.flags = flags & STORE_FLAG_ALL;
+	for (size_t i = 0; i < keyword_count; i++) {
+		int k = index_keyword_lookup(acct, txn, name, &mrec, keywords[i], true);
+		if (k < 0) {
+			mdb_txn_abort(txn);
+			return acct_fail(acct, error_r, STORE_ERR_LIMIT, "too many keywords");
+		}
+		rec.keywords |= (uint64_t)1 << k;
+	}
+	if (rec.flags == 0 && rec.keywords == 0)
+		rec.flags |= MSG_IN_NEW;
+	rec.size = d->msg.size;
+	rec.crlf_size = d->msg.crlf_size;
+	rec.internaldate = internaldate != 0 ? internaldate : time(NULL);
+	char *dir = maildir_path(acct, name);
+	struct own_change oc;
+	heal_own_begin(&oc, dir);
+	char *base = maildir_new_base(acct->store, rec.size, rec.crlf_size);
+	struct buf path = BUF_INIT;
+	maildir_msg_path(&path, dir, &rec, base);
+	if (place_file(d, path.data) < 0) {
+		ret = acct_fail(acct, error_r, STORE_ERR_INTERNAL, "link %s: %s", path.data,
+				strerror(errno));
+		goto out;
+	}
+	if (internaldate != 0) {
+		/* Maildir keeps INTERNALDATE as the file's mtime */
+		struct timespec ts[2] = { { internaldate, 0 }, { internaldate, 0 } };
+		utimensat(AT_FDCWD, path.data, ts, 0);
+	}
+	struct buf sub = BUF_INIT;
+	buf_printf(&sub, "%s/%s", dir, (rec.flags & MSG_IN_NEW) ? "new" : "cur");
+	if (fsync_dir(sub.data) < 0) {
+		ret = acct_fail(acct, error_r, STORE_ERR_INTERNAL, "fsync %s: %s", sub.data,
+				strerror(errno));
+		buf_free(&sub);
+		unlink(path.data);
+		goto out;
+	}
+	buf_free(&sub);
+	uint32_t uid = mrec.uidnext++;
+	rec.modseq = ++mrec.highestmodseq;
+	msgrec_account(&mrec, &rec, 1);
+	if ((ret = index_msg_put(acct, txn, mrec.id, uid, &rec, base)) == 0 &&
+	    (ret = cache_put(acct, txn, mrec.id, uid, &d->cache_blob)) == 0 &&
+	    (ret = index_quota_add(acct, txn, (int64_t)rec.size)) == 0) {
+		heal_own_end(&oc, &mrec);
+		ret = index_mbox_put(acct, txn, name, &mrec);
+	}
+	if (ret < 0) {
+		*error_r = acct->error;
+		unlink(path.data);
+		goto out;
+	}
+	/* before the commit: the uidlist always covers every UID handed out */
+	maildir_uidlist_append(dir, mrec.uidvalidity, uid, base);
+	ret = index_txn_commit(acct, txn, error_r);
+	txn = NULL;
+	if (ret < 0) {
+		unlink(path.data);
+	} else {
+		*uid_r = uid;
+		*uidvalidity_r = mrec.uidvalidity;
+	}
+out:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	free(oc.dir);
+	buf_free(&path);
+	free(base);
+	free(dir);
+	return ret;
+}
+
+int store_delivery_commit(struct store_delivery *d, struct store_recipient *rcpts,
+			  size_t count)
+{
+	const char *error;
+	int first_error = 0, successes = 0;
+	if (delivery_finish(d, &error) < 0) {
+		for (size_t i = 0; i < count; i++) {
+			rcpts[i].result = STORE_ERR_INTERNAL;
+			rcpts[i].error = d->error;
+		}
+		return STORE_ERR_INTERNAL;
+	}
+	d->errors = xrealloc(d->errors, (d->error_count + count) * sizeof(char *));
+	for (size_t i = 0; i < count; i++) {
+		struct store_recipient *r = &rcpts[i];
+		struct store_account *acct;
+		r->uid = r->uidvalidity = 0;
+		r->error = NULL;
+		r->result = store_account_open(d->store, r->address, &acct, &error);
+		if (r->result == 0) {
+			char *name = r->mailbox != NULL ? maildir_canonical_name(r->mailbox)
+							: xstrdup("INBOX");
+			r->result = name == NULL ? STORE_ERR_NOTFOUND :
+				deliver_into(d, acct, name, 0, NULL, 0, 0, &r->uidvalidity,
+					     &r->uid, &error);
+			if (r->result == STORE_ERR_NOTFOUND && strcmp(name != NULL ? name : "",
+								      "INBOX") != 0)
+				r->result = deliver_into(d, acct, "INBOX", 0, NULL, 0, 0,
+							 &r->uidvalidity, &r->uid, &error);
+			free(name);
+			store_account_close(&acct);
+		}
+		if (r->result < 0) {
+			d->errors[d->error_count] = xstrdup(error);
+			r->error = d->errors[d->error_count++];
+			log_warn("event=store_delivery_failed account=%s error=\"%s\"",
+				 r->address, r->error);
+			if (first_error == 0)
+				first_error = r->result;
+		} else {
+			successes++;
+			log_info("event=store_delivered account=%s uid=%u size=%llu", r->address,
+				 r->uid, (unsigned long long)d->msg.size);
+		}
+	}
+	return successes > 0 ? 0 : first_error;
+}
+
+int store_delivery_append(struct store_delivery *d, struct store_account *acct,
+			  const char *mailbox, uint32_t flags,
+			  const char *const *keywords, size_t keyword_count,
+			  time_t internaldate, uint32_t *uidvalidity_r, uint32_t *uid_r,
+			  const char **error_r)
+{
+	int ret = delivery_finish(d, error_r);
+	if (ret < 0)
+		return ret;
+	char *name = maildir_canonical_name(mailbox);
+	if (name == NULL)
+		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
+	ret = deliver_into(d, acct, name, flags, keywords, keyword_count, internaldate,
+			   uidvalidity_r, uid_r, error_r);
+	free(name);
+	return ret;
+}
+
+void store_delivery_free(struct store_delivery **dp)
+{
+	struct store_delivery *d = *dp;
+	if (d == NULL)
+		return;
+	*dp = NULL;
+	if (d->fd >= 0)
+		close(d->fd);
+	unlink(d->tmp_path);
+	free(d->tmp_path);
+	if (d->parser != NULL)
+		mime_parser_free(&d->parser);
+	if (d->finished)
+		mime_message_free(&d->msg);
+	buf_free(&d->cache_blob);
+	for (size_t i = 0; i < d->error_count; i++)
+		free(d->errors[i]);
+	free(d->errors);
+	free(d);
+}

@@ -1,0 +1,171 @@
+/* The per-account LMDB index: transactions and record helpers. */
+#include "store/store-private.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
+		    const char **error_r)
+{
+	int ret = mdb_txn_begin(acct->env, NULL, write ? 0 : MDB_RDONLY, txn_r);
+	if (ret == MDB_MAP_RESIZED) {
+		/* another process grew the map: adopt its size */
+		mdb_env_set_mapsize(acct->env, 0);
+		ret = mdb_txn_begin(acct->env, NULL, write ? 0 : MDB_RDONLY, txn_r);
+	}
+	if (ret != 0)
+		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: txn_begin: %s",
+				 mdb_strerror(ret));
+	return 0;
+}
+
+int index_txn_commit(struct store_account *acct, MDB_txn *txn, const char **error_r)
+{
+	int ret = mdb_txn_commit(txn);
+	if (ret != 0)
+		return acct_fail(acct, error_r, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
+				 : STORE_ERR_INTERNAL, "index: commit: %s", mdb_strerror(ret));
+	index_notify(acct);
+	return 0;
+}
+
+int index_mbox_get(struct store_account *acct, MDB_txn *txn, const char *name,
+		   struct mbox_rec *rec_r)
+{
+	MDB_val k = { strlen(name), (void *)name }, v;
+	if (mdb_get(txn, acct->db_mbox, &k, &v) != 0)
+		return STORE_ERR_NOTFOUND;
+	memset(rec_r, 0, sizeof(*rec_r));
+	memcpy(rec_r, v.mv_data, v.mv_size < sizeof(*rec_r) ? v.mv_size : sizeof(*rec_r));
+	return 0;
+}
+
+int index_mbox_put(struct store_account *acct, MDB_txn *txn, const char *name,
+		   const struct mbox_rec *rec)
+{
+	MDB_val k = { strlen(name), (void *)name }, v = { sizeof(*rec), (void *)rec };
+	return mdb_put(txn, acct->db_mbox, &k, &v, 0) == 0 ? 0 : STORE_ERR_INTERNAL;
+}
+
+uint64_t index_meta_get(struct store_account *acct, MDB_txn *txn, const char *key)
+{
+	MDB_val k = { strlen(key), (void *)key }, v;
+	uint64_t value = 0;
+	if (mdb_get(txn, acct->db_meta, &k, &v) == 0 && v.mv_size == sizeof(value))
+		memcpy(&value, v.mv_data, sizeof(value));
+	return value;
+}
+
+int index_meta_put(struct store_account *acct, MDB_txn *txn, const char *key, uint64_t value)
+{
+	MDB_val k = { strlen(key), (void *)key }, v = { sizeof(value), &value };
+	return mdb_put(txn, acct->db_meta, &k, &v, 0) == 0 ? 0 : STORE_ERR_INTERNAL;
+}
+
+void msgrec_account(struct mbox_rec *mrec, const struct msg_rec *msg, int sign)
+{
+	mrec->messages += (uint32_t)sign;
+	mrec->size += (uint64_t)((int64_t)sign * (int64_t)msg->crlf_size);
+	if ((msg->flags & STORE_FLAG_SEEN) == 0)
+		mrec->unseen += (uint32_t)sign;
+	if ((msg->flags & STORE_FLAG_DELETED) != 0)
+		mrec->deleted += (uint32_t)sign;
+}
+
+int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
+		  const struct msg_rec *rec, const char *base)
+{
+	size_t blen = strlen(base) + 1;
+	uint64_t key = msg_key(id, uid);
+	MDB_val k = { sizeof(key), &key }, v = { sizeof(*rec) + blen, NULL };
+	int ret = mdb_put(txn, acct->db_msg, &k, &v, MDB_RESERVE);
+	if (ret != 0)
+		return acct_fail(acct, NULL, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
+				 : STORE_ERR_INTERNAL, "index: put: %s", mdb_strerror(ret));
+	memcpy(v.mv_data, rec, sizeof(*rec));
+	memcpy((char *)v.mv_data + sizeof(*rec), base, blen);
+	return 0;
+}
+
+int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name,
+		      struct mbox_rec *mrec, uint32_t uid, const struct msg_rec *rec,
+		      const char *base)
+{
+	uint64_t key = msg_key(mrec->id, uid);
+	MDB_val k = { sizeof(key), &key };
+	uint64_t modseq = ++mrec->highestmodseq;
+	MDB_val v = { sizeof(modseq), &modseq };
+	struct msg_rec copy = *rec;
+	int ret = mdb_del(txn, acct->db_msg, &k, NULL);
+	if (ret == 0) {
+		mdb_del(txn, acct->db_cache, &k, NULL);
+		ret = mdb_put(txn, acct->db_expunged, &k, &v, 0);
+	}
+	if (ret != 0)
+		return acct_fail(acct, NULL, STORE_ERR_INTERNAL, "index: expunge: %s",
+				 mdb_strerror(ret));
+	msgrec_account(mrec, &copy, -1);
+	index_quota_add(acct, txn, -(int64_t)copy.size);
+	/* unlink before the commit: a crash in between leaves a vanished
+	 * file that the next sync expunges, never a resurrected message */
+	if (base != NULL) {
+		char *dir = maildir_path(acct, name);
+		struct buf path = BUF_INIT;
+		maildir_msg_path(&path, dir, &copy, base);
+		if (unlink(path.data) < 0 && errno != ENOENT)
+			log_warn("event=store_unlink_failed path=%s error=\"%s\"",
+				 path.data, strerror(errno));
+		buf_free(&path);
+		free(dir);
+	}
+	return 0;
+}
+
+uint32_t index_new_uidvalidity(struct store_account *acct, MDB_txn *txn)
+{
+	uint64_t last = index_meta_get(acct, txn, "last_uidvalidity");
+	uint64_t now = (uint64_t)time(NULL);
+	uint64_t next = now > last ? now : last + 1;
+	if (next > UINT32_MAX)
+		next = 1;
+	index_meta_put(acct, txn, "last_uidvalidity", next);
+	return (uint32_t)next;
+}
+
+int index_quota_add(struct store_account *acct, MDB_txn *txn, int64_t delta)
+{
+	uint64_t used = index_meta_get(acct, txn, "quota_used");
+	if (delta < 0 && (uint64_t)-delta > used)
+		used = 0;
+	else
+		used += (uint64_t)delta;
+	return index_meta_put(acct, txn, "quota_used", used);
+}
+
+int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *name,
+			 struct mbox_rec *mrec, const char *keyword, bool create)
+{
+	for (uint32_t i = 0; i < mrec->keyword_count; i++) {
+		uint64_t key = msg_key(mrec->id, i);
+		MDB_val k = { sizeof(key), &key }, v;
+		if (mdb_get(txn, acct->db_kw, &k, &v) == 0 && v.mv_size == strlen(keyword) &&
+		    ascii_strncasecmp(v.mv_data, keyword, v.mv_size) == 0)
+			return (int)i;
+	}
+	if (!create || mrec->keyword_count >= STORE_MAX_KEYWORDS)
+		return -1;
+	uint32_t i = mrec->keyword_count++;
+	uint64_t key = msg_key(mrec->id, i);
+	MDB_val k = { sizeof(key), &key }, v = { strlen(keyword), (void *)keyword };
+	if (mdb_put(txn, acct->db_kw, &k, &v, 0) != 0)
+		return -1;
+	if (name != NULL) {
+		char *dir = maildir_path(acct, name);
+		maildir_keywords_write(acct, txn, mrec->id, dir);
+		free(dir);
+	}
+	return (int)i;
+}

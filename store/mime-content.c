@@ -1,0 +1,434 @@
+/* The Content-* header fields of one part (RFC 2045, 2183, 2231, 3282,
+ * 2557), rendered as the pieces of a BODYSTRUCTURE entry. */
+
+#include "store/mime-private.h"
+
+#include <string.h>
+
+/* Parameters kept per header field; more are dropped (a bound on work
+ * and memory for hostile input, far above real use). */
+#define MAX_PARAMS 256
+
+struct mime_param {
+	char *name;      /* as written, without the RFC 2231 "*N*" suffix */
+	char *value;
+	int section;     /* RFC 2231 continuation number, -1 when none */
+	bool extended;   /* charset'language'%XX encoded */
+};
+
+struct mime_param_list {
+	struct mime_param *items;
+	size_t count;
+};
+
+static bool is_wsp(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static bool is_tspecial(char c)
+{
+	return strchr("()<>@,;:\\\"/[]?=", c) != NULL;
+}
+
+static bool is_token_char(char c)
+{
+	return (unsigned char)c > 0x20 && c != 0x7f && !is_tspecial(c);
+}
+
+/* Skips white space and (nested) comments. */
+static const char *skip_cfws(const char *p)
+{
+	for (;;) {
+		while (is_wsp(*p))
+			p++;
+		if (*p != '(')
+			return p;
+		int depth = 0;
+		while (*p != '\0') {
+			if (*p == '\\' && p[1] != '\0') {
+				p += 2;
+				continue;
+			}
+			if (*p == '(')
+				depth++;
+			else if (*p == ')' && --depth == 0) {
+				p++;
+				break;
+			}
+			p++;
+		}
+	}
+}
+
+static char *parse_token(const char **pp)
+{
+	const char *p = *pp, *start = p;
+	while (is_token_char(*p))
+		p++;
+	*pp = p;
+	return p == start ? NULL : xstrndup(start, (size_t)(p - start));
+}
+
+static char *parse_quoted(const char **pp)
+{
+	const char *p = *pp + 1;
+	struct buf out = BUF_INIT;
+	buf_append(&out, "", 0);
+	while (*p != '\0' && *p != '"') {
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		buf_append_char(&out, *p++);
+	}
+	if (*p == '"')
+		p++;
+	*pp = p;
+	return out.data;
+}
+
+/* A parameter value: quoted string, or (leniently) any run of bytes up
+ * to white space or ';'. */
+static char *parse_value(const char **pp)
+{
+	if (**pp == '"')
+		return parse_quoted(pp);
+	const char *p = *pp, *start = p;
+	while (*p != '\0' && *p != ';' && !is_wsp(*p) && *p != '"')
+		p++;
+	*pp = p;
+	return xstrndup(start, (size_t)(p - start));
+}
+
+static void param_add(struct mime_param_list *list, char *name, char *value)
+{
+	struct mime_param param = { name, value, -1, false };
+	if (list->count >= MAX_PARAMS) {
+		free(name);
+		free(value);
+		return;
+	}
+	size_t len = strlen(name);
+	if (len > 1 && name[len - 1] == '*') {
+		param.extended = true;
+		name[--len] = '\0';
+	}
+	char *star = strrchr(name, '*');
+	if (star != NULL && star[1] >= '0' && star[1] <= '9' &&
+	    strspn(star + 1, "0123456789") == strlen(star + 1) &&
+	    strlen(star + 1) <= 4) {
+		param.section = atoi(star + 1);
+		*star = '\0';
+	}
+	list->items = xrealloc(list->items, (list->count + 1) * sizeof(*list->items));
+	list->items[list->count++] = param;
+}
+
+static void params_parse(const char *p, struct mime_param_list *list)
+{
+	for (;;) {
+		p = skip_cfws(p);
+		if (*p == '\0')
+			return;
+		if (*p != ';') {
+			/* junk: resynchronise at the next ';' */
+			const char *semi = strchr(p, ';');
+			if (semi == NULL)
+				return;
+			p = semi;
+		}
+		p = skip_cfws(p + 1);
+		char *name = parse_token(&p);
+		if (name == NULL)
+			continue;
+		p = skip_cfws(p);
+		if (*p != '=') {
+			free(name);
+			continue;
+		}
+		p = skip_cfws(p + 1);
+		char *value = parse_value(&p);
+		param_add(list, name, value);
+	}
+}
+
+static void params_free(struct mime_param_list *list)
+{
+	for (size_t i = 0; i < list->count; i++) {
+		free(list->items[i].name);
+		free(list->items[i].value);
+	}
+	free(list->items);
+	list->items = NULL;
+	list->count = 0;
+}
+
+static const char *param_get(const struct mime_param_list *list, const char *name)
+{
+	for (size_t i = 0; i < list->count; i++) {
+		const struct mime_param *param = &list->items[i];
+		if (param->section < 0 && !param->extended &&
+		    ascii_strcasecmp(param->name, name) == 0)
+			return param->value;
+	}
+	return NULL;
+}
+
+/* RFC 2231 attribute-char: what may stay unencoded in an extended value */
+static bool is_attribute_char(char c)
+{
+	return is_token_char(c) && c != '*' && c != '\'' && c != '%';
+}
+
+static void append_percent_encoded(struct buf *out, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (is_attribute_char(*s))
+			buf_append_char(out, *s);
+		else
+			buf_printf(out, "%%%02X", (unsigned char)*s);
+	}
+}
+
+static int section_compare(const void *a, const void *b)
+{
+	const struct mime_param *x = *(const struct mime_param *const *)a;
+	const struct mime_param *y = *(const struct mime_param *const *)b;
+	return x->section < y->section ? -1 : x->section > y->section;
+}
+
+/* Joins the continuations of params[first] (RFC 2231 section 3) into one
+ * name and value, in section order, a repeated section counted once;
+ * marks the pieces used. Unencoded pieces of an encoded value are
+ * percent-encoded so that the whole stays one RFC 2231 value. */
+static void param_join(const struct mime_param_list *list, size_t first, bool *used,
+		       struct buf *name, struct buf *value)
+{
+	const char *base = list->items[first].name;
+	const struct mime_param **pieces = xmalloc(list->count * sizeof(*pieces));
+	size_t count = 0;
+	bool extended = false;
+	for (size_t i = first; i < list->count; i++) {
+		const struct mime_param *param = &list->items[i];
+		if (param->section >= 0 && !used[i] &&
+		    ascii_strcasecmp(param->name, base) == 0) {
+			used[i] = true;
+			extended |= param->extended;
+			pieces[count++] = param;
+		}
+	}
+	qsort(pieces, count, sizeof(*pieces), section_compare);
+	for (size_t i = 0; i < count; i++) {
+		if (i > 0 && pieces[i]->section == pieces[i - 1]->section)
+			continue;
+		if (extended && !pieces[i]->extended)
+			append_percent_encoded(value, pieces[i]->value);
+		else
+			buf_append_str(value, pieces[i]->value);
+	}
+	free(pieces);
+	buf_append_str(name, base);
+	if (extended)
+		buf_append_char(name, '*');
+}
+
+static void params_render(const struct mime_param_list *list, bool add_charset,
+			  struct buf *out)
+{
+	if (list->count == 0 && !add_charset) {
+		buf_append_str(out, "NIL");
+		return;
+	}
+	bool *used = xcalloc(list->count + 1, sizeof(bool));
+	buf_append_char(out, '(');
+	if (add_charset)
+		buf_append_str(out, "\"charset\" \"us-ascii\"");
+	for (size_t i = 0; i < list->count; i++) {
+		if (used[i])
+			continue;
+		struct buf name = BUF_INIT, value = BUF_INIT;
+		const struct mime_param *param = &list->items[i];
+		if (param->section >= 0) {
+			param_join(list, i, used, &name, &value);
+		} else {
+			buf_append_str(&name, param->name);
+			if (param->extended)
+				buf_append_char(&name, '*');
+			buf_append_str(&value, param->value);
+		}
+		used[i] = true;
+		if (out->data[out->len - 1] != '(')
+			buf_append_char(out, ' ');
+		mime_imap_append_string(out, buf_str(&name), name.len);
+		buf_append_char(out, ' ');
+		mime_imap_append_string(out, buf_str(&value), value.len);
+		buf_free(&name);
+		buf_free(&value);
+	}
+	buf_append_char(out, ')');
+	free(used);
+}
+
+/* "type/subtype; params": 0 on success. */
+static int content_type_parse(const char *value, char **type_r, char **subtype_r,
+			      struct mime_param_list *params)
+{
+	const char *p = skip_cfws(value);
+	char *type = parse_token(&p);
+	p = skip_cfws(p);
+	if (type == NULL || *p != '/') {
+		free(type);
+		return -1;
+	}
+	p = skip_cfws(p + 1);
+	char *subtype = parse_token(&p);
+	if (subtype == NULL) {
+		free(type);
+		return -1;
+	}
+	params_parse(p, params);
+	*type_r = type;
+	*subtype_r = subtype;
+	return 0;
+}
+
+static void disposition_render(const char *value, struct buf *out)
+{
+	const char *p = value == NULL ? "" : skip_cfws(value);
+	char *type = parse_token(&p);
+	if (type == NULL) {
+		buf_append_str(out, "NIL");
+		return;
+	}
+	struct mime_param_list params = { NULL, 0 };
+	params_parse(p, &params);
+	buf_append_char(out, '(');
+	mime_imap_append_string(out, type, strlen(type));
+	buf_append_char(out, ' ');
+	params_render(&params, false, out);
+	buf_append_char(out, ')');
+	params_free(&params);
+	free(type);
+}
+
+/* Content-Language: a comma separated list of tags (RFC 3282). */
+static void language_render(const char *value, struct buf *out)
+{
+	const char *p = value == NULL ? "" : value;
+	size_t count = 0;
+	struct buf list = BUF_INIT;
+	for (;;) {
+		p = skip_cfws(p);
+		while (*p == ',')
+			p = skip_cfws(p + 1);
+		char *tag = parse_token(&p);
+		if (tag == NULL)
+			break;
+		if (count++ > 0)
+			buf_append_char(&list, ' ');
+		mime_imap_append_string(&list, tag, strlen(tag));
+		free(tag);
+	}
+	if (count == 0)
+		buf_append_str(out, "NIL");
+	else
+		buf_printf(out, "(%s)", buf_str(&list));
+	buf_free(&list);
+}
+
+static void nstring_append(struct buf *out, const char *value)
+{
+	buf_append_char(out, ' ');
+	mime_imap_append_nstring(out, value);
+}
+
+static void extension_render(const struct mime_headers *h, struct buf *out)
+{
+	disposition_render(h->value[MIME_F_CONTENT_DISPOSITION], out);
+	buf_append_char(out, ' ');
+	language_render(h->value[MIME_F_CONTENT_LANGUAGE], out);
+	nstring_append(out, h->value[MIME_F_CONTENT_LOCATION]);
+}
+
+void mime_part_info_fill(struct mime_part_info *info, const struct mime_headers *h,
+			 bool digest_default)
+{
+	char *type = NULL, *subtype = NULL;
+	struct mime_param_list params = { NULL, 0 };
+	const char *ct = h->value[MIME_F_CONTENT_TYPE];
+
+	/* RFC 2045 5.2: a missing or invalid Content-Type means the default */
+	if (ct == NULL || content_type_parse(ct, &type, &subtype, &params) < 0) {
+		params_free(&params);
+		type = xstrdup(digest_default ? "message" : "text");
+		subtype = xstrdup(digest_default ? "rfc822" : "plain");
+		if (!digest_default)
+			param_add(&params, xstrdup("charset"), xstrdup("us-ascii"));
+	}
+	info->is_text = ascii_strcasecmp(type, "text") == 0;
+	info->is_multipart = ascii_strcasecmp(type, "multipart") == 0;
+	info->is_message = ascii_strcasecmp(type, "message") == 0 &&
+		ascii_strcasecmp(subtype, "rfc822") == 0;
+
+	struct buf basic = BUF_INIT, ext = BUF_INIT;
+	if (info->is_multipart) {
+		const char *boundary = param_get(&params, "boundary");
+		if (boundary != NULL && *boundary != '\0')
+			info->boundary = xstrdup(boundary);
+		mime_imap_append_string(&basic, subtype, strlen(subtype));
+		params_render(&params, false, &ext);
+		buf_append_char(&ext, ' ');
+		extension_render(h, &ext);
+	} else {
+		bool add_charset = info->is_text && param_get(&params, "charset") == NULL;
+		mime_imap_append_string(&basic, type, strlen(type));
+		buf_append_char(&basic, ' ');
+		mime_imap_append_string(&basic, subtype, strlen(subtype));
+		buf_append_char(&basic, ' ');
+		params_render(&params, add_charset, &basic);
+		nstring_append(&basic, h->value[MIME_F_CONTENT_ID]);
+		nstring_append(&basic, h->value[MIME_F_CONTENT_DESCRIPTION]);
+		const char *cte = h->value[MIME_F_CONTENT_TRANSFER_ENCODING];
+		const char *p = cte == NULL ? "" : skip_cfws(cte);
+		char *enc = parse_token(&p);
+		nstring_append(&basic, enc == NULL ? "7bit" : enc);
+		free(enc);
+		mime_imap_append_nstring(&ext, h->value[MIME_F_CONTENT_MD5]);
+		buf_append_char(&ext, ' ');
+		extension_render(h, &ext);
+	}
+	info->basic = xstrdup(buf_str(&basic));
+	info->ext = xstrdup(buf_str(&ext));
+	buf_free(&basic);
+	buf_free(&ext);
+	params_free(&params);
+	free(type);
+	free(subtype);
+}
+
+void mime_content_type_get(const char *value, char **type_r, char **charset_r)
+{
+	char *type = NULL, *subtype = NULL;
+	struct mime_param_list params = { NULL, 0 };
+	*charset_r = NULL;
+	if (value != NULL && content_type_parse(value, &type, &subtype, &params) == 0) {
+		const char *charset = param_get(&params, "charset");
+		if (charset != NULL)
+			*charset_r = xstrdup(charset);
+		*type_r = type;
+		free(subtype);
+	} else {
+		*type_r = xstrdup("text");
+	}
+	if (*charset_r == NULL)
+		*charset_r = xstrdup("us-ascii");
+	params_free(&params);
+}
+
+void mime_part_info_free(struct mime_part_info *info)
+{
+	free(info->basic);
+	free(info->ext);
+	free(info->envelope);
+	free(info->boundary);
+	memset(info, 0, sizeof(*info));
+}

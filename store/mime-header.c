@@ -1,0 +1,128 @@
+/* Splitting a header block into the fields the MIME parser needs. */
+
+#include "store/mime-private.h"
+
+#include <string.h>
+
+static const char *const field_names[MIME_F_COUNT] = {
+	[MIME_F_CONTENT_TYPE] = "Content-Type",
+	[MIME_F_CONTENT_TRANSFER_ENCODING] = "Content-Transfer-Encoding",
+	[MIME_F_CONTENT_ID] = "Content-ID",
+	[MIME_F_CONTENT_DESCRIPTION] = "Content-Description",
+	[MIME_F_CONTENT_DISPOSITION] = "Content-Disposition",
+	[MIME_F_CONTENT_LANGUAGE] = "Content-Language",
+	[MIME_F_CONTENT_LOCATION] = "Content-Location",
+	[MIME_F_CONTENT_MD5] = "Content-MD5",
+	[MIME_F_DATE] = "Date",
+	[MIME_F_SUBJECT] = "Subject",
+	[MIME_F_FROM] = "From",
+	[MIME_F_SENDER] = "Sender",
+	[MIME_F_REPLY_TO] = "Reply-To",
+	[MIME_F_TO] = "To",
+	[MIME_F_CC] = "Cc",
+	[MIME_F_BCC] = "Bcc",
+	[MIME_F_IN_REPLY_TO] = "In-Reply-To",
+	[MIME_F_MESSAGE_ID] = "Message-ID",
+	[MIME_F_REFERENCES] = "References",
+};
+
+static int field_lookup(const char *name, size_t len)
+{
+	for (int i = 0; i < MIME_F_COUNT; i++) {
+		if (strlen(field_names[i]) == len &&
+		    ascii_strncasecmp(field_names[i], name, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static bool is_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* The unfolded value: line ends dropped, leading white space trimmed
+ * (trailing white space stays, as Dovecot keeps it in ENVELOPE). */
+static char *unfold(const char *p, size_t len)
+{
+	struct buf out = BUF_INIT;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\r' || p[i] == '\n')
+			continue;
+		buf_append_char(&out, p[i]);
+	}
+	size_t start = 0, end = out.len;
+	while (start < end && is_wsp(out.data[start]))
+		start++;
+	char *value = xstrndup(out.len == 0 ? "" : out.data + start, end - start);
+	buf_free(&out);
+	return value;
+}
+
+static bool is_address_field(int f)
+{
+	return f >= MIME_F_FROM && f <= MIME_F_BCC;
+}
+
+/* Duplicates (Dovecot's rules): Content-* fields keep the first, address
+ * fields are joined into one list (in lists[], linear in the header
+ * size), the other envelope fields keep the last. */
+static void field_set(struct mime_headers *h, struct buf *lists, int f, char *value)
+{
+	if (is_address_field(f)) {
+		struct buf *list = &lists[f];
+		if (list->data != NULL)
+			buf_append_str(list, ", ");
+		buf_append_str(list, value);
+		free(value);
+	} else if (h->value[f] == NULL) {
+		h->value[f] = value;
+	} else if (f <= MIME_F_CONTENT_MD5) {
+		free(value);
+	} else {
+		free(h->value[f]);
+		h->value[f] = value;
+	}
+}
+
+void mime_headers_parse(const char *data, size_t len, struct mime_headers *h)
+{
+	struct buf lists[MIME_F_COUNT];
+	memset(h, 0, sizeof(*h));
+	for (int f = 0; f < MIME_F_COUNT; f++)
+		buf_init(&lists[f]);
+	size_t i = 0;
+	while (i < len) {
+		/* one field: this line and the continuation lines after it */
+		size_t start = i;
+		const char *nl;
+		do {
+			nl = memchr(data + i, '\n', len - i);
+			i = nl == NULL ? len : (size_t)(nl - data) + 1;
+		} while (i < len && is_wsp(data[i]));
+
+		const char *colon = memchr(data + start, ':', i - start);
+		if (colon == NULL || is_wsp(data[start]))
+			continue;
+		size_t name_len = (size_t)(colon - (data + start));
+		while (name_len > 0 && is_wsp(data[start + name_len - 1]))
+			name_len--;
+		int f = field_lookup(data + start, name_len);
+		if (f < 0)
+			continue;
+		const char *value = colon + 1;
+		field_set(h, lists, f, unfold(value, (size_t)(data + i - value)));
+	}
+	for (int f = 0; f < MIME_F_COUNT; f++) {
+		if (lists[f].data != NULL)
+			h->value[f] = lists[f].data;   /* the buffer's string is handed over */
+	}
+}
+
+void mime_headers_free(struct mime_headers *h)
+{
+	for (int i = 0; i < MIME_F_COUNT; i++) {
+		free(h->value[i]);
+		h->value[i] = NULL;
+	}
+}

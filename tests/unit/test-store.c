@@ -1,0 +1,814 @@
+#include "test.h"
+#include "store/store.h"
+#include "core/core.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct store *store;
+static unsigned int dir_counter;
+
+/* A fresh store per test, so tests do not see each other's mail. */
+static const char *fresh_store(void)
+{
+	static char dir[512];
+	const char *error;
+	snprintf(dir, sizeof(dir), "%s/s%u", test_tmpdir(), ++dir_counter);
+	mkdir(dir, 0700);
+	TEST_ASSERT_INT(store_open(dir, NULL, &store, &error), 0);
+	return dir;
+}
+
+static void close_store(void)
+{
+	store_free(&store);
+}
+
+static int deliver(const char *address, const char *text, uint32_t *uid_r)
+{
+	struct store_delivery *d;
+	const char *error;
+	TEST_ASSERT_INT(store_delivery_begin(store, &d, &error), 0);
+	TEST_ASSERT_INT(store_delivery_write(d, text, strlen(text), &error), 0);
+	struct store_recipient r = { .address = address };
+	int ret = store_delivery_commit(d, &r, 1);
+	store_delivery_free(&d);
+	if (uid_r != NULL)
+		*uid_r = r.uid;
+	return ret == 0 ? r.result : ret;
+}
+
+static int append(struct store_account *acct, const char *mailbox, const char *text,
+		  uint32_t flags, const char *keyword, uint32_t *uid_r)
+{
+	struct store_delivery *d;
+	const char *error;
+	uint32_t uidvalidity;
+	TEST_ASSERT_INT(store_delivery_begin(store, &d, &error), 0);
+	TEST_ASSERT_INT(store_delivery_write(d, text, strlen(text), &error), 0);
+	const char *kws[1] = { keyword };
+	int ret = store_delivery_append(d, acct, mailbox, flags, kws, keyword != NULL ? 1 : 0,
+					1600000000, &uidvalidity, uid_r, &error);
+	store_delivery_free(&d);
+	return ret;
+}
+
+static const char msg1[] = "Subject: hello\r\nFrom: a@b\r\n\r\nbody one\r\n";
+static const char msg_lf[] = "Subject: bare\nFrom: a@b\n\nline1\nline2\n";
+
+static void test_account_create(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct, *again;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "User@Example.ORG", &acct, &error), 0);
+	TEST_ASSERT_INT(store_account_open(store, "User@example.org", &again, &error), 0);
+	TEST_ASSERT(acct == again);
+	store_account_close(&again);
+	TEST_ASSERT(again == NULL);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/mail/example.org/User/.Sent/cur", data);
+	struct stat st;
+	TEST_ASSERT_INT(stat(path, &st), 0);
+	snprintf(path, sizeof(path), "%s/mail/example.org/User/postern-index.lmdb", data);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+
+	struct store_list list;
+	TEST_ASSERT_INT(store_mailbox_list(acct, "*", false, &list, &error), 0);
+	TEST_ASSERT_INT(list.count, 6);
+	TEST_ASSERT_STR(list.entries[0].name, "INBOX");
+	TEST_ASSERT_STR(list.entries[1].name, "Archive");
+	TEST_ASSERT_INT(list.entries[1].special_use, STORE_SPECIAL_ARCHIVE);
+	TEST_ASSERT(list.entries[1].attrs & STORE_LIST_SUBSCRIBED);
+	store_list_free(&list);
+	TEST_ASSERT(store_account_open(store, "../x@example.org", &again, &error) < 0);
+	TEST_ASSERT(store_account_open(store, "nodomain", &again, &error) < 0);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_deliver_and_read(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	uint32_t uid1, uid2;
+	TEST_ASSERT_INT(deliver("u@d", msg1, &uid1), 0);
+	TEST_ASSERT_INT(deliver("u@d", msg_lf, &uid2), 0);
+	TEST_ASSERT_INT(uid1, 1);
+	TEST_ASSERT_INT(uid2, 2);
+	TEST_ASSERT_INT(store_account_open(store, "u@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "inbox", false, &mbox, &error), 0);
+	size_t count;
+	const uint32_t *uids = store_mailbox_uids(mbox, &count);
+	TEST_ASSERT_INT(count, 2);
+	TEST_ASSERT_INT(uids[1], 2);
+	TEST_ASSERT_INT(store_mailbox_uid_to_seq(mbox, 2), 2);
+	TEST_ASSERT(store_mailbox_is_recent(mbox, 1));
+
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_msg_get(mbox, 2, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.size, strlen(msg_lf));
+	TEST_ASSERT_INT(msg.crlf_size, strlen(msg_lf) + 5);
+	TEST_ASSERT_INT(msg.flags, 0);
+	TEST_ASSERT(strstr(msg.path, "/new/") != NULL);
+	TEST_ASSERT(strstr(msg.path, ",W=") != NULL);
+
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, 1, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "hello");
+	TEST_ASSERT(store_cache_field_contains(&cache, STORE_SEARCH_SUBJECT, "ELL"));
+	TEST_ASSERT(!store_cache_field_contains(&cache, STORE_SEARCH_SUBJECT, "bye"));
+	TEST_ASSERT(cache.part_count >= 1);
+
+	int fd;
+	TEST_ASSERT_INT(store_msg_open_fd(mbox, 1, &fd, &error), 0);
+	char buf[256];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	close(fd);
+	TEST_ASSERT_INT(n, strlen(msg1));
+	bool found;
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, 1, "BODY ONE", true, &found, &error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, 1, "hello", true, &found, &error), 0);
+	TEST_ASSERT(!found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, 1, "hello", false, &found, &error), 0);
+	TEST_ASSERT(found);
+
+	struct store_status st;
+	store_mailbox_get_status(mbox, &st);
+	TEST_ASSERT_INT(st.messages, 2);
+	TEST_ASSERT_INT(st.uidnext, 3);
+	TEST_ASSERT_INT(st.unseen, 2);
+	TEST_ASSERT_INT(st.recent, 2);
+	TEST_ASSERT_INT(st.size, strlen(msg1) + strlen(msg_lf) + 5);
+	store_mailbox_close(&mbox);
+
+	/* \Recent went to the first read-write view */
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
+	TEST_ASSERT_INT(st.recent, 0);
+	TEST_ASSERT_INT(st.messages, 2);
+	uint64_t used, limit;
+	TEST_ASSERT_INT(store_account_get_quota(acct, &used, &limit, &error), 0);
+	TEST_ASSERT_INT(used, strlen(msg1) + strlen(msg_lf));
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_multi_recipient(void)
+{
+	fresh_store();
+	struct store_delivery *d;
+	const char *error;
+	TEST_ASSERT_INT(store_delivery_begin(store, &d, &error), 0);
+	for (int i = 0; i < 100; i++)
+		TEST_ASSERT_INT(store_delivery_write(d, "x", 1, &error), 0);
+	struct store_recipient r[3] = {
+		{ .address = "a@d" }, { .address = "b@d", .mailbox = "Archive" },
+		{ .address = "bad" },
+	};
+	TEST_ASSERT_INT(store_delivery_commit(d, r, 3), 0);
+	store_delivery_free(&d);
+	TEST_ASSERT_INT(r[0].result, 0);
+	TEST_ASSERT_INT(r[1].result, 0);
+	TEST_ASSERT_INT(r[0].uid, 1);
+	TEST_ASSERT(r[2].result < 0);
+	TEST_ASSERT(r[2].error != NULL);
+	struct store_account *acct;
+	struct store_status st;
+	TEST_ASSERT_INT(store_account_open(store, "b@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Archive", &st, &error), 0);
+	TEST_ASSERT_INT(st.messages, 1);
+	TEST_ASSERT_INT(st.size, 100);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_quota(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "q@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_account_set_quota(acct, strlen(msg1) * 2 + 1, &error), 0);
+	TEST_ASSERT_INT(deliver("q@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(deliver("q@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(deliver("q@d", msg1, NULL), STORE_ERR_OVERQUOTA);
+	uint32_t uid;
+	TEST_ASSERT_INT(append(acct, "Sent", msg1, 0, NULL, &uid), STORE_ERR_OVERQUOTA);
+	/* expunging frees space */
+	struct store_mailbox *mbox;
+	struct store_uidset set = STORE_UIDSET_INIT;
+	store_uidset_add(&set, 1, 1);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Trash", false, &uid, NULL, NULL, &error),
+			STORE_ERR_OVERQUOTA);
+	TEST_ASSERT_INT(store_msg_expunge(mbox, &set, false, NULL, &error), 0);
+	TEST_ASSERT_INT(deliver("q@d", msg1, NULL), 0);
+	store_uidset_clear(&set);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_flags_modseq(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	uint32_t uid;
+	TEST_ASSERT_INT(store_account_open(store, "f@d", &acct, &error), 0);
+	for (int i = 0; i < 3; i++)
+		TEST_ASSERT_INT(append(acct, "INBOX", msg1, i == 0 ? STORE_FLAG_SEEN : 0,
+				       i == 1 ? "$Important" : NULL, &uid), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_SEEN);
+	TEST_ASSERT_INT(msg.internaldate, 1600000000);
+	TEST_ASSERT(strstr(msg.path, "/cur/") != NULL && strstr(msg.path, ":2,S") != NULL);
+	TEST_ASSERT_INT(store_msg_get(mbox, 2, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.keywords, 1);
+	TEST_ASSERT_STR(store_mailbox_keyword(mbox, 0), "$Important");
+	TEST_ASSERT(strstr(msg.path, ":2,a") != NULL);
+
+	struct store_status st;
+	store_mailbox_get_status(mbox, &st);
+	uint64_t base = st.highestmodseq;
+	TEST_ASSERT_INT(st.unseen, 2);
+
+	struct store_uidset set = STORE_UIDSET_INIT;
+	store_uidset_add(&set, 1, 3);
+	const char *kw[] = { "$Junk" };
+	TEST_ASSERT_INT(store_msg_set_flags(mbox, &set, STORE_FLAGS_ADD, STORE_FLAG_FLAGGED,
+					    kw, 1, 0, NULL, &error), 0);
+	struct store_sync sync;
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.changed.count, 3);
+	TEST_ASSERT_INT(sync.added.count, 0);
+	store_sync_free(&sync);
+	store_mailbox_get_status(mbox, &st);
+	TEST_ASSERT_INT(st.highestmodseq, base + 3);
+	TEST_ASSERT_INT(store_msg_get(mbox, 3, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_FLAGGED);
+	TEST_ASSERT_INT(msg.modseq, base + 3);
+	TEST_ASSERT(strstr(msg.path, ":2,Fb") != NULL);
+
+	/* no change: no new MODSEQ */
+	TEST_ASSERT_INT(store_msg_set_flags(mbox, &set, STORE_FLAGS_ADD, STORE_FLAG_FLAGGED,
+					    NULL, 0, 0, NULL, &error), 0);
+	TEST_ASSERT_INT(store_msg_get(mbox, 3, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.modseq, base + 3);
+
+	/* UNCHANGEDSINCE: message 1 modified at base+1 passes base+1, 2 and 3 fail */
+	struct store_uids failed = STORE_UIDS_INIT;
+	TEST_ASSERT_INT(store_msg_set_flags(mbox, &set, STORE_FLAGS_REPLACE, STORE_FLAG_DELETED,
+					    NULL, 0, base + 1, &failed, &error), 0);
+	TEST_ASSERT_INT(failed.count, 2);
+	TEST_ASSERT_INT(failed.uids[0], 2);
+	store_uids_clear(&failed);
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_DELETED);
+	TEST_ASSERT_INT(msg.keywords, 0);
+	TEST_ASSERT_INT(msg.modseq, base + 4);
+
+	struct store_uids changed = STORE_UIDS_INIT, vanished = STORE_UIDS_INIT;
+	TEST_ASSERT_INT(store_changes_since(mbox, base + 2, &changed, &vanished, &error), 0);
+	TEST_ASSERT_INT(changed.count, 2);   /* 3 (base+3) and 1 (base+4) */
+	TEST_ASSERT_INT(changed.uids[0], 1);
+	TEST_ASSERT_INT(vanished.count, 0);
+	store_uids_clear(&changed);
+
+	/* EXPUNGE only takes \Deleted ones */
+	struct store_uids expunged = STORE_UIDS_INIT;
+	TEST_ASSERT_INT(store_msg_expunge(mbox, &set, true, &expunged, &error), 0);
+	TEST_ASSERT_INT(expunged.count, 1);
+	TEST_ASSERT_INT(expunged.uids[0], 1);
+	store_uids_clear(&expunged);
+	TEST_ASSERT_INT(store_changes_since(mbox, base + 4, &changed, &vanished, &error), 0);
+	TEST_ASSERT_INT(vanished.count, 1);
+	TEST_ASSERT_INT(vanished.uids[0], 1);
+	TEST_ASSERT_INT(changed.count, 0);
+	store_uids_clear(&changed);
+	store_uids_clear(&vanished);
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.expunged.count, 1);
+	TEST_ASSERT_INT(sync.expunged.uids[0], 1);
+	store_sync_free(&sync);
+	size_t count;
+	store_mailbox_uids(mbox, &count);
+	TEST_ASSERT_INT(count, 2);
+	TEST_ASSERT_INT(store_mailbox_uid_to_seq(mbox, 3), 2);
+
+	/* search from the index */
+	struct store_search crit = { 0 };
+	struct store_uids res = STORE_UIDS_INIT;
+	crit.flags_set = STORE_FLAG_FLAGGED;
+	crit.keywords_set = (uint64_t)1 << store_mailbox_keyword_index(mbox, "$IMPORTANT");
+	TEST_ASSERT_INT(store_search_index(mbox, &crit, &res, &error), 0);
+	TEST_ASSERT_INT(res.count, 1);
+	TEST_ASSERT_INT(res.uids[0], 2);
+	store_uids_clear(&res);
+	memset(&crit, 0, sizeof(crit));
+	crit.flags_unset = STORE_FLAG_SEEN;
+	crit.larger = 10;
+	crit.before = 1600000001;
+	TEST_ASSERT_INT(store_search_index(mbox, &crit, &res, &error), 0);
+	TEST_ASSERT_INT(res.count, 2);
+	store_uids_clear(&res);
+
+	/* read-only views cannot write */
+	struct store_mailbox *ro;
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &ro, &error), 0);
+	TEST_ASSERT_INT(store_msg_expunge(ro, &set, false, NULL, &error), STORE_ERR_READONLY);
+	store_mailbox_close(&ro);
+	store_uidset_clear(&set);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_copy_move(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	uint32_t uid, uidvalidity;
+	TEST_ASSERT_INT(store_account_open(store, "c@d", &acct, &error), 0);
+	for (int i = 0; i < 4; i++)
+		TEST_ASSERT_INT(append(acct, "INBOX", msg1, STORE_FLAG_SEEN, "work", &uid), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	struct store_uidset set = STORE_UIDSET_INIT;
+	store_uidset_add(&set, 2, 3);
+	struct store_uids src = STORE_UIDS_INIT, dst = STORE_UIDS_INIT;
+	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Archive", false, &uidvalidity, &src, &dst,
+				       &error), 0);
+	TEST_ASSERT_INT(src.count, 2);
+	TEST_ASSERT_INT(dst.uids[0], 1);
+	TEST_ASSERT_INT(dst.uids[1], 2);
+	store_uids_clear(&src);
+	store_uids_clear(&dst);
+	struct store_status st;
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Archive", &st, &error), 0);
+	TEST_ASSERT_INT(st.uidvalidity, uidvalidity);
+	TEST_ASSERT_INT(st.messages, 2);
+	TEST_ASSERT_INT(st.unseen, 0);
+
+	store_uidset_clear(&set);
+	store_uidset_add(&set, 1, 1);
+	store_uidset_add(&set, 4, 4);
+	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Trash", true, &uidvalidity, &src, &dst,
+				       &error), 0);
+	TEST_ASSERT_INT(dst.count, 2);
+	store_uids_clear(&src);
+	store_uids_clear(&dst);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
+	TEST_ASSERT_INT(st.messages, 2);
+	struct store_mailbox *trash;
+	TEST_ASSERT_INT(store_mailbox_open(acct, "Trash", true, &trash, &error), 0);
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_msg_get(trash, 2, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_SEEN);
+	TEST_ASSERT_STR(store_mailbox_keyword(trash, 0), "work");
+	TEST_ASSERT_INT(msg.keywords, 1);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(trash, 2, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "hello");
+	store_mailbox_close(&trash);
+	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Nope", false, &uidvalidity, NULL, NULL,
+				       &error), STORE_ERR_NOTFOUND);
+	store_uidset_clear(&set);
+	store_mailbox_close(&mbox);
+	uint64_t used, limit;
+	TEST_ASSERT_INT(store_account_get_quota(acct, &used, &limit, &error), 0);
+	TEST_ASSERT_INT(used, 6 * strlen(msg1));
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_mailbox_ops(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	const char *error;
+	uint32_t uid;
+	TEST_ASSERT_INT(store_account_open(store, "m@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Projects", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Projects/Älpha", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Projects/Älpha/Deep", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Projects", 0, &error), STORE_ERR_EXISTS);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "a.b", 0, &error), STORE_ERR_INVALID);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "a/../b", 0, &error), STORE_ERR_INVALID);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "/x", 0, &error), STORE_ERR_INVALID);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "x*", 0, &error), STORE_ERR_INVALID);
+	TEST_ASSERT_INT(append(acct, "Projects/Älpha", msg1, 0, NULL, &uid), 0);
+	char path[600];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/mail/d/m/.Projects.&AMQ-lpha/cur", data);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+
+	struct store_list list;
+	TEST_ASSERT_INT(store_mailbox_list(acct, "Projects/%", false, &list, &error), 0);
+	TEST_ASSERT_INT(list.count, 1);
+	TEST_ASSERT_STR(list.entries[0].name, "Projects/Älpha");
+	TEST_ASSERT(list.entries[0].attrs & STORE_LIST_HASCHILDREN);
+	store_list_free(&list);
+	TEST_ASSERT_INT(store_mailbox_list(acct, "Proj*", false, &list, &error), 0);
+	TEST_ASSERT_INT(list.count, 3);
+	store_list_free(&list);
+	TEST_ASSERT_INT(store_mailbox_list(acct, "inbox", false, &list, &error), 0);
+	TEST_ASSERT_INT(list.count, 1);
+	store_list_free(&list);
+
+	/* rename with children keeps messages and UIDVALIDITY */
+	struct store_status before, after;
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Projects/Älpha", &before, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Projects", "Old/Projects", &error), 0);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Old/Projects/Älpha", &after, &error), 0);
+	TEST_ASSERT_INT(after.uidvalidity, before.uidvalidity);
+	TEST_ASSERT_INT(after.messages, 1);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Old/Projects/Älpha/Deep", &after, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Projects", &after, &error), STORE_ERR_NOTFOUND);
+	TEST_ASSERT_INT(store_mailbox_list(acct, "Old", false, &list, &error), 0);
+	TEST_ASSERT_INT(list.count, 1);
+	TEST_ASSERT(list.entries[0].attrs & STORE_LIST_NOSELECT);
+	TEST_ASSERT(list.entries[0].attrs & STORE_LIST_HASCHILDREN);
+	store_list_free(&list);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Old", "Old/Sub", &error),
+			STORE_ERR_NOTPOSSIBLE);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Sent", "Old/Projects", &error),
+			STORE_ERR_EXISTS);
+
+	/* INBOX rename moves the messages, INBOX stays */
+	TEST_ASSERT_INT(deliver("m@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(deliver("m@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "INBOX", "Saved", &error), 0);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Saved", &after, &error), 0);
+	TEST_ASSERT_INT(after.messages, 2);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &after, &error), 0);
+	TEST_ASSERT_INT(after.messages, 0);
+	TEST_ASSERT_INT(after.uidnext, 3);
+
+	/* delete; recreate gets a new UIDVALIDITY */
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Saved", &before, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_delete(acct, "Saved", &error), 0);
+	TEST_ASSERT_INT(store_mailbox_delete(acct, "Saved", &error), STORE_ERR_NOTFOUND);
+	TEST_ASSERT_INT(store_mailbox_delete(acct, "INBOX", &error), STORE_ERR_NOTPOSSIBLE);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Saved", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Saved", &after, &error), 0);
+	TEST_ASSERT(after.uidvalidity != before.uidvalidity);
+	TEST_ASSERT_INT(after.messages, 0);
+	uint64_t used, limit;
+	TEST_ASSERT_INT(store_account_get_quota(acct, &used, &limit, &error), 0);
+	TEST_ASSERT_INT(used, strlen(msg1));
+
+	/* subscriptions */
+	TEST_ASSERT_INT(store_mailbox_subscribe(acct, "Gone/Away", true, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_list(acct, "Gone/*", true, &list, &error), 0);
+	TEST_ASSERT_INT(list.count, 1);
+	TEST_ASSERT(list.entries[0].attrs & STORE_LIST_NOSELECT);
+	TEST_ASSERT(list.entries[0].attrs & STORE_LIST_SUBSCRIBED);
+	store_list_free(&list);
+	TEST_ASSERT_INT(store_mailbox_subscribe(acct, "Gone/Away", false, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_list(acct, "Gone/*", true, &list, &error), 0);
+	TEST_ASSERT_INT(list.count, 0);
+	store_list_free(&list);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_patterns_and_names(void)
+{
+	TEST_ASSERT(store_pattern_match("*", "a/b/c"));
+	TEST_ASSERT(store_pattern_match("%", "a"));
+	TEST_ASSERT(!store_pattern_match("%", "a/b"));
+	TEST_ASSERT(store_pattern_match("a/%", "a/b"));
+	TEST_ASSERT(store_pattern_match("a*c", "a/b/c"));
+	TEST_ASSERT(!store_pattern_match("a%c", "a/b/c"));
+	TEST_ASSERT(store_pattern_match("InBox", "INBOX"));
+	TEST_ASSERT(store_pattern_match("inbox/%", "INBOX/x"));
+	TEST_ASSERT(!store_pattern_match("inbox", "Inbox2"));
+
+	char *s = store_mutf7_encode("Entwürfe");
+	TEST_ASSERT_STR(s, "Entw&APw-rfe");
+	free(s);
+	s = store_mutf7_encode("A&B");
+	TEST_ASSERT_STR(s, "A&-B");
+	free(s);
+	s = store_mutf7_encode("日本語");
+	TEST_ASSERT_STR(s, "&ZeVnLIqe-");
+	char *back = store_mutf7_decode(s);
+	TEST_ASSERT_STR(back, "日本語");
+	free(back);
+	free(s);
+	s = store_mutf7_encode("\xf0\x9f\x93\xa7 mail");   /* outside the BMP */
+	back = store_mutf7_decode(s);
+	TEST_ASSERT_STR(back, "\xf0\x9f\x93\xa7 mail");
+	free(back);
+	free(s);
+	TEST_ASSERT(store_mutf7_decode("&AGE-") == NULL);   /* 'a' must not be encoded */
+	TEST_ASSERT(store_mutf7_decode("&ZeVn") == NULL);   /* unterminated */
+	TEST_ASSERT(store_mutf7_decode("a\x80") == NULL);
+	TEST_ASSERT(store_mutf7_encode("\xff") == NULL);
+
+	struct store_uidset set = STORE_UIDSET_INIT;
+	store_uidset_add(&set, 5, 7);
+	store_uidset_add(&set, 1, 2);
+	store_uidset_add(&set, 3, 4);
+	store_uidset_add(&set, 10, 9);
+	TEST_ASSERT_INT(set.count, 2);
+	TEST_ASSERT_INT(set.ranges[0].hi, 7);
+	TEST_ASSERT(store_uidset_contains(&set, 9));
+	TEST_ASSERT(!store_uidset_contains(&set, 8));
+	store_uidset_clear(&set);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_self_heal(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "h@d", &acct, &error), 0);
+	TEST_ASSERT_INT(deliver("h@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(deliver("h@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	char path[700], path2[700];
+	/* another MDA drops a file; an admin flags one by renaming; one vanishes */
+	snprintf(path, sizeof(path), "%s/mail/d/h/new/1700000000.outside.host", data);
+	write_file(path, "Subject: outside\n\nhi\n");
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	snprintf(path2, sizeof(path2), "%s", msg.path);
+	char *slash = strstr(path2, "/new/");
+	memcpy(slash, "/cur/", 5);
+	strcat(path2, ":2,FS");
+	TEST_ASSERT_INT(rename(msg.path, path2), 0);
+	TEST_ASSERT_INT(store_msg_get(mbox, 2, &msg, &error), 0);
+	TEST_ASSERT_INT(unlink(msg.path), 0);
+
+	struct store_sync sync;
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.added.count, 1);
+	TEST_ASSERT_INT(sync.added.uids[0], 3);
+	TEST_ASSERT_INT(sync.expunged.count, 1);
+	TEST_ASSERT_INT(sync.expunged.uids[0], 2);
+	TEST_ASSERT_INT(sync.changed.count, 1);
+	TEST_ASSERT_INT(sync.changed.uids[0], 1);
+	store_sync_free(&sync);
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_FLAGGED | STORE_FLAG_SEEN);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, 3, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "outside");
+	store_mailbox_close(&mbox);
+
+	/* the index is lost: rebuilt with the same UIDVALIDITY and UIDs from
+	 * the dovecot-uidlist the store keeps up to date */
+	struct store_status before, after;
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &before, &error), 0);
+	store_account_close(&acct);
+	close_store();   /* the process must let go of the environment */
+	snprintf(path, sizeof(path), "%s/mail/d/h/postern-index.lmdb", data);
+	TEST_ASSERT_INT(unlink(path), 0);
+	TEST_ASSERT_INT(store_open(data, NULL, &store, &error), 0);
+	TEST_ASSERT_INT(store_account_open(store, "h@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &after, &error), 0);
+	TEST_ASSERT_INT(after.uidvalidity, before.uidvalidity);
+	TEST_ASSERT_INT(after.messages, 2);
+	TEST_ASSERT_INT(after.uidnext, 4);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	size_t count;
+	const uint32_t *uids = store_mailbox_uids(mbox, &count);
+	TEST_ASSERT_INT(count, 2);
+	TEST_ASSERT_INT(uids[0], 1);
+	TEST_ASSERT_INT(uids[1], 3);
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_FLAGGED | STORE_FLAG_SEEN);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+
+	/* a damaged index is moved aside and rebuilt */
+	write_file(path, "this is not an LMDB file, not at all, really not...........");
+	TEST_ASSERT_INT(store_open(data, NULL, &store, &error), 0);
+	TEST_ASSERT_INT(store_account_open(store, "h@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &after, &error), 0);
+	TEST_ASSERT_INT(after.uidvalidity, before.uidvalidity);
+	TEST_ASSERT_INT(after.messages, 2);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_dovecot_import(void)
+{
+	const char *data = fresh_store();
+	char root[600], path[700];
+	/* a Dovecot Maildir copied in before the account was ever opened */
+	snprintf(root, sizeof(root), "%s/mail/example.com/dove", data);
+	const char *dirs[] = { "", "/cur", "/new", "/tmp", "/.Work", "/.Work/cur",
+			       "/.Work/new", "/.Work/tmp", "/.Entw&APw-rfe", "/.Entw&APw-rfe/cur",
+			       "/.Entw&APw-rfe/new", "/.Entw&APw-rfe/tmp" };
+	snprintf(path, sizeof(path), "%s/mail/example.com", data);
+	mkdir(path, 0700);
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", root, dirs[i]);
+		TEST_ASSERT_INT(mkdir(path, 0700), 0);
+	}
+	snprintf(path, sizeof(path), "%s/dovecot-uidlist", root);
+	write_file(path, "3 V1234567 N120 G0123456789abcdef\n"
+		   "17 :1500000000.M1P1.host,S=20,W=21\n"
+		   "105 G1234 :1500000001.M2P2.host,S=20,W=21\n");
+	snprintf(path, sizeof(path), "%s/dovecot-keywords", root);
+	write_file(path, "0 $Forwarded\n1 Work\n");
+	snprintf(path, sizeof(path), "%s/cur/1500000000.M1P1.host,S=20,W=21:2,RSb", root);
+	write_file(path, "Subject: one\n\nbody\n");
+	snprintf(path, sizeof(path), "%s/new/1500000001.M2P2.host,S=20,W=21", root);
+	write_file(path, "Subject: two\n\nbody\n");
+	snprintf(path, sizeof(path), "%s/cur/1600000000.M3P3.host:2,", root);
+	write_file(path, "Subject: three, not in the uidlist\n\nbody\n");
+	snprintf(path, sizeof(path), "%s/.Work/dovecot-uidlist", root);
+	write_file(path, "1 777 5\n3 1500000002.M4P4.host\n");
+	snprintf(path, sizeof(path), "%s/.Work/cur/1500000002.M4P4.host:2,S", root);
+	write_file(path, "Subject: work\n\nbody\n");
+
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "dove@example.com", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	struct store_status st;
+	store_mailbox_get_status(mbox, &st);
+	TEST_ASSERT_INT(st.uidvalidity, 1234567);
+	TEST_ASSERT_INT(st.messages, 3);
+	TEST_ASSERT_INT(st.uidnext, 121);
+	size_t count;
+	const uint32_t *uids = store_mailbox_uids(mbox, &count);
+	TEST_ASSERT_INT(count, 3);
+	TEST_ASSERT_INT(uids[0], 17);
+	TEST_ASSERT_INT(uids[1], 105);
+	TEST_ASSERT_INT(uids[2], 120);
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_msg_get(mbox, 17, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_ANSWERED | STORE_FLAG_SEEN);
+	TEST_ASSERT_INT(msg.keywords, 2);
+	TEST_ASSERT_STR(store_mailbox_keyword(mbox, 1), "Work");
+	store_mailbox_close(&mbox);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Work", &st, &error), 0);
+	TEST_ASSERT_INT(st.uidvalidity, 777);
+	TEST_ASSERT_INT(st.uidnext, 5);
+	TEST_ASSERT_INT(st.messages, 1);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "Entwürfe", &st, &error), 0);
+	/* a new delivery continues after the uidlist's UIDs */
+	uint32_t uid;
+	TEST_ASSERT_INT(deliver("dove@example.com", msg1, &uid), 0);
+	TEST_ASSERT_INT(uid, 121);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_adopt_after_create(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	const char *error;
+	/* the admin created the account first, then copied the Maildir in */
+	TEST_ASSERT_INT(store_account_open(store, "late@d", &acct, &error), 0);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/mail/d/late/dovecot-uidlist", data);
+	write_file(path, "3 V42 N9\n8 :1500000000.M1P1.host\n");
+	snprintf(path, sizeof(path), "%s/mail/d/late/cur/1500000000.M1P1.host:2,S", data);
+	write_file(path, "Subject: old\n\nbody\n");
+	struct store_status st;
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
+	TEST_ASSERT_INT(st.uidvalidity, 42);
+	TEST_ASSERT_INT(st.uidnext, 9);
+	TEST_ASSERT_INT(st.messages, 1);
+	store_account_close(&acct);
+	close_store();
+}
+
+static const char msg_multi[] =
+	"From: Ann <ann@example.org>\r\nTo: bob@example.net\r\n"
+	"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\nMIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
+	"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: base64\r\n\r\n"
+	"aGlkZGVuIHRyZWFzdXJlIGhlcmU=\r\n"
+	"--XX\r\nContent-Type: message/rfc822\r\n\r\n"
+	"Subject: inner\r\nX-Tag: needle-in-inner-header\r\n\r\ninner body\r\n"
+	"--XX--\r\n";
+
+static void test_fetch_helpers(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	uint32_t uid;
+	TEST_ASSERT_INT(store_account_open(store, "x@d", &acct, &error), 0);
+	TEST_ASSERT_INT(deliver("x@d", msg_multi, &uid), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, uid, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "Grüße");
+	TEST_ASSERT(strstr(cache.envelope, "\"ann\" \"example.org\"") != NULL);
+	TEST_ASSERT(strncmp(cache.bodystructure, "((\"text\" \"plain\"", 16) == 0);
+	TEST_ASSERT(strstr(cache.from, "ann@example.org") != NULL);
+	TEST_ASSERT_INT(store_cache_find_part(&cache, ""), 0);
+	int p1 = store_cache_find_part(&cache, "1");
+	int p2 = store_cache_find_part(&cache, "2");
+	TEST_ASSERT(p1 > 0 && p2 > 0);
+	TEST_ASSERT(cache.parts[p2].is_message);
+	TEST_ASSERT(store_cache_find_part(&cache, "3") < 0);
+	TEST_ASSERT(store_cache_find_part(&cache, "2.1") > 0);
+
+	/* BODY[1] by offsets, then decoded */
+	int fd;
+	TEST_ASSERT_INT(store_msg_open_fd(mbox, uid, &fd, &error), 0);
+	const struct store_part *part = &cache.parts[p1];
+	char raw[256];
+	size_t hlen = (size_t)(part->body_offset - part->header_offset);
+	size_t blen = (size_t)(part->body_end - part->body_offset);
+	TEST_ASSERT(hlen + blen < sizeof(raw));
+	TEST_ASSERT_INT(pread(fd, raw, hlen + blen, (off_t)part->header_offset), hlen + blen);
+	close(fd);
+	raw[hlen + blen] = '\0';
+	TEST_ASSERT(strncmp(raw + hlen, "aGlkZGVu", 8) == 0);
+	size_t dlen;
+	char *dec = store_decode_body(raw, hlen, raw + hlen, blen, false, &dlen);
+	TEST_ASSERT_STR(dec, "hidden treasure here");
+	free(dec);
+	struct buf out = BUF_INIT;
+	const char *names[] = { "content-type" };
+	store_header_filter(raw, hlen, names, 1, false, &out);
+	TEST_ASSERT_STR(buf_str(&out), "Content-Type: text/plain; charset=utf-8\r\n\r\n");
+	buf_free(&out);
+	char *h = store_decode_header("=?ISO-8859-1?Q?Caf=E9?=", 23);
+	TEST_ASSERT_STR(h, "Café");
+	free(h);
+
+	/* SEARCH BODY/TEXT look into decoded parts and attached headers */
+	bool found;
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "TREASURE", true, &found, &error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "needle-in-inner", true, &found,
+						&error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "Grüße", true, &found, &error), 0);
+	TEST_ASSERT(!found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "Grüße", false, &found, &error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "bob@example", false, &found,
+						&error), 0);
+	TEST_ASSERT(found);
+	TEST_ASSERT_INT(store_msg_text_contains(mbox, uid, "absent", false, &found, &error), 0);
+	TEST_ASSERT(!found);
+
+	/* one POP3 session per maildrop */
+	int lock1 = -1, lock2 = -1;
+	TEST_ASSERT_INT(store_account_lock(acct, "pop3", &lock1, &error), 0);
+	TEST_ASSERT_INT(store_account_lock(acct, "pop3", &lock2, &error), STORE_ERR_INUSE);
+	store_lock_release(&lock1);
+	TEST_ASSERT_INT(store_account_lock(acct, "pop3", &lock2, &error), 0);
+	store_lock_release(&lock2);
+	TEST_ASSERT_INT(lock2, -1);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
+int main(void)
+{
+	log_init("test-store", LOG_LEVEL_WARN);
+	test_run("account_create", test_account_create);
+	test_run("deliver_and_read", test_deliver_and_read);
+	test_run("multi_recipient", test_multi_recipient);
+	test_run("quota", test_quota);
+	test_run("flags_modseq", test_flags_modseq);
+	test_run("copy_move", test_copy_move);
+	test_run("mailbox_ops", test_mailbox_ops);
+	test_run("patterns_and_names", test_patterns_and_names);
+	test_run("self_heal", test_self_heal);
+	test_run("dovecot_import", test_dovecot_import);
+	test_run("adopt_after_create", test_adopt_after_create);
+	test_run("fetch_helpers", test_fetch_helpers);
+	return test_end();
+}
