@@ -1,12 +1,16 @@
 /* `postern serve [-c FILE] [--demo [DIR]]` */
 #include "cli/cli.h"
+#include "auth/auth.h"
 #include "core/server.h"
+#include "store/store.h"
 #include "core/tls.h"
 #include "imap/imap.h"
 #include "pop3/pop3.h"
 #include "submission/smtp.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -32,6 +36,29 @@ static const struct {
 	{ LISTEN_IMAP, 1143, "IMAP, STARTTLS" },
 	{ LISTEN_IMAPS, 1993, "IMAP, implicit TLS" },
 };
+
+/* Each worker, after the fork and the privilege drop: its own LMDB
+ * environments and SASL server. */
+static int serve_child_init(const struct config *cfg, struct services *services,
+			    const char **error_r)
+{
+	if (auth_db_open(cfg->data_dir, cfg->run_as, &services->auth, error_r) < 0)
+		return -1;
+	if (auth_sasl_init(cfg, services->auth, error_r) < 0)
+		return -1;
+	if (store_open(cfg->data_dir, cfg->run_as, &services->store, error_r) < 0)
+		return -1;
+	return 0;
+}
+
+static void serve_child_deinit(struct services *services)
+{
+	if (services->store != NULL)
+		store_free(&services->store);
+	auth_sasl_deinit();
+	if (services->auth != NULL)
+		auth_db_close(&services->auth);
+}
 
 static int serve_reload(struct config *cfg, const char **error_r)
 {
@@ -102,7 +129,62 @@ static char *demo_prepare(const char *dir_arg)
 	return conf;
 }
 
-static void demo_banner(const struct config *cfg)
+/* The demo domain and user, made once; the password is kept in
+ * DIR/demo-password (mode 0600) and printed at every start. Runs in the
+ * master before any fork, and closes the database again (LMDB must not
+ * cross a fork). */
+static int demo_account(const struct config *cfg, const char *dir, char *password,
+			size_t password_size)
+{
+	const char *error;
+	char *path = xasprintf("%s/demo-password", dir);
+	FILE *f = fopen(path, "r");
+	if (f != NULL) {
+		if (fgets(password, (int)password_size, f) == NULL)
+			password[0] = '\0';
+		fclose(f);
+		password[strcspn(password, "\r\n")] = '\0';
+	} else {
+		unsigned char rnd[12];
+		static const char alphabet[] =
+			"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1 || password_size < sizeof(rnd) + 1)
+			fatal("event=rand-failed");
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			password[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+		password[sizeof(rnd)] = '\0';
+	}
+	struct auth_db *db;
+	if (privs_mkdir_p(cfg->data_dir, 0750, cfg->run_as, &error) < 0) {
+		free(path);
+		return cli_error("demo: %s", error);
+	}
+	if (auth_db_open(cfg->data_dir, cfg->run_as, &db, &error) < 0) {
+		free(path);
+		return cli_error("demo: %s", error);
+	}
+	int ret = 0;
+	struct auth_user user;
+	if (auth_domain_is_local(db, "example.org") == false &&
+	    auth_domain_add(db, "example.org", &error) < 0)
+		ret = cli_error("demo: %s", error);
+	else if (auth_user_lookup(db, "demo@example.org", &user) == 1)
+		ret = auth_user_set_password(db, "demo@example.org", password, &error);
+	else
+		ret = auth_user_add(db, "demo@example.org", password, 0, true, &error);
+	if (ret < 0)
+		ret = cli_error("demo: %s", error);
+	auth_db_close(&db);
+	if (ret == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0 || dprintf(fd, "%s\n", password) < 0 || close(fd) < 0)
+			ret = cli_error("demo: cannot write %s: %s", path, strerror(errno));
+	}
+	free(path);
+	return ret;
+}
+
+static void demo_banner(const struct config *cfg, const char *password, const char *dir)
 {
 	printf("Postern %s demo\n  config:  %s\n  data:    %s\n", POSTERN_VERSION, cfg->path,
 	       cfg->data_dir);
@@ -116,6 +198,8 @@ static void demo_banner(const struct config *cfg)
 		}
 		printf("  %-11s %-16s %s\n", listener_kind_name(i), cfg->listen[i], what);
 	}
+	printf("  user:    demo@example.org\n  password: %s   (kept in %s/demo-password)\n",
+	       password, dir);
 	printf("  try:     openssl s_client -quiet -connect 127.0.0.1:1993\n"
 	       "           openssl s_client -quiet -starttls smtp -connect 127.0.0.1:1587\n"
 	       "Stop with Ctrl-C.\n");
@@ -157,8 +241,20 @@ int cmd_serve(int argc, char **argv)
 	struct config cfg;
 	if (cli_load_config(path, &cfg, true) < 0)
 		return EXIT_USER_ERROR;
-	if (demo)
-		demo_banner(&cfg);
+	if (demo) {
+		char password[64];
+		char *dir = xstrdup(path);
+		*strrchr(dir, '/') = '\0';
+		int ret = demo_account(&cfg, dir, password, sizeof(password));
+		if (ret == 0)
+			demo_banner(&cfg, password, dir);
+		free(dir);
+		if (ret != 0) {
+			config_free(&cfg);
+			free(demo_conf);
+			return EXIT_USER_ERROR;
+		}
+	}
 
 	struct server_setup setup;
 	memset(&setup, 0, sizeof(setup));
@@ -174,6 +270,8 @@ int cmd_serve(int argc, char **argv)
 	setup.implicit_tls[LISTEN_POP3S] = true;
 	setup.implicit_tls[LISTEN_IMAPS] = true;
 	setup.reload_config = serve_reload;
+	setup.child_init = serve_child_init;
+	setup.child_deinit = serve_child_deinit;
 
 	int ret = server_run(&setup);
 	config_free(&cfg);
