@@ -153,6 +153,33 @@ class Server:
     def port(self, name):
         return self.ports[name]
 
+    # ---- accounts and mail, through the admin CLI ----
+
+    def cli(self, *args, input=None, check=True):
+        out = subprocess.run([POSTERN, *args, "-c", self.config_path], input=input,
+                             capture_output=True, timeout=120,
+                             text=isinstance(input, str) or input is None)
+        if check and out.returncode != 0:
+            raise AssertionError("postern %s failed (%d): %s" % (" ".join(args), out.returncode,
+                                                                 out.stderr))
+        return out
+
+    def add_domain(self, domain):
+        self.cli("domain", "add", domain)
+
+    def add_user(self, address, password):
+        domain = address.rsplit("@", 1)[1]
+        if self.cli("domain", "list").stdout.split().count(domain) == 0:
+            self.add_domain(domain)
+        self.cli("user", "add", address, input=password + "\n")
+
+    def deliver(self, address, message, mailbox=None):
+        """Local delivery through the store (`postern deliver`)."""
+        if isinstance(message, str):
+            message = message.encode()
+        args = ["deliver", address] + (["--mailbox", mailbox] if mailbox else [])
+        self.cli(*args, input=message)
+
 
 def raw_connect(port, tls=False):
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
