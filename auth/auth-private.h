@@ -5,7 +5,7 @@
 
 #include "auth/auth.h"
 
-#include <lmdb.h>
+#include "core/lmdb-env.h"
 
 #define AUTH_SCRAM_SALT_LEN 16
 #define AUTH_SCRAM_SALT_MAX 64
@@ -17,12 +17,6 @@ int auth_scram_format(bool sha256, unsigned iterations, const unsigned char *sal
 		      size_t salt_len, const unsigned char *stored_key,
 		      const unsigned char *server_key, char *dst, size_t size);
 
-/* Opens an LMDB environment at path (a file; MDB_NOSUBDIR | MDB_NOTLS are
- * added to flags) with the given map size, giving the files to run_as. */
-int lmdb_env_open(const char *path, unsigned flags, size_t mapsize, unsigned maxdbs,
-		  const char *run_as, MDB_env **env_r, const char **error_r);
-/* mdb_txn_begin that adopts a map grown by another process. */
-int lmdb_env_txn_begin(MDB_env *env, unsigned flags, MDB_txn **txn_r);
 
 /* auth_db_open with another initial map size (tests: growing the map). */
 int auth_db_open_sized(const char *data_dir, const char *run_as, size_t mapsize,

@@ -1,8 +1,8 @@
-/* What every LMDB environment of auth/ does the same way (DESIGN.md, "LMDB
+/* What every LMDB environment does the same way (DESIGN.md, "LMDB
  * facts"): one file (MDB_NOSUBDIR) plus its lock file, both given to
  * run_as; MDB_NOTLS so an event loop may hold several read transactions;
  * a map sized up front, and a map grown by another process adopted. */
-#include "auth/auth-private.h"
+#include "core/lmdb-env.h"
 #include "core/core.h"
 
 #include <stdio.h>
