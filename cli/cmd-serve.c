@@ -4,6 +4,7 @@
 #include "core/server.h"
 #include "store/store.h"
 #include "core/tls.h"
+#include "relay/queue.h"
 #include "imap/imap.h"
 #include "pop3/pop3.h"
 #include "submission/smtp.h"
@@ -48,11 +49,15 @@ static int serve_child_init(const struct config *cfg, struct services *services,
 		return -1;
 	if (store_open(cfg->data_dir, cfg->run_as, &services->store, error_r) < 0)
 		return -1;
+	if (queue_open(cfg->data_dir, cfg->run_as, &services->queue, error_r) < 0)
+		return -1;
 	return 0;
 }
 
 static void serve_child_deinit(struct services *services)
 {
+	if (services->queue != NULL)
+		queue_close(&services->queue);
 	if (services->store != NULL)
 		store_free(&services->store);
 	auth_sasl_deinit();

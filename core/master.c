@@ -24,6 +24,7 @@
 
 struct child {
 	pid_t pid;          /* 0 = slot free */
+	bool relay;         /* the relay process, not a worker */
 	int generation;
 	time_t started;
 	bool restart_due;   /* died; start a new one when backoff passed */
@@ -94,9 +95,10 @@ fail:
 	return -1;
 }
 
-static void master_spawn(struct master *m, int slot)
+static void master_spawn(struct master *m, int slot, bool relay)
 {
 	struct child *ch = &m->children[slot];
+	ch->relay = relay;
 	connlimit_clear_slot(m->limits, slot);
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -122,8 +124,18 @@ static void master_spawn(struct master *m, int slot)
 		if (m->live_setup.child_init != NULL &&
 		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
 			fatal("event=worker-init-failed error=\"%s\"", error);
-		int ret = worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits,
-				      slot, &services);
+		int ret;
+		if (relay) {
+			for (int i = 0; i < LISTEN_COUNT; i++) {
+				if (m->listen_fds[i] >= 0)
+					close(m->listen_fds[i]);
+			}
+			log_info("event=relay-ready");
+			ret = m->live_setup.relay_main(m->live_setup.cfg, &services);
+		} else {
+			ret = worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits,
+					  slot, &services);
+		}
 		if (m->live_setup.child_deinit != NULL)
 			m->live_setup.child_deinit(&services);
 		exit(ret);
@@ -132,8 +144,8 @@ static void master_spawn(struct master *m, int slot)
 	ch->generation = m->generation;
 	ch->started = time(NULL);
 	ch->restart_due = false;
-	log_info("event=worker-started slot=%d pid=%d generation=%d", slot, (int)pid,
-		 m->generation);
+	log_info("event=%s-started slot=%d pid=%d generation=%d", relay ? "relay" : "worker",
+		 slot, (int)pid, m->generation);
 }
 
 static int master_free_slot(struct master *m)
@@ -153,7 +165,12 @@ static void master_spawn_generation(struct master *m)
 			log_error("event=no-free-worker-slot");
 			return;
 		}
-		master_spawn(m, slot);
+		master_spawn(m, slot, false);
+	}
+	if (m->live_setup.relay_main != NULL) {
+		int slot = master_free_slot(m);
+		if (slot >= 0)
+			master_spawn(m, slot, true);
 	}
 }
 
@@ -181,14 +198,16 @@ static void master_reap(struct master *m)
 			connlimit_clear_slot(m->limits, i);
 			bool current = ch->generation == m->generation;
 			if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0 || (current && !m->stopping)) {
+				const char *kind = ch->relay ? "relay" : "worker";
 				if (WIFSIGNALED(status))
-					log_warn("event=worker-died slot=%d pid=%d signal=%d", i,
+					log_warn("event=%s-died slot=%d pid=%d signal=%d", kind, i,
 						 (int)pid, WTERMSIG(status));
 				else
-					log_warn("event=worker-exited slot=%d pid=%d status=%d", i,
+					log_warn("event=%s-exited slot=%d pid=%d status=%d", kind, i,
 						 (int)pid, WEXITSTATUS(status));
 			} else {
-				log_info("event=worker-stopped slot=%d pid=%d", i, (int)pid);
+				log_info("event=%s-stopped slot=%d pid=%d",
+					 ch->relay ? "relay" : "worker", i, (int)pid);
 			}
 			if (current && !m->stopping) {
 				time_t now = time(NULL);
@@ -207,7 +226,7 @@ static void master_restart_due(struct master *m)
 	for (int i = 0; i < m->nslots; i++) {
 		struct child *ch = &m->children[i];
 		if (ch->restart_due && ch->pid == 0 && now >= ch->restart_at)
-			master_spawn(m, i);
+			master_spawn(m, i, ch->relay);
 	}
 }
 
@@ -344,7 +363,7 @@ int server_run(const struct server_setup *setup)
 	m.nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (m.nworkers < 1)
 		m.nworkers = 1;
-	m.nslots = m.nworkers * 2 + 2;
+	m.nslots = m.nworkers * 2 + 4;   /* two generations during a reload, relays */
 	m.children = xcalloc((size_t)m.nslots, sizeof(*m.children));
 	m.limits = connlimit_create(m.nslots);
 

@@ -6,7 +6,8 @@
  * children that drop to run_as before touching a client byte. It
  * restarts a child that dies; SIGHUP reloads the config and certificates
  * (a new generation of workers takes over, the old one drains); SIGTERM
- * or SIGINT drains and exits. */
+ * or SIGINT drains and exits. With relay_main, one more child runs the
+ * outbound queue. */
 
 #include <stdbool.h>
 
@@ -26,6 +27,9 @@ struct server_setup {
 	int (*child_init)(const struct config *cfg, struct services *services,
 			  const char **error_r);
 	void (*child_deinit)(struct services *services);
+	/* the relay process (one, supervised like a worker, replaced on
+	 * reload): runs its own loop until SIGTERM; NULL = none */
+	int (*relay_main)(const struct config *cfg, struct services *services);
 	/* re-reads the configuration for SIGHUP; NULL = reload certificates only */
 	int (*reload_config)(struct config *cfg_r, const char **error_r);
 };
