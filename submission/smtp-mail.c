@@ -2,6 +2,7 @@
  * with the submission policy (RFC 6409) and the inbound MX policy. */
 #include "submission/smtp-private.h"
 #include "auth/auth.h"
+#include "core/ratelimit.h"
 #include "relay/queue.h"
 #include "store/store.h"
 
@@ -44,6 +45,13 @@ void smtp_cmd_mail(struct smtp_session *s, const char *args)
 	}
 	if (smtp_is_submission(s) && s->user == NULL) {
 		smtp_error(s, "530 5.7.0 Authentication required");
+		return;
+	}
+	if (smtp_is_submission(s) && cfg->smtp_rate_limit > 0 &&
+	    ratelimit_count(conn_services(s->conn)->ratelimit, s->user, 3600, time(NULL)) >=
+	    (unsigned)cfg->smtp_rate_limit) {
+		log_info("event=rate-limited limit=%d/h", cfg->smtp_rate_limit);
+		smtp_reply(s, "450 4.7.1 Error: message rate limit exceeded, try again later");
 		return;
 	}
 	struct smtp_txn *t = xcalloc(1, sizeof(*t));

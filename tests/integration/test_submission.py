@@ -444,3 +444,19 @@ def test_kill_after_250_keeps_message(mta):
     mta.start()
     msgs = mta.messages("bob@example.org")
     assert len(msgs) == 1 and b"Subject: durable" in msgs[0]
+
+
+def test_per_user_rate_limit(server_factory):
+    srv = server_factory(sections={"smtp": {"rate_limit": "2"}})
+    srv.add_user(USER, PASSWORD)
+    s = submit(srv)
+    for _ in range(2):
+        assert s.sendmail(USER, [USER], message(to=USER)) == {}
+    code, text = s.mail(USER)
+    assert code == 450 and text.startswith(b"4.7.1")
+    s.quit()
+    # another worker, another connection: the same count
+    s = submit(srv, "submissions")
+    assert s.mail(USER)[0] == 450
+    s.quit()
+    assert len(srv.messages(USER)) == 2
