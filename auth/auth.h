@@ -179,6 +179,14 @@ struct auth_session *auth_session_new(const struct auth_conn_info *info);
 void auth_session_free(struct auth_session **s);
 /* After STARTTLS: plaintext mechanisms become available. */
 void auth_session_set_tls(struct auth_session *s);
+/* Optional, after the TLS handshake: channel binding data, which adds
+ * SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS to the mechanisms. type is the
+ * RFC 5056 name, e.g. "tls-exporter" (RFC 9266: 32 bytes from
+ * SSL_export_keying_material(ssl, out, 32, "EXPORTER-Channel-Binding", 24,
+ * NULL, 0, 0), for TLS 1.3 or TLS 1.2 with extended master secret). At
+ * most 64 bytes. */
+void auth_session_set_channel_binding(struct auth_session *s, const char *type,
+				      const unsigned char *data, size_t len);
 /* [auth] plaintext policy against this connection's TLS/loopback state.
  * When false the protocol gives its "encryption required" reply and
  * advertises no mechanism. */

@@ -36,7 +36,10 @@
 #define AUTH_SASL_PLUGIN_DIR "/usr/lib/x86_64-linux-gnu/sasl2"
 #endif
 
-#define MECH_LIST "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1"
+/* The -PLUS variants are offered only on connections that were given
+ * channel binding data (auth_session_set_channel_binding). */
+#define MECH_LIST "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1 SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS"
+#define CBIND_MAX 64
 #define AUXPROP_NAME "postern"
 #define AUTH_PASSWORD_PROP "*authPassword"
 #define CREDENTIAL_MAX 1024     /* longer user names or passwords fail */
@@ -64,6 +67,9 @@ struct auth_session {
 	char remote_port[128];
 	bool tls;
 	bool loopback;
+	char cbind_name[32];          /* "" when no channel binding */
+	unsigned char cbind_data[CBIND_MAX];
+	sasl_channel_binding_t cbind;
 	sasl_conn_t *conn;
 	sasl_callback_t callbacks[3];
 	enum session_state state;
@@ -417,6 +423,8 @@ static int session_new_conn(struct auth_session *s)
 		sasl_ssf_t ssf = 256;
 		sasl_setprop(s->conn, SASL_SSF_EXTERNAL, &ssf);
 	}
+	if (s->cbind_name[0] != '\0')
+		sasl_setprop(s->conn, SASL_CHANNEL_BINDING, &s->cbind);
 	return 0;
 }
 
@@ -468,6 +476,45 @@ void auth_session_set_tls(struct auth_session *s)
 	session_dispose_conn(s);
 }
 
+void auth_session_set_channel_binding(struct auth_session *s, const char *type,
+				      const unsigned char *data, size_t len)
+{
+	session_dispose_conn(s);
+	if (type == NULL || len == 0 || len > CBIND_MAX ||
+	    strlen(type) >= sizeof(s->cbind_name)) {
+		s->cbind_name[0] = '\0';
+		return;
+	}
+	snprintf(s->cbind_name, sizeof(s->cbind_name), "%s", type);
+	memcpy(s->cbind_data, data, len);
+	s->cbind = (sasl_channel_binding_t){ s->cbind_name, 0, len, s->cbind_data };
+}
+
+static bool is_plus_mech(const char *mech, size_t len)
+{
+	return len > 5 && ascii_strncasecmp(mech + len - 5, "-PLUS", 5) == 0;
+}
+
+/* Copies libsasl2's list, leaving out -PLUS mechanisms when there is no
+ * channel binding to offer them with. */
+static void copy_mech_list(struct auth_session *s, const char *list, unsigned len)
+{
+	struct buf out = BUF_INIT;
+	for (unsigned i = 0; i < len;) {
+		unsigned end = i;
+		while (end < len && list[end] != ' ')
+			end++;
+		if (end > i && (s->cbind_name[0] != '\0' || !is_plus_mech(list + i, end - i))) {
+			if (out.len > 0)
+				buf_append_char(&out, ' ');
+			buf_append(&out, list + i, end - i);
+		}
+		i = end + 1;
+	}
+	snprintf(s->mechs, sizeof(s->mechs), "%s", buf_str(&out));
+	buf_free(&out);
+}
+
 const char *auth_mechanisms(struct auth_session *s)
 {
 	const char *list;
@@ -477,7 +524,7 @@ const char *auth_mechanisms(struct auth_session *s)
 	if (!auth_plaintext_allowed(s) || session_new_conn(s) < 0)
 		return s->mechs;
 	if (sasl_listmech(s->conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
-		snprintf(s->mechs, sizeof(s->mechs), "%.*s", (int)len, list);
+		copy_mech_list(s, list, len);
 	session_dispose_conn(s);
 	return s->mechs;
 }
@@ -655,7 +702,8 @@ enum auth_result auth_start(struct auth_session *s, const char *mech,
 	unsigned out_len = 0;
 
 	*challenge_b64_r = "";
-	if (!auth_plaintext_allowed(s) || !mech_known(mech))
+	if (!auth_plaintext_allowed(s) || !mech_known(mech) ||
+	    (is_plus_mech(mech, strlen(mech)) && s->cbind_name[0] == '\0'))
 		return AUTH_NOMECH;
 	session_begin(s, mech);
 	if (session_new_conn(s) < 0)
