@@ -227,9 +227,7 @@ static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
  * indistinguishable from a stored secret without the server secret. */
 static void decoy_secret(bool sha256, const char *name, char *dst, size_t size)
 {
-	const EVP_MD *md = sha256 ? EVP_sha256() : EVP_sha1();
-	size_t key_len = (size_t)EVP_MD_get_size(md);
-	unsigned char salt[32], stored[32], server_key[32];
+	unsigned char salt[32], stored[32], server_key[32];   /* SHA-256 sized */
 	unsigned int n;
 	struct buf msg = BUF_INIT;
 	static const char *const labels[] = { "salt", "stored", "server" };
@@ -246,10 +244,9 @@ static void decoy_secret(bool sha256, const char *name, char *dst, size_t size)
 	buf_free(&msg);
 	auth_scram_format(sha256, AUTH_SCRAM_ITERATIONS, salt, AUTH_SCRAM_SALT_LEN,
 			  stored, server_key, dst, size);
-	(void)key_len;
 }
 
-static bool auth_password_requested(struct propctx *ctx, unsigned flags)
+static bool authpassword_requested(struct propctx *ctx, unsigned flags)
 {
 	const struct propval *vals = prop_get(ctx);
 	for (; vals != NULL && vals->name != NULL; vals++) {
@@ -271,7 +268,7 @@ static int auxprop_lookup(void *glob_context, sasl_server_params_t *sparams,
 
 	/* only the authentication identity has secrets */
 	if ((flags & SASL_AUXPROP_AUTHZID) != 0 ||
-	    !auth_password_requested(sparams->propctx, flags))
+	    !authpassword_requested(sparams->propctx, flags))
 		return SASL_OK;
 	if (ulen >= sizeof(name))
 		ulen = sizeof(name) - 1;
@@ -594,8 +591,13 @@ static enum auth_result session_succeeded(struct auth_session *s)
 		return session_failed(s, "no-username");
 	snprintf(s->attempted, sizeof(s->attempted), "%s", (const char *)name);
 	/* the account may have been disabled or deleted meanwhile */
-	if (!usable_user(s->attempted, &record))
-		return session_failed(s, server.db_failed ? "tempfail" : "unusable");
+	if (!usable_user(s->attempted, &record)) {
+		if (!server.db_failed)
+			return session_failed(s, "unusable");
+		session_dispose_conn(s);
+		log_warn("event=auth-tempfail service=%s mech=%s", s->service, s->mech);
+		return AUTH_TEMPFAIL;
+	}
 	if (session_blocked(s, record.key)) {
 		OPENSSL_cleanse(&record, sizeof(record));
 		return session_failed(s, "blocked");
@@ -603,8 +605,10 @@ static enum auth_result session_succeeded(struct auth_session *s)
 	free(s->username);
 	s->username = xstrdup(record.address);
 	OPENSSL_cleanse(&record, sizeof(record));
-	log_info("event=auth-ok service=%s remote=%s user=%s mech=%s", s->service,
-		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", s->username, s->mech);
+	char user[AUTH_ADDRESS_MAX + 3];
+	log_sanitize(user, sizeof(user), s->username, strlen(s->username));
+	log_info("event=auth-ok service=%s remote=%s user=\"%s\" mech=%s", s->service,
+		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech);
 	throttle_key(key, sizeof(key), "user", s->attempted);
 	throttle_clear(server.throttle, key);
 	s->delay_ms = 0;

@@ -307,7 +307,7 @@ def test_fail2ban_filter_matches_failure_line():
              'remote=198.51.100.1 user="x remote=192.0.2.66 " mech=LOGIN reason=credentials')
     assert regex.search(spoof).group("host") == "198.51.100.1"
     ok = ('2026-01-01T10:00:00.000Z postern[1234] info event=auth-ok service=imap '
-          'remote=203.0.113.9 user=bob@example.org mech=PLAIN')
+          'remote=203.0.113.9 user="bob@example.org" mech=PLAIN')
     assert regex.search(ok) is None
 
 
