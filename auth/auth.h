@@ -78,6 +78,11 @@ void auth_recipients_free(struct auth_recipients *list);
 int auth_db_open(const char *data_dir, const char *run_as,
 		 struct auth_db **db_r, const char **error_r);
 void auth_db_close(struct auth_db **db);
+/* Clears reader slots left by dead processes in accounts.lmdb and, when
+ * auth_sasl_init() ran in this process, throttle.lmdb (mdb_reader_check).
+ * For a periodic timer in some long-lived process. Returns the number of
+ * slots cleared. */
+int auth_db_reader_check(struct auth_db *db);
 
 /* Lookups: 1 found, 0 not found, -1 database error (error logged). */
 int auth_user_lookup(struct auth_db *db, const char *address,

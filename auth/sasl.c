@@ -86,6 +86,11 @@ static time_t auth_now(void)
 	return server.now != NULL ? server.now() : time(NULL);
 }
 
+struct throttle *auth_sasl_throttle(void)
+{
+	return server.initialised ? server.throttle : NULL;
+}
+
 void auth_set_clock(time_t (*now_fn)(void))
 {
 	server.now = now_fn;

@@ -277,6 +277,34 @@ static void check_exchange(const EVP_MD *md, const char *secret, const char *aut
 	TEST_ASSERT(memcmp(mac, sig, len) == 0);
 }
 
+/* A process that dies inside a read transaction leaves its reader slot;
+ * auth_db_reader_check() clears it. */
+static void test_reader_check(void)
+{
+	char dir[512], path[600];
+	struct auth_db *db;
+	const char *error;
+	snprintf(dir, sizeof(dir), "%s/readers", test_tmpdir());
+	TEST_ASSERT_INT(auth_db_open(dir, "nobody", &db, &error), 0);
+	snprintf(path, sizeof(path), "%s/accounts.lmdb", dir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		MDB_env *env;
+		MDB_txn *txn;
+		if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 4) != 0 ||
+		    mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOTLS, 0600) != 0 ||
+		    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+			_exit(1);
+		_exit(0);   /* dies holding the slot */
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	TEST_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	TEST_ASSERT_INT(auth_db_reader_check(db), 1);
+	TEST_ASSERT_INT(auth_db_reader_check(db), 0);
+	auth_db_close(&db);
+}
+
 /* A map that fills up grows (MDB_MAP_FULL: abort, grow, retry), and a
  * process that opened it small adopts the new size (MDB_MAP_RESIZED). */
 static void test_map_growth(void)
@@ -317,6 +345,7 @@ static void test_map_growth(void)
 	TEST_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	TEST_ASSERT(auth_domain_is_local(db, "child.example"));
 	TEST_ASSERT(auth_domain_is_local(db, "d0.example"));
+	TEST_ASSERT_INT(auth_db_reader_check(db), 0);
 	auth_db_close(&db);
 }
 
@@ -359,6 +388,7 @@ int main(void)
 	test_run("aliases", test_aliases);
 	test_run("reopen", test_reopen);
 	test_run("map_growth", test_map_growth);
+	test_run("reader_check", test_reader_check);
 	test_run("scram_vector", test_scram_vector);
 	return test_end();
 }
