@@ -6,6 +6,7 @@
 
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
+#include <sys/stat.h>
 
 static struct config cfg;
 static const sasl_channel_binding_t *client_cbind;   /* the client's, or NULL */
@@ -138,6 +139,19 @@ static struct auth_session *session(const char *remote, bool tls, bool loopback)
 /* ---- tests -------------------------------------------------------- */
 
 static const char *const mechs[] = { "PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-1" };
+
+static void test_files(void)
+{
+	char path[600];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/auth-secret", cfg.data_dir);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+	TEST_ASSERT_INT(st.st_mode & 0777, 0600);
+	TEST_ASSERT_INT(st.st_size, 32);
+	snprintf(path, sizeof(path), "%s/throttle.lmdb", cfg.data_dir);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+	TEST_ASSERT_INT(st.st_mode & 0777, 0600);
+}
 
 static void test_mechanisms(void)
 {
@@ -456,6 +470,7 @@ int main(void)
 	}
 	TEST_ASSERT(auth_sasl_init(&cfg, db, &error) < 0);
 
+	test_run("files", test_files);
 	test_run("mechanisms", test_mechanisms);
 	test_run("right_password", test_right_password);
 	test_run("failures_look_alike", test_failures_look_alike);
