@@ -33,9 +33,9 @@ struct auth_address {
 	char key[AUTH_ADDRESS_MAX + 3];       /* lowercased lookup key */
 };
 
-/* Parses an RFC 5321 Mailbox (dot-atom or quoted-string local part, a
- * domain name or an address literal) and normalises it. Returns 0, or -1
- * with a message. */
+/* Parses an RFC 5321 Mailbox (dot-atom or quoted-string local part, UTF-8
+ * allowed as in RFC 6531; a domain name: address literals are refused)
+ * and normalises it. Returns 0, or -1 with a message. */
 int auth_address_parse(const char *text, struct auth_address *addr_r,
 		       const char **error_r);
 /* Normalises a domain name (lowercase, IDNA A-label, syntax). dst must
