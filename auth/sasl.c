@@ -394,44 +394,50 @@ bool auth_plaintext_allowed(const struct auth_session *s)
 	return s->tls;
 }
 
-/* A fresh libsasl2 connection for each exchange: nothing of a failed or
- * cancelled attempt carries over. */
-static int session_new_conn(struct auth_session *s)
+/* A libsasl2 connection carrying this session's addresses, security
+ * properties, TLS strength and channel binding. */
+static sasl_conn_t *session_conn_create(struct auth_session *s)
 {
-	session_dispose_conn(s);
+	sasl_conn_t *conn = NULL;
 	int rc = sasl_server_new(s->service, server.cfg->hostname, NULL,
 				 s->local_port[0] != '\0' ? s->local_port : NULL,
 				 s->remote_port[0] != '\0' ? s->remote_port : NULL,
-				 s->callbacks, 0, &s->conn);
+				 s->callbacks, 0, &conn);
 	if (rc == SASL_BADPARAM) {
 		/* libsasl2 refuses addresses it cannot parse; none of our
 		 * mechanisms needs them */
 		rc = sasl_server_new(s->service, server.cfg->hostname, NULL, NULL, NULL,
-				     s->callbacks, 0, &s->conn);
+				     s->callbacks, 0, &conn);
 	}
 	if (rc != SASL_OK) {
 		log_error("event=sasl-error call=sasl_server_new error=\"%s\"",
 			  sasl_errstring(rc, NULL, NULL));
-		s->conn = NULL;
-		return -1;
+		return NULL;
 	}
 	sasl_security_properties_t props;
 	memset(&props, 0, sizeof(props));
 	props.security_flags = SASL_SEC_NOANONYMOUS;
 	if (!auth_plaintext_allowed(s))
 		props.security_flags |= SASL_SEC_NOPLAINTEXT;
-	sasl_setprop(s->conn, SASL_SEC_PROPS, &props);
+	sasl_setprop(conn, SASL_SEC_PROPS, &props);
 	if (s->tls) {
 		sasl_ssf_t ssf = 256;
-		sasl_setprop(s->conn, SASL_SSF_EXTERNAL, &ssf);
+		sasl_setprop(conn, SASL_SSF_EXTERNAL, &ssf);
 	}
 	if (s->cbind_name[0] != '\0')
-		sasl_setprop(s->conn, SASL_CHANNEL_BINDING, &s->cbind);
-	return 0;
+		sasl_setprop(conn, SASL_CHANNEL_BINDING, &s->cbind);
+	return conn;
 }
 
-/* "ip;port" for libsasl2, only for a numeric address: sasl_server_new()
- * fails on anything else (and leaks as it does). */
+/* A fresh libsasl2 connection for each exchange: nothing of a failed or
+ * cancelled attempt carries over. */
+static int session_new_conn(struct auth_session *s)
+{
+	session_dispose_conn(s);
+	s->conn = session_conn_create(s);
+	return s->conn != NULL ? 0 : -1;
+}
+
 static void format_ipport(char *dst, size_t size, const char *ip, int port)
 {
 	struct in6_addr addr;
@@ -522,12 +528,14 @@ const char *auth_mechanisms(struct auth_session *s)
 	const char *list;
 	unsigned len;
 	int count;
+	sasl_conn_t *conn;
 	s->mechs[0] = '\0';
-	if (!auth_plaintext_allowed(s) || session_new_conn(s) < 0)
+	/* its own connection: an exchange in progress is left alone */
+	if (!auth_plaintext_allowed(s) || (conn = session_conn_create(s)) == NULL)
 		return s->mechs;
-	if (sasl_listmech(s->conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
+	if (sasl_listmech(conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
 		copy_mech_list(s, list, len);
-	session_dispose_conn(s);
+	sasl_dispose(&conn);
 	return s->mechs;
 }
 

@@ -270,6 +270,8 @@ static void test_initial_responses(void)
 	const char *user = "bob@example.org", *pass = "correct horse";
 	TEST_ASSERT_INT(auth_start(s, "LOGIN", b64(user, (unsigned)strlen(user)), &challenge),
 			AUTH_CONTINUE);
+	/* listing mechanisms meanwhile leaves the exchange alone */
+	TEST_ASSERT(strstr(auth_mechanisms(s), "LOGIN") != NULL);
 	TEST_ASSERT_INT(auth_step(s, b64(pass, (unsigned)strlen(pass)), &challenge), AUTH_OK);
 	/* SASL-IR with an empty initial response: libsasl2 2.1.28 treats it
 	 * as no initial response for SCRAM and asks again with "" */
