@@ -92,8 +92,8 @@ bool auth_domain_is_local(struct auth_db *db, const char *domain);
  * itself; an alias is expanded recursively (a catch-all "@domain" alias
  * answers for unknown local parts of its domain); an address in a
  * non-local domain is remote. Returns 1 with the list, 0 when the address
- * is local but unknown (or expands to nothing), -1 on an alias loop or a
- * database error (message in error_r). */
+ * is local but unknown (or expands to nothing), -1 on bad syntax, an
+ * alias loop or a database error (message in error_r). */
 int auth_resolve_recipient(struct auth_db *db, const char *address,
 			   struct auth_recipients *list_r, const char **error_r);
 /* May user (a canonical address) send as address? Its own address, or an
@@ -101,7 +101,9 @@ int auth_resolve_recipient(struct auth_db *db, const char *address,
 bool auth_sender_allowed(struct auth_db *db, const char *user, const char *address);
 
 /* Administration (the CLI). All return 0, or -1 with a one-line message
- * fit for the admin ("unknown domain 'x'", "user 'a@b' exists", ...). */
+ * fit for the admin ("unknown domain 'x'", "user 'a@b' exists", ...).
+ * Messages may live in db: use them before the next call on db or
+ * auth_db_close(). */
 struct auth_domain_info {
 	char name[AUTH_DOMAIN_MAX + 1];
 	time_t created;
