@@ -74,6 +74,7 @@ struct auth_session {
 	sasl_callback_t callbacks[3];
 	enum session_state state;
 	char mech[32];
+	bool login_user_next;                    /* LOGIN: the next response is the name */
 	char attempted[AUTH_ADDRESS_MAX + 3];   /* authid being tried, canonical */
 	char *username;                          /* after AUTH_OK */
 	unsigned delay_ms;
@@ -205,14 +206,18 @@ static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
 	const char *error;
 	char raw[AUTH_ADDRESS_MAX * 4 + 1];
 
-	if (inlen >= sizeof(raw) || memchr(in, '\0', inlen) != NULL)
+	if (inlen >= sizeof(raw))
 		return SASL_BADPROT;
-	memcpy(raw, in, inlen);
+	/* a NUL cannot be in any account name; refusing here would make
+	 * libsasl2 2.1.28's LOGIN plugin leak its copy of the name, so the
+	 * name is kept unusable instead and fails like any unknown one */
+	for (unsigned i = 0; i < inlen; i++)
+		raw[i] = in[i] == '\0' ? '\x01' : in[i];
 	raw[inlen] = '\0';
 	if (auth_address_parse(raw, &addr, &error) == 0)
 		snprintf(raw, sizeof(raw), "%s", addr.key);
 	else
-		lowercase_copy(raw, sizeof(raw), in, inlen);
+		lowercase_copy(raw, sizeof(raw), raw, inlen);
 	size_t len = strlen(raw);
 	if (len >= out_max)
 		return SASL_BUFOVER;
@@ -737,6 +742,13 @@ enum auth_result auth_start(struct auth_session *s, const char *mech,
 			return AUTH_MALFORMED;
 		}
 	}
+	/* libsasl2 2.1.28's LOGIN plugin leaks an empty user name: an empty
+	 * name is a failure anyway, so it never reaches the plugin */
+	s->login_user_next = strcmp(s->mech, "LOGIN") == 0 && initial_b64 == NULL;
+	if (strcmp(s->mech, "LOGIN") == 0 && initial_b64 != NULL && in_len == 0) {
+		free(in);
+		return session_failed(s, "credentials");
+	}
 	int rc = sasl_server_start(s->conn, s->mech, in, (unsigned)in_len, &out, &out_len);
 	if (in != NULL) {
 		OPENSSL_cleanse(in, RESPONSE_MAX);
@@ -765,6 +777,11 @@ enum auth_result auth_step(struct auth_session *s, const char *response_b64,
 		session_dispose_conn(s);
 		return AUTH_MALFORMED;
 	}
+	if (s->login_user_next && in_len == 0) {
+		free(in);
+		return session_failed(s, "credentials");
+	}
+	s->login_user_next = false;
 	server.db_failed = false;
 	int rc = sasl_server_step(s->conn, in, (unsigned)in_len, &out, &out_len);
 	OPENSSL_cleanse(in, RESPONSE_MAX);

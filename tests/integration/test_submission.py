@@ -460,3 +460,17 @@ def test_per_user_rate_limit(server_factory):
     assert s.mail(USER)[0] == 450
     s.quit()
     assert len(srv.messages(USER)) == 2
+
+
+def test_login_with_empty_or_nul_user_name(mta):
+    """Odd names fail like any wrong login (and leak nothing: the suite's
+    sanitizer run checks the server log at teardown)."""
+    s = submit(mta, user=None)
+    for name in (b"", b"\x00", b"a\x00b"):
+        assert s.docmd("AUTH", "LOGIN")[0] == 334
+        code = s.docmd(base64.b64encode(name).decode())[0]
+        if code == 334:
+            code = s.docmd(base64.b64encode(b"pw").decode())[0]
+        assert code == 535
+    assert s.docmd("AUTH", "LOGIN =")[0] == 535
+    s.quit()
