@@ -103,18 +103,27 @@ static void rcpt_add_target(struct smtp_txn *t, struct smtp_rcpt *r, const char 
 }
 
 /* Quota at RCPT time, so an over-quota mailbox is refused per recipient
- * rather than after DATA for everyone. */
+ * rather than after DATA for everyone. The limit lives in the account
+ * database (postern user quota); the store enforces the copy it is given
+ * here, kept in step at each delivery. */
 static const char *rcpt_check_quota(struct smtp_session *s, const char *account)
 {
+	struct services *sv = conn_services(s->conn);
 	struct store_account *acct;
+	struct auth_user user;
 	const char *error;
 	uint64_t used, limit;
-	if (store_account_open(conn_services(s->conn)->store, account, &acct, &error) < 0)
+	if (auth_user_lookup(sv->auth, account, &user) != 1)
+		return NULL;
+	if (store_account_open(sv->store, account, &acct, &error) < 0)
 		return NULL;   /* delivery will tell */
 	int r = store_account_get_quota(acct, &used, &limit, &error);
+	if (r == 0 && limit != user.quota &&
+	    store_account_set_quota(acct, user.quota, &error) < 0)
+		log_warn("event=quota-sync-failed account=%s error=\"%s\"", account, error);
 	store_account_close(&acct);
 	uint64_t incoming = s->txn->params.has_size ? s->txn->params.size : 0;
-	if (r < 0 || limit == 0 || used + incoming <= limit)
+	if (r < 0 || user.quota == 0 || used + incoming <= user.quota)
 		return NULL;
 	return conn_config(s->conn)->smtp_quota_full_tempfail ?
 		"452 4.2.2 Mailbox full" : "552 5.2.2 Mailbox full";

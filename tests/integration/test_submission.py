@@ -474,3 +474,28 @@ def test_login_with_empty_or_nul_user_name(mta):
         assert code == 535
     assert s.docmd("AUTH", "LOGIN =")[0] == 535
     s.quit()
+
+
+@pytest.mark.parametrize("tempfail", ["no", "yes"])
+def test_quota(server_factory, tempfail):
+    srv = server_factory(sections={"smtp": {"quota_full_tempfail": tempfail}})
+    srv.add_user(USER, PASSWORD)
+    srv.cli("user", "add", "small@example.org", "--quota", "3000", input="pw\n")
+    want = (452, b"4.2.2") if tempfail == "yes" else (552, b"5.2.2")
+    s = submit(srv)
+    # about 2.5 kB: fits
+    assert s.sendmail(USER, ["small@example.org"], message(body=("a" * 98 + "\r\n") * 20)) == {}
+    # announced by SIZE=: refused at RCPT
+    assert s.mail(USER, ["SIZE=1000"])[0] == 250
+    code, text = s.rcpt("small@example.org")
+    assert (code, text[:5]) == want, (code, text)
+    s.rset()
+    # not announced: refused when the store would go over, after the data
+    assert s.mail(USER)[0] == 250 and s.rcpt("small@example.org")[0] == 250
+    code, text = s.data(message(body=("b" * 98 + "\r\n") * 10))
+    assert (code, text[:5]) == want, (code, text)
+    # more room: accepted again
+    srv.cli("user", "quota", "small@example.org", "100k")
+    assert s.sendmail(USER, ["small@example.org"], message()) == {}
+    s.quit()
+    assert len(srv.messages("small@example.org")) == 2
