@@ -109,17 +109,20 @@ static void master_spawn(struct master *m, int slot, bool relay)
 	}
 	if (pid == 0) {
 		const char *error;
+		pid_t master = getppid();
 		close(m->sfd);
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGINT, SIG_IGN);
 		signal(SIGPIPE, SIG_IGN);
 		sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
-		if (getppid() == 1)
-			_exit(0);
 		/* privileges go before any client byte is read */
 		if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
 			fatal("event=privilege-drop-failed error=\"%s\"", error);
+		/* after the drop: changing credentials clears the death signal.
+		 * A master that died meanwhile is caught by the getppid check. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != master)
+			_exit(0);
 		struct services services = { NULL, NULL, NULL, NULL };
 		if (m->live_setup.child_init != NULL &&
 		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)

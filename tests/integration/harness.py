@@ -68,6 +68,7 @@ class Server:
         self.config_path = os.path.join(directory, "postern.conf")
         self.log_path = os.path.join(directory, "postern.log")
         self.proc = None
+        self.log_mark = 0
         self.write_config(extra or {}, sections or {}, workers)
 
     def write_config(self, extra, sections, workers):
@@ -98,27 +99,44 @@ class Server:
 
     def start(self):
         # a free port can be taken by someone else before we bind it: retry
-        for attempt in range(5):
+        for attempt in range(6):
             try:
                 return self._start()
             except PortTaken:
                 self.stop()
-                self.ports = {name: free_port() for name in LISTENERS}
-                self.write_config(*self.settings)
-        raise RuntimeError("no free ports after 5 tries")
+                if attempt % 2 == 0:
+                    time.sleep(1.5)    # a killed server's last workers leaving
+                else:
+                    self.ports = {name: free_port() for name in LISTENERS}
+                    self.write_config(*self.settings)
+        raise RuntimeError("no free ports after 6 tries")
 
     def _start(self):
         self.log = open(self.log_path, "ab")
+        log_start = self.log_mark = self.log.tell()
         self.proc = subprocess.Popen([POSTERN, "serve", "-c", self.config_path],
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            self._wait_ready()
+        except (RuntimeError, AssertionError):
+            # did it fail to bind? (something else may answer on the port)
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            if "Address already in use" in self.read_log(log_start):
+                if os.environ.get("POSTERN_DEBUG_PORTS"):
+                    subprocess.run(["ss", "-ltnp"])
+                raise PortTaken()
+            raise
+        return self
+
+    def _wait_ready(self):
         deadline = time.time() + 15
         for probes, port in enumerate(self.ports.values(), 1):
             while True:
                 if self.proc.poll() is not None:
-                    log = self.read_log()
-                    if "Address already in use" in log.splitlines()[-1]:
-                        raise PortTaken()
-                    raise RuntimeError("postern exited early:\n" + log)
+                    raise RuntimeError("postern exited early:\n" + self.read_log(self.log_mark))
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
@@ -128,16 +146,17 @@ class Server:
                     time.sleep(0.05)
             # one probe at a time, gone from the server's counts before the next
             self.wait_log(r"event=(disconnect|connection-refused)", count=probes)
-        return self
 
-    def read_log(self):
+    def read_log(self, since=0):
         with open(self.log_path, "rb") as f:
+            f.seek(since)
             return f.read().decode("utf-8", "replace")
 
     def wait_log(self, pattern, count=1, timeout=10):
         deadline = time.time() + timeout
         while True:
-            found = re.findall(pattern, self.read_log())
+            # what the server started last has logged
+            found = re.findall(pattern, self.read_log(self.log_mark))
             if len(found) >= count:
                 return found
             if time.time() > deadline:
@@ -150,6 +169,7 @@ class Server:
         return [int(p) for p in out.stdout.split()]
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops the server; returns its exit status (None if not running)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:

@@ -415,3 +415,18 @@ def test_check_reports_file_and_line(workdir):
     assert run_postern("check", "extra").returncode == 2
     assert run_postern("frobnicate").returncode == 2
     assert run_postern("version").stdout.startswith("postern ")
+
+
+def test_workers_leave_when_the_master_is_killed(server):
+    workers = server.worker_pids()
+    assert workers
+    server.proc.kill()
+    server.proc.wait()
+    deadline = time.time() + 15
+    alive = workers
+    while alive and time.time() < deadline:
+        alive = [p for p in alive if os.path.exists("/proc/%d" % p) and
+                 open("/proc/%d/stat" % p).read().split()[2] != "Z"]
+        time.sleep(0.1)
+    assert alive == [], "orphaned workers still running: %s" % alive
+    server.stop()
