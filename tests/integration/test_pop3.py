@@ -40,6 +40,7 @@ def test_fetch_exact_with_user_pass(server):
         got = b"".join(line + b"\r\n" for line in multiline(p))
         assert got == msg, (i, got, msg)
     p.quit()
+    assert "pop3-size-mismatch" not in server.read_log()
 
 
 def test_raw_retr_is_dot_stuffed_and_crlf(server):
