@@ -88,6 +88,7 @@ void pop3_stream_free(struct pop3_session *s)
 		return;
 	if (st->fd >= 0)
 		close(st->fd);
+
 	buf_free(&st->out);
 	free(st);
 	s->stream = NULL;
@@ -120,6 +121,7 @@ static void stream_done(struct pop3_session *s)
 			stream_mark_seen(s, st->msg);
 	}
 	pop3_stream_free(s);
+	conn_on_output_drained(s->conn, 0, NULL);
 	pop3_set_state(s, POP3_STATE_TRANSACTION);
 	pop3_resume(s);
 }
