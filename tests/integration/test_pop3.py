@@ -23,6 +23,16 @@ def files_in(server, user=USER):
     return sorted(os.listdir(os.path.join(root, "new")) + os.listdir(os.path.join(root, "cur")))
 
 
+def raw_body(f):
+    """A multi-line reply's lines as sent (still dot-stuffed), up to ".\r\n"."""
+    body = b""
+    while True:
+        line = f.readline()
+        if line in (b".\r\n", b""):
+            return body
+        body += line
+
+
 # ---- fetching ----
 
 def test_fetch_exact_with_user_pass(server):
@@ -55,12 +65,7 @@ def test_raw_retr_is_dot_stuffed_and_crlf(server):
     for _ in range(2):
         head = f.readline()
         assert head.startswith(b"+OK")
-        body = b""
-        while True:
-            line = f.readline()
-            if line == b".\r\n":
-                break
-            body += line
+        body = raw_body(f)
         data += body
         assert b"\n" not in body.replace(b"\r\n", b"")
     expect_dots = crlf(DOTS).replace(b"\r\n.", b"\r\n..")
@@ -131,13 +136,7 @@ def test_pipelining(server):
     assert f.readline().startswith(b"+OK Logged in")
     assert f.readline().startswith(b"+OK 3 ")
     assert f.readline() == b"+OK %d octets\r\n" % len(PLAIN)
-    body = b""
-    while True:
-        line = f.readline()
-        if line == b".\r\n":
-            break
-        body += line
-    assert body == PLAIN
+    assert raw_body(f) == PLAIN
     assert f.readline() == b"+OK 1 %d\r\n" % len(PLAIN)
     assert f.readline() == b"+OK\r\n"
     assert f.readline().startswith(b"+OK")
