@@ -29,6 +29,7 @@ static int maildrop_load(struct pop3_session *s, const char **error_r)
 		struct pop3_msg *m = &s->msgs[s->msg_count++];
 		m->uid = msg.uid;
 		m->size = msg.crlf_size;
+		m->retrieved = (msg.flags & STORE_FLAG_SEEN) != 0;
 		n++;
 	}
 	store_iter_free(&iter);

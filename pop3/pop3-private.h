@@ -34,7 +34,7 @@ struct pop3_msg {
 	uint32_t uid;
 	uint64_t size;            /* octets RETR sends (CRLF line ends) */
 	bool deleted;             /* DELE'd in this session */
-	bool retrieved;           /* RETR'd: \Seen set */
+	bool retrieved;           /* \Seen already (at login or by RETR) */
 };
 
 struct pop3_stream;
