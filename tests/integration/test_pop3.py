@@ -478,3 +478,41 @@ def test_greeting_and_quit_before_login(server):
     assert read_line(sock).startswith(b"+OK")
     assert sock.recv(10) == b""
     sock.close()
+
+
+def test_odd_bytes_sizes_match(server):
+    """Long lines across read chunks, a bare CR, a NUL, CRLF split from
+    LF-only lines and no line end at the very end: LIST's size is what
+    RETR sends."""
+    server.add_user(USER, PASSWORD)
+    odd = (b"Subject: odd\n\n" + b"x" * 200000 + b"\n.after long\r\n" + b"a\rb\0c\n"
+           + (b"." + b"y" * 65535 + b"\n") * 3 + b"no end")
+    server.deliver(USER, odd)
+    fix_owner(server)
+    sock = raw_connect(server.port("pop3"))
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(("USER %s\r\nPASS %s\r\nLIST 1\r\nRETR 1\r\nQUIT\r\n" % (USER, PASSWORD)).encode())
+    f.readline()
+    f.readline()
+    size = int(f.readline().split()[2])
+    assert f.readline() == b"+OK %d octets\r\n" % size
+    body = raw_body(f)
+    assert body.endswith(b"no end\r\n")
+    unstuffed = body.replace(b"\r\n..", b"\r\n.")
+    assert len(unstuffed) - 2 == size   # the CRLF after "no end" is the terminator's
+    assert unstuffed[:-2] == crlf(odd)
+    assert f.readline().startswith(b"+OK")
+    sock.close()
+    assert "pop3-size-mismatch" not in server.read_log()
+
+
+def test_server_shutdown_applies_no_deletions(server):
+    fill_mailbox(server)
+    before = files_in(server)
+    p = pop3(server)
+    p.dele(1)
+    assert server.stop() == 0
+    assert p._getline()[0] == b"-ERR [SYS/TEMP] Server shutting down"
+    p.close()
+    assert files_in(server) == before
