@@ -1,0 +1,199 @@
+/* AUTHORIZATION: USER/PASS (RFC 1939 7), APOP (refused), AUTH (RFC 5034
+ * SASL with initial response), all through the auth module; the plaintext
+ * policy, throttled failure replies and the [AUTH]/[SYS/TEMP] response
+ * codes (RFC 2449, RFC 3206). */
+#include "pop3/pop3-private.h"
+#include "auth/auth.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One reply for every credential failure: wrong password, unknown user,
+ * disabled account, blocked by throttling. */
+#define REPLY_AUTH_FAILED "-ERR [AUTH] Authentication failed"
+#define REPLY_PLAINTEXT \
+	"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections (use STLS)"
+#define REPLY_TEMPFAIL "-ERR [SYS/TEMP] Authentication temporarily unavailable"
+
+static void pop3_delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct pop3_session *s = arg;
+	const char *saved = log_get_context();
+	log_set_context(s->log_ctx);
+	char *reply = s->delayed_reply;
+	s->delayed_reply = NULL;
+	pop3_set_state(s, POP3_STATE_AUTHORIZATION);
+	pop3_error(s, reply);
+	free(reply);
+	if (!conn_is_closing(s->conn))
+		pop3_resume(s);
+	log_set_context(saved);
+}
+
+/* A failed login: the reply waits as long as throttling says, without
+ * blocking the worker; no command is read meanwhile. */
+static void pop3_auth_failed(struct pop3_session *s, const char *reply)
+{
+	unsigned ms = auth_reply_delay_ms(s->auth);
+	pop3_set_state(s, POP3_STATE_AUTHORIZATION);
+	if (ms == 0) {
+		pop3_error(s, reply);
+		return;
+	}
+	if (s->delay_ev == NULL)
+		s->delay_ev = evtimer_new(conn_event_base(s->conn), pop3_delay_done, s);
+	if (s->delay_ev == NULL)
+		fatal("event=evtimer-new-failed");
+	free(s->delayed_reply);
+	s->delayed_reply = xstrdup(reply);
+	s->log_ctx = log_get_context();
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	pop3_set_state(s, POP3_STATE_DELAYED);
+	conn_pause_input(s->conn);
+	evtimer_add(s->delay_ev, &tv);
+}
+
+static void pop3_login_done(struct pop3_session *s)
+{
+	const char *user = auth_username(s->auth);
+	linereader_set_max(&s->lr, POP3_MAX_COMMAND_LINE);
+	pop3_set_state(s, POP3_STATE_AUTHORIZATION);
+	if (pop3_maildrop_open(s, user) < 0)
+		return;
+	conn_set_user(s->conn, user);
+	conn_set_timeout(s->conn, conn_config(s->conn)->timeout_pop3);
+	pop3_set_state(s, POP3_STATE_TRANSACTION);
+	pop3_replyf(s, "+OK Logged in, %u messages", (unsigned)s->msg_count);
+}
+
+/* Every auth module outcome but CONTINUE. */
+static void pop3_auth_result(struct pop3_session *s, enum auth_result result)
+{
+	linereader_set_max(&s->lr, POP3_MAX_COMMAND_LINE);
+	pop3_set_state(s, POP3_STATE_AUTHORIZATION);
+	switch (result) {
+	case AUTH_OK:
+		pop3_login_done(s);
+		break;
+	case AUTH_FAILED:
+		pop3_auth_failed(s, REPLY_AUTH_FAILED);
+		break;
+	case AUTH_MALFORMED:
+		pop3_error(s, "-ERR Invalid base64 data");
+		break;
+	case AUTH_CANCELLED:
+		pop3_error(s, "-ERR Authentication cancelled");
+		break;
+	case AUTH_NOMECH:
+		if (!auth_plaintext_allowed(s->auth))
+			pop3_error(s, REPLY_PLAINTEXT);
+		else
+			pop3_error(s, "-ERR Unsupported authentication mechanism");
+		break;
+	case AUTH_TEMPFAIL:
+		pop3_error(s, REPLY_TEMPFAIL);
+		break;
+	case AUTH_CONTINUE:
+		break;
+	}
+}
+
+void pop3_cmd_user(struct pop3_session *s, const struct pop3_request *req)
+{
+	if (!auth_plaintext_allowed(s->auth)) {
+		pop3_error(s, REPLY_PLAINTEXT);
+		return;
+	}
+	free(s->user);
+	s->user = xstrdup(req->argv[0]);
+	pop3_reply(s, "+OK");
+}
+
+void pop3_cmd_pass(struct pop3_session *s, const struct pop3_request *req)
+{
+	if (!auth_plaintext_allowed(s->auth)) {
+		pop3_error(s, REPLY_PLAINTEXT);
+		return;
+	}
+	if (s->user == NULL) {
+		pop3_error(s, "-ERR No USER given");
+		return;
+	}
+	char *user = s->user;
+	s->user = NULL;   /* a failed PASS needs a new USER (RFC 1939 7) */
+	enum auth_result result = auth_login(s->auth, user, req->argv[0]);
+	free(user);
+	pop3_auth_result(s, result);
+}
+
+void pop3_cmd_apop(struct pop3_session *s, const struct pop3_request *req)
+{
+	/* APOP needs the clear password on the server: never stored */
+	pop3_error(s, "-ERR APOP not supported");
+}
+
+static void pop3_auth_continue(struct pop3_session *s, const char *challenge)
+{
+	pop3_replyf(s, "+ %s", challenge);
+	linereader_set_max(&s->lr, POP3_MAX_SASL_LINE);
+	pop3_set_state(s, POP3_STATE_SASL);
+}
+
+void pop3_cmd_auth(struct pop3_session *s, const struct pop3_request *req)
+{
+	if (req->argc == 0) {
+		/* the pre-RFC 5034 listing some clients still ask for */
+		struct buf b = BUF_INIT;
+		buf_append_str(&b, "+OK\r\n");
+		for (const char *p = auth_mechanisms(s->auth); *p != '\0';) {
+			size_t n = strcspn(p, " ");
+			buf_append(&b, p, n);
+			buf_append_str(&b, "\r\n");
+			p += n;
+			p += strspn(p, " ");
+		}
+		buf_append_str(&b, ".\r\n");
+		conn_write(s->conn, b.data, b.len);
+		buf_free(&b);
+		return;
+	}
+	free(s->user);
+	s->user = NULL;
+	const char *challenge = NULL;
+	enum auth_result result = auth_start(s->auth, req->argv[0],
+					     req->argc > 1 ? req->argv[1] : NULL, &challenge);
+	if (result == AUTH_CONTINUE)
+		pop3_auth_continue(s, challenge);
+	else
+		pop3_auth_result(s, result);
+}
+
+void pop3_sasl_response(struct pop3_session *s, const char *line)
+{
+	const char *challenge = NULL;
+	if (line == NULL) {
+		auth_step(s->auth, "*", &challenge);
+		pop3_set_state(s, POP3_STATE_AUTHORIZATION);
+		linereader_set_max(&s->lr, POP3_MAX_COMMAND_LINE);
+		pop3_error(s, "-ERR Response line too long");
+		return;
+	}
+	enum auth_result result = auth_step(s->auth, line, &challenge);
+	if (result == AUTH_CONTINUE)
+		pop3_auth_continue(s, challenge);
+	else
+		pop3_auth_result(s, result);
+}
+
+void pop3_auth_free(struct pop3_session *s)
+{
+	if (s->delay_ev != NULL)
+		event_free(s->delay_ev);
+	s->delay_ev = NULL;
+	free(s->delayed_reply);
+	s->delayed_reply = NULL;
+	free(s->user);
+	s->user = NULL;
+	auth_session_free(&s->auth);
+}
