@@ -115,7 +115,7 @@ int store_msg_set_flags(struct store_mailbox *mbox, const struct store_uidset *s
 	collect_set(mbox->acct, txn, mbox->id, set, &msgs, &count);
 	char *dir = maildir_path(mbox->acct, mbox->name);
 	struct own_change oc;
-	heal_own_begin(&oc, dir);
+	heal_own_begin(&oc, mbox->acct, txn, dir, mbox->id);
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		struct found_msg *m = &msgs[i];
 		if (unchangedsince != 0 && m->rec.modseq > unchangedsince) {
@@ -268,8 +268,8 @@ int store_msg_copy(struct store_mailbox *mbox, const struct store_uidset *set,
 	char *src_dir = maildir_path(mbox->acct, mbox->name);
 	char *dest_dir = maildir_path(mbox->acct, dname);
 	struct own_change src_oc, dest_oc;
-	heal_own_begin(&src_oc, src_dir);
-	heal_own_begin(&dest_oc, dest_dir);
+	heal_own_begin(&src_oc, mbox->acct, txn, src_dir, srec.id);
+	heal_own_begin(&dest_oc, mbox->acct, txn, dest_dir, drec->id);
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		uint32_t uid = 0;
 		ret = copy_one(mbox, txn, src_dir, dname, dest_dir, drec, &msgs[i], &uid, error_r);
@@ -325,7 +325,7 @@ int store_msg_expunge(struct store_mailbox *mbox, const struct store_uidset *set
 	size_t count;
 	char *dir = maildir_path(mbox->acct, mbox->name);
 	struct own_change oc;
-	heal_own_begin(&oc, dir);
+	heal_own_begin(&oc, mbox->acct, txn, dir, mbox->id);
 	free(dir);
 	collect_set(mbox->acct, txn, mbox->id, set, &msgs, &count);
 	for (size_t i = 0; i < count && ret == 0; i++) {

@@ -155,7 +155,7 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 	rec.internaldate = internaldate != 0 ? internaldate : time(NULL);
 	char *dir = maildir_path(acct, name);
 	struct own_change oc;
-	heal_own_begin(&oc, dir);
+	heal_own_begin(&oc, acct, txn, dir, mrec.id);
 	char *base = maildir_new_base(acct->store, rec.size, rec.crlf_size);
 	struct buf path = BUF_INIT;
 	maildir_msg_path(&path, dir, &rec, base);

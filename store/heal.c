@@ -305,19 +305,27 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 	if ((ret = index_txn_begin(acct, false, &txn, error_r)) < 0)
 		goto out_free;
 	ret = index_mbox_get(acct, txn, name, &rec);
+	bool pending = heal_intent_pending(acct, txn);
 	mdb_txn_abort(txn);
 	if (ret < 0) {
 		ret = acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
 		goto out_free;
 	}
 	if (!force && new_mtime == rec.new_mtime_ns && cur_mtime == rec.cur_mtime_ns &&
-	    rec.dirs_trusted)
+	    rec.dirs_trusted && !pending)
 		goto out_free;
 
 	if ((ret = index_txn_begin(acct, true, &txn, error_r)) < 0)
 		goto out_free;
 	if (index_mbox_get(acct, txn, name, &rec) < 0) {
 		mdb_txn_abort(txn);
+		goto out_free;
+	}
+	if (!force && new_mtime == rec.new_mtime_ns && cur_mtime == rec.cur_mtime_ns &&
+	    rec.dirs_trusted) {
+		/* the pending intent was another mailbox's, or it committed */
+		ret = mdb_txn_commit(txn) == 0 ? 0 :
+			acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: commit failed");
 		goto out_free;
 	}
 	struct known_msg *known;
@@ -403,8 +411,95 @@ out_free:
 	return ret;
 }
 
-void heal_own_begin(struct own_change *oc, const char *dir)
+struct intent_rec {
+	uint32_t id;       /* mailbox id, UINT32_MAX = every mailbox */
+	uint32_t pad;
+	uint64_t seq;      /* committed when meta "intent_done" equals it */
+};
+
+static void intent_read(struct store_account *acct, struct intent_rec *in)
 {
+	memset(in, 0, sizeof(*in));
+	if (acct->intent_fd < 0 || pread(acct->intent_fd, in, sizeof(*in), 0) != sizeof(*in))
+		memset(in, 0, sizeof(*in));
+}
+
+static void distrust(struct store_account *acct, MDB_txn *txn, uint32_t id)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	if (mdb_cursor_open(txn, acct->db_mbox, &cur) != 0)
+		return;
+	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+	     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct mbox_rec rec;
+		memset(&rec, 0, sizeof(rec));
+		memcpy(&rec, v.mv_data, v.mv_size < sizeof(rec) ? v.mv_size : sizeof(rec));
+		if (id != UINT32_MAX && rec.id != id)
+			continue;
+		rec.dirs_trusted = 0;
+		MDB_val nv = { sizeof(rec), &rec };
+		mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+	}
+	mdb_cursor_close(cur);
+}
+
+bool heal_intent_pending(struct store_account *acct, MDB_txn *txn)
+{
+	struct intent_rec in;
+	intent_read(acct, &in);
+	return in.seq != 0 && in.seq != index_meta_get(acct, txn, "intent_done");
+}
+
+void heal_intent_resolve(struct store_account *acct, MDB_txn *txn)
+{
+	struct intent_rec in;
+	intent_read(acct, &in);
+	if (in.seq == 0 || in.seq == index_meta_get(acct, txn, "intent_done"))
+		return;
+	distrust(acct, txn, in.id);
+	index_meta_put(acct, txn, "intent_done", in.seq);
+}
+
+void heal_distrust_after_boot(struct store_account *acct, MDB_txn *txn)
+{
+	char id[64] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (f != NULL) {
+		if (fgets(id, sizeof(id), f) == NULL)
+			id[0] = '\0';
+		fclose(f);
+	}
+	uint64_t hash = 1469598103934665603ull;   /* FNV-1a */
+	for (const char *p = id; *p != '\0'; p++)
+		hash = (hash ^ (unsigned char)*p) * 1099511628211ull;
+	if (index_meta_get(acct, txn, "boot") == hash)
+		return;
+	distrust(acct, txn, UINT32_MAX);
+	index_meta_put(acct, txn, "boot", hash);
+}
+
+void heal_own_begin(struct own_change *oc, struct store_account *acct, MDB_txn *txn,
+		    const char *dir, uint32_t mailbox_id)
+{
+	/* the intent is written under the writer lock and committed (as
+	 * intent_done) with the change itself: a crash in between leaves an
+	 * intent the next writer finds uncommitted */
+	struct intent_rec in = { mailbox_id, 0, 0 };
+	if (acct->intent_serial == acct->write_serial) {
+		if (acct->intent_id != mailbox_id)
+			in.id = UINT32_MAX;   /* two mailboxes in one transaction */
+		in.seq = acct->intent_seq;
+	} else {
+		in.seq = index_meta_get(acct, txn, "intent_done") + 1;
+		acct->intent_serial = acct->write_serial;
+		acct->intent_seq = in.seq;
+	}
+	acct->intent_id = in.id;
+	if (acct->intent_fd >= 0 &&
+	    pwrite(acct->intent_fd, &in, sizeof(in), 0) != sizeof(in))
+		log_warn("event=store_intent_write_failed error=\"%s\"", strerror(errno));
+	index_meta_put(acct, txn, "intent_done", in.seq);
 	oc->dir = xstrdup(dir);
 	oc->new_before = mtime_ns(dir, "new");
 	oc->cur_before = mtime_ns(dir, "cur");

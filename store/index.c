@@ -19,6 +19,11 @@ int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
 	if (ret != 0)
 		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: txn_begin: %s",
 				 mdb_strerror(ret));
+	if (write) {
+		acct->write_serial++;
+		if (acct->db_mbox != 0)
+			heal_intent_resolve(acct, *txn_r);
+	}
 	return 0;
 }
 

@@ -43,6 +43,11 @@ struct store_account {
 	MDB_dbi db_subs;        /* name -> "" */
 	int watch_fd;
 	bool watch_failed;
+	int intent_fd;            /* postern-intent, see heal_own_begin() */
+	uint64_t write_serial;    /* counts write transactions */
+	uint64_t intent_serial;   /* the one that wrote the intent */
+	uint32_t intent_id;
+	uint64_t intent_seq;
 	uint64_t idle_since;
 	char error[512];
 };
@@ -77,6 +82,7 @@ struct own_change {
 	char *dir;
 	int64_t new_before, cur_before;
 };
+#define STORE_INTENT_NAME "postern-intent"
 
 #define MSG_IN_NEW 0x100u   /* the file is in new/ (no ":2," suffix) */
 
@@ -178,7 +184,18 @@ void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t i
  * mtimes say clean. */
 int heal_mailbox(struct store_account *acct, const char *name, bool force,
 		 const char **error_r);
-void heal_own_begin(struct own_change *oc, const char *dir);
+/* Inside a write transaction, before changing the directories of the
+ * mailbox rec: records the intent (so that a crash before the commit makes
+ * the next writer distrust the recorded mtimes) and the mtimes before. */
+void heal_own_begin(struct own_change *oc, struct store_account *acct, MDB_txn *txn,
+		    const char *dir, uint32_t mailbox_id);
+/* At the start of every write transaction: an intent whose transaction
+ * never committed (crash, failure) marks its mailbox for a rescan. */
+void heal_intent_resolve(struct store_account *acct, MDB_txn *txn);
+/* Whether an uncommitted intent is pending (fast path check). */
+bool heal_intent_pending(struct store_account *acct, MDB_txn *txn);
+/* After a reboot nothing recorded is trusted (an intent may be lost). */
+void heal_distrust_after_boot(struct store_account *acct, MDB_txn *txn);
 void heal_own_end(struct own_change *oc, struct mbox_rec *rec);
 /* Finds .Folder directories not in the index and indexes them. */
 int heal_discover_mailboxes(struct store_account *acct, const char **error_r);

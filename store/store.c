@@ -299,8 +299,11 @@ static int account_init_mailboxes(struct store_account *acct, const char **error
 	struct mbox_rec rec;
 	if (index_txn_begin(acct, true, &txn, error_r) < 0)
 		return STORE_ERR_INTERNAL;
+	heal_distrust_after_boot(acct, txn);
 	if (index_mbox_get(acct, txn, "INBOX", &rec) == 0) {
-		mdb_txn_abort(txn);
+		/* no notification: nothing a session would care about */
+		if (mdb_txn_commit(txn) != 0)
+			return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: commit failed");
 		return 0;
 	}
 	bool fresh = index_meta_get(acct, txn, "initialized") == 0;
@@ -360,6 +363,8 @@ static void account_free(struct store_account *acct)
 		mdb_env_close(acct->env);
 	if (acct->watch_fd >= 0)
 		close(acct->watch_fd);
+	if (acct->intent_fd >= 0)
+		close(acct->intent_fd);
 	free(acct->address);
 	free(acct->root);
 	free(acct->notify_path);
@@ -393,6 +398,7 @@ int store_account_open(struct store *store, const char *address,
 	acct->refcount = 1;
 	acct->address = canon;
 	acct->watch_fd = -1;
+	acct->intent_fd = -1;
 	acct->root = xasprintf("%s/%s/%s", store->mail_dir, domain, local);
 	acct->notify_path = xasprintf("%s/%s", acct->root, STORE_NOTIFY_NAME);
 	free(local);
@@ -407,6 +413,11 @@ int store_account_open(struct store *store, const char *address,
 		if (fd >= 0)
 			close(fd);
 		store_give(store, acct->notify_path);
+		char *path = xasprintf("%s/%s", acct->root, STORE_INTENT_NAME);
+		acct->intent_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (acct->intent_fd >= 0)
+			store_give(store, path);
+		free(path);
 		ret = account_open_index(acct, error_r);
 	}
 	if (ret == 0)
