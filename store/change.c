@@ -31,19 +31,15 @@ static void collect_set(struct store_account *acct, MDB_txn *txn, uint32_t id,
 	for (size_t r = 0; r < nranges; r++) {
 		uint32_t lo = set != NULL ? set->ranges[r].lo : 0;
 		uint32_t hi = set != NULL ? set->ranges[r].hi : UINT32_MAX;
-		uint64_t key = msg_key(id, lo);
-		MDB_val k = { sizeof(key), &key }, v;
-		for (int ret = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); ret == 0;
-		     ret = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			uint64_t got;
-			memcpy(&got, k.mv_data, sizeof(got));
-			if ((got >> 32) != id || (uint32_t)got > hi)
-				break;
+		MDB_val v;
+		uint32_t uid;
+		bool started = false;
+		while (index_id_next(cur, id, lo, &started, &uid, &v) && uid <= hi) {
 			if (count == cap) {
 				cap = cap == 0 ? 64 : cap * 2;
 				msgs = xrealloc(msgs, cap * sizeof(*msgs));
 			}
-			msgs[count].uid = (uint32_t)got;
+			msgs[count].uid = uid;
 			memcpy(&msgs[count].rec, v.mv_data, sizeof(msgs[count].rec));
 			msgs[count].base = xstrdup((const char *)v.mv_data + sizeof(struct msg_rec));
 			count++;
@@ -361,14 +357,11 @@ int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 			continue;
 		MDB_cursor *cur;
 		mdb_cursor_open(txn, dbis[d], &cur);
-		uint64_t key = msg_key(mbox->id, 0);
-		MDB_val k = { sizeof(key), &key }, v;
-		for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0;
-		     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			uint64_t got, m;
-			memcpy(&got, k.mv_data, sizeof(got));
-			if ((got >> 32) != mbox->id)
-				break;
+		MDB_val v;
+		uint32_t uid;
+		bool started = false;
+		while (index_id_next(cur, mbox->id, 0, &started, &uid, &v)) {
+			uint64_t m;
 			if (d == 0) {
 				struct msg_rec rec;
 				memcpy(&rec, v.mv_data, sizeof(rec));
@@ -377,7 +370,7 @@ int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 				memcpy(&m, v.mv_data, sizeof(m));
 			}
 			if (m > modseq)
-				store_uids_push(outs[d], (uint32_t)got);
+				store_uids_push(outs[d], uid);
 		}
 		mdb_cursor_close(cur);
 	}

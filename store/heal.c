@@ -68,20 +68,16 @@ static void load_known(struct store_account *acct, MDB_txn *txn, uint32_t id,
 	size_t count = 0, cap = 0;
 	MDB_cursor *cur;
 	mdb_cursor_open(txn, acct->db_msg, &cur);
-	uint64_t key = msg_key(id, 0);
-	MDB_val k = { sizeof(key), &key }, v;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0;
-	     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t got;
-		memcpy(&got, k.mv_data, sizeof(got));
-		if ((got >> 32) != id)
-			break;
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, id, 0, &started, &uid, &v)) {
 		if (count == cap) {
 			cap = cap == 0 ? 256 : cap * 2;
 			known = xrealloc(known, cap * sizeof(*known));
 		}
 		struct known_msg *m = &known[count++];
-		m->uid = (uint32_t)got;
+		m->uid = uid;
 		memcpy(&m->rec, v.mv_data, sizeof(m->rec));
 		m->base = xstrdup((const char *)v.mv_data + sizeof(m->rec));
 		m->seen = false;

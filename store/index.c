@@ -129,6 +129,23 @@ int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name
 	return 0;
 }
 
+bool index_id_next(MDB_cursor *cur, uint32_t id, uint32_t from, bool *started,
+		   uint32_t *sub_r, MDB_val *val_r)
+{
+	uint64_t key = msg_key(id, from), got;
+	MDB_val k = { sizeof(key), &key };
+	/* after mdb_cursor_del, MDB_NEXT yields the record that followed */
+	int ret = mdb_cursor_get(cur, &k, val_r, *started ? MDB_NEXT : MDB_SET_RANGE);
+	*started = true;
+	if (ret != 0)
+		return false;
+	memcpy(&got, k.mv_data, sizeof(got));
+	if ((got >> 32) != id)
+		return false;
+	*sub_r = (uint32_t)got;
+	return true;
+}
+
 uint32_t index_new_uidvalidity(struct store_account *acct, MDB_txn *txn)
 {
 	uint64_t last = index_meta_get(acct, txn, "last_uidvalidity");

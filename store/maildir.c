@@ -387,18 +387,13 @@ void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t i
 	MDB_cursor *cur;
 	if (mdb_cursor_open(txn, acct->db_kw, &cur) != 0)
 		return;
-	uint64_t key = msg_key(id, 0);
-	MDB_val k = { sizeof(key), &key }, v;
-	int ret = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (ret == 0) {
-		uint64_t got;
-		memcpy(&got, k.mv_data, sizeof(got));
-		if ((got >> 32) != id)
-			break;
-		if ((got & 0xffffffffu) < 26)
-			buf_printf(&text, "%u %.*s\n", (unsigned)(got & 0xffffffffu),
-				   (int)v.mv_size, (const char *)v.mv_data);
-		ret = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	MDB_val v;
+	uint32_t index;
+	bool started = false;
+	while (index_id_next(cur, id, 0, &started, &index, &v)) {
+		if (index < 26)
+			buf_printf(&text, "%u %.*s\n", index, (int)v.mv_size,
+				   (const char *)v.mv_data);
 	}
 	mdb_cursor_close(cur);
 	char *path = xasprintf("%s/dovecot-keywords", dir);

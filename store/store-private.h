@@ -146,6 +146,11 @@ int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_
 int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name,
 		      struct mbox_rec *mrec, uint32_t uid, const struct msg_rec *rec,
 		      const char *base);
+/* Walks the records of mailbox id (u64-keyed databases) from sub-key
+ * from: start with *started = false; each call gives the next sub-key
+ * (uid, keyword index) and value; false at the end of the mailbox. */
+bool index_id_next(MDB_cursor *cur, uint32_t id, uint32_t from, bool *started,
+		   uint32_t *sub_r, MDB_val *val_r);
 uint32_t index_new_uidvalidity(struct store_account *acct, MDB_txn *txn);
 int index_quota_add(struct store_account *acct, MDB_txn *txn, int64_t delta);
 void index_notify(struct store_account *acct);
