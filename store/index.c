@@ -177,7 +177,14 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 		    ascii_strncasecmp(v.mv_data, keyword, v.mv_size) == 0)
 			return (int)i;
 	}
-	if (!create || mrec->keyword_count >= STORE_MAX_KEYWORDS)
+	if (!create || mrec->keyword_count >= STORE_MAX_KEYWORDS || strlen(keyword) > 128)
+		return -1;
+	/* an IMAP atom: nothing that could break dovecot-keywords' lines */
+	for (const unsigned char *p = (const unsigned char *)keyword; *p != '\0'; p++)
+		if (*p <= 0x20 || *p == 0x7f || *p == '\\' || *p == '(' || *p == ')' ||
+		    *p == '{' || *p == '"' || *p == '%' || *p == '*' || *p == ']')
+			return -1;
+	if (keyword[0] == '\0')
 		return -1;
 	uint32_t i = mrec->keyword_count++;
 	uint64_t key = msg_key(mrec->id, i);

@@ -60,7 +60,8 @@ enum store_error {
 #define STORE_SPECIAL_ALL      0x20u
 #define STORE_SPECIAL_FLAGGED  0x40u
 
-/* Keywords: at most this many distinct keywords per mailbox. */
+/* Keywords: at most this many distinct keywords per mailbox; a keyword is
+ * an IMAP atom of at most 128 bytes (else STORE_ERR_LIMIT). */
 #define STORE_MAX_KEYWORDS 64
 
 struct store;

@@ -263,6 +263,10 @@ static void test_flags_modseq(void)
 	TEST_ASSERT_INT(msg.modseq, base + 3);
 	TEST_ASSERT(strstr(msg.path, ":2,Fb") != NULL);
 
+	const char *bad_kw[] = { "two words" };
+	TEST_ASSERT_INT(store_msg_set_flags(mbox, &set, STORE_FLAGS_ADD, 0, bad_kw, 1, 0, NULL,
+					    &error), STORE_ERR_LIMIT);
+
 	/* no change: no new MODSEQ */
 	TEST_ASSERT_INT(store_msg_set_flags(mbox, &set, STORE_FLAGS_ADD, STORE_FLAG_FLAGGED,
 					    NULL, 0, 0, NULL, &error), 0);
