@@ -100,7 +100,8 @@ int store_msg_set_flags(struct store_mailbox *mbox, const struct store_uidset *s
 					     op != STORE_FLAGS_REMOVE);
 		if (k < 0 && op != STORE_FLAGS_REMOVE) {
 			mdb_txn_abort(txn);
-			return view_fail(mbox, error_r, STORE_ERR_LIMIT, "too many keywords, or not a keyword");
+			return view_fail(mbox, error_r, STORE_ERR_LIMIT,
+					 "too many keywords, or not a keyword");
 		}
 		if (k >= 0)
 			kw_mask |= (uint64_t)1 << k;

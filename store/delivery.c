@@ -144,7 +144,8 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 		int k = index_keyword_lookup(acct, txn, name, &mrec, keywords[i], true);
 		if (k < 0) {
 			mdb_txn_abort(txn);
-			return acct_fail(acct, error_r, STORE_ERR_LIMIT, "too many keywords, or not a keyword");
+			return acct_fail(acct, error_r, STORE_ERR_LIMIT,
+					 "too many keywords, or not a keyword");
 		}
 		rec.keywords |= (uint64_t)1 << k;
 	}
