@@ -799,6 +799,61 @@ static void test_fetch_helpers(void)
 	close_store();
 }
 
+/* White-box: the layout of postern-intent (store/heal.c). */
+struct test_intent {
+	uint32_t id, pad;
+	uint64_t seq;
+};
+
+static void test_trust_and_intent(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	char path[800], newdir[700];
+	TEST_ASSERT_INT(store_account_open(store, "t@d", &acct, &error), 0);
+	TEST_ASSERT_INT(deliver("t@d", msg1, NULL), 0);
+	usleep(1100 * 1000);   /* past the trust window */
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	/* the store's own change keeps the index in step */
+	TEST_ASSERT_INT(deliver("t@d", msg1, NULL), 0);
+	struct store_sync sync;
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.added.count, 1);
+	store_sync_free(&sync);
+
+	/* what a crash between link() and commit in the same timestamp tick
+	 * leaves: a file, an unchanged directory mtime */
+	snprintf(newdir, sizeof(newdir), "%s/mail/d/t/new", data);
+	struct stat st;
+	TEST_ASSERT_INT(stat(newdir, &st), 0);
+	snprintf(path, sizeof(path), "%s/1.crashed.host", newdir);
+	FILE *f = fopen(path, "w");
+	fputs("Subject: orphan\n\nx\n", f);
+	fclose(f);
+	struct timespec times[2] = { st.st_atim, st.st_mtim };
+	TEST_ASSERT_INT(utimensat(AT_FDCWD, newdir, times, 0), 0);
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.added.count, 0);   /* trusted: no rescan */
+	store_sync_free(&sync);
+	/* ... plus the intent the crashed change wrote: now it is found */
+	snprintf(path, sizeof(path), "%s/mail/d/t/postern-intent", data);
+	struct test_intent in = { 1, 0, UINT64_MAX };
+	f = fopen(path, "w");
+	fwrite(&in, sizeof(in), 1, f);
+	fclose(f);
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.added.count, 1);
+	store_sync_free(&sync);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, 3, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "orphan");
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
 int main(void)
 {
 	log_init("test-store", LOG_LEVEL_WARN);
@@ -814,5 +869,6 @@ int main(void)
 	test_run("dovecot_import", test_dovecot_import);
 	test_run("adopt_after_create", test_adopt_after_create);
 	test_run("fetch_helpers", test_fetch_helpers);
+	test_run("trust_and_intent", test_trust_and_intent);
 	return test_end();
 }
