@@ -206,7 +206,7 @@ static int copy_one(struct store_mailbox *mbox, MDB_txn *txn, const char *src_di
 			buf_free(&blob);
 		}
 		if (ret == 0) {
-			maildir_uidlist_append(dest_dir, drec->uidvalidity, uid, base);
+			maildir_uidlist_append(acct->store, dest_dir, drec->uidvalidity, uid, base);
 			*uid_r = uid;
 		}
 	}

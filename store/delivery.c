@@ -44,6 +44,8 @@ int store_delivery_begin(struct store *store, struct store_delivery **d_r,
 		free(d);
 		return ret;
 	}
+	/* links share the inode: its owner is every copy's owner */
+	store_give(store, d->tmp_path);
 	d->parser = mime_parser_new();
 	*d_r = d;
 	return 0;
@@ -195,7 +197,7 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 		goto out;
 	}
 	/* before the commit: the uidlist always covers every UID handed out */
-	maildir_uidlist_append(dir, mrec.uidvalidity, uid, base);
+	maildir_uidlist_append(acct->store, dir, mrec.uidvalidity, uid, base);
 	ret = index_txn_commit(acct, txn, error_r);
 	txn = NULL;
 	if (ret < 0) {

@@ -269,7 +269,7 @@ static int heal_add_files(struct store_account *acct, MDB_txn *txn, const char *
 			continue;
 		if (f->uid == 0) {
 			rec->uidnext++;
-			maildir_uidlist_append(dir, rec->uidvalidity, uid, f->base);
+			maildir_uidlist_append(acct->store, dir, rec->uidvalidity, uid, f->base);
 		} else if (uid >= rec->uidnext) {
 			rec->uidnext = uid + 1;
 		}

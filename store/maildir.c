@@ -355,14 +355,15 @@ int maildir_rename_flags(const char *dir, const struct msg_rec *old_rec,
 	return ret;
 }
 
-void maildir_uidlist_append(const char *dir, uint32_t uidvalidity, uint32_t uid,
-			    const char *base)
+void maildir_uidlist_append(struct store *store, const char *dir, uint32_t uidvalidity,
+			    uint32_t uid, const char *base)
 {
 	char *path = xasprintf("%s/dovecot-uidlist", dir);
 	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
 		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd >= 0) {
+			store_give(store, path);
 			char header[64];
 			int n = snprintf(header, sizeof(header), "3 V%u N%u\n", uidvalidity, uid);
 			if (write(fd, header, (size_t)n) != n)
@@ -403,8 +404,10 @@ void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t i
 		bool ok = write(fd, text.data != NULL ? text.data : "", text.len) ==
 			  (ssize_t)text.len;
 		close(fd);
-		if (ok)
+		if (ok) {
+			store_give(acct->store, tmp);
 			rename(tmp, path);
+		}
 		else
 			unlink(tmp);
 	}

@@ -180,8 +180,8 @@ int maildir_rename_flags(const char *dir, const struct msg_rec *old_rec,
 			 const struct msg_rec *new_rec, const char *base);
 /* Appends "<uid> :<base>" to dir's dovecot-uidlist (created with a
  * version 3 header when missing). Best effort: a recovery aid. */
-void maildir_uidlist_append(const char *dir, uint32_t uidvalidity, uint32_t uid,
-			    const char *base);
+void maildir_uidlist_append(struct store *store, const char *dir, uint32_t uidvalidity,
+			    uint32_t uid, const char *base);
 void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t id,
 			    const char *dir);
 

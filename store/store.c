@@ -38,7 +38,8 @@ int store_fail(char *buf, size_t size, const char **error_r, int code, const cha
 void store_give(struct store *store, const char *path)
 {
 	const char *error;
-	if (store->run_as != NULL && privs_give(path, store->run_as, &error) < 0)
+	if (store->run_as != NULL && privs_is_root() &&
+	    privs_give(path, store->run_as, &error) < 0)
 		log_warn("event=store_chown_failed path=%s error=\"%s\"", path, error);
 }
 
@@ -287,8 +288,13 @@ static int account_open_index(struct store_account *acct, const char **error_r)
 			acct->env = NULL;
 		}
 	}
-	if (ret == 0)
+	if (ret == 0) {
+		/* created by a root admin command, the workers must open both */
 		store_give(acct->store, path);
+		char *lock = xasprintf("%s-lock", path);
+		store_give(acct->store, lock);
+		free(lock);
+	}
 	free(path);
 	return ret;
 }

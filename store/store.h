@@ -281,6 +281,8 @@ const char *store_mailbox_keyword(struct store_mailbox *mbox, unsigned int i);
 /* Iterates over the index's messages with a UID in set (NULL = all), in UID
  * order, from one consistent read snapshot. */
 struct store_iter;
+/* The iterator holds an LMDB read snapshot: free it before going back to
+ * the event loop (long snapshots pin pages and grow the file). */
 struct store_iter *store_iter_new(struct store_mailbox *mbox, const struct store_uidset *set);
 bool store_iter_next(struct store_iter *iter, struct store_msg *msg_r);
 void store_iter_free(struct store_iter **iter);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -854,6 +855,43 @@ static void test_trust_and_intent(void)
 	close_store();
 }
 
+static void test_run_as(void)
+{
+	struct passwd *pw = getpwnam("nobody");
+	if (geteuid() != 0 || pw == NULL)
+		return;   /* only root hands files over */
+	uid_t nobody = pw->pw_uid;
+	const char *data = fresh_store();
+	const char *error;
+	close_store();
+	TEST_ASSERT_INT(store_open(data, "nobody", &store, &error), 0);
+	struct store_account *acct;
+	TEST_ASSERT_INT(store_account_open(store, "r@d", &acct, &error), 0);
+	uint32_t uid;
+	TEST_ASSERT_INT(deliver("r@d", msg1, &uid), 0);
+	TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, "kw", &uid), 0);
+	struct store_mailbox *mbox;
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	const char *files[] = { "", "/cur", "/.Sent/new", "/postern-index.lmdb",
+				"/postern-index.lmdb-lock", "/postern-notify", "/postern-intent",
+				"/dovecot-uidlist", "/dovecot-keywords" };
+	char path[700];
+	struct stat st;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/mail/d/r%s", data, files[i]);
+		TEST_ASSERT_INT(stat(path, &st), 0);
+		if (st.st_uid != nobody)
+			TEST_ASSERT_STR(path, "(owned by nobody)");
+	}
+	TEST_ASSERT_INT(stat(msg.path, &st), 0);
+	TEST_ASSERT_INT(st.st_uid, nobody);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
 int main(void)
 {
 	log_init("test-store", LOG_LEVEL_WARN);
@@ -870,5 +908,6 @@ int main(void)
 	test_run("adopt_after_create", test_adopt_after_create);
 	test_run("fetch_helpers", test_fetch_helpers);
 	test_run("trust_and_intent", test_trust_and_intent);
+	test_run("run_as", test_run_as);
 	return test_end();
 }
