@@ -61,6 +61,14 @@ static int found_cmp(const void *a, const void *b)
 	return strcmp(((const struct found_file *)a)->base, ((const struct found_file *)b)->base);
 }
 
+/* by base, then the newest (highest) UID first */
+static int uidlist_entry_cmp(const void *a, const void *b)
+{
+	const struct found_file *x = a, *y = b;
+	int ret = strcmp(x->base, y->base);
+	return ret != 0 ? ret : x->uid > y->uid ? -1 : x->uid < y->uid;
+}
+
 static void load_known(struct store_account *acct, MDB_txn *txn, uint32_t id,
 		       struct known_msg **known_r, size_t *count_r)
 {
@@ -182,8 +190,20 @@ static int uidlist_read(const char *dir, struct uidlist *ul)
 	}
 	free(line);
 	fclose(f);
-	if (ul->count > 0)
-		qsort(ul->entries, ul->count, sizeof(*ul->entries), found_cmp);
+	if (ul->count > 0) {
+		/* a name listed twice (lines appended by a transaction that did
+		 * not commit): the last UID it got wins */
+		qsort(ul->entries, ul->count, sizeof(*ul->entries), uidlist_entry_cmp);
+		size_t out = 0;
+		for (size_t i = 0; i < ul->count; i++) {
+			if (out > 0 && strcmp(ul->entries[out - 1].base, ul->entries[i].base) == 0) {
+				free(ul->entries[i].base);
+				continue;
+			}
+			ul->entries[out++] = ul->entries[i];
+		}
+		ul->count = out;
+	}
 	return ul->uidvalidity != 0 ? 0 : -1;
 }
 
@@ -262,6 +282,13 @@ static int heal_add_files(struct store_account *acct, MDB_txn *txn, const char *
 		memset(&mr, 0, sizeof(mr));
 		file_flags(f, &mr.flags, &mr.keywords);
 		mr.internaldate = st.st_mtime;
+		if (f->uid != 0) {
+			/* a UID the uidlist gave two names: only the first keeps it */
+			uint64_t key = msg_key(rec->id, f->uid);
+			MDB_val k = { sizeof(key), &key }, v;
+			if (mdb_get(txn, acct->db_msg, &k, &v) == 0)
+				f->uid = 0;
+		}
 		uint32_t uid = f->uid != 0 ? f->uid : rec->uidnext;
 		time_t date;
 		if (cache_index_file(acct, txn, rec->id, uid, path.data, &mr.size,
@@ -392,6 +419,9 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 			   cur_mtime + HEAL_TRUST_NS <= scan_time;
 	if (ret == 0)
 		ret = index_mbox_put(acct, txn, name, &rec);
+	/* a full scan costs O(n) anyway: compact the append-only uidlist */
+	if (ret == 0)
+		maildir_uidlist_rewrite(acct, txn, &rec, dir);
 	if (ret < 0) {
 		mdb_txn_abort(txn);
 		ret = acct_fail(acct, error_r, ret, "index: heal failed: %s", acct->error);

@@ -381,6 +381,36 @@ void maildir_uidlist_append(struct store *store, const char *dir, uint32_t uidva
 	free(path);
 }
 
+void maildir_uidlist_rewrite(struct store_account *acct, MDB_txn *txn,
+			     const struct mbox_rec *rec, const char *dir)
+{
+	struct buf text = BUF_INIT;
+	MDB_cursor *cur;
+	if (mdb_cursor_open(txn, acct->db_msg, &cur) != 0)
+		return;
+	buf_printf(&text, "3 V%u N%u\n", rec->uidvalidity, rec->uidnext);
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, rec->id, 0, &started, &uid, &v))
+		buf_printf(&text, "%u :%s\n", uid,
+			   (const char *)v.mv_data + sizeof(struct msg_rec));
+	mdb_cursor_close(cur);
+	char *path = xasprintf("%s/dovecot-uidlist", dir);
+	char *tmp = xasprintf("%s.postern-tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		bool ok = write(fd, text.data, text.len) == (ssize_t)text.len;
+		close(fd);
+		store_give(acct->store, tmp);
+		if (!ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+	buf_free(&text);
+}
+
 void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t id,
 			    const char *dir)
 {

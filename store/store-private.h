@@ -182,6 +182,10 @@ int maildir_rename_flags(const char *dir, const struct msg_rec *old_rec,
  * version 3 header when missing). Best effort: a recovery aid. */
 void maildir_uidlist_append(struct store *store, const char *dir, uint32_t uidvalidity,
 			    uint32_t uid, const char *base);
+/* Rewrites dir's dovecot-uidlist from the index (inside txn, so it sees
+ * the transaction's own changes): drops expunged UIDs, updates N. */
+void maildir_uidlist_rewrite(struct store_account *acct, MDB_txn *txn,
+			     const struct mbox_rec *rec, const char *dir);
 void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t id,
 			    const char *dir);
 

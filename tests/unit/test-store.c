@@ -698,14 +698,36 @@ static void test_adopt_after_create(void)
 	TEST_ASSERT_INT(store_account_open(store, "late@d", &acct, &error), 0);
 	char path[700];
 	snprintf(path, sizeof(path), "%s/mail/d/late/dovecot-uidlist", data);
-	write_file(path, "3 V42 N9\n8 :1500000000.M1P1.host\n");
+	/* with the leftovers of a transaction that never committed: a name
+	 * listed twice (the later UID wins) and a UID given to two names */
+	write_file(path, "3 V42 N9\n8 :1500000000.M1P1.host\n3 :dup\n6 :dup\n6 :other\n");
 	snprintf(path, sizeof(path), "%s/mail/d/late/cur/1500000000.M1P1.host:2,S", data);
 	write_file(path, "Subject: old\n\nbody\n");
+	snprintf(path, sizeof(path), "%s/mail/d/late/new/dup", data);
+	write_file(path, "Subject: dup\n\nbody\n");
+	snprintf(path, sizeof(path), "%s/mail/d/late/new/other", data);
+	write_file(path, "Subject: other\n\nbody\n");
 	struct store_status st;
 	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
 	TEST_ASSERT_INT(st.uidvalidity, 42);
-	TEST_ASSERT_INT(st.uidnext, 9);
-	TEST_ASSERT_INT(st.messages, 1);
+	TEST_ASSERT_INT(st.uidnext, 10);
+	TEST_ASSERT_INT(st.messages, 3);
+	struct store_mailbox *mbox;
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, 6, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "dup");
+	TEST_ASSERT_INT(store_msg_cache(mbox, 9, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "other");
+	store_mailbox_close(&mbox);
+	/* the full scan compacted the uidlist */
+	snprintf(path, sizeof(path), "%s/mail/d/late/dovecot-uidlist", data);
+	FILE *f = fopen(path, "r");
+	char text[512];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	TEST_ASSERT_STR(text, "3 V42 N10\n6 :dup\n8 :1500000000.M1P1.host\n9 :other\n");
 	store_account_close(&acct);
 	close_store();
 }
