@@ -22,6 +22,7 @@ struct store {
 	char *hostname;
 	unsigned int counter;
 	uint64_t idle_clock;
+	int watch_fd;             /* one inotify instance for the process */
 	struct store_account *accounts;   /* open ones, linked */
 	char error[512];
 };
@@ -41,8 +42,9 @@ struct store_account {
 	MDB_dbi db_kw;          /* u64 (id<<32|index) -> keyword name */
 	MDB_dbi db_meta;        /* string -> u64 */
 	MDB_dbi db_subs;        /* name -> "" */
-	int watch_fd;
-	bool watch_failed;
+	int watch_wd[3];          /* inotify watches: notify file, new/, cur/ */
+	uint64_t changes;
+	int notify_fd;
 	int intent_fd;            /* postern-intent, see heal_own_begin() */
 	uint64_t write_serial;    /* counts write transactions */
 	uint64_t intent_serial;   /* the one that wrote the intent */

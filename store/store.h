@@ -116,15 +116,21 @@ int store_account_set_quota(struct store_account *acct, uint64_t limit,
 int store_account_get_quota(struct store_account *acct, uint64_t *used_r,
 			    uint64_t *limit_r, const char **error_r);
 
-/* Change notification. The fd becomes readable (add it to the event loop
- * with EV_READ|EV_PERSIST) within moments of any committed change to the
+/* Change notification: one fd per process (one inotify instance however
+ * many accounts are watched; the per-user instance limit is small).
+ * store_account_watch() starts watching an account (until it is closed
+ * for good); the fd becomes readable (add it to the event loop with
+ * EV_READ|EV_PERSIST) within moments of any committed change to a watched
  * account by any process: delivery, append, flags, expunge, mailbox
  * create/delete/rename, and files dropped into INBOX from outside. Then
- * call store_account_watch_consume() and store_mailbox_sync() on the open
- * views. -1 when inotify is unavailable (then poll with sync). */
-int store_account_watch_fd(struct store_account *acct);
-/* Drains the pending events; returns true when there was any. */
-bool store_account_watch_consume(struct store_account *acct);
+ * call store_watch_consume(), and for each session whose account's change
+ * counter moved, store_mailbox_sync(). */
+int store_watch_fd(struct store *store);   /* -1 when inotify is unavailable */
+int store_account_watch(struct store_account *acct, const char **error_r);
+/* Drains the fd and bumps the change counter of each account concerned. */
+void store_watch_consume(struct store *store);
+/* Counts the changes seen for the account (sessions keep the last value). */
+uint64_t store_account_changes(struct store_account *acct);
 
 /* An advisory lock named name (e.g. "pop3": one POP3 session per
  * maildrop) across all processes and sessions, never blocking:
