@@ -485,6 +485,19 @@ int store_account_get_quota(struct store_account *acct, uint64_t *used_r, uint64
 	return 0;
 }
 
+int store_reader_check(struct store *store)
+{
+	int total = 0;
+	for (struct store_account *a = store->accounts; a != NULL; a = a->next) {
+		int dead = 0;
+		if (mdb_reader_check(a->env, &dead) == 0)
+			total += dead;
+	}
+	if (total > 0)
+		log_info("event=store_stale_readers_cleared count=%d", total);
+	return total;
+}
+
 /* ---- notification ---- */
 
 void index_notify(struct store_account *acct)

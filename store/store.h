@@ -110,6 +110,11 @@ void store_free(struct store **store);
 int store_account_open(struct store *store, const char *address,
 		       struct store_account **acct_r, const char **error_r);
 void store_account_close(struct store_account **acct);
+/* Clears the LMDB reader slots of dead processes in every account this
+ * process has open (they pin pages and grow the file); call it from a
+ * timer now and then (each open does it too). Returns the slots freed. */
+int store_reader_check(struct store *store);
+
 /* Quota in bytes (0 = unlimited); the usage is kept by the index. */
 int store_account_set_quota(struct store_account *acct, uint64_t limit,
 			    const char **error_r);

@@ -89,6 +89,7 @@ static void test_account_create(void)
 	TEST_ASSERT_INT(list.entries[1].special_use, STORE_SPECIAL_ARCHIVE);
 	TEST_ASSERT(list.entries[1].attrs & STORE_LIST_SUBSCRIBED);
 	store_list_free(&list);
+	TEST_ASSERT_INT(store_reader_check(store), 0);
 	TEST_ASSERT(store_account_open(store, "../x@example.org", &again, &error) < 0);
 	TEST_ASSERT(store_account_open(store, "nodomain", &again, &error) < 0);
 	store_account_close(&acct);
