@@ -917,7 +917,7 @@ static void test_run_as(void)
 
 int main(void)
 {
-	log_init("test-store", LOG_LEVEL_WARN);
+	log_init("test-store", LOG_LEVEL_ERROR);
 	test_run("account_create", test_account_create);
 	test_run("deliver_and_read", test_deliver_and_read);
 	test_run("multi_recipient", test_multi_recipient);
