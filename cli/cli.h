@@ -30,5 +30,6 @@ int cmd_domain(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_alias(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
+int cmd_deliver(int argc, char **argv);
 
 #endif

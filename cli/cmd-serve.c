@@ -1,6 +1,285 @@
+/* `postern serve [-c FILE] [--demo [DIR]]` */
 #include "cli/cli.h"
+#include "auth/auth.h"
+#include "core/server.h"
+#include "store/store.h"
+#include "core/tls.h"
+#include "relay/queue.h"
+#include "imap/imap.h"
+#include "pop3/pop3.h"
+#include "submission/smtp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEMO_DEFAULT_DIR "./postern-demo"
+
+static const char *serve_config_path;
+
+static const struct {
+	enum listener_kind kind;
+	int port;
+	const char *what;
+} demo_ports[] = {
+	{ LISTEN_SUBMISSION, 1587, "SMTP submission, STARTTLS" },
+	{ LISTEN_SUBMISSIONS, 1465, "SMTP submission, implicit TLS" },
+	{ LISTEN_SMTP, 1025, "SMTP inbound (MX)" },
+	{ LISTEN_POP3, 1110, "POP3, STLS" },
+	{ LISTEN_POP3S, 1995, "POP3, implicit TLS" },
+	{ LISTEN_IMAP, 1143, "IMAP, STARTTLS" },
+	{ LISTEN_IMAPS, 1993, "IMAP, implicit TLS" },
+};
+
+/* Each worker, after the fork and the privilege drop: its own LMDB
+ * environments and SASL server. */
+static int serve_child_init(const struct config *cfg, struct services *services,
+			    const char **error_r)
+{
+	if (auth_db_open(cfg->data_dir, cfg->run_as, &services->auth, error_r) < 0)
+		return -1;
+	if (auth_sasl_init(cfg, services->auth, error_r) < 0)
+		return -1;
+	if (store_open(cfg->data_dir, cfg->run_as, &services->store, error_r) < 0)
+		return -1;
+	if (queue_open(cfg->data_dir, cfg->run_as, &services->queue, error_r) < 0)
+		return -1;
+	return 0;
+}
+
+static void serve_child_deinit(struct services *services)
+{
+	if (services->queue != NULL)
+		queue_close(&services->queue);
+	if (services->store != NULL)
+		store_free(&services->store);
+	auth_sasl_deinit();
+	if (services->auth != NULL)
+		auth_db_close(&services->auth);
+}
+
+static int serve_reload(struct config *cfg, const char **error_r)
+{
+	config_init_defaults(cfg);
+	if (config_load(cfg, serve_config_path, error_r) < 0 ||
+	    config_validate(cfg, error_r) < 0) {
+		config_free(cfg);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *demo_run_as(void)
+{
+	if (!privs_is_root()) {
+		struct passwd *pw = getpwuid(geteuid());
+		return pw != NULL ? pw->pw_name : "nobody";
+	}
+	return getpwnam("postern") != NULL ? "postern" : "nobody";
+}
+
+/* Makes DIR with a certificate and a config file (kept across runs), and
+ * returns the config path. */
+static char *demo_prepare(const char *dir_arg)
+{
+	const char *error;
+	if (mkdir(dir_arg, 0755) < 0 && errno != EEXIST) {
+		cli_error("demo: cannot create %s: %s", dir_arg, strerror(errno));
+		return NULL;
+	}
+	char dir[PATH_MAX];
+	if (realpath(dir_arg, dir) == NULL) {
+		cli_error("demo: %s: %s", dir_arg, strerror(errno));
+		return NULL;
+	}
+	char host[256] = "localhost";
+	char *cert = xasprintf("%s/cert.pem", dir);
+	char *key = xasprintf("%s/key.pem", dir);
+	char *conf = xasprintf("%s/postern.conf", dir);
+	if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+		if (tls_make_self_signed(cert, key, host, &error) < 0) {
+			cli_error("demo: %s", error);
+			return NULL;
+		}
+	}
+	if (access(conf, R_OK) != 0) {
+		FILE *f = fopen(conf, "w");
+		if (f == NULL) {
+			cli_error("demo: cannot write %s: %s", conf, strerror(errno));
+			return NULL;
+		}
+		fprintf(f, "# Postern demo configuration, made by `postern serve --demo`.\n"
+			   "# Edit freely; it is reused by the next demo run.\n"
+			   "hostname = %s\ndata_dir = %s/data\nrun_as = %s\n\n"
+			   "[tls]\ncert = %s\nkey = %s\n\n[listen]\n",
+			host, dir, demo_run_as(), cert, key);
+		for (size_t i = 0; i < sizeof(demo_ports) / sizeof(demo_ports[0]); i++)
+			fprintf(f, "%-11s = 127.0.0.1:%d\n", listener_kind_name(demo_ports[i].kind),
+				demo_ports[i].port);
+		fprintf(f, "\n[auth]\nplaintext = loopback\n\n[relay]\nmode = none\n");
+		if (fclose(f) != 0) {
+			cli_error("demo: cannot write %s", conf);
+			return NULL;
+		}
+	}
+	free(cert);
+	free(key);
+	return conf;
+}
+
+/* The demo domain and user, made once; the password is kept in
+ * DIR/demo-password (mode 0600) and printed at every start. Runs in the
+ * master before any fork, and closes the database again (LMDB must not
+ * cross a fork). */
+static int demo_account(const struct config *cfg, const char *dir, char *password,
+			size_t password_size)
+{
+	const char *error;
+	char *path = xasprintf("%s/demo-password", dir);
+	FILE *f = fopen(path, "r");
+	if (f != NULL) {
+		if (fgets(password, (int)password_size, f) == NULL)
+			password[0] = '\0';
+		fclose(f);
+		password[strcspn(password, "\r\n")] = '\0';
+	} else {
+		unsigned char rnd[12];
+		static const char alphabet[] =
+			"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1 || password_size < sizeof(rnd) + 1)
+			fatal("event=rand-failed");
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			password[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+		password[sizeof(rnd)] = '\0';
+	}
+	struct auth_db *db;
+	if (privs_mkdir_p(cfg->data_dir, 0750, cfg->run_as, &error) < 0) {
+		free(path);
+		return cli_error("demo: %s", error);
+	}
+	if (auth_db_open(cfg->data_dir, cfg->run_as, &db, &error) < 0) {
+		free(path);
+		return cli_error("demo: %s", error);
+	}
+	int ret = 0;
+	struct auth_user user;
+	if (auth_domain_is_local(db, "example.org") == false &&
+	    auth_domain_add(db, "example.org", &error) < 0)
+		ret = cli_error("demo: %s", error);
+	else if (auth_user_lookup(db, "demo@example.org", &user) == 1)
+		ret = auth_user_set_password(db, "demo@example.org", password, &error);
+	else
+		ret = auth_user_add(db, "demo@example.org", password, 0, true, &error);
+	if (ret < 0)
+		ret = cli_error("demo: %s", error);
+	auth_db_close(&db);
+	if (ret == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0 || dprintf(fd, "%s\n", password) < 0 || close(fd) < 0)
+			ret = cli_error("demo: cannot write %s: %s", path, strerror(errno));
+	}
+	free(path);
+	return ret;
+}
+
+static void demo_banner(const struct config *cfg, const char *password, const char *dir)
+{
+	printf("Postern %s demo\n  config:  %s\n  data:    %s\n", POSTERN_VERSION, cfg->path,
+	       cfg->data_dir);
+	for (int i = 0; i < LISTEN_COUNT; i++) {
+		if (cfg->listen[i] == NULL)
+			continue;
+		const char *what = "";
+		for (size_t j = 0; j < sizeof(demo_ports) / sizeof(demo_ports[0]); j++) {
+			if ((int)demo_ports[j].kind == i)
+				what = demo_ports[j].what;
+		}
+		printf("  %-11s %-16s %s\n", listener_kind_name(i), cfg->listen[i], what);
+	}
+	printf("  user:    demo@example.org\n  password: %s   (kept in %s/demo-password)\n",
+	       password, dir);
+	printf("  try:     openssl s_client -quiet -connect 127.0.0.1:1993\n"
+	       "           openssl s_client -quiet -starttls smtp -connect 127.0.0.1:1587\n"
+	       "Stop with Ctrl-C.\n");
+	fflush(stdout);
+}
 
 int cmd_serve(int argc, char **argv)
 {
-	return cli_error("serve: not available yet");
+	bool demo = false;
+	const char *demo_dir = NULL;
+	bool config_given = false;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 || strncmp(argv[i], "--config", 8) == 0)
+			config_given = true;
+	}
+	const char *path = cli_take_config_arg(&argc, argv);
+	if (path == NULL)
+		return EXIT_USAGE;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--demo") == 0) {
+			demo = true;
+			if (i + 1 < argc && argv[i + 1][0] != '-')
+				demo_dir = argv[++i];
+		} else {
+			return cli_usage("serve: unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (demo && config_given)
+		return cli_usage("serve: --demo makes its own configuration; drop -c");
+	char *demo_conf = NULL;
+	if (demo) {
+		demo_conf = demo_prepare(demo_dir != NULL ? demo_dir : DEMO_DEFAULT_DIR);
+		if (demo_conf == NULL)
+			return EXIT_USER_ERROR;
+		path = demo_conf;
+	}
+	serve_config_path = path;
+
+	struct config cfg;
+	if (cli_load_config(path, &cfg, true) < 0)
+		return EXIT_USER_ERROR;
+	if (demo) {
+		char password[64];
+		char *dir = xstrdup(path);
+		*strrchr(dir, '/') = '\0';
+		int ret = demo_account(&cfg, dir, password, sizeof(password));
+		if (ret == 0)
+			demo_banner(&cfg, password, dir);
+		free(dir);
+		if (ret != 0) {
+			config_free(&cfg);
+			free(demo_conf);
+			return EXIT_USER_ERROR;
+		}
+	}
+
+	struct server_setup setup;
+	memset(&setup, 0, sizeof(setup));
+	setup.cfg = &cfg;
+	setup.protos[LISTEN_SUBMISSION] = &smtp_proto;
+	setup.protos[LISTEN_SUBMISSIONS] = &smtp_proto;
+	setup.protos[LISTEN_SMTP] = &smtp_proto;
+	setup.protos[LISTEN_POP3] = &pop3_proto;
+	setup.protos[LISTEN_POP3S] = &pop3_proto;
+	setup.protos[LISTEN_IMAP] = &imap_proto;
+	setup.protos[LISTEN_IMAPS] = &imap_proto;
+	setup.implicit_tls[LISTEN_SUBMISSIONS] = true;
+	setup.implicit_tls[LISTEN_POP3S] = true;
+	setup.implicit_tls[LISTEN_IMAPS] = true;
+	setup.reload_config = serve_reload;
+	setup.child_init = serve_child_init;
+	setup.child_deinit = serve_child_deinit;
+
+	int ret = server_run(&setup);
+	config_free(&cfg);
+	free(demo_conf);
+	return ret;
 }

@@ -14,6 +14,7 @@ static const char usage_text[] =
 	"  user    add ADDRESS | del ADDRESS | passwd ADDRESS | list [DOMAIN]\n"
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID\n"
+	"  deliver [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
 	"  version\n"
 	"\n"
 	"The configuration file is -c FILE, else $POSTERN_CONFIG, else "
@@ -99,6 +100,7 @@ int cli_load_config(const char *path, struct config *cfg, bool validate)
 	if (config_load(cfg, path, &error) < 0 ||
 	    (validate && config_validate(cfg, &error) < 0)) {
 		cli_error("%s", error);
+		config_free(cfg);
 		return -1;
 	}
 	log_set_level(cfg->log_level);
@@ -130,6 +132,7 @@ static const struct {
 	{ "user", cmd_user },
 	{ "alias", cmd_alias },
 	{ "queue", cmd_queue },
+	{ "deliver", cmd_deliver },
 };
 
 int main(int argc, char **argv)

@@ -62,7 +62,7 @@ int privs_give(const char *path, const char *user, const char **error_r)
 {
 	uid_t uid;
 	gid_t gid;
-	if (!privs_is_root())
+	if (!privs_is_root() || user == NULL)
 		return 0;
 	if (privs_lookup(user, &uid, &gid, error_r) < 0)
 		return -1;

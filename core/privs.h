@@ -14,7 +14,7 @@ int privs_lookup(const char *user, uid_t *uid_r, gid_t *gid_r, const char **erro
  * that root cannot be regained. A no-op (returning 0) when not root. */
 int privs_drop(const char *user, const char **error_r);
 /* When running as root: chown path to user (not following symlinks).
- * A no-op when not root. */
+ * A no-op when not root or when user is NULL. */
 int privs_give(const char *path, const char *user, const char **error_r);
 /* mkdir -p with mode, each created directory given to user when root. */
 int privs_mkdir_p(const char *path, mode_t mode, const char *user, const char **error_r);

@@ -1,0 +1,52 @@
+#ifndef POSTERN_AUTH_PRIVATE_H
+#define POSTERN_AUTH_PRIVATE_H
+
+/* Shared between the files of auth/ only. */
+
+#include "auth/auth.h"
+
+#include "core/lmdb-env.h"
+
+#define AUTH_SCRAM_SALT_LEN 16
+#define AUTH_SCRAM_SALT_MAX 64
+
+int auth_scram_keys(bool sha256, const char *password, const unsigned char *salt,
+		    size_t salt_len, unsigned iterations,
+		    unsigned char *stored_key_r, unsigned char *server_key_r);
+int auth_scram_format(bool sha256, unsigned iterations, const unsigned char *salt,
+		      size_t salt_len, const unsigned char *stored_key,
+		      const unsigned char *server_key, char *dst, size_t size);
+
+
+/* auth_db_open with another initial map size (tests: growing the map). */
+int auth_db_open_sized(const char *data_dir, const char *run_as, size_t mapsize,
+		       struct auth_db **db_r, const char **error_r);
+
+/* DATA/auth-secret: 32 random bytes, created 0600 on first use. */
+#define AUTH_SECRET_LEN 32
+int auth_secret_load(const char *data_dir, const char *run_as,
+		     unsigned char secret_r[AUTH_SECRET_LEN], const char **error_r);
+
+/* Throttling state in DATA/throttle.lmdb, shared by all processes. */
+struct throttle;
+
+struct throttle_policy {
+	int delay_after;      /* failures before replies slow down */
+	int block_after;      /* failures before refusing */
+	int block_time;       /* seconds */
+};
+
+int throttle_open(const char *data_dir, const char *run_as,
+		  const struct throttle_policy *policy, struct throttle **t_r,
+		  const char **error_r);
+void throttle_close(struct throttle **t);
+/* key: "ip:ADDRESS" or "user:ADDRESS". */
+bool throttle_is_blocked(struct throttle *t, const char *key, time_t now);
+/* Records a failure; returns the reply delay in milliseconds. */
+unsigned throttle_fail(struct throttle *t, const char *key, time_t now);
+/* Forgets a key's failures (after a success). */
+void throttle_clear(struct throttle *t, const char *key);
+/* Reply delay for a key's current count, without recording anything. */
+unsigned throttle_delay_ms(struct throttle *t, const char *key, time_t now);
+
+#endif

@@ -1,0 +1,217 @@
+#ifndef POSTERN_AUTH_H
+#define POSTERN_AUTH_H
+
+/* auth: accounts (domains, users, aliases) in DATA/accounts.lmdb, the one
+ * SASL server (Cyrus libsasl2, configured in-process) shared by SMTP, POP3
+ * and IMAP, and login throttling shared by every worker process.
+ *
+ * Addresses: the domain is lowercased and turned into its IDNA A-label;
+ * the local part keeps the case it was given (the "display" form) and is
+ * compared case-insensitively (lookups use a lowercased key).
+ *
+ * Process rules (LMDB): open the database after fork(), once per process;
+ * call auth_sasl_init() once per process, after fork(), after dropping
+ * privileges. Everything here is single-threaded. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "core/config.h"
+
+/* ---- addresses ---------------------------------------------------- */
+
+#define AUTH_LOCAL_MAX 64      /* RFC 5321 4.5.3.1.1 */
+#define AUTH_DOMAIN_MAX 255    /* RFC 5321 4.5.3.1.2 */
+#define AUTH_ADDRESS_MAX 254   /* RFC 5321 path limit minus "<>" */
+
+struct auth_address {
+	char local[AUTH_LOCAL_MAX + 3];       /* as given (quoted form kept) */
+	char domain[AUTH_DOMAIN_MAX + 1];     /* lowercased A-label */
+	char address[AUTH_ADDRESS_MAX + 3];   /* local@domain, display form */
+	char key[AUTH_ADDRESS_MAX + 3];       /* lowercased lookup key */
+};
+
+/* Parses an RFC 5321 Mailbox (dot-atom or quoted-string local part, a
+ * domain name or an address literal) and normalises it. Returns 0, or -1
+ * with a message. */
+int auth_address_parse(const char *text, struct auth_address *addr_r,
+		       const char **error_r);
+/* Normalises a domain name (lowercase, IDNA A-label, syntax). dst must
+ * hold AUTH_DOMAIN_MAX + 1 bytes. */
+int auth_domain_normalise(const char *text, char *dst, const char **error_r);
+
+/* ---- the account database ----------------------------------------- */
+
+struct auth_db;
+
+#define AUTH_SCRAM_SECRET_MAX 256
+
+struct auth_user {
+	char address[AUTH_ADDRESS_MAX + 3];   /* display form */
+	char key[AUTH_ADDRESS_MAX + 3];       /* lowercased lookup key */
+	char hash[384];                       /* yescrypt "$y$..." */
+	char scram_sha256[AUTH_SCRAM_SECRET_MAX]; /* Cyrus authPassword form */
+	char scram_sha1[AUTH_SCRAM_SECRET_MAX];
+	uint64_t quota;                       /* bytes, 0 = none */
+	bool enabled;
+	time_t created;
+};
+
+/* A resolved recipient: a local user (its canonical address) or a remote
+ * address to relay to. */
+struct auth_recipient {
+	char *address;
+	bool local;
+};
+
+struct auth_recipients {
+	struct auth_recipient *items;
+	size_t count;
+};
+
+void auth_recipients_free(struct auth_recipients *list);
+
+/* Opens (creating when missing) DATA/accounts.lmdb; files created are
+ * given to run_as when running as root. */
+int auth_db_open(const char *data_dir, const char *run_as,
+		 struct auth_db **db_r, const char **error_r);
+void auth_db_close(struct auth_db **db);
+
+/* Lookups: 1 found, 0 not found, -1 database error (error logged). */
+int auth_user_lookup(struct auth_db *db, const char *address,
+		     struct auth_user *user_r);
+bool auth_domain_is_local(struct auth_db *db, const char *domain);
+/* Expands address into local users and remote addresses: a user is
+ * itself; an alias is expanded recursively (a catch-all "@domain" alias
+ * answers for unknown local parts of its domain); an address in a
+ * non-local domain is remote. Returns 1 with the list, 0 when the address
+ * is local but unknown (or expands to nothing), -1 on an alias loop or a
+ * database error (message in error_r). */
+int auth_resolve_recipient(struct auth_db *db, const char *address,
+			   struct auth_recipients *list_r, const char **error_r);
+/* May user (a canonical address) send as address? Its own address, or an
+ * alias that expands to user. */
+bool auth_sender_allowed(struct auth_db *db, const char *user, const char *address);
+
+/* Administration (the CLI). All return 0, or -1 with a one-line message
+ * fit for the admin ("unknown domain 'x'", "user 'a@b' exists", ...). */
+struct auth_domain_info {
+	char name[AUTH_DOMAIN_MAX + 1];
+	time_t created;
+};
+
+struct auth_alias_info {
+	char alias[AUTH_ADDRESS_MAX + 3];     /* "local@domain" or "@domain" */
+	char targets[4096];                   /* comma-separated */
+};
+
+int auth_domain_add(struct auth_db *db, const char *domain, const char **error_r);
+/* Refuses while users or aliases remain in the domain unless force, which
+ * deletes them with it. */
+int auth_domain_del(struct auth_db *db, const char *domain, bool force,
+		    const char **error_r);
+/* Calls fn for every domain in order; fn returns 0 to go on. */
+int auth_domain_list(struct auth_db *db,
+		     int (*fn)(const struct auth_domain_info *info, void *ctx),
+		     void *ctx, const char **error_r);
+
+int auth_user_add(struct auth_db *db, const char *address, const char *password,
+		  uint64_t quota, bool enabled, const char **error_r);
+int auth_user_del(struct auth_db *db, const char *address, const char **error_r);
+int auth_user_set_password(struct auth_db *db, const char *address,
+			   const char *password, const char **error_r);
+int auth_user_set_enabled(struct auth_db *db, const char *address, bool enabled,
+			  const char **error_r);
+int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota,
+			const char **error_r);
+/* Every user, or those of domain when it is not NULL, in key order. */
+int auth_user_list(struct auth_db *db, const char *domain,
+		   int (*fn)(const struct auth_user *user, void *ctx),
+		   void *ctx, const char **error_r);
+
+/* targets: comma-separated addresses. Refuses an alias that is an existing
+ * user, an unknown local target and a loop. */
+int auth_alias_add(struct auth_db *db, const char *alias, const char *targets,
+		   const char **error_r);
+int auth_alias_del(struct auth_db *db, const char *alias, const char **error_r);
+int auth_alias_list(struct auth_db *db,
+		    int (*fn)(const struct auth_alias_info *info, void *ctx),
+		    void *ctx, const char **error_r);
+
+/* ---- passwords ---------------------------------------------------- */
+
+#define AUTH_SCRAM_ITERATIONS 16384   /* Cyrus clients refuse > 65536 */
+
+/* yescrypt hash of password into hash_r (CRYPT_OUTPUT_SIZE bytes). */
+int auth_password_hash(const char *password, char *hash_r, size_t size,
+		       const char **error_r);
+/* Constant-time verification against a crypt hash. */
+bool auth_password_verify(const char *password, const char *hash);
+/* The SCRAM secret in Cyrus' authPassword form,
+ * "SCRAM-SHA-256$<iter>:<b64 salt>$<b64 StoredKey>:<b64 ServerKey>".
+ * sha256 false selects SCRAM-SHA-1. */
+int auth_scram_secret(bool sha256, const char *password, const unsigned char *salt,
+		      size_t salt_len, unsigned iterations, char *dst, size_t size);
+
+/* ---- the SASL server ---------------------------------------------- */
+
+/* Process-wide: after fork, once per process. Keeps cfg and db. */
+int auth_sasl_init(const struct config *cfg, struct auth_db *db, const char **error_r);
+void auth_sasl_deinit(void);
+/* Tests: replace the clock used by throttling (NULL restores time()). */
+void auth_set_clock(time_t (*now_fn)(void));
+
+struct auth_conn_info {
+	const char *service;       /* "smtp" "imap" "pop" */
+	const char *local_ip;
+	int local_port;
+	const char *remote_ip;
+	int remote_port;
+	bool tls;
+	bool loopback;
+};
+
+struct auth_session;
+
+struct auth_session *auth_session_new(const struct auth_conn_info *info);
+void auth_session_free(struct auth_session **s);
+/* After STARTTLS: plaintext mechanisms become available. */
+void auth_session_set_tls(struct auth_session *s);
+/* [auth] plaintext policy against this connection's TLS/loopback state.
+ * When false the protocol gives its "encryption required" reply and
+ * advertises no mechanism. */
+bool auth_plaintext_allowed(const struct auth_session *s);
+/* Space-separated mechanism names offered now, "" when none. */
+const char *auth_mechanisms(struct auth_session *s);
+
+enum auth_result {
+	AUTH_CONTINUE,   /* send *challenge_b64_r and wait for a response */
+	AUTH_OK,         /* logged in as auth_username() */
+	AUTH_FAILED,     /* every credential failure, whatever the cause */
+	AUTH_MALFORMED,  /* the client sent invalid base64 */
+	AUTH_CANCELLED,  /* the client sent "*" */
+	AUTH_NOMECH,     /* unknown or not offered now (see plaintext_allowed) */
+	AUTH_TEMPFAIL,   /* our side failed (database) */
+};
+
+/* initial_b64: the initial response as on the wire (NULL when absent, "="
+ * for an empty one). challenge_b64_r: base64 text to send with a
+ * continuation (valid until the next call). SCRAM's success-with-data is
+ * hidden: CONTINUE with the server-final message, then OK on the client's
+ * empty response. */
+enum auth_result auth_start(struct auth_session *s, const char *mech,
+			    const char *initial_b64, const char **challenge_b64_r);
+/* "*" cancels. */
+enum auth_result auth_step(struct auth_session *s, const char *response_b64,
+			   const char **challenge_b64_r);
+/* USER/PASS and IMAP LOGIN, through the same SASL path (PLAIN inside). */
+enum auth_result auth_login(struct auth_session *s, const char *user,
+			    const char *password);
+/* The canonical address after AUTH_OK, else NULL. */
+const char *auth_username(const struct auth_session *s);
+/* After a failure: delay the reply this long (throttling), 0 otherwise. */
+unsigned auth_reply_delay_ms(const struct auth_session *s);
+
+#endif

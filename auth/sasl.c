@@ -1,0 +1,741 @@
+/* The one SASL server, on Cyrus libsasl2, configured entirely in-process:
+ *
+ * - SASL_CB_GETOPT pins mech_list, auxprop_plugin and pwcheck_method, so
+ *   no /etc/sasl2/postern.conf is read (SASL_CB_VERIFYFILE refuses config
+ *   files anyway, and every plugin but scram, plain and login);
+ * - PLAIN and LOGIN end in SASL_CB_SERVER_USERDB_CHECKPASS, which checks
+ *   the yescrypt hash;
+ * - SCRAM-SHA-256/-1 read "*authPassword" from our own auxprop plugin,
+ *   which answers the secrets stored at set-password time (never
+ *   "*userPassword", so no clear password is involved);
+ * - unknown and disabled users take the same path: a dummy crypt_r for
+ *   PLAIN/LOGIN, and for SCRAM a decoy secret derived from
+ *   HMAC(server secret, username) that is stable per name, so neither
+ *   timing nor the exchange reveals which accounts exist.
+ *
+ * libsasl2 keeps process-wide state, so this module does too (struct
+ * auth_server below), set once by auth_sasl_init(). */
+#include "auth/auth.h"
+#include "auth/auth-private.h"
+#include "core/core.h"
+
+#include <arpa/inet.h>
+#include <crypt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sasl/sasl.h>
+#include <sasl/saslplug.h>
+#include <sasl/saslutil.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef AUTH_SASL_PLUGIN_DIR
+#define AUTH_SASL_PLUGIN_DIR "/usr/lib/x86_64-linux-gnu/sasl2"
+#endif
+
+#define MECH_LIST "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1"
+#define AUXPROP_NAME "postern"
+#define AUTH_PASSWORD_PROP "*authPassword"
+#define CREDENTIAL_MAX 1024     /* longer user names or passwords fail */
+#define RESPONSE_MAX 16384      /* decoded size of one client response */
+
+struct auth_server {
+	bool initialised;
+	const struct config *cfg;
+	struct auth_db *db;
+	struct throttle *throttle;
+	unsigned char secret[AUTH_SECRET_LEN];
+	char dummy_hash[CRYPT_OUTPUT_SIZE];
+	time_t (*now)(void);
+	bool db_failed;          /* a lookup failed during the current call */
+};
+
+static struct auth_server server;
+
+enum session_state { SESSION_IDLE, SESSION_EXCHANGE, SESSION_DONE };
+
+struct auth_session {
+	char *service;
+	char *remote_ip;
+	char local_port[128];     /* "ip;port" as libsasl2 wants it */
+	char remote_port[128];
+	bool tls;
+	bool loopback;
+	sasl_conn_t *conn;
+	sasl_callback_t callbacks[3];
+	enum session_state state;
+	char mech[32];
+	char attempted[AUTH_ADDRESS_MAX + 3];   /* authid being tried, canonical */
+	char *username;                          /* after AUTH_OK */
+	unsigned delay_ms;
+	char mechs[256];
+	struct buf out;                          /* base64 challenge */
+};
+
+static time_t auth_now(void)
+{
+	return server.now != NULL ? server.now() : time(NULL);
+}
+
+void auth_set_clock(time_t (*now_fn)(void))
+{
+	server.now = now_fn;
+}
+
+/* ---- global callbacks --------------------------------------------- */
+
+static int cb_getopt(void *context, const char *plugin_name, const char *option,
+		     const char **result, unsigned *len)
+{
+	const char *value = NULL;
+	if (strcmp(option, "mech_list") == 0)
+		value = MECH_LIST;
+	else if (strcmp(option, "auxprop_plugin") == 0)
+		value = AUXPROP_NAME;
+	else if (strcmp(option, "pwcheck_method") == 0)
+		value = "auxprop";
+	if (value == NULL)
+		return SASL_FAIL;
+	*result = value;
+	if (len != NULL)
+		*len = (unsigned)strlen(value);
+	return SASL_OK;
+}
+
+static int cb_verifyfile(void *context, const char *file, sasl_verify_type_t type)
+{
+	static const char *const allowed[] = { "libscram.so", "libplain.so", "liblogin.so" };
+	if (type != SASL_VRFY_PLUGIN)
+		return SASL_CONTINUE;     /* no config files, no password files */
+	const char *base = strrchr(file, '/');
+	base = base != NULL ? base + 1 : file;
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+		if (strcmp(base, allowed[i]) == 0)
+			return SASL_OK;
+	}
+	return SASL_CONTINUE;
+}
+
+static int cb_getpath(void *context, const char **path)
+{
+	*path = AUTH_SASL_PLUGIN_DIR;
+	return SASL_OK;
+}
+
+static int cb_log(void *context, int level, const char *message)
+{
+	char text[512];
+	log_sanitize(text, sizeof(text), message, strlen(message));
+	if (level <= SASL_LOG_ERR)
+		log_warn("event=sasl-log message=\"%s\"", text);
+	else
+		log_debug("event=sasl-log message=\"%s\"", text);
+	return SASL_OK;
+}
+
+/* through void (*)(void), the cast GCC accepts for any function type */
+#define SASL_CB(fn) ((sasl_callback_ft)(void (*)(void))(fn))
+
+static const sasl_callback_t global_callbacks[] = {
+	{ SASL_CB_GETOPT, SASL_CB(cb_getopt), NULL },
+	{ SASL_CB_VERIFYFILE, SASL_CB(cb_verifyfile), NULL },
+	{ SASL_CB_GETPATH, SASL_CB(cb_getpath), NULL },
+	{ SASL_CB_LOG, SASL_CB(cb_log), NULL },
+	{ SASL_CB_LIST_END, NULL, NULL },
+};
+
+/* ---- credentials -------------------------------------------------- */
+
+/* Looks a canonical user up for a credential check: the record when it
+ * exists and is enabled, false otherwise (unknown and disabled alike). */
+static bool usable_user(const char *name, struct auth_user *user_r)
+{
+	int found = auth_user_lookup(server.db, name, user_r);
+	if (found < 0)
+		server.db_failed = true;
+	return found > 0 && user_r->enabled;
+}
+
+static int cb_checkpass(sasl_conn_t *conn, void *context, const char *user,
+			const char *pass, unsigned passlen, struct propctx *propctx)
+{
+	struct auth_user record;
+	bool usable = usable_user(user, &record);
+	bool clean = passlen < CREDENTIAL_MAX && memchr(pass, '\0', passlen) == NULL;
+	char *copy = xstrndup(pass, passlen < CREDENTIAL_MAX ? passlen : CREDENTIAL_MAX);
+	/* always one crypt_r, so that timing says nothing about the user */
+	bool match = auth_password_verify(copy, usable ? record.hash : server.dummy_hash);
+	OPENSSL_cleanse(copy, strlen(copy));
+	free(copy);
+	OPENSSL_cleanse(&record, sizeof(record));
+	return usable && clean && match ? SASL_OK : SASL_BADAUTH;
+}
+
+static void lowercase_copy(char *dst, size_t size, const char *src, size_t len)
+{
+	if (len >= size)
+		len = size - 1;
+	for (size_t i = 0; i < len; i++)
+		dst[i] = (src[i] >= 'A' && src[i] <= 'Z') ? (char)(src[i] - 'A' + 'a') : src[i];
+	dst[len] = '\0';
+}
+
+/* Canonical form: the lowercased normalised address. A name that is not
+ * an address is passed on lowercased; it will simply not be found. */
+static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
+			 unsigned inlen, unsigned flags, const char *user_realm,
+			 char *out, unsigned out_max, unsigned *out_len)
+{
+	struct auth_session *s = context;
+	struct auth_address addr;
+	const char *error;
+	char raw[AUTH_ADDRESS_MAX * 4 + 1];
+
+	if (inlen >= sizeof(raw) || memchr(in, '\0', inlen) != NULL)
+		return SASL_BADPROT;
+	memcpy(raw, in, inlen);
+	raw[inlen] = '\0';
+	if (auth_address_parse(raw, &addr, &error) == 0)
+		snprintf(raw, sizeof(raw), "%s", addr.key);
+	else
+		lowercase_copy(raw, sizeof(raw), in, inlen);
+	size_t len = strlen(raw);
+	if (len >= out_max)
+		return SASL_BUFOVER;
+	memcpy(out, raw, len + 1);
+	*out_len = (unsigned)len;
+	if ((flags & SASL_CU_AUTHID) != 0) {
+		size_t n = len < sizeof(s->attempted) ? len : sizeof(s->attempted) - 1;
+		memcpy(s->attempted, raw, n);
+		s->attempted[n] = '\0';
+	}
+	return SASL_OK;
+}
+
+/* ---- the auxprop plugin: SCRAM secrets ---------------------------- */
+
+/* The decoy for a name without a usable account: stable per name, and
+ * indistinguishable from a stored secret without the server secret. */
+static void decoy_secret(bool sha256, const char *name, char *dst, size_t size)
+{
+	const EVP_MD *md = sha256 ? EVP_sha256() : EVP_sha1();
+	size_t key_len = (size_t)EVP_MD_get_size(md);
+	unsigned char salt[32], stored[32], server_key[32];
+	unsigned int n;
+	struct buf msg = BUF_INIT;
+	static const char *const labels[] = { "salt", "stored", "server" };
+	unsigned char *outs[] = { salt, stored, server_key };
+
+	for (int i = 0; i < 3; i++) {
+		buf_reset(&msg);
+		buf_printf(&msg, "decoy %s %s", labels[i], sha256 ? "sha256" : "sha1");
+		buf_append(&msg, "", 1);
+		buf_append_str(&msg, name);
+		HMAC(EVP_sha256(), server.secret, AUTH_SECRET_LEN,
+		     (const unsigned char *)msg.data, msg.len, outs[i], &n);
+	}
+	buf_free(&msg);
+	auth_scram_format(sha256, AUTH_SCRAM_ITERATIONS, salt, AUTH_SCRAM_SALT_LEN,
+			  stored, server_key, dst, size);
+	(void)key_len;
+}
+
+static bool auth_password_requested(struct propctx *ctx, unsigned flags)
+{
+	const struct propval *vals = prop_get(ctx);
+	for (; vals != NULL && vals->name != NULL; vals++) {
+		if (strcmp(vals->name, AUTH_PASSWORD_PROP) != 0)
+			continue;
+		if (vals->values != NULL && (flags & SASL_AUXPROP_OVERRIDE) == 0)
+			return false;
+		return true;
+	}
+	return false;
+}
+
+static int auxprop_lookup(void *glob_context, sasl_server_params_t *sparams,
+			  unsigned flags, const char *user, unsigned ulen)
+{
+	char name[AUTH_ADDRESS_MAX * 4 + 1];
+	char secrets[2][AUTH_SCRAM_SECRET_MAX];
+	struct auth_user record;
+
+	/* only the authentication identity has secrets */
+	if ((flags & SASL_AUXPROP_AUTHZID) != 0 ||
+	    !auth_password_requested(sparams->propctx, flags))
+		return SASL_OK;
+	if (ulen >= sizeof(name))
+		ulen = sizeof(name) - 1;
+	memcpy(name, user, ulen);
+	name[ulen] = '\0';
+	if (usable_user(name, &record) && record.scram_sha256[0] != '\0') {
+		memcpy(secrets[0], record.scram_sha256, sizeof(secrets[0]));
+		memcpy(secrets[1], record.scram_sha1, sizeof(secrets[1]));
+	} else {
+		decoy_secret(true, name, secrets[0], sizeof(secrets[0]));
+		decoy_secret(false, name, secrets[1], sizeof(secrets[1]));
+	}
+	OPENSSL_cleanse(&record, sizeof(record));
+	sparams->utils->prop_erase(sparams->propctx, AUTH_PASSWORD_PROP);
+	sparams->utils->prop_set(sparams->propctx, AUTH_PASSWORD_PROP, secrets[0], 0);
+	if (secrets[1][0] != '\0')
+		sparams->utils->prop_set(sparams->propctx, AUTH_PASSWORD_PROP, secrets[1], 0);
+	return SASL_OK;
+}
+
+static sasl_auxprop_plug_t auxprop_plugin = {
+	.features = 0,
+	.glob_context = NULL,
+	.auxprop_lookup = auxprop_lookup,
+	.name = (char *)AUXPROP_NAME,
+};
+
+static int auxprop_init(const sasl_utils_t *utils, int max_version, int *out_version,
+			sasl_auxprop_plug_t **plug, const char *plugname)
+{
+	if (max_version < SASL_AUXPROP_PLUG_VERSION)
+		return SASL_BADVERS;
+	*out_version = SASL_AUXPROP_PLUG_VERSION;
+	*plug = &auxprop_plugin;
+	return SASL_OK;
+}
+
+/* ---- init --------------------------------------------------------- */
+
+int auth_sasl_init(const struct config *cfg, struct auth_db *db, const char **error_r)
+{
+	static char error[256];
+	unsigned char random_pw[16];
+	char pw_text[33];
+
+	if (server.initialised) {
+		*error_r = "SASL already initialised in this process";
+		return -1;
+	}
+	server.cfg = cfg;
+	server.db = db;
+	if (auth_secret_load(cfg->data_dir, cfg->run_as, server.secret, error_r) < 0)
+		return -1;
+	struct throttle_policy policy = {
+		cfg->auth_delay_after, cfg->auth_block_after, cfg->auth_block_time,
+	};
+	if (throttle_open(cfg->data_dir, cfg->run_as, &policy, &server.throttle, error_r) < 0)
+		return -1;
+	/* the hash unknown users are checked against: same cost as real ones */
+	RAND_bytes(random_pw, sizeof(random_pw));
+	for (size_t i = 0; i < sizeof(random_pw); i++)
+		snprintf(pw_text + 2 * i, 3, "%02x", random_pw[i]);
+	if (auth_password_hash(pw_text, server.dummy_hash, sizeof(server.dummy_hash),
+			       error_r) < 0)
+		goto fail;
+	int rc = sasl_server_init(global_callbacks, "postern");
+	if (rc != SASL_OK) {
+		snprintf(error, sizeof(error), "sasl_server_init: %s",
+			 sasl_errstring(rc, NULL, NULL));
+		*error_r = error;
+		goto fail;
+	}
+	rc = sasl_auxprop_add_plugin(AUXPROP_NAME, auxprop_init);
+	if (rc != SASL_OK) {
+		snprintf(error, sizeof(error), "sasl_auxprop_add_plugin: %s",
+			 sasl_errstring(rc, NULL, NULL));
+		*error_r = error;
+		sasl_server_done();
+		goto fail;
+	}
+	server.initialised = true;
+	return 0;
+fail:
+	throttle_close(&server.throttle);
+	return -1;
+}
+
+void auth_sasl_deinit(void)
+{
+	if (!server.initialised)
+		return;
+	sasl_server_done();
+	throttle_close(&server.throttle);
+	OPENSSL_cleanse(server.secret, sizeof(server.secret));
+	server.initialised = false;
+}
+
+/* ---- sessions ----------------------------------------------------- */
+
+static void session_dispose_conn(struct auth_session *s)
+{
+	if (s->conn != NULL)
+		sasl_dispose(&s->conn);
+	s->conn = NULL;
+	s->state = SESSION_IDLE;
+}
+
+bool auth_plaintext_allowed(const struct auth_session *s)
+{
+	switch (server.cfg->auth_plaintext) {
+	case PLAINTEXT_ALWAYS:
+		return true;
+	case PLAINTEXT_LOOPBACK:
+		return s->tls || s->loopback;
+	case PLAINTEXT_NEVER:
+		break;
+	}
+	return s->tls;
+}
+
+/* A fresh libsasl2 connection for each exchange: nothing of a failed or
+ * cancelled attempt carries over. */
+static int session_new_conn(struct auth_session *s)
+{
+	session_dispose_conn(s);
+	int rc = sasl_server_new(s->service, server.cfg->hostname, NULL,
+				 s->local_port[0] != '\0' ? s->local_port : NULL,
+				 s->remote_port[0] != '\0' ? s->remote_port : NULL,
+				 s->callbacks, 0, &s->conn);
+	if (rc == SASL_BADPARAM) {
+		/* libsasl2 refuses addresses it cannot parse; none of our
+		 * mechanisms needs them */
+		rc = sasl_server_new(s->service, server.cfg->hostname, NULL, NULL, NULL,
+				     s->callbacks, 0, &s->conn);
+	}
+	if (rc != SASL_OK) {
+		log_error("event=sasl-error call=sasl_server_new error=\"%s\"",
+			  sasl_errstring(rc, NULL, NULL));
+		s->conn = NULL;
+		return -1;
+	}
+	sasl_security_properties_t props;
+	memset(&props, 0, sizeof(props));
+	props.security_flags = SASL_SEC_NOANONYMOUS;
+	if (!auth_plaintext_allowed(s))
+		props.security_flags |= SASL_SEC_NOPLAINTEXT;
+	sasl_setprop(s->conn, SASL_SEC_PROPS, &props);
+	if (s->tls) {
+		sasl_ssf_t ssf = 256;
+		sasl_setprop(s->conn, SASL_SSF_EXTERNAL, &ssf);
+	}
+	return 0;
+}
+
+/* "ip;port" for libsasl2, only for a numeric address: sasl_server_new()
+ * fails on anything else (and leaks as it does). */
+static void format_ipport(char *dst, size_t size, const char *ip, int port)
+{
+	struct in6_addr addr;
+	dst[0] = '\0';
+	if (ip != NULL && (inet_pton(AF_INET, ip, &addr) == 1 ||
+			   inet_pton(AF_INET6, ip, &addr) == 1))
+		snprintf(dst, size, "%s;%d", ip, port);
+}
+
+struct auth_session *auth_session_new(const struct auth_conn_info *info)
+{
+	struct auth_session *s = xcalloc(1, sizeof(*s));
+	s->service = xstrdup(info->service);
+	s->remote_ip = xstrdup(info->remote_ip != NULL ? info->remote_ip : "");
+	format_ipport(s->local_port, sizeof(s->local_port), info->local_ip, info->local_port);
+	format_ipport(s->remote_port, sizeof(s->remote_port), info->remote_ip,
+		      info->remote_port);
+	s->tls = info->tls;
+	s->loopback = info->loopback;
+	s->callbacks[0] = (sasl_callback_t){ SASL_CB_CANON_USER, SASL_CB(cb_canon_user), s };
+	s->callbacks[1] = (sasl_callback_t){ SASL_CB_SERVER_USERDB_CHECKPASS,
+					     SASL_CB(cb_checkpass), s };
+	s->callbacks[2] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
+	buf_init(&s->out);
+	return s;
+}
+
+void auth_session_free(struct auth_session **s)
+{
+	if (*s == NULL)
+		return;
+	session_dispose_conn(*s);
+	free((*s)->service);
+	free((*s)->remote_ip);
+	free((*s)->username);
+	buf_free(&(*s)->out);
+	free(*s);
+	*s = NULL;
+}
+
+void auth_session_set_tls(struct auth_session *s)
+{
+	s->tls = true;
+	session_dispose_conn(s);
+}
+
+const char *auth_mechanisms(struct auth_session *s)
+{
+	const char *list;
+	unsigned len;
+	int count;
+	s->mechs[0] = '\0';
+	if (!auth_plaintext_allowed(s) || session_new_conn(s) < 0)
+		return s->mechs;
+	if (sasl_listmech(s->conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
+		snprintf(s->mechs, sizeof(s->mechs), "%.*s", (int)len, list);
+	session_dispose_conn(s);
+	return s->mechs;
+}
+
+const char *auth_username(const struct auth_session *s)
+{
+	return s->username;
+}
+
+unsigned auth_reply_delay_ms(const struct auth_session *s)
+{
+	return s->delay_ms;
+}
+
+/* ---- outcomes ----------------------------------------------------- */
+
+static void throttle_key(char *dst, size_t size, const char *kind, const char *name)
+{
+	snprintf(dst, size, "%s:%s", kind, name);
+}
+
+static bool session_blocked(const struct auth_session *s, const char *user)
+{
+	char key[AUTH_ADDRESS_MAX + 16];
+	time_t now = auth_now();
+	throttle_key(key, sizeof(key), "ip", s->remote_ip);
+	if (s->remote_ip[0] != '\0' && throttle_is_blocked(server.throttle, key, now))
+		return true;
+	throttle_key(key, sizeof(key), "user", user);
+	return user[0] != '\0' && throttle_is_blocked(server.throttle, key, now);
+}
+
+/* Every failure ends here: one log line, counted per address and per
+ * account, and the reply delay they earn. */
+static enum auth_result session_failed(struct auth_session *s, const char *reason)
+{
+	char user[AUTH_ADDRESS_MAX + 3], key[AUTH_ADDRESS_MAX + 16];
+	time_t now = auth_now();
+	unsigned delay = 0;
+
+	log_sanitize(user, sizeof(user), s->attempted, strlen(s->attempted));
+	log_info("event=auth-fail service=%s remote=%s user=\"%s\" mech=%s reason=%s",
+		 s->service, s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech,
+		 reason);
+	if (s->remote_ip[0] != '\0') {
+		throttle_key(key, sizeof(key), "ip", s->remote_ip);
+		delay = throttle_fail(server.throttle, key, now);
+	}
+	if (s->attempted[0] != '\0') {
+		throttle_key(key, sizeof(key), "user", s->attempted);
+		unsigned d = throttle_fail(server.throttle, key, now);
+		if (d > delay)
+			delay = d;
+	}
+	s->delay_ms = delay;
+	session_dispose_conn(s);
+	return AUTH_FAILED;
+}
+
+static enum auth_result session_succeeded(struct auth_session *s)
+{
+	const void *name = NULL;
+	struct auth_user record;
+	char key[AUTH_ADDRESS_MAX + 16];
+
+	if (sasl_getprop(s->conn, SASL_USERNAME, &name) != SASL_OK || name == NULL)
+		return session_failed(s, "no-username");
+	snprintf(s->attempted, sizeof(s->attempted), "%s", (const char *)name);
+	/* the account may have been disabled or deleted meanwhile */
+	if (!usable_user(s->attempted, &record))
+		return session_failed(s, server.db_failed ? "tempfail" : "unusable");
+	if (session_blocked(s, record.key)) {
+		OPENSSL_cleanse(&record, sizeof(record));
+		return session_failed(s, "blocked");
+	}
+	free(s->username);
+	s->username = xstrdup(record.address);
+	OPENSSL_cleanse(&record, sizeof(record));
+	log_info("event=auth-ok service=%s remote=%s user=%s mech=%s", s->service,
+		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", s->username, s->mech);
+	throttle_key(key, sizeof(key), "user", s->attempted);
+	throttle_clear(server.throttle, key);
+	s->delay_ms = 0;
+	s->state = SESSION_DONE;
+	session_dispose_conn(s);
+	return AUTH_OK;
+}
+
+/* Maps a libsasl2 result: every credential failure, whatever code Cyrus
+ * picked for it (BADAUTH, NOUSER, BADPROT, NOMEM from SCRAM, ...), becomes
+ * AUTH_FAILED. */
+static enum auth_result session_result(struct auth_session *s, int rc, const char *out,
+				       unsigned outlen, const char **challenge_b64_r)
+{
+	switch (rc) {
+	case SASL_CONTINUE: {
+		unsigned cap = (outlen / 3 + 1) * 4 + 1, len = 0;
+		buf_reset(&s->out);
+		buf_reserve(&s->out, cap);
+		if (sasl_encode64(out != NULL ? out : "", outlen, s->out.data, cap, &len) != SASL_OK)
+			return session_failed(s, "encode");
+		s->out.len = len;
+		s->out.data[len] = '\0';
+		*challenge_b64_r = s->out.data;
+		s->state = SESSION_EXCHANGE;
+		return AUTH_CONTINUE;
+	}
+	case SASL_OK:
+		return session_succeeded(s);
+	case SASL_NOMECH:
+	case SASL_TOOWEAK:
+	case SASL_ENCRYPT:
+		session_dispose_conn(s);
+		return AUTH_NOMECH;
+	default:
+		if (server.db_failed) {
+			session_dispose_conn(s);
+			log_warn("event=auth-tempfail service=%s mech=%s", s->service, s->mech);
+			return AUTH_TEMPFAIL;
+		}
+		return session_failed(s, "credentials");
+	}
+}
+
+/* Decodes a client response: "=" (initial responses only) is empty.
+ * Returns the decoded length or -1. */
+static int decode_response(const char *b64, char *dst, size_t size)
+{
+	unsigned len = 0;
+	size_t in_len = strlen(b64);
+	if (in_len == 0)
+		return 0;
+	if (in_len / 4 * 3 >= size)
+		return -1;
+	if (sasl_decode64(b64, (unsigned)in_len, dst, (unsigned)size, &len) != SASL_OK)
+		return -1;
+	return (int)len;
+}
+
+static bool mech_known(const char *mech)
+{
+	size_t len = strlen(mech);
+	for (const char *p = MECH_LIST; *p != '\0';) {
+		const char *end = strchr(p, ' ');
+		size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (n == len && ascii_strncasecmp(p, mech, n) == 0)
+			return true;
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	return false;
+}
+
+static void session_begin(struct auth_session *s, const char *mech)
+{
+	free(s->username);
+	s->username = NULL;
+	s->attempted[0] = '\0';
+	s->delay_ms = 0;
+	server.db_failed = false;
+	snprintf(s->mech, sizeof(s->mech), "%s", mech);
+	for (char *p = s->mech; *p != '\0'; p++) {
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+	}
+}
+
+enum auth_result auth_start(struct auth_session *s, const char *mech,
+			    const char *initial_b64, const char **challenge_b64_r)
+{
+	char *in = NULL;
+	int in_len = 0;
+	const char *out = NULL;
+	unsigned out_len = 0;
+
+	*challenge_b64_r = "";
+	if (!auth_plaintext_allowed(s) || !mech_known(mech))
+		return AUTH_NOMECH;
+	session_begin(s, mech);
+	if (session_new_conn(s) < 0)
+		return AUTH_TEMPFAIL;
+	if (session_blocked(s, ""))
+		return session_failed(s, "blocked");
+	if (initial_b64 != NULL) {
+		in = xmalloc(RESPONSE_MAX);
+		in_len = strcmp(initial_b64, "=") == 0 ? 0 :
+			decode_response(initial_b64, in, RESPONSE_MAX);
+		if (in_len < 0 || (in_len == 0 && strcmp(initial_b64, "=") != 0)) {
+			free(in);
+			session_dispose_conn(s);
+			return AUTH_MALFORMED;
+		}
+	}
+	int rc = sasl_server_start(s->conn, s->mech, in, (unsigned)in_len, &out, &out_len);
+	if (in != NULL) {
+		OPENSSL_cleanse(in, RESPONSE_MAX);
+		free(in);
+	}
+	return session_result(s, rc, out, out_len, challenge_b64_r);
+}
+
+enum auth_result auth_step(struct auth_session *s, const char *response_b64,
+			   const char **challenge_b64_r)
+{
+	const char *out = NULL;
+	unsigned out_len = 0;
+
+	*challenge_b64_r = "";
+	if (s->state != SESSION_EXCHANGE || s->conn == NULL)
+		return AUTH_MALFORMED;
+	if (strcmp(response_b64, "*") == 0) {
+		session_dispose_conn(s);
+		return AUTH_CANCELLED;
+	}
+	char *in = xmalloc(RESPONSE_MAX);
+	int in_len = decode_response(response_b64, in, RESPONSE_MAX);
+	if (in_len < 0) {
+		free(in);
+		session_dispose_conn(s);
+		return AUTH_MALFORMED;
+	}
+	server.db_failed = false;
+	int rc = sasl_server_step(s->conn, in, (unsigned)in_len, &out, &out_len);
+	OPENSSL_cleanse(in, RESPONSE_MAX);
+	free(in);
+	return session_result(s, rc, out, out_len, challenge_b64_r);
+}
+
+enum auth_result auth_login(struct auth_session *s, const char *user, const char *password)
+{
+	const char *out = NULL;
+	unsigned out_len = 0;
+	size_t user_len = strlen(user), pass_len = strlen(password);
+
+	if (!auth_plaintext_allowed(s))
+		return AUTH_NOMECH;
+	session_begin(s, "PLAIN");
+	if (session_new_conn(s) < 0)
+		return AUTH_TEMPFAIL;
+	if (session_blocked(s, ""))
+		return session_failed(s, "blocked");
+	if (user_len >= CREDENTIAL_MAX || pass_len >= CREDENTIAL_MAX || user_len == 0 ||
+	    pass_len == 0) {
+		lowercase_copy(s->attempted, sizeof(s->attempted), user, user_len);
+		return session_failed(s, "credentials");
+	}
+	/* PLAIN's message: authzid NUL authcid NUL password */
+	size_t len = 1 + user_len + 1 + pass_len;
+	char *msg = xmalloc(len);
+	msg[0] = '\0';
+	memcpy(msg + 1, user, user_len);
+	msg[1 + user_len] = '\0';
+	memcpy(msg + 2 + user_len, password, pass_len);
+	int rc = sasl_server_start(s->conn, "PLAIN", msg, (unsigned)len, &out, &out_len);
+	OPENSSL_cleanse(msg, len);
+	free(msg);
+	if (rc == SASL_CONTINUE)
+		return session_failed(s, "credentials");
+	return session_result(s, rc, out, out_len, &out);
+}

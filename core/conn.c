@@ -1,0 +1,473 @@
+#include "core/server-private.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/tls.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Input is buffered up to this much before reading pauses (backpressure). */
+#define CONN_READ_HIGH_WATER (1024 * 1024)
+
+static void conn_update_log_ctx(struct conn *c)
+{
+	snprintf(c->log_ctx, sizeof(c->log_ctx), "conn=%llu proto=%s listener=%s remote=%s%s%s",
+		 (unsigned long long)c->id, c->proto->name, listener_kind_name(c->kind),
+		 c->remote_ip, c->user[0] ? " user=" : "", c->user);
+}
+
+/* Every protocol callback runs inside the connection's log context. */
+#define CALL_PROTO(c, fn)                                   \
+	do {                                                \
+		if ((c)->proto->fn != NULL && !(c)->freed_session) { \
+			const char *saved_ = log_get_context(); \
+			log_set_context((c)->log_ctx);      \
+			(c)->proto->fn((c)->session);       \
+			log_set_context(saved_);            \
+		}                                           \
+	} while (0)
+
+static void conn_schedule(struct conn *c)
+{
+	event_active(c->defer_ev, EV_TIMEOUT, 0);
+}
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static void conn_apply_timeouts(struct conn *c)
+{
+	struct timeval tv = { c->timeout, 0 };
+	/* a client that stops reading our output gets as long as an idle one */
+	bufferevent_set_timeouts(c->bev, c->timeout > 0 ? &tv : NULL,
+				 c->timeout > 0 ? &tv : NULL);
+}
+
+static int conn_setup_bev(struct conn *c, bool tls)
+{
+	if (tls) {
+		c->ssl = SSL_new(c->worker->ssl_ctx);
+		if (c->ssl == NULL)
+			return -1;
+		c->bev = bufferevent_openssl_socket_new(c->worker->base, c->fd, c->ssl,
+							BUFFEREVENT_SSL_ACCEPTING,
+							BEV_OPT_DEFER_CALLBACKS);
+		if (c->bev != NULL)
+			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	} else {
+		c->bev = bufferevent_socket_new(c->worker->base, c->fd, BEV_OPT_DEFER_CALLBACKS);
+	}
+	if (c->bev == NULL)
+		return -1;
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_READ_HIGH_WATER);
+	conn_apply_timeouts(c);
+	return 0;
+}
+
+static void conn_deferred_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	if (c->closing) {
+		if (conn_output_pending(c) == 0)
+			conn_free(c);
+		return;
+	}
+	if (!c->paused && !c->starttls_pending &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		CALL_PROTO(c, input);
+}
+
+static void sockaddr_text(const struct sockaddr *sa, char *ip, size_t ip_size, int *port_r,
+			  bool *loopback_r)
+{
+	ip[0] = '\0';
+	*port_r = 0;
+	*loopback_r = false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)ip_size);
+		*port_r = ntohs(in->sin_port);
+		*loopback_r = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)ip_size);
+		*port_r = ntohs(in6->sin6_port);
+		*loopback_r = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			/* show ::ffff:1.2.3.4 as 1.2.3.4 */
+			const uint8_t *b = in6->sin6_addr.s6_addr + 12;
+			snprintf(ip, ip_size, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+			*loopback_r = b[0] == 127;
+		}
+	} else if (sa->sa_family == AF_UNIX) {
+		snprintf(ip, ip_size, "local");
+		*loopback_r = true;
+	}
+}
+
+void conn_accept(struct worker *w, enum listener_kind kind, int fd,
+		 const struct sockaddr *sa, int socklen)
+{
+	const struct proto *proto = w->setup->protos[kind];
+	char ip[64];
+	int port;
+	bool loopback;
+	unsigned int bucket;
+	const char *reason;
+
+	sockaddr_text(sa, ip, sizeof(ip), &port, &loopback);
+	if (w->draining) {
+		close(fd);
+		return;
+	}
+	if (!connlimit_acquire(w->limits, w->slot, ip, w->cfg->max_connections,
+			       w->cfg->max_connections_per_ip, &bucket, &reason)) {
+		log_warn("event=connection-refused listener=%s remote=%s reason=%s",
+			 listener_kind_name(kind), ip, reason);
+		/* a plain-text port gets a one-line reason; a TLS port just closes */
+		if (!w->setup->implicit_tls[kind] && proto->name != NULL) {
+			const char *msg = strcmp(proto->name, "smtp") == 0 ?
+				"421 4.7.0 Too many connections, try again later\r\n" :
+				strcmp(proto->name, "pop3") == 0 ?
+				"-ERR [SYS/TEMP] Too many connections, try again later\r\n" :
+				"* BYE [UNAVAILABLE] Too many connections, try again later\r\n";
+			ssize_t ret = send(fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL);
+			(void)ret;
+		}
+		close(fd);
+		return;
+	}
+
+	struct conn *c = xcalloc(1, sizeof(*c));
+	c->worker = w;
+	c->id = ++w->next_id * 1000 + (uint64_t)w->slot;
+	c->kind = kind;
+	c->proto = proto;
+	c->fd = fd;
+	c->limit_bucket = bucket;
+	snprintf(c->remote_ip, sizeof(c->remote_ip), "%s", ip);
+	c->remote_port = port;
+	c->loopback = loopback;
+	struct sockaddr_storage local;
+	socklen_t local_len = sizeof(local);
+	if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0) {
+		bool dummy;
+		sockaddr_text((struct sockaddr *)&local, c->local_ip, sizeof(c->local_ip),
+			      &c->local_port, &dummy);
+	}
+	c->timeout = w->cfg->timeout_preauth;
+	c->defer_ev = event_new(w->base, -1, 0, conn_deferred_cb, c);
+	conn_update_log_ctx(c);
+
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+
+	if (c->defer_ev == NULL || conn_setup_bev(c, w->setup->implicit_tls[kind]) < 0) {
+		log_error("event=conn-setup-failed remote=%s", ip);
+		c->freed_session = true;
+		conn_free(c);
+		return;
+	}
+	log_set_context(c->log_ctx);
+	log_info("event=connect port=%d local=%s:%d", port, c->local_ip, c->local_port);
+	c->session = proto->start(c);
+	log_set_context(NULL);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+void conn_free(struct conn *c)
+{
+	struct worker *w = c->worker;
+	if (!c->freed_session) {
+		CALL_PROTO(c, free);
+		c->freed_session = true;
+	}
+	log_set_context(c->log_ctx);
+	log_info("event=disconnect");
+	log_set_context(NULL);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	if (c->ssl != NULL) {
+		SSL_free(c->ssl);
+		ERR_clear_error();
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->defer_ev != NULL)
+		event_free(c->defer_ev);
+	connlimit_release(w->limits, w->slot, c->limit_bucket);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	w->nconns--;
+	free(c);
+	if (w->draining && w->nconns == 0)
+		event_base_loopbreak(w->base);
+}
+
+static void conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (c->closing || c->paused || c->starttls_pending) {
+		if (c->closing) /* nothing more is read from a closing connection */
+			evbuffer_drain(bufferevent_get_input(bev),
+				       evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
+	CALL_PROTO(c, input);
+}
+
+static void conn_upgrade_tls(struct conn *c)
+{
+	/* the reply went out in clear; switch the same socket to TLS */
+	evbuffer_drain(bufferevent_get_input(c->bev),
+		       evbuffer_get_length(bufferevent_get_input(c->bev)));
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (conn_setup_bev(c, true) < 0) {
+		log_error("event=starttls-failed");
+		c->starttls_pending = false;
+		c->closing = true;
+		conn_schedule(c);
+		return;
+	}
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+	if (c->starttls_pending && c->ssl == NULL && pending == 0) {
+		conn_upgrade_tls(c);
+		return;
+	}
+	if (c->closing) {
+		if (pending == 0)
+			conn_free(c);
+		return;
+	}
+	if (c->drain_fn != NULL && pending <= c->drain_low_water) {
+		void (*fn)(void *) = c->drain_fn;
+		c->drain_fn = NULL;
+		const char *saved = log_get_context();
+		log_set_context(c->log_ctx);
+		fn(c->session);
+		log_set_context(saved);
+	}
+}
+
+static void conn_log_tls_error(struct conn *c, const char *what)
+{
+	unsigned long e;
+	char reason[256] = "";
+	while ((e = bufferevent_get_openssl_error(c->bev)) != 0) {
+		if (ERR_GET_LIB(e) == 0)   /* a system error: the peer went away */
+			snprintf(reason, sizeof(reason), "connection-closed");
+		else
+			ERR_error_string_n(e, reason, sizeof(reason));
+	}
+	log_info("event=%s%s%s", what, reason[0] ? " tls-error=" : "", reason);
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	const char *saved = log_get_context();
+	log_set_context(c->log_ctx);
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->ssl != NULL && !c->handshake_logged) {
+			tls_describe(c->ssl, c->tls_desc, sizeof(c->tls_desc));
+			c->handshake_logged = true;
+			log_info("event=tls-established tls=\"%s\"", c->tls_desc);
+		}
+		if (c->starttls_pending) {
+			c->starttls_pending = false;
+			if (!c->paused)
+				bufferevent_enable(c->bev, EV_READ);
+		}
+		log_set_context(saved);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("event=timeout idle=%ds", c->timeout);
+		if ((what & BEV_EVENT_WRITING) || c->closing || c->starttls_pending) {
+			/* the client does not read, or even our goodbye did not leave */
+			log_set_context(saved);
+			conn_free(c);
+			return;
+		}
+		/* idle: the protocol says goodbye; the connection then closes */
+		CALL_PROTO(c, timeout);
+		log_set_context(saved);
+		conn_close(c, "timeout");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		if (c->ssl != NULL && !c->handshake_logged)
+			conn_log_tls_error(c, "tls-handshake-failed");
+		else if (c->ssl != NULL)
+			conn_log_tls_error(c, "connection-error");
+		else
+			log_info("event=connection-error");
+	} else if (what & BEV_EVENT_EOF) {
+		if (c->ssl != NULL && !c->handshake_logged)
+			log_info("event=tls-handshake-failed reason=eof");
+	}
+	log_set_context(saved);
+	/* EOF or error: nothing more can be sent; the session ends here */
+	conn_free(c);
+}
+
+/* ---- the interface for protocols ---- */
+
+enum listener_kind conn_listener_kind(const struct conn *c) { return c->kind; }
+struct evbuffer *conn_input(struct conn *c) { return bufferevent_get_input(c->bev); }
+struct event_base *conn_event_base(const struct conn *c) { return c->worker->base; }
+const struct config *conn_config(const struct conn *c) { return c->worker->cfg; }
+struct services *conn_services(const struct conn *c) { return c->worker->services; }
+bool conn_is_tls(const struct conn *c) { return c->ssl != NULL && c->handshake_logged; }
+const char *conn_tls_description(const struct conn *c) { return c->tls_desc; }
+const char *conn_remote_ip(const struct conn *c) { return c->remote_ip; }
+int conn_remote_port(const struct conn *c) { return c->remote_port; }
+const char *conn_local_ip(const struct conn *c) { return c->local_ip; }
+int conn_local_port(const struct conn *c) { return c->local_port; }
+bool conn_is_loopback(const struct conn *c) { return c->loopback; }
+uint64_t conn_id(const struct conn *c) { return c->id; }
+bool conn_is_closing(const struct conn *c) { return c->closing; }
+bool conn_server_draining(const struct conn *c) { return c->worker->draining; }
+
+void conn_write(struct conn *c, const void *data, size_t len)
+{
+	if (c->closing && c->freed_session)
+		return;
+	if (bufferevent_write(c->bev, data, len) < 0)
+		log_warn("event=write-failed len=%zu", len);
+}
+
+void conn_write_str(struct conn *c, const char *s)
+{
+	conn_write(c, s, strlen(s));
+}
+
+void conn_printf(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+}
+
+size_t conn_output_pending(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void conn_on_output_drained(struct conn *c, size_t low_water, void (*fn)(void *session))
+{
+	c->drain_low_water = low_water;
+	c->drain_fn = fn;
+	if (fn != NULL) {
+		bufferevent_setwatermark(c->bev, EV_WRITE, low_water, 0);
+		if (conn_output_pending(c) <= low_water)
+			bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+	} else {
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	}
+}
+
+void conn_pause_input(struct conn *c)
+{
+	c->paused = true;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+void conn_resume_input(struct conn *c)
+{
+	if (!c->paused)
+		return;
+	c->paused = false;
+	if (c->closing)
+		return;
+	if (!c->starttls_pending)
+		bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		conn_schedule(c);
+}
+
+void conn_starttls(struct conn *c, const char *reply)
+{
+	conn_write_str(c, reply);
+	c->starttls_pending = true;
+	bufferevent_disable(c->bev, EV_READ);
+	/* RFC 3207 section 4.2 (and RFC 2595, 3501): anything pipelined after
+	 * the command was sent before the client saw our reply: drop it */
+	evbuffer_drain(bufferevent_get_input(c->bev),
+		       evbuffer_get_length(bufferevent_get_input(c->bev)));
+	if (conn_output_pending(c) == 0)
+		conn_upgrade_tls(c);
+}
+
+int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len)
+{
+	if (!conn_is_tls(c))
+		return -1;
+	return SSL_export_keying_material(c->ssl, out, len, "EXPORTER-Channel-Binding",
+					  strlen("EXPORTER-Channel-Binding"), NULL, 0, 0) == 1 ? 0 : -1;
+}
+
+void conn_set_user(struct conn *c, const char *user)
+{
+	log_sanitize(c->user, sizeof(c->user), user, strlen(user));
+	conn_update_log_ctx(c);
+}
+
+void conn_set_timeout(struct conn *c, int seconds)
+{
+	c->timeout = seconds;
+	conn_apply_timeouts(c);
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (reason != NULL)
+		log_debug("event=closing reason=%s", reason);
+	bufferevent_disable(c->bev, EV_READ);
+	/* give the last reply a bounded time to leave */
+	struct timeval tv = { 30, 0 };
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	conn_schedule(c);
+}
+
+void conn_drain(struct conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->proto->shutdown != NULL)
+		CALL_PROTO(c, shutdown);
+	else
+		conn_close(c, "shutdown");
+}

@@ -1,0 +1,77 @@
+#ifndef POSTERN_SERVER_PRIVATE_H
+#define POSTERN_SERVER_PRIVATE_H
+
+/* Shared by conn.c, worker.c and master.c only. */
+
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/conn.h"
+#include "core/connlimit.h"
+#include "core/server.h"
+
+struct bufferevent;
+struct event;
+struct evconnlistener;
+
+struct worker {
+	struct event_base *base;
+	const struct config *cfg;
+	SSL_CTX *ssl_ctx;
+	const struct server_setup *setup;
+	struct services *services;
+	struct evconnlistener *listeners[LISTEN_COUNT];
+	struct connlimit *limits;
+	int slot;
+	struct conn *conns;         /* doubly linked list of live connections */
+	unsigned int nconns;
+	uint64_t next_id;
+	bool draining;
+	struct event *sigterm_ev;
+	struct event *drain_timer;
+};
+
+struct conn {
+	struct conn *prev, *next;
+	struct worker *worker;
+	uint64_t id;
+	enum listener_kind kind;
+	const struct proto *proto;
+	void *session;
+	int fd;
+	struct bufferevent *bev;
+	SSL *ssl;
+	unsigned int limit_bucket;
+
+	char remote_ip[64];
+	int remote_port;
+	char local_ip[64];
+	int local_port;
+	bool loopback;
+
+	char tls_desc[96];
+	char log_ctx[384];
+	char user[256];
+
+	int timeout;
+	bool paused;
+	bool closing;
+	bool freed_session;
+	bool starttls_pending;
+	bool handshake_logged;
+	size_t drain_low_water;
+	void (*drain_fn)(void *session);
+	struct event *defer_ev;     /* deferred input / close processing */
+};
+
+void conn_accept(struct worker *w, enum listener_kind kind, int fd,
+		 const struct sockaddr *sa, int socklen);
+void conn_drain(struct conn *c);
+void conn_free(struct conn *c);
+
+int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
+		const int *listen_fds, struct connlimit *limits, int slot,
+		struct services *services);
+
+#endif

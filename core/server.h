@@ -1,0 +1,40 @@
+#ifndef POSTERN_SERVER_H
+#define POSTERN_SERVER_H
+
+/* `postern serve`: the master binds every configured listener (as root
+ * when ports are < 1024), loads TLS, then forks `workers` event-loop
+ * children that drop to run_as before touching a client byte. It
+ * restarts a child that dies; SIGHUP reloads the config and certificates
+ * (a new generation of workers takes over, the old one drains); SIGTERM
+ * or SIGINT drains and exits. With relay_main, one more child runs the
+ * outbound queue. */
+
+#include <stdbool.h>
+
+#include "core/config.h"
+#include "core/conn.h"
+#include "core/services.h"
+
+struct server_setup {
+	struct config *cfg;
+	/* protocol serving each listener kind */
+	const struct proto *protos[LISTEN_COUNT];
+	/* listener kinds whose connections start with a TLS handshake */
+	bool implicit_tls[LISTEN_COUNT];
+	/* per-process start-up in each child after the privilege drop
+	 * (open LMDB environments, SASL) filling the services sessions get
+	 * from conn_services(): -1 with a reason is fatal */
+	int (*child_init)(const struct config *cfg, struct services *services,
+			  const char **error_r);
+	void (*child_deinit)(struct services *services);
+	/* the relay process (one, supervised like a worker, replaced on
+	 * reload): runs its own loop until SIGTERM; NULL = none */
+	int (*relay_main)(const struct config *cfg, struct services *services);
+	/* re-reads the configuration for SIGHUP; NULL = reload certificates only */
+	int (*reload_config)(struct config *cfg_r, const char **error_r);
+};
+
+/* Runs until SIGTERM/SIGINT; returns the exit status. */
+int server_run(const struct server_setup *setup);
+
+#endif

@@ -1,0 +1,19 @@
+#ifndef POSTERN_SERVICES_H
+#define POSTERN_SERVICES_H
+
+/* The per-process handles every session needs: opened in each worker
+ * after the fork and the privilege drop (LMDB environments must be), and
+ * handed to sessions through conn_services(). core only carries the
+ * pointers; the types belong to their modules. */
+
+struct auth_db;
+struct store;
+struct queue;
+
+struct services {
+	struct auth_db *auth;
+	struct store *store;
+	struct queue *queue;
+};
+
+#endif

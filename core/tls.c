@@ -1,0 +1,158 @@
+#include "core/tls.h"
+#include "core/buf.h"
+#include "core/log.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509v3.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tls_error[512];
+
+static const char *tls_fail(const char *what, const char *file)
+{
+	unsigned long e = ERR_get_error();
+	char reason[256] = "";
+	if (e != 0)
+		ERR_error_string_n(e, reason, sizeof(reason));
+	ERR_clear_error();
+	snprintf(tls_error, sizeof(tls_error), "%s%s%s: %s", what,
+		 file ? " " : "", file ? file : "", reason[0] ? reason : "failed");
+	return tls_error;
+}
+
+SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const char **error_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		*error_r = tls_fail("creating TLS context", NULL);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+				 SSL_OP_NO_RENEGOTIATION);
+	/* TLS 1.2: forward-secret AEAD suites only (RFC 9325) */
+	if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20") != 1) {
+		*error_r = tls_fail("setting cipher list", NULL);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		*error_r = tls_fail("loading certificate", cert_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		*error_r = tls_fail("loading key", key_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		*error_r = tls_fail("key does not match certificate", key_file);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+static int add_ext(X509 *cert, int nid, const char *value)
+{
+	X509V3_CTX v3;
+	X509V3_set_ctx_nodb(&v3);
+	X509V3_set_ctx(&v3, cert, cert, NULL, NULL, 0);
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+	if (ext == NULL)
+		return -1;
+	int ret = X509_add_ext(cert, ext, -1) == 1 ? 0 : -1;
+	X509_EXTENSION_free(ext);
+	return ret;
+}
+
+static int write_pem(const char *path, mode_t mode, EVP_PKEY *key, X509 *cert)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -1;
+	FILE *f = fdopen(fd, "w");
+	if (f == NULL) {
+		close(fd);
+		return -1;
+	}
+	int ok = key != NULL ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
+			     : PEM_write_X509(f, cert);
+	if (fclose(f) != 0)
+		ok = 0;
+	return ok == 1 ? 0 : -1;
+}
+
+int tls_make_self_signed(const char *cert_file, const char *key_file,
+			 const char *hostname, const char **error_r)
+{
+	int ret = -1;
+	X509 *cert = NULL;
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	if (key == NULL) {
+		*error_r = tls_fail("generating key", NULL);
+		return -1;
+	}
+	cert = X509_new();
+	if (cert == NULL)
+		goto out;
+	X509_set_version(cert, 2);
+	unsigned char serial[16];
+	FILE *ur = fopen("/dev/urandom", "r");
+	if (ur == NULL || fread(serial, 1, sizeof(serial), ur) != sizeof(serial)) {
+		if (ur != NULL)
+			fclose(ur);
+		goto out;
+	}
+	fclose(ur);
+	serial[0] &= 0x7f;
+	BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
+	BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert));
+	BN_free(bn);
+	X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 10L * 365 * 86400);
+	X509_set_pubkey(cert, key);
+	X509_NAME *name = X509_get_subject_name(cert);
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+				   (const unsigned char *)"Postern demo", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+				   (const unsigned char *)hostname, -1, -1, 0);
+	X509_set_issuer_name(cert, name);
+	char san[600];
+	snprintf(san, sizeof(san), "DNS:%s,DNS:localhost,IP:127.0.0.1,IP:::1", hostname);
+	if (add_ext(cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    add_ext(cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
+	    add_ext(cert, NID_ext_key_usage, "serverAuth") < 0 ||
+	    add_ext(cert, NID_subject_alt_name, san) < 0)
+		goto out;
+	if (X509_sign(cert, key, EVP_sha256()) == 0)
+		goto out;
+	if (write_pem(key_file, 0600, key, NULL) < 0 || write_pem(cert_file, 0644, NULL, cert) < 0) {
+		snprintf(tls_error, sizeof(tls_error), "writing %s or %s failed", cert_file,
+			 key_file);
+		*error_r = tls_error;
+		X509_free(cert);
+		EVP_PKEY_free(key);
+		return -1;
+	}
+	ret = 0;
+out:
+	if (ret < 0)
+		*error_r = tls_fail("making self-signed certificate", NULL);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return ret;
+}
+
+void tls_describe(SSL *ssl, char *out, size_t out_size)
+{
+	snprintf(out, out_size, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+}

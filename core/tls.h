@@ -1,0 +1,20 @@
+#ifndef POSTERN_TLS_H
+#define POSTERN_TLS_H
+
+/* TLS server contexts (OpenSSL): TLS 1.2 and newer only, the certificate
+ * chain and key from the config. The master loads them (it may be the
+ * only one able to read the key) before forking workers; a reload builds
+ * a new context and a new generation of workers inherits it. */
+
+#include <openssl/ssl.h>
+
+/* Returns a new context or NULL with a one-line reason. */
+SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const char **error_r);
+/* Writes a fresh self-signed certificate and key (mode 0600) for hostname
+ * (plus localhost and 127.0.0.1/::1 as alternative names). */
+int tls_make_self_signed(const char *cert_file, const char *key_file,
+			 const char *hostname, const char **error_r);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" of a live connection. */
+void tls_describe(SSL *ssl, char *out, size_t out_size);
+
+#endif

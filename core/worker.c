@@ -1,0 +1,119 @@
+#include "core/server-private.h"
+#include "core/buf.h"
+#include "core/log.h"
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct listener_arg {
+	struct worker *worker;
+	enum listener_kind kind;
+};
+
+static struct listener_arg listener_args[LISTEN_COUNT];
+
+static void worker_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
+			     struct sockaddr *sa, int socklen, void *arg)
+{
+	struct listener_arg *la = arg;
+	conn_accept(la->worker, la->kind, fd, sa, socklen);
+}
+
+static void worker_accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+	/* EMFILE and friends: pause accepting briefly instead of spinning */
+	struct listener_arg *la = arg;
+	log_error("event=accept-failed listener=%s error=\"%s\"", listener_kind_name(la->kind),
+		  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void worker_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	log_info("event=drain-timeout connections=%u", w->nconns);
+	event_base_loopbreak(w->base);
+}
+
+static void worker_start_drain(struct worker *w)
+{
+	if (w->draining)
+		return;
+	w->draining = true;
+	log_info("event=draining connections=%u", w->nconns);
+	for (int i = 0; i < LISTEN_COUNT; i++) {
+		if (w->listeners[i] != NULL) {
+			evconnlistener_free(w->listeners[i]);
+			w->listeners[i] = NULL;
+		}
+	}
+	if (w->nconns == 0) {
+		event_base_loopbreak(w->base);
+		return;
+	}
+	struct timeval tv = { w->cfg->shutdown_timeout, 0 };
+	w->drain_timer = evtimer_new(w->base, worker_drain_timeout_cb, w);
+	evtimer_add(w->drain_timer, &tv);
+	/* conn_drain may free connections: walk with a saved next */
+	for (struct conn *c = w->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		conn_drain(c);
+	}
+}
+
+static void worker_sigterm_cb(evutil_socket_t sig, short what, void *arg)
+{
+	worker_start_drain(arg);
+}
+
+int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
+		const int *listen_fds, struct connlimit *limits, int slot,
+		struct services *services)
+{
+	struct worker w;
+	memset(&w, 0, sizeof(w));
+	w.cfg = setup->cfg;
+	w.setup = setup;
+	w.ssl_ctx = ssl_ctx;
+	w.limits = limits;
+	w.slot = slot;
+	w.services = services;
+
+	w.base = event_base_new();
+	if (w.base == NULL)
+		fatal("event=event-base-failed");
+	for (int i = 0; i < LISTEN_COUNT; i++) {
+		if (listen_fds[i] < 0)
+			continue;
+		listener_args[i].worker = &w;
+		listener_args[i].kind = (enum listener_kind)i;
+		w.listeners[i] = evconnlistener_new(w.base, worker_accept_cb, &listener_args[i],
+						    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+						    -1, listen_fds[i]);
+		if (w.listeners[i] == NULL)
+			fatal("event=listener-failed listener=%s", listener_kind_name(i));
+		evconnlistener_set_error_cb(w.listeners[i], worker_accept_error_cb);
+	}
+	w.sigterm_ev = evsignal_new(w.base, SIGTERM, worker_sigterm_cb, &w);
+	evsignal_add(w.sigterm_ev, NULL);
+
+	log_info("event=worker-ready slot=%d", slot);
+	event_base_dispatch(w.base);
+
+	/* drained or timed out: anything still open is cut */
+	while (w.conns != NULL)
+		conn_free(w.conns);
+	for (int i = 0; i < LISTEN_COUNT; i++) {
+		if (w.listeners[i] != NULL)
+			evconnlistener_free(w.listeners[i]);
+	}
+	if (w.drain_timer != NULL)
+		event_free(w.drain_timer);
+	event_free(w.sigterm_ev);
+	event_base_free(w.base);
+	log_info("event=worker-exit slot=%d", slot);
+	return 0;
+}

@@ -1,0 +1,215 @@
+"""Shared helpers for the integration tests: start a throwaway Postern on
+free loopback ports with a generated config, and talk to it with real
+clients. Every server a test starts listens on 127.0.0.1 only."""
+
+import os
+import pwd
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+POSTERN = os.environ.get("POSTERN_BIN", os.path.join(REPO, "build", "postern"))
+
+LISTENERS = ("submission", "submissions", "smtp", "pop3", "pop3s", "imap", "imaps")
+IMPLICIT_TLS = ("submissions", "pop3s", "imaps")
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_cert(directory, name="cert", cn="localhost"):
+    cert = os.path.join(directory, name + ".pem")
+    key = os.path.join(directory, name + "-key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + cn,
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def client_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def run_as_user():
+    """The user the server drops to: nobody when the tests run as root."""
+    if os.geteuid() == 0:
+        return "nobody"
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+class Server:
+    """A running `postern serve` with its own config, data and log."""
+
+    def __init__(self, directory, extra=None, sections=None, workers=2):
+        self.dir = directory
+        self.data_dir = os.path.join(directory, "data")
+        self.cert, self.key = make_cert(directory)
+        self.ports = {name: free_port() for name in LISTENERS}
+        self.config_path = os.path.join(directory, "postern.conf")
+        self.log_path = os.path.join(directory, "postern.log")
+        self.proc = None
+        self.write_config(extra or {}, sections or {}, workers)
+
+    def write_config(self, extra, sections, workers):
+        top = {
+            "hostname": "mail.test.example",
+            "data_dir": self.data_dir,
+            "run_as": run_as_user(),
+            "workers": str(workers),
+            "log_level": "debug",
+        }
+        top.update(extra)
+        body = {
+            "tls": {"cert": self.cert, "key": self.key},
+            "listen": {n: "127.0.0.1:%d" % p for n, p in self.ports.items()},
+            "auth": {"plaintext": "loopback"},
+            "relay": {"mode": "none"},
+        }
+        for sec, values in sections.items():
+            body.setdefault(sec, {}).update(values)
+        lines = ["%s = %s" % kv for kv in top.items()]
+        for sec, values in body.items():
+            lines.append("\n[%s]" % sec)
+            lines.extend("%s = %s" % kv for kv in values.items())
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        # the unprivileged workers must be able to reach their files
+        os.chmod(self.dir, 0o755)
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([POSTERN, "serve", "-c", self.config_path],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
+        for probes, port in enumerate(self.ports.values(), 1):
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("postern exited early:\n" + self.read_log())
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        raise RuntimeError("postern did not listen:\n" + self.read_log())
+                    time.sleep(0.05)
+            # one probe at a time, gone from the server's counts before the next
+            self.wait_log(r"event=(disconnect|connection-refused)", count=probes)
+        return self
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, pattern, count=1, timeout=10):
+        deadline = time.time() + timeout
+        while True:
+            found = re.findall(pattern, self.read_log())
+            if len(found) >= count:
+                return found
+            if time.time() > deadline:
+                raise AssertionError("log never matched %r %d times:\n%s"
+                                     % (pattern, count, self.read_log()[-4000:]))
+            time.sleep(0.05)
+
+    def worker_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        self.log.close()
+        return code
+
+    def check_sanitizers(self):
+        log = self.read_log()
+        for marker in SANITIZER_MARKERS:
+            assert marker not in log, "sanitizer report in server log:\n" + log[-6000:]
+
+    def port(self, name):
+        return self.ports[name]
+
+    # ---- accounts and mail, through the admin CLI ----
+
+    def cli(self, *args, input=None, check=True):
+        out = subprocess.run([POSTERN, *args, "-c", self.config_path], input=input,
+                             capture_output=True, timeout=120,
+                             text=isinstance(input, str) or input is None)
+        if check and out.returncode != 0:
+            raise AssertionError("postern %s failed (%d): %s" % (" ".join(args), out.returncode,
+                                                                 out.stderr))
+        return out
+
+    def add_domain(self, domain):
+        self.cli("domain", "add", domain)
+
+    def add_user(self, address, password):
+        domain = address.rsplit("@", 1)[1]
+        if self.cli("domain", "list").stdout.split().count(domain) == 0:
+            self.add_domain(domain)
+        self.cli("user", "add", address, input=password + "\n")
+
+    def deliver(self, address, message, mailbox=None):
+        """Local delivery through the store (`postern deliver`)."""
+        if isinstance(message, str):
+            message = message.encode()
+        args = ["deliver", address] + (["--mailbox", mailbox] if mailbox else [])
+        self.cli(*args, input=message)
+
+
+def raw_connect(port, tls=False):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls:
+        sock = client_context().wrap_socket(sock)
+    return sock
+
+
+def read_line(sock):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def read_until(sock, predicate, limit=100):
+    lines = []
+    for _ in range(limit):
+        line = read_line(sock)
+        if not line:
+            break
+        lines.append(line)
+        if predicate(line):
+            break
+    return lines
+
+
+def run_postern(*args, input=None, env=None):
+    return subprocess.run([POSTERN, *args], input=input, capture_output=True, text=True,
+                          env=env, timeout=60)
