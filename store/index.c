@@ -1,5 +1,6 @@
 /* The per-account LMDB index: transactions and record helpers. */
 #include "store/store-private.h"
+#include "core/lmdb-env.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,12 +11,7 @@
 int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
 		    const char **error_r)
 {
-	int ret = mdb_txn_begin(acct->env, NULL, write ? 0 : MDB_RDONLY, txn_r);
-	if (ret == MDB_MAP_RESIZED) {
-		/* another process grew the map: adopt its size */
-		mdb_env_set_mapsize(acct->env, 0);
-		ret = mdb_txn_begin(acct->env, NULL, write ? 0 : MDB_RDONLY, txn_r);
-	}
+	int ret = lmdb_env_txn_begin(acct->env, write ? 0 : MDB_RDONLY, txn_r);
 	if (ret != 0)
 		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: txn_begin: %s",
 				 mdb_strerror(ret));
