@@ -44,6 +44,7 @@ struct store_account {
 	MDB_dbi db_subs;        /* name -> "" */
 	int watch_wd[3];          /* inotify watches: notify file, new/, cur/ */
 	uint64_t changes;
+	uint64_t changes_consumed;  /* for store_account_watch_consume() */
 	int notify_fd;
 	int intent_fd;            /* postern-intent, see heal_own_begin() */
 	uint64_t write_serial;    /* counts write transactions */

@@ -574,6 +574,22 @@ uint64_t store_account_changes(struct store_account *acct)
 	return acct->changes;
 }
 
+int store_account_watch_fd(struct store_account *acct)
+{
+	const char *error;
+	if (store_account_watch(acct, &error) < 0)
+		return -1;
+	return store_watch_fd(acct->store);
+}
+
+bool store_account_watch_consume(struct store_account *acct)
+{
+	store_watch_consume(acct->store);
+	bool changed = acct->changes != acct->changes_consumed;
+	acct->changes_consumed = acct->changes;
+	return changed;
+}
+
 /* ---- locks ---- */
 
 int store_account_lock(struct store_account *acct, const char *name, int *lock_r,

@@ -136,6 +136,12 @@ int store_account_watch(struct store_account *acct, const char **error_r);
 void store_watch_consume(struct store *store);
 /* Counts the changes seen for the account (sessions keep the last value). */
 uint64_t store_account_changes(struct store_account *acct);
+/* Conveniences for one session: watches the account and returns the
+ * process's fd (several sessions may add events on it; libevent wakes them
+ * all); consume drains it and says whether this account changed since the
+ * previous consume for it. */
+int store_account_watch_fd(struct store_account *acct);
+bool store_account_watch_consume(struct store_account *acct);
 
 /* An advisory lock named name (e.g. "pop3": one POP3 session per
  * maildrop) across all processes and sessions, never blocking:

@@ -285,6 +285,15 @@ static void test_notify(void)
 	store_watch_consume(store);
 	TEST_ASSERT(store_account_changes(acct) > seen);
 	TEST_ASSERT_INT(poll(&pfd, 1, 0), 0);
+
+	/* the one-session conveniences */
+	TEST_ASSERT_INT(store_account_watch_fd(acct), fd);
+	store_account_watch_consume(acct);
+	TEST_ASSERT(!store_account_watch_consume(acct));
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Fresh", 0, &error), 0);
+	TEST_ASSERT_INT(poll(&pfd, 1, 1000), 1);
+	TEST_ASSERT(store_account_watch_consume(acct));
+	TEST_ASSERT(!store_account_watch_consume(other));
 	close(pipefd[0]);
 	close(pipefd[1]);
 	store_mailbox_close(&mbox);
