@@ -302,6 +302,13 @@ struct store_iter;
  * the event loop (long snapshots pin pages and grow the file). */
 struct store_iter *store_iter_new(struct store_mailbox *mbox, const struct store_uidset *set);
 bool store_iter_next(struct store_iter *iter, struct store_msg *msg_r);
+/* The parse cache of the message store_iter_next() just returned, from the
+ * same snapshot (FETCH ENVELOPE/BODYSTRUCTURE, SEARCH over many messages
+ * without a transaction each); valid until the next call on iter.
+ * store_cache is declared below. */
+struct store_cache;
+int store_iter_cache(struct store_iter *iter, struct store_cache *cache_r,
+		     const char **error_r);
 void store_iter_free(struct store_iter **iter);
 
 /* The parse cache, filled at delivery/append/indexing time. */

@@ -302,6 +302,9 @@ struct store_iter {
 	bool started, done;
 	char *dir;
 	struct buf path;
+	uint32_t uid;              /* the current message */
+	struct store_part *parts;
+	size_t parts_cap;
 };
 
 struct store_iter *store_iter_new(struct store_mailbox *mbox, const struct store_uidset *set)
@@ -356,6 +359,7 @@ bool store_iter_next(struct store_iter *iter, struct store_msg *msg_r)
 		}
 		struct msg_rec rec;
 		memcpy(&rec, v.mv_data, sizeof(rec));
+		iter->uid = uid;
 		msg_r->uid = uid;
 		msg_r->flags = rec.flags & STORE_FLAG_ALL;
 		msg_r->keywords = rec.keywords;
@@ -383,8 +387,26 @@ void store_iter_free(struct store_iter **iterp)
 	if (iter->txn != NULL)
 		mdb_txn_abort(iter->txn);
 	buf_free(&iter->path);
+	free(iter->parts);
 	free(iter->dir);
 	free(iter);
+}
+
+int store_iter_cache(struct store_iter *iter, struct store_cache *cache_r,
+		     const char **error_r)
+{
+	struct store_mailbox *mbox = iter->mbox;
+	if (iter->txn == NULL || iter->uid == 0)
+		return view_fail(mbox, error_r, STORE_ERR_INVALID, "no current message");
+	uint64_t key = msg_key(mbox->id, iter->uid);
+	MDB_val k = { sizeof(key), &key }, v;
+	if (mdb_get(iter->txn, mbox->acct->db_cache, &k, &v) != 0)
+		return view_fail(mbox, error_r, STORE_ERR_NOTFOUND, "no cache record");
+	/* the strings point into the snapshot's pages: no copy */
+	if (cache_deserialize(v.mv_data, v.mv_size, cache_r, &iter->parts,
+			      &iter->parts_cap) < 0)
+		return view_fail(mbox, error_r, STORE_ERR_INTERNAL, "damaged cache record");
+	return 0;
 }
 
 int store_msg_cache(struct store_mailbox *mbox, uint32_t uid, struct store_cache *cache_r,

@@ -315,6 +315,19 @@ static void test_flags_modseq(void)
 	TEST_ASSERT_INT(count, 2);
 	TEST_ASSERT_INT(store_mailbox_uid_to_seq(mbox, 3), 2);
 
+	/* the cache along an iteration */
+	struct store_iter *iter = store_iter_new(mbox, NULL);
+	size_t seen = 0;
+	while (store_iter_next(iter, &msg)) {
+		struct store_cache c;
+		TEST_ASSERT_INT(store_iter_cache(iter, &c, &error), 0);
+		TEST_ASSERT_STR(c.subject, "hello");
+		TEST_ASSERT(c.envelope[0] == '(');
+		seen++;
+	}
+	store_iter_free(&iter);
+	TEST_ASSERT_INT(seen, 2);
+
 	/* search from the index */
 	struct store_search crit = { 0 };
 	struct store_uids res = STORE_UIDS_INIT;
