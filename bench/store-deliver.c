@@ -115,6 +115,36 @@ static int emit(const char *dir, unsigned int n)
 	return 0;
 }
 
+/* FETCH 1:* (ENVELOPE BODYSTRUCTURE) from the cache: ms for all. */
+static double fetch_envelopes(const char *data_dir, size_t *bytes_r)
+{
+	struct store *store;
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	if (store_open(data_dir, NULL, &store, &error) < 0 ||
+	    store_account_open(store, ADDRESS, &acct, &error) < 0 ||
+	    store_mailbox_open(acct, "INBOX", true, &mbox, &error) < 0)
+		fatal("open: %s", error);
+	double start = now_s();
+	struct store_iter *iter = store_iter_new(mbox, NULL);
+	struct store_msg msg;
+	struct store_cache cache;
+	size_t bytes = 0;
+	while (store_iter_next(iter, &msg)) {
+		if (store_iter_cache(iter, &cache, &error) < 0)
+			fatal("cache: %s", error);
+		bytes += strlen(cache.envelope) + strlen(cache.bodystructure);
+	}
+	store_iter_free(&iter);
+	double elapsed = now_s() - start;
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	store_free(&store);
+	*bytes_r = bytes;
+	return elapsed;
+}
+
 static double open_and_list(const char *data_dir, size_t *count_r, unsigned int *seen_r,
 			    double *list_r)
 {
@@ -202,6 +232,11 @@ int main(int argc, char **argv)
 	store_free(&store);
 	warm = open_and_list(data_dir, &count, &seen, &list);
 	printf("open + list right after one more delivery: %.1f ms\n", warm * 1000);
+
+	size_t env_bytes;
+	double fetch = fetch_envelopes(data_dir, &env_bytes);
+	printf("ENVELOPE+BODYSTRUCTURE of all %zu from the cache: %.1f ms (%.1f MB)\n",
+	       count, fetch * 1000, env_bytes / 1e6);
 
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/mail/example.org/bench/postern-index.lmdb", data_dir);
