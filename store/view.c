@@ -430,17 +430,18 @@ int store_msg_open_fd(struct store_mailbox *mbox, uint32_t uid, int *fd_r,
 		      const char **error_r)
 {
 	struct store_msg msg;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < 3; attempt++) {
 		int ret = store_msg_get(mbox, uid, &msg, error_r);
 		if (ret < 0)
 			return ret;
 		*fd_r = open(msg.path, O_RDONLY | O_CLOEXEC);
 		if (*fd_r >= 0)
 			return 0;
-		if (errno != ENOENT)
+		if (errno != ENOENT || attempt == 2)
 			break;
-		/* renamed or removed from outside: reconcile, then look again */
-		if (heal_mailbox(mbox->acct, mbox->name, true, error_r) < 0)
+		/* first: renamed by another session between the lookup and the
+		 * open; then: renamed or removed from outside, reconcile */
+		if (attempt == 1 && heal_mailbox(mbox->acct, mbox->name, true, error_r) < 0)
 			return STORE_ERR_INTERNAL;
 	}
 	return view_fail(mbox, error_r, errno == ENOENT ? STORE_ERR_NOTFOUND
