@@ -98,7 +98,8 @@ void store_uids_clear(struct store_uids *list);
  * NULL). Removes stale delivery temp files (older than 36 hours). */
 int store_open(const char *data_dir, const char *run_as, struct store **store_r,
 	       const char **error_r);
-/* All accounts must have been closed. */
+/* Closes the accounts kept open while idle; every account handle must
+ * have been closed before (a warning is logged for each that was not). */
 void store_free(struct store **store);
 
 /* Opens (creating on first use) the account "local@domain": its Maildir++
@@ -109,6 +110,9 @@ void store_free(struct store **store);
  * A missing or damaged index is rebuilt from the Maildir. */
 int store_account_open(struct store *store, const char *address,
 		       struct store_account **acct_r, const char **error_r);
+/* Drops a reference. The environment stays open while idle (up to 8 idle
+ * accounts per process, least recently used closed first), so that a
+ * delivering process does not reopen it for every message. */
 void store_account_close(struct store_account **acct);
 /* Clears the LMDB reader slots of dead processes in every account this
  * process has open (they pin pages and grow the file); call it from a
