@@ -261,21 +261,36 @@ int store_mailbox_subscribe(struct store_account *acct, const char *name, bool s
 
 /* ---- LIST ---- */
 
+/* Dynamic programming over (pattern position, name position): linear in
+ * the name for each pattern byte, so hostile patterns ("*a*a*a*...b")
+ * cannot make LIST exponential as backtracking would. */
 static bool match_from(const char *p, const char *n)
 {
-	for (; *p != '\0'; p++, n++) {
-		if (*p == '*' || *p == '%') {
-			for (const char *t = n;; t++) {
-				if (match_from(p + 1, t))
-					return true;
-				if (*t == '\0' || (*p == '%' && *t == '/'))
-					return false;
-			}
+	size_t len = strlen(n);
+	bool *cur = xcalloc(len + 1, sizeof(bool)), *next = xcalloc(len + 1, sizeof(bool));
+	cur[0] = true;
+	for (; *p != '\0'; p++) {
+		if (*p == '*') {
+			next[0] = cur[0];
+			for (size_t j = 1; j <= len; j++)
+				next[j] = next[j - 1] || cur[j];
+		} else if (*p == '%') {
+			next[0] = cur[0];
+			for (size_t j = 1; j <= len; j++)
+				next[j] = cur[j] || (next[j - 1] && n[j - 1] != '/');
+		} else {
+			next[0] = false;
+			for (size_t j = 1; j <= len; j++)
+				next[j] = cur[j - 1] && n[j - 1] == *p;
 		}
-		if (*p != *n)
-			return false;
+		bool *t = cur;
+		cur = next;
+		next = t;
 	}
-	return *n == '\0';
+	bool ret = cur[len];
+	free(cur);
+	free(next);
+	return ret;
 }
 
 bool store_pattern_match(const char *pattern, const char *name)

@@ -517,6 +517,21 @@ static void test_patterns_and_names(void)
 	TEST_ASSERT(store_pattern_match("InBox", "INBOX"));
 	TEST_ASSERT(store_pattern_match("inbox/%", "INBOX/x"));
 	TEST_ASSERT(!store_pattern_match("inbox", "Inbox2"));
+	TEST_ASSERT(store_pattern_match("a*%", "a/b"));
+	TEST_ASSERT(store_pattern_match("%/%", "a/b"));
+	TEST_ASSERT(!store_pattern_match("%/%", "a/b/c"));
+	TEST_ASSERT(store_pattern_match("*/c", "a/b/c"));
+	TEST_ASSERT(store_pattern_match("", "") && !store_pattern_match("", "a"));
+	/* backtracking would take ages here */
+	char hostile[200], name[520];
+	for (size_t i = 0; i < 60; i++) {
+		hostile[2 * i] = '*';
+		hostile[2 * i + 1] = 'a';
+	}
+	strcpy(hostile + 120, "*b");
+	memset(name, 'a', 500);
+	name[500] = '\0';
+	TEST_ASSERT(!store_pattern_match(hostile, name));
 
 	char *s = store_mutf7_encode("Entwürfe");
 	TEST_ASSERT_STR(s, "Entw&APw-rfe");
