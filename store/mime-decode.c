@@ -6,7 +6,7 @@
 #include <iconv.h>
 #include <string.h>
 
-static int hex_value(char c)
+int mime_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -38,9 +38,9 @@ static void decode_q(const char *s, size_t len, struct buf *out)
 		if (s[i] == '_') {
 			buf_append_char(out, ' ');
 		} else if (s[i] == '=' && i + 2 < len &&
-			   hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-			buf_append_char(out, (char)(hex_value(s[i + 1]) * 16 +
-						    hex_value(s[i + 2])));
+			   mime_hex_value(s[i + 1]) >= 0 && mime_hex_value(s[i + 2]) >= 0) {
+			buf_append_char(out, (char)(mime_hex_value(s[i + 1]) * 16 +
+						    mime_hex_value(s[i + 2])));
 			i += 2;
 		} else {
 			buf_append_char(out, s[i]);

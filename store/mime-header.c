@@ -85,33 +85,47 @@ static void field_set(struct mime_headers *h, struct buf *lists, int f, char *va
 	}
 }
 
+bool mime_header_next(const char *data, size_t len, size_t *pos,
+		      struct mime_header_field *field)
+{
+	size_t i = *pos, start = i;
+	if (i >= len)
+		return false;
+	do {
+		const char *nl = memchr(data + i, '\n', len - i);
+		i = nl == NULL ? len : (size_t)(nl - data) + 1;
+	} while (i < len && is_wsp(data[i]));
+	*pos = i;
+
+	field->start = data + start;
+	field->len = i - start;
+	field->name_len = 0;
+	field->value = NULL;
+	const char *colon = memchr(data + start, ':', i - start);
+	if (colon == NULL || is_wsp(data[start]))
+		return true;
+	size_t name_len = (size_t)(colon - (data + start));
+	while (name_len > 0 && is_wsp(data[start + name_len - 1]))
+		name_len--;
+	field->name_len = name_len;
+	field->value = colon + 1;
+	return true;
+}
+
 void mime_headers_parse(const char *data, size_t len, struct mime_headers *h)
 {
 	struct buf lists[MIME_F_COUNT];
+	struct mime_header_field field;
+	size_t pos = 0;
 	memset(h, 0, sizeof(*h));
 	for (int f = 0; f < MIME_F_COUNT; f++)
 		buf_init(&lists[f]);
-	size_t i = 0;
-	while (i < len) {
-		/* one field: this line and the continuation lines after it */
-		size_t start = i;
-		const char *nl;
-		do {
-			nl = memchr(data + i, '\n', len - i);
-			i = nl == NULL ? len : (size_t)(nl - data) + 1;
-		} while (i < len && is_wsp(data[i]));
-
-		const char *colon = memchr(data + start, ':', i - start);
-		if (colon == NULL || is_wsp(data[start]))
-			continue;
-		size_t name_len = (size_t)(colon - (data + start));
-		while (name_len > 0 && is_wsp(data[start + name_len - 1]))
-			name_len--;
-		int f = field_lookup(data + start, name_len);
+	while (mime_header_next(data, len, &pos, &field)) {
+		int f = field.name_len == 0 ? -1 : field_lookup(field.start, field.name_len);
 		if (f < 0)
 			continue;
-		const char *value = colon + 1;
-		field_set(h, lists, f, unfold(value, (size_t)(data + i - value)));
+		size_t value_len = (size_t)(field.start + field.len - field.value);
+		field_set(h, lists, f, unfold(field.value, value_len));
 	}
 	for (int f = 0; f < MIME_F_COUNT; f++) {
 		if (lists[f].data != NULL)

@@ -44,6 +44,20 @@ struct mime_headers {
 
 /* mime-header.c */
 void mime_headers_parse(const char *data, size_t len, struct mime_headers *h);
+
+/* One field of a header block: its first line and continuation lines. */
+struct mime_header_field {
+	const char *start;
+	size_t len;          /* line ends included */
+	size_t name_len;     /* 0 when it is no field (no colon, stray continuation) */
+	const char *value;   /* just after the colon */
+};
+/* The field at *pos (advanced past it); false at the end of data. */
+bool mime_header_next(const char *data, size_t len, size_t *pos,
+		      struct mime_header_field *field);
+
+/* mime-decode.c: 0-15, or -1 for a byte that is no hex digit */
+int mime_hex_value(char c);
 void mime_headers_free(struct mime_headers *h);
 
 /* What one part's header says, rendered for BODYSTRUCTURE. */
