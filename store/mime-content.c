@@ -366,8 +366,10 @@ void mime_part_info_fill(struct mime_part_info *info, const struct mime_headers 
 	}
 	info->is_text = ascii_strcasecmp(type, "text") == 0;
 	info->is_multipart = ascii_strcasecmp(type, "multipart") == 0;
+	/* RFC 9051's body-type-msg covers message/global (RFC 6532) too */
 	info->is_message = ascii_strcasecmp(type, "message") == 0 &&
-		ascii_strcasecmp(subtype, "rfc822") == 0;
+		(ascii_strcasecmp(subtype, "rfc822") == 0 ||
+		 ascii_strcasecmp(subtype, "global") == 0);
 
 	struct buf basic = BUF_INIT, ext = BUF_INIT;
 	if (info->is_multipart) {

@@ -68,7 +68,7 @@ struct mime_part_info {
 	char *boundary;   /* multipart boundary (raw), NULL when none */
 	bool is_text;
 	bool is_multipart;
-	bool is_message;  /* message/rfc822: its body is a message */
+	bool is_message;  /* message/rfc822 or message/global: its body is a message */
 };
 
 /* mime-content.c: Content-* fields into part info. default_type is

@@ -38,7 +38,8 @@ struct mime_part {
 	uint64_t header_crlf_size;
 	uint64_t body_crlf_size;
 	uint64_t body_lines;
-	/* flags: multipart, message/rfc822 (its child is the embedded message) */
+	/* flags: multipart, message/rfc822 or message/global (its child is
+	 * the embedded message) */
 	unsigned int is_multipart : 1;
 	unsigned int is_message : 1;
 };

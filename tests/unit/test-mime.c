@@ -536,6 +536,9 @@ static void test_edge_structures(void)
 	expect_structure("Content-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\nbody\r\n",
 		"(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 21 (NIL \"in\" NIL NIL NIL NIL NIL NIL NIL NIL) "
 		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL)");
+	expect_structure("Content-Type: message/global\r\n\r\nSubject: \xc3\xa9\r\n\r\n",
+		"(\"message\" \"global\" NIL NIL NIL \"7bit\" 15 (NIL {2}\r\n\xc3\xa9 NIL NIL NIL NIL NIL NIL NIL NIL) "
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) 2 NIL NIL NIL NIL)");
 	expect_structure("Content-Type: message/rfc822\r\n\r\n",
 		"(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 0 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) "
 		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) 0 NIL NIL NIL NIL)");
