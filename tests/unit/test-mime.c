@@ -440,6 +440,9 @@ static void test_decode_header(void)
 	/* an invalid byte in a known charset becomes U+FFFD */
 	expect_decode("=?utf-8?q?a=FFb?=", "a\xef\xbf\xbd" "b");
 	expect_decode("=?windows-1252?q?=80?=", "\xe2\x82\xac");
+	/* charset names iconv knows under another name */
+	expect_decode("=?ks_c_5601-1987?b?x9GxuQ==?=", "\xed\x95\x9c\xea\xb5\xad");
+	expect_decode("=?gb2312?b?1tA=?=", "\xe4\xb8\xad");
 }
 
 static void expect_date(const char *in, long long want, int want_tz)
