@@ -166,9 +166,8 @@ static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 		}
 	} else if (info->is_message) {
 		part->is_message = 1;
-		if (room) {
+		if (room)
 			level_push(parser, part_add(parser, idx, at));
-		}
 	}
 }
 
