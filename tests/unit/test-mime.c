@@ -80,6 +80,20 @@ static char *corpus_read(const char *name, size_t *len_r)
 	return read_file(path, len_r);
 }
 
+/* Reads a corpus message and parses it in one piece. */
+static char *corpus_parse(const char *name, size_t *len_r, struct mime_message *msg)
+{
+	char *data = corpus_read(name, len_r);
+	mime_parse_buffer(data, *len_r, msg);
+	return data;
+}
+
+static void corpus_done(char *data, struct mime_message *msg)
+{
+	mime_message_free(msg);
+	free(data);
+}
+
 static void parse_in_pieces(const char *data, size_t len, size_t piece,
 			    struct mime_message *msg)
 {
@@ -280,9 +294,8 @@ static void expect_body(const char *data, const struct mime_message *msg,
 static void test_offsets_nested(void)
 {
 	size_t len;
-	char *data = corpus_read("nested-mixed.eml", &len);
 	struct mime_message msg;
-	mime_parse_buffer(data, len, &msg);
+	char *data = corpus_parse("nested-mixed.eml", &len, &msg);
 	TEST_ASSERT_INT(msg.part_count, 7);
 	expect_body(data, &msg, "1.1.1",
 		    "Please find the report attached. The chart is below.\r\n");
@@ -314,16 +327,14 @@ static void test_offsets_nested(void)
 	TEST_ASSERT_INT(mime_find_part(&msg, "1..1"), -1);
 	TEST_ASSERT_INT(mime_find_part(&msg, "1.1.1.1"), -1);
 	TEST_ASSERT_INT(mime_find_part(&msg, "x"), -1);
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 }
 
 static void test_offsets_rfc822(void)
 {
 	size_t len;
-	char *data = corpus_read("rfc822-attachment.eml", &len);
 	struct mime_message msg;
-	mime_parse_buffer(data, len, &msg);
+	char *data = corpus_parse("rfc822-attachment.eml", &len, &msg);
 	int att = mime_find_part(&msg, "2");
 	TEST_ASSERT(att > 0 && msg.parts[att].is_message);
 	/* the embedded message: header from "Date:" on, same end */
@@ -342,28 +353,24 @@ static void test_offsets_rfc822(void)
 	expect_body(data, &msg, "1", "See the forwarded message below.\r\n");
 	TEST_ASSERT_INT(mime_find_part(&msg, "2.3"), -1);
 	TEST_ASSERT_INT(mime_find_part(&msg, "1.1"), -1);
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 
 	/* a non-multipart message: part 1 is its body */
-	data = corpus_read("simple-text.eml", &len);
-	mime_parse_buffer(data, len, &msg);
+	data = corpus_parse("simple-text.eml", &len, &msg);
 	TEST_ASSERT_INT(mime_find_part(&msg, "1"), 0);
 	TEST_ASSERT_INT(mime_find_part(&msg, "2"), -1);
 	TEST_ASSERT_INT(mime_find_part(&msg, "1.1"), -1);
 	expect_body(data, &msg, "1", "Hi Bob,\r\n\r\nare you free for lunch on Thursday? "
 		    "The usual place at noon.\r\n\r\nAlice\r\n");
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 }
 
 /* Sizes with bare LF: the CRLF size counts two octets per line end. */
 static void test_lf_only_sizes(void)
 {
 	size_t len;
-	char *data = corpus_read("lf-only.eml", &len);
 	struct mime_message msg;
-	mime_parse_buffer(data, len, &msg);
+	char *data = corpus_parse("lf-only.eml", &len, &msg);
 	TEST_ASSERT(memchr(data, '\r', len) == NULL);
 	size_t lines = 0;
 	for (size_t i = 0; i < len; i++)
@@ -377,16 +384,14 @@ static void test_lf_only_sizes(void)
 	TEST_ASSERT_INT(msg.parts[first].body_crlf_size, 20);
 	TEST_ASSERT_INT(msg.parts[first].body_lines, 2);
 	TEST_ASSERT_INT(msg.parts[first].header_crlf_size, strlen("Content-Type: text/plain\r\n\r\n"));
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 }
 
 static void test_decoded_fields(void)
 {
 	size_t len;
-	char *data = corpus_read("encoded-words.eml", &len);
 	struct mime_message msg;
-	mime_parse_buffer(data, len, &msg);
+	char *data = corpus_parse("encoded-words.eml", &len, &msg);
 	TEST_ASSERT_STR(msg.subject, "\xc3\x9c" "berpr\xc3\xbc" "fung der Rechnung und K\xc3\xb6ln");
 	TEST_ASSERT_STR(msg.from, "Andr\xc3\xa9 M\xc3\xbcller <andre@example.de>");
 	TEST_ASSERT_STR(msg.to, "J\xc3\xb6rg <joerg@example.de>");
@@ -394,16 +399,13 @@ static void test_decoded_fields(void)
 	TEST_ASSERT(msg.cc == NULL && msg.bcc == NULL && msg.in_reply_to == NULL);
 	TEST_ASSERT_INT(msg.date, 1772784000);   /* 2026-03-06 08:00:00 UTC */
 	TEST_ASSERT_INT(msg.date_tz_minutes, 60);
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 
-	data = corpus_read("long-folded.eml", &len);
-	mime_parse_buffer(data, len, &msg);
+	data = corpus_parse("long-folded.eml", &len, &msg);
 	TEST_ASSERT(msg.references != NULL && strncmp(msg.references,
 		"<ref-0-abcdefghijklmnopqrstuvwxyz@lists.example.org> <ref-1-", 60) == 0);
 	TEST_ASSERT(strstr(msg.to, "\"Recipient 40\" <user40@example.com>") != NULL);
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 }
 
 static void expect_decode(const char *in, const char *want)
@@ -708,20 +710,17 @@ static char *decode_part(const char *data, const struct mime_message *msg,
 static void test_decode_body(void)
 {
 	size_t len, dlen;
-	char *data = corpus_read("encoded-words.eml", &len);
 	struct mime_message msg;
-	mime_parse_buffer(data, len, &msg);
+	char *data = corpus_parse("encoded-words.eml", &len, &msg);
 	char *text = decode_part(data, &msg, "1", true, &dlen);
 	TEST_ASSERT_STR(text, "Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln\r\n");
 	free(text);
 	text = decode_part(data, &msg, "1", false, &dlen);
 	TEST_ASSERT_STR(text, "Gr\xfc\xdf" "e aus K\xf6ln\r\n");
 	free(text);
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 
-	data = corpus_read("nested-mixed.eml", &len);
-	mime_parse_buffer(data, len, &msg);
+	data = corpus_parse("nested-mixed.eml", &len, &msg);
 	char *pdf = decode_part(data, &msg, "2", true, &dlen);
 	TEST_ASSERT_INT(dlen, 768);
 	bool same = dlen == 768;
@@ -729,8 +728,7 @@ static void test_decode_body(void)
 		same = (unsigned char)pdf[i] == i % 256;
 	TEST_ASSERT(same);
 	free(pdf);
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 
 	/* quoted-printable: soft breaks, padding before them, stray '=' */
 	static const char header[] = "Content-Type: text/plain; charset=utf-8\r\n"
@@ -750,9 +748,8 @@ static void test_decode_body(void)
 static void test_header_filter(void)
 {
 	size_t len;
-	char *data = corpus_read("simple-text.eml", &len);
 	struct mime_message msg;
-	mime_parse_buffer(data, len, &msg);
+	char *data = corpus_parse("simple-text.eml", &len, &msg);
 	size_t hlen = msg.parts[0].body_offset;
 	struct buf out = BUF_INIT;
 	static const char *const names[] = { "subject", "FROM", "X-Missing" };
@@ -770,8 +767,7 @@ static void test_header_filter(void)
 	mime_header_filter(data, hlen, received, 1, false, &out);
 	TEST_ASSERT_STR(buf_str(&out), "Received: from client.example.org (client.example.org [192.0.2.10])\r\n"
 			"\tby mail.example.com with ESMTPSA id 4F2A1; Mon, 2 Mar 2026 09:14:07 +0100\r\n\r\n");
-	mime_message_free(&msg);
-	free(data);
+	corpus_done(data, &msg);
 
 	/* LF-only input comes out with CRLF; a last line without a line end */
 	buf_reset(&out);
