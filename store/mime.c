@@ -194,7 +194,11 @@ static void level_pop(struct mime_parser *parser, const struct mime_pos *at)
 	parser->state = MIME_STATE_BODY;
 }
 
-/* Which open boundary, if any, the current line is. */
+/* Which open boundary, if any, the current line is. RFC 2046 5.1.1: a
+ * line that begins with "--" and the boundary is a delimiter, whatever
+ * follows (normally white space); "--" right after the boundary makes it
+ * the close delimiter. When boundaries of several levels match (one is
+ * a prefix of another), the longest wins, then the innermost. */
 static int boundary_match(const struct mime_parser *parser, uint64_t full_len,
 			  bool *close_r)
 {
@@ -203,27 +207,22 @@ static int boundary_match(const struct mime_parser *parser, uint64_t full_len,
 	    line[0] != '-' || line[1] != '-')
 		return -1;
 	size_t content_len = (size_t)full_len;
+	int best = -1;
 	for (int i = (int)parser->depth - 1; i >= 0; i--) {
 		const struct mime_level *level = &parser->stack[i];
 		size_t blen = level->boundary_len;
 		if (level->boundary == NULL || content_len < 2 + blen ||
 		    memcmp(line + 2, level->boundary, blen) != 0)
 			continue;
-		const char *rest = line + 2 + blen;
-		size_t rest_len = content_len - 2 - blen;
-		if (rest_len >= 2 && rest[0] == '-' && rest[1] == '-') {
-			*close_r = true;
-			return i;
-		}
-		size_t j = 0;
-		while (j < rest_len && (rest[j] == ' ' || rest[j] == '\t' || rest[j] == '\r'))
-			j++;
-		if (j == rest_len) {
-			*close_r = false;
-			return i;
-		}
+		if (best < 0 || blen > parser->stack[best].boundary_len)
+			best = i;
 	}
-	return -1;
+	if (best >= 0) {
+		size_t rest = 2 + parser->stack[best].boundary_len;
+		*close_r = content_len >= rest + 2 && line[rest] == '-' &&
+			line[rest + 1] == '-';
+	}
+	return best;
 }
 
 static void boundary_seen(struct mime_parser *parser, int level_idx, bool close,

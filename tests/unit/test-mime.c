@@ -534,6 +534,15 @@ static void test_edge_structures(void)
 		"--o\r\n\r\nsecond\r\n--o--\r\n",
 		"(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"i\") NIL NIL NIL)"
 		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"o\") NIL NIL NIL)");
+	/* RFC 2046: whatever follows the boundary on its line, it delimits */
+	expect_structure("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b trailing words\r\n\r\nx\r\n--bz\r\n\r\nyy\r\n--b--\r\n",
+		"((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL)"
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 2 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)");
+	/* an inner boundary that is a prefix of the outer one: the longer wins */
+	expect_structure("Content-Type: multipart/mixed; boundary=bb\r\n\r\n--bb\r\n"
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ninner\r\n--bb\r\n\r\nouter\r\n--bb--\r\n",
+		"(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"bb\") NIL NIL NIL)");
 	/* transport padding after the boundary */
 	expect_structure("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b  \t\r\n\r\nx\r\n--b-- trailing words\r\n",
 		"((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)");
@@ -632,7 +641,7 @@ static void test_bounds(void)
 	struct mime_message msg, split;
 
 	for (int i = 0; i < 200; i++)
-		buf_printf(&b, "Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n", i, i);
+		buf_printf(&b, "Content-Type: multipart/mixed; boundary=\"b%03d\"\r\n\r\n--b%03d\r\n", i, i);
 	buf_append_str(&b, "\r\ndeepest\r\n");
 	mime_parse_buffer(b.data, b.len, &msg);
 	assert_sound(&msg);
