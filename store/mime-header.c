@@ -42,14 +42,18 @@ static bool is_wsp(char c)
 }
 
 /* The unfolded value: line ends dropped, leading white space trimmed
- * (trailing white space stays, as Dovecot keeps it in ENVELOPE). */
+ * (trailing white space stays, as Dovecot keeps it in ENVELOPE), NUL
+ * bytes replaced. */
 static char *unfold(const char *p, size_t len)
 {
 	struct buf out = BUF_INIT;
 	for (size_t i = 0; i < len; i++) {
 		if (p[i] == '\r' || p[i] == '\n')
 			continue;
-		buf_append_char(&out, p[i]);
+		if (p[i] == '\0')   /* as Dovecot: U+FFFD, not the end of the value */
+			buf_append_str(&out, "\xef\xbf\xbd");
+		else
+			buf_append_char(&out, p[i]);
 	}
 	size_t start = 0, end = out.len;
 	while (start < end && is_wsp(out.data[start]))

@@ -845,6 +845,18 @@ static void test_hostile_headers(void)
 	buf_free(&b);
 }
 
+static void test_nul_in_header(void)
+{
+	static const char m[] = "Subject: a\0b\r\nContent-Type: text/plain; charset=\"x\0y\"\r\n\r\n";
+	struct mime_message msg;
+	mime_parse_buffer(m, sizeof(m) - 1, &msg);
+	TEST_ASSERT_STR(msg.envelope, "(NIL {5}\r\na\xef\xbf\xbd" "b NIL NIL NIL NIL NIL NIL NIL NIL)");
+	TEST_ASSERT_STR(msg.subject, "a\xef\xbf\xbd" "b");
+	TEST_ASSERT_STR(msg.bodystructure, "(\"text\" \"plain\" (\"charset\" {5}\r\nx\xef\xbf\xbd" "y) NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)");
+	assert_sound(&msg);
+	mime_message_free(&msg);
+}
+
 static void test_parser_lifecycle(void)
 {
 	static const char m[] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
@@ -933,6 +945,7 @@ int main(void)
 	test_run("decode_body", test_decode_body);
 	test_run("header_filter", test_header_filter);
 	test_run("hostile_headers", test_hostile_headers);
+	test_run("nul_in_header", test_nul_in_header);
 	test_run("parser_lifecycle", test_parser_lifecycle);
 	test_run("small_inputs", test_small_inputs);
 	test_run("parse_fd", test_parse_fd);
