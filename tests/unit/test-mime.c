@@ -573,9 +573,20 @@ static void test_edge_parameters(void)
 	 * percent-encoded into the one RFC 2231 value */
 	expect_structure("Content-Type: application/x; name*0*=utf-8''%C3%A9; name*1=\" x*\"\r\n\r\n",
 		"(\"application\" \"x\" (\"name*\" \"utf-8''%C3%A9%20x%2A\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
-	/* sections out of order, one repeated */
-	expect_structure("Content-Type: application/x; n*2=c; n*0=a; n*1=b; n*1=z\r\n\r\n",
-		"(\"application\" \"x\" (\"n\" \"abc\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
+	/* sections out of order are joined in order, after the plain
+	 * parameters; a set that is not exactly 0..n (a repeat, a gap, no 0)
+	 * stays as written (Dovecot's rules) */
+	expect_structure("Content-Type: application/x; n*2=c; m=z; n*0=a; n*1=b\r\n\r\n",
+		"(\"application\" \"x\" (\"m\" \"z\" \"n\" \"abc\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
+	expect_structure("Content-Type: application/x; n*1=x; n*0=a; n*1=b\r\n\r\n",
+		"(\"application\" \"x\" (\"n*1\" \"x\" \"n*0\" \"a\" \"n*1\" \"b\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
+	expect_structure("Content-Type: application/x; n*0*=a; n*2=c\r\n\r\n",
+		"(\"application\" \"x\" (\"n*0*\" \"a\" \"n*2\" \"c\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
+	expect_structure("Content-Type: application/x; n*1=b\r\n\r\n",
+		"(\"application\" \"x\" (\"n*1\" \"b\") NIL NIL \"7bit\" 0 NIL NIL NIL NIL)");
+	/* the charset added to a text part goes last */
+	expect_structure("Content-Type: text/plain; format=flowed; n*0=a; n*1=b\r\n\r\n",
+		"(\"text\" \"plain\" (\"format\" \"flowed\" \"n\" \"ab\" \"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)");
 	/* junk between parameters, missing names and values, comments */
 	expect_structure("Content-Type: text/plain (a \\) b); charset=us-ascii junk; =x; lone; format=flowed (c)\r\n\r\n",
 		"(\"text\" \"plain\" (\"charset\" \"us-ascii\" \"format\" \"flowed\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)");
