@@ -13,6 +13,7 @@ static const char *const field_names[MIME_F_COUNT] = {
 	[MIME_F_CONTENT_LANGUAGE] = "Content-Language",
 	[MIME_F_CONTENT_LOCATION] = "Content-Location",
 	[MIME_F_CONTENT_MD5] = "Content-MD5",
+	[MIME_F_MIME_VERSION] = "MIME-Version",
 	[MIME_F_DATE] = "Date",
 	[MIME_F_SUBJECT] = "Subject",
 	[MIME_F_FROM] = "From",
@@ -69,19 +70,19 @@ static bool is_address_field(int f)
 }
 
 /* Duplicates (Dovecot's rules): Content-* fields keep the first, address
- * fields are joined into one list (in lists[], linear in the header
- * size), the other envelope fields keep the last. */
+ * fields are joined (in lists[], linear in the header size; '\n' between
+ * them), the other envelope fields keep the last. */
 static void field_set(struct mime_headers *h, struct buf *lists, int f, char *value)
 {
 	if (is_address_field(f)) {
 		struct buf *list = &lists[f];
 		if (list->data != NULL)
-			buf_append_str(list, ", ");
+			buf_append_char(list, '\n');
 		buf_append_str(list, value);
 		free(value);
 	} else if (h->value[f] == NULL) {
 		h->value[f] = value;
-	} else if (f <= MIME_F_CONTENT_MD5) {
+	} else if (f <= MIME_F_MIME_VERSION) {
 		free(value);
 	} else {
 		free(h->value[f]);

@@ -22,6 +22,7 @@ enum mime_field {
 	MIME_F_CONTENT_LANGUAGE,
 	MIME_F_CONTENT_LOCATION,
 	MIME_F_CONTENT_MD5,
+	MIME_F_MIME_VERSION,
 	MIME_F_DATE,
 	MIME_F_SUBJECT,
 	MIME_F_FROM,
@@ -36,8 +37,10 @@ enum mime_field {
 	MIME_F_COUNT
 };
 
-/* Unfolded values (CR and LF removed, leading and trailing white space
- * trimmed) of one header block; NULL when the field is absent. */
+/* Unfolded values (CR and LF removed, leading white space trimmed) of
+ * one header block; NULL when the field is absent. Repeated address
+ * fields are joined with '\n' between them (one header, one list: a
+ * group never runs on into the next header). */
 struct mime_headers {
 	char *value[MIME_F_COUNT];
 };

@@ -122,6 +122,19 @@ static bool digest_parent(const struct mime_parser *parser, uint32_t idx)
 	return basic != NULL && ascii_strcasecmp(basic, "\"digest\"") == 0;
 }
 
+/* A message that is not MIME (neither MIME-Version nor Content-Type in
+ * its header) has no Content-* fields that mean anything (RFC 2045 4;
+ * Dovecot's rule too). Body parts of a multipart are always MIME. */
+static void drop_content_fields_unless_mime(struct mime_headers *h)
+{
+	if (h->value[MIME_F_MIME_VERSION] != NULL || h->value[MIME_F_CONTENT_TYPE] != NULL)
+		return;
+	for (int f = MIME_F_CONTENT_TYPE; f <= MIME_F_CONTENT_MD5; f++) {
+		free(h->value[f]);
+		h->value[f] = NULL;
+	}
+}
+
 /* The header of the top part ends at pos (after its blank line, if any). */
 static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 {
@@ -136,9 +149,11 @@ static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 		parser->header.len = 0;
 	mime_headers_parse(parser->header.data == NULL ? "" : parser->header.data,
 			   parser->header.len, &h);
-	mime_part_info_fill(info, &h, digest_parent(parser, idx));
 	bool message_root = idx == 0 ||
 		parser->parts[part->parent].is_message;
+	if (message_root)
+		drop_content_fields_unless_mime(&h);
+	mime_part_info_fill(info, &h, digest_parent(parser, idx));
 	if (message_root)
 		info->envelope = mime_envelope_build(&h);
 	parser->info_size += strlen(info->basic) + strlen(info->ext) +
@@ -393,14 +408,31 @@ static char *decoded(const char *value)
 	return value == NULL ? NULL : mime_decode_header(value, strlen(value));
 }
 
+/* Repeated address headers, joined by '\n', as one list. */
+static char *decoded_list(const char *value)
+{
+	if (value == NULL)
+		return NULL;
+	struct buf list = BUF_INIT;
+	for (const char *p = value; *p != '\0'; p++) {
+		if (*p == '\n')
+			buf_append_str(&list, ", ");
+		else
+			buf_append_char(&list, *p);
+	}
+	char *result = mime_decode_header(buf_str(&list), list.len);
+	buf_free(&list);
+	return result;
+}
+
 /* The root header fields SEARCH and SORT use, decoded. */
 static void root_fields(struct mime_message *msg, const struct mime_headers *h)
 {
 	msg->subject = decoded(h->value[MIME_F_SUBJECT]);
-	msg->from = decoded(h->value[MIME_F_FROM]);
-	msg->to = decoded(h->value[MIME_F_TO]);
-	msg->cc = decoded(h->value[MIME_F_CC]);
-	msg->bcc = decoded(h->value[MIME_F_BCC]);
+	msg->from = decoded_list(h->value[MIME_F_FROM]);
+	msg->to = decoded_list(h->value[MIME_F_TO]);
+	msg->cc = decoded_list(h->value[MIME_F_CC]);
+	msg->bcc = decoded_list(h->value[MIME_F_BCC]);
 	msg->message_id = decoded(h->value[MIME_F_MESSAGE_ID]);
 	msg->in_reply_to = decoded(h->value[MIME_F_IN_REPLY_TO]);
 	msg->references = decoded(h->value[MIME_F_REFERENCES]);

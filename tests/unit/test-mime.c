@@ -868,6 +868,43 @@ static void test_nul_in_header(void)
 	mime_message_free(&msg);
 }
 
+/* Repeated address headers: one list, but a group or an unterminated
+ * quote ends with its own header. */
+static void test_repeated_address_headers(void)
+{
+	static const char m[] = "To: G: a@b\r\nTo: c@d\r\nCc: \"open <x@y>\r\nCc: e@f\r\n\r\n";
+	struct mime_message msg;
+	mime_parse_buffer(m, sizeof(m) - 1, &msg);
+	TEST_ASSERT_STR(msg.envelope, "(NIL NIL NIL NIL NIL ((NIL NIL \"G\" NIL)(NIL NIL \"a\" \"b\")"
+			"(NIL NIL NIL NIL)(NIL NIL \"c\" \"d\")) ((NIL NIL \"open <x@y>\" \"MISSING_DOMAIN\")"
+			"(NIL NIL \"e\" \"f\")) NIL NIL NIL)");
+	TEST_ASSERT_STR(msg.to, "G: a@b, c@d");
+	TEST_ASSERT_STR(msg.cc, "\"open <x@y>, e@f");
+	assert_sound(&msg);
+	mime_message_free(&msg);
+}
+
+/* Content-* fields of a message that is not MIME mean nothing. */
+static void test_non_mime_message(void)
+{
+	expect_structure("Content-Transfer-Encoding: quoted-printable\r\n"
+		"Content-Disposition: attachment\r\n\r\nx\r\n",
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1 NIL NIL NIL NIL)");
+	expect_structure("MIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+		"Content-Disposition: attachment\r\n\r\nx\r\n",
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"quoted-printable\" 3 1 NIL (\"attachment\" NIL) NIL NIL)");
+	expect_structure("Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nx\r\n",
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"base64\" 3 1 NIL NIL NIL NIL)");
+	/* an embedded message follows the same rule; body parts are MIME */
+	expect_structure("MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n"
+		"Content-ID: <x>\r\n\r\n",
+		"(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 19 (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) "
+		"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) 2 NIL NIL NIL NIL)");
+	expect_structure("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-ID: <x>\r\n\r\n--b--\r\n",
+		"((\"text\" \"plain\" (\"charset\" \"us-ascii\") \"<x>\" NIL \"7bit\" 0 0 NIL NIL NIL NIL) "
+		"\"mixed\" (\"boundary\" \"b\") NIL NIL NIL)");
+}
+
 static void test_parser_lifecycle(void)
 {
 	static const char m[] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
@@ -957,6 +994,8 @@ int main(void)
 	test_run("header_filter", test_header_filter);
 	test_run("hostile_headers", test_hostile_headers);
 	test_run("nul_in_header", test_nul_in_header);
+	test_run("repeated_address_headers", test_repeated_address_headers);
+	test_run("non_mime_message", test_non_mime_message);
 	test_run("parser_lifecycle", test_parser_lifecycle);
 	test_run("small_inputs", test_small_inputs);
 	test_run("parse_fd", test_parse_fd);
