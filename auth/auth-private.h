@@ -40,6 +40,9 @@ int throttle_open(const char *data_dir, const char *run_as,
 		  const struct throttle_policy *policy, struct throttle **t_r,
 		  const char **error_r);
 void throttle_close(struct throttle **t);
+int throttle_reader_check(struct throttle *t);
+/* The throttle of auth_sasl_init(), or NULL. */
+struct throttle *auth_sasl_throttle(void);
 /* key: "ip:ADDRESS" or "user:ADDRESS". */
 bool throttle_is_blocked(struct throttle *t, const char *key, time_t now);
 /* Records a failure; returns the reply delay in milliseconds. */

@@ -33,9 +33,9 @@ struct auth_address {
 	char key[AUTH_ADDRESS_MAX + 3];       /* lowercased lookup key */
 };
 
-/* Parses an RFC 5321 Mailbox (dot-atom or quoted-string local part, a
- * domain name or an address literal) and normalises it. Returns 0, or -1
- * with a message. */
+/* Parses an RFC 5321 Mailbox (dot-atom or quoted-string local part, UTF-8
+ * allowed as in RFC 6531; a domain name: address literals are refused)
+ * and normalises it. Returns 0, or -1 with a message. */
 int auth_address_parse(const char *text, struct auth_address *addr_r,
 		       const char **error_r);
 /* Normalises a domain name (lowercase, IDNA A-label, syntax). dst must
@@ -78,6 +78,11 @@ void auth_recipients_free(struct auth_recipients *list);
 int auth_db_open(const char *data_dir, const char *run_as,
 		 struct auth_db **db_r, const char **error_r);
 void auth_db_close(struct auth_db **db);
+/* Clears reader slots left by dead processes in accounts.lmdb and, when
+ * auth_sasl_init() ran in this process, throttle.lmdb (mdb_reader_check).
+ * For a periodic timer in some long-lived process. Returns the number of
+ * slots cleared. */
+int auth_db_reader_check(struct auth_db *db);
 
 /* Lookups: 1 found, 0 not found, -1 database error (error logged). */
 int auth_user_lookup(struct auth_db *db, const char *address,
@@ -87,8 +92,8 @@ bool auth_domain_is_local(struct auth_db *db, const char *domain);
  * itself; an alias is expanded recursively (a catch-all "@domain" alias
  * answers for unknown local parts of its domain); an address in a
  * non-local domain is remote. Returns 1 with the list, 0 when the address
- * is local but unknown (or expands to nothing), -1 on an alias loop or a
- * database error (message in error_r). */
+ * is local but unknown (or expands to nothing), -1 on bad syntax, an
+ * alias loop or a database error (message in error_r). */
 int auth_resolve_recipient(struct auth_db *db, const char *address,
 			   struct auth_recipients *list_r, const char **error_r);
 /* May user (a canonical address) send as address? Its own address, or an
@@ -96,7 +101,9 @@ int auth_resolve_recipient(struct auth_db *db, const char *address,
 bool auth_sender_allowed(struct auth_db *db, const char *user, const char *address);
 
 /* Administration (the CLI). All return 0, or -1 with a one-line message
- * fit for the admin ("unknown domain 'x'", "user 'a@b' exists", ...). */
+ * fit for the admin ("unknown domain 'x'", "user 'a@b' exists", ...).
+ * Messages may live in db: use them before the next call on db or
+ * auth_db_close(). */
 struct auth_domain_info {
 	char name[AUTH_DOMAIN_MAX + 1];
 	time_t created;
@@ -179,6 +186,14 @@ struct auth_session *auth_session_new(const struct auth_conn_info *info);
 void auth_session_free(struct auth_session **s);
 /* After STARTTLS: plaintext mechanisms become available. */
 void auth_session_set_tls(struct auth_session *s);
+/* Optional, after the TLS handshake: channel binding data, which adds
+ * SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS to the mechanisms. type is the
+ * RFC 5056 name, e.g. "tls-exporter" (RFC 9266: 32 bytes from
+ * SSL_export_keying_material(ssl, out, 32, "EXPORTER-Channel-Binding", 24,
+ * NULL, 0, 0), for TLS 1.3 or TLS 1.2 with extended master secret). At
+ * most 64 bytes. */
+void auth_session_set_channel_binding(struct auth_session *s, const char *type,
+				      const unsigned char *data, size_t len);
 /* [auth] plaintext policy against this connection's TLS/loopback state.
  * When false the protocol gives its "encryption required" reply and
  * advertises no mechanism. */

@@ -160,6 +160,18 @@ void auth_db_close(struct auth_db **db)
 	*db = NULL;
 }
 
+int auth_db_reader_check(struct auth_db *db)
+{
+	int dead = 0;
+	mdb_reader_check(db->env, &dead);
+	struct throttle *t = auth_sasl_throttle();
+	if (t != NULL)
+		dead += throttle_reader_check(t);
+	if (dead > 0)
+		log_info("event=lmdb-readers-cleared count=%d", dead);
+	return dead;
+}
+
 /* ---- records ------------------------------------------------------ */
 
 /* Finds "name=" at a line start in a record; copies the value. */

@@ -36,7 +36,10 @@
 #define AUTH_SASL_PLUGIN_DIR "/usr/lib/x86_64-linux-gnu/sasl2"
 #endif
 
-#define MECH_LIST "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1"
+/* The -PLUS variants are offered only on connections that were given
+ * channel binding data (auth_session_set_channel_binding). */
+#define MECH_LIST "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1 SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS"
+#define CBIND_MAX 64
 #define AUXPROP_NAME "postern"
 #define AUTH_PASSWORD_PROP "*authPassword"
 #define CREDENTIAL_MAX 1024     /* longer user names or passwords fail */
@@ -64,10 +67,14 @@ struct auth_session {
 	char remote_port[128];
 	bool tls;
 	bool loopback;
+	char cbind_name[32];          /* "" when no channel binding */
+	unsigned char cbind_data[CBIND_MAX];
+	sasl_channel_binding_t cbind;
 	sasl_conn_t *conn;
 	sasl_callback_t callbacks[3];
 	enum session_state state;
 	char mech[32];
+	bool login_user_next;                    /* LOGIN: the next response is the name */
 	char attempted[AUTH_ADDRESS_MAX + 3];   /* authid being tried, canonical */
 	char *username;                          /* after AUTH_OK */
 	unsigned delay_ms;
@@ -78,6 +85,11 @@ struct auth_session {
 static time_t auth_now(void)
 {
 	return server.now != NULL ? server.now() : time(NULL);
+}
+
+struct throttle *auth_sasl_throttle(void)
+{
+	return server.initialised ? server.throttle : NULL;
 }
 
 void auth_set_clock(time_t (*now_fn)(void))
@@ -194,14 +206,18 @@ static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
 	const char *error;
 	char raw[AUTH_ADDRESS_MAX * 4 + 1];
 
-	if (inlen >= sizeof(raw) || memchr(in, '\0', inlen) != NULL)
+	if (inlen >= sizeof(raw))
 		return SASL_BADPROT;
-	memcpy(raw, in, inlen);
+	/* a NUL cannot be in any account name; refusing here would make
+	 * libsasl2 2.1.28's LOGIN plugin leak its copy of the name, so the
+	 * name is kept unusable instead and fails like any unknown one */
+	for (unsigned i = 0; i < inlen; i++)
+		raw[i] = in[i] == '\0' ? '\x01' : in[i];
 	raw[inlen] = '\0';
 	if (auth_address_parse(raw, &addr, &error) == 0)
 		snprintf(raw, sizeof(raw), "%s", addr.key);
 	else
-		lowercase_copy(raw, sizeof(raw), in, inlen);
+		lowercase_copy(raw, sizeof(raw), raw, inlen);
 	size_t len = strlen(raw);
 	if (len >= out_max)
 		return SASL_BUFOVER;
@@ -221,9 +237,7 @@ static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
  * indistinguishable from a stored secret without the server secret. */
 static void decoy_secret(bool sha256, const char *name, char *dst, size_t size)
 {
-	const EVP_MD *md = sha256 ? EVP_sha256() : EVP_sha1();
-	size_t key_len = (size_t)EVP_MD_get_size(md);
-	unsigned char salt[32], stored[32], server_key[32];
+	unsigned char salt[32], stored[32], server_key[32];   /* SHA-256 sized */
 	unsigned int n;
 	struct buf msg = BUF_INIT;
 	static const char *const labels[] = { "salt", "stored", "server" };
@@ -240,10 +254,9 @@ static void decoy_secret(bool sha256, const char *name, char *dst, size_t size)
 	buf_free(&msg);
 	auth_scram_format(sha256, AUTH_SCRAM_ITERATIONS, salt, AUTH_SCRAM_SALT_LEN,
 			  stored, server_key, dst, size);
-	(void)key_len;
 }
 
-static bool auth_password_requested(struct propctx *ctx, unsigned flags)
+static bool authpassword_requested(struct propctx *ctx, unsigned flags)
 {
 	const struct propval *vals = prop_get(ctx);
 	for (; vals != NULL && vals->name != NULL; vals++) {
@@ -265,7 +278,7 @@ static int auxprop_lookup(void *glob_context, sasl_server_params_t *sparams,
 
 	/* only the authentication identity has secrets */
 	if ((flags & SASL_AUXPROP_AUTHZID) != 0 ||
-	    !auth_password_requested(sparams->propctx, flags))
+	    !authpassword_requested(sparams->propctx, flags))
 		return SASL_OK;
 	if (ulen >= sizeof(name))
 		ulen = sizeof(name) - 1;
@@ -386,42 +399,50 @@ bool auth_plaintext_allowed(const struct auth_session *s)
 	return s->tls;
 }
 
-/* A fresh libsasl2 connection for each exchange: nothing of a failed or
- * cancelled attempt carries over. */
-static int session_new_conn(struct auth_session *s)
+/* A libsasl2 connection carrying this session's addresses, security
+ * properties, TLS strength and channel binding. */
+static sasl_conn_t *session_conn_create(struct auth_session *s)
 {
-	session_dispose_conn(s);
+	sasl_conn_t *conn = NULL;
 	int rc = sasl_server_new(s->service, server.cfg->hostname, NULL,
 				 s->local_port[0] != '\0' ? s->local_port : NULL,
 				 s->remote_port[0] != '\0' ? s->remote_port : NULL,
-				 s->callbacks, 0, &s->conn);
+				 s->callbacks, 0, &conn);
 	if (rc == SASL_BADPARAM) {
 		/* libsasl2 refuses addresses it cannot parse; none of our
 		 * mechanisms needs them */
 		rc = sasl_server_new(s->service, server.cfg->hostname, NULL, NULL, NULL,
-				     s->callbacks, 0, &s->conn);
+				     s->callbacks, 0, &conn);
 	}
 	if (rc != SASL_OK) {
 		log_error("event=sasl-error call=sasl_server_new error=\"%s\"",
 			  sasl_errstring(rc, NULL, NULL));
-		s->conn = NULL;
-		return -1;
+		return NULL;
 	}
 	sasl_security_properties_t props;
 	memset(&props, 0, sizeof(props));
 	props.security_flags = SASL_SEC_NOANONYMOUS;
 	if (!auth_plaintext_allowed(s))
 		props.security_flags |= SASL_SEC_NOPLAINTEXT;
-	sasl_setprop(s->conn, SASL_SEC_PROPS, &props);
+	sasl_setprop(conn, SASL_SEC_PROPS, &props);
 	if (s->tls) {
 		sasl_ssf_t ssf = 256;
-		sasl_setprop(s->conn, SASL_SSF_EXTERNAL, &ssf);
+		sasl_setprop(conn, SASL_SSF_EXTERNAL, &ssf);
 	}
-	return 0;
+	if (s->cbind_name[0] != '\0')
+		sasl_setprop(conn, SASL_CHANNEL_BINDING, &s->cbind);
+	return conn;
 }
 
-/* "ip;port" for libsasl2, only for a numeric address: sasl_server_new()
- * fails on anything else (and leaks as it does). */
+/* A fresh libsasl2 connection for each exchange: nothing of a failed or
+ * cancelled attempt carries over. */
+static int session_new_conn(struct auth_session *s)
+{
+	session_dispose_conn(s);
+	s->conn = session_conn_create(s);
+	return s->conn != NULL ? 0 : -1;
+}
+
 static void format_ipport(char *dst, size_t size, const char *ip, int port)
 {
 	struct in6_addr addr;
@@ -468,17 +489,58 @@ void auth_session_set_tls(struct auth_session *s)
 	session_dispose_conn(s);
 }
 
+void auth_session_set_channel_binding(struct auth_session *s, const char *type,
+				      const unsigned char *data, size_t len)
+{
+	session_dispose_conn(s);
+	if (type == NULL || len == 0 || len > CBIND_MAX ||
+	    strlen(type) >= sizeof(s->cbind_name)) {
+		s->cbind_name[0] = '\0';
+		return;
+	}
+	snprintf(s->cbind_name, sizeof(s->cbind_name), "%s", type);
+	memcpy(s->cbind_data, data, len);
+	s->cbind = (sasl_channel_binding_t){ s->cbind_name, 0, len, s->cbind_data };
+}
+
+static bool is_plus_mech(const char *mech, size_t len)
+{
+	return len > 5 && ascii_strncasecmp(mech + len - 5, "-PLUS", 5) == 0;
+}
+
+/* Copies libsasl2's list, leaving out -PLUS mechanisms when there is no
+ * channel binding to offer them with. */
+static void copy_mech_list(struct auth_session *s, const char *list, unsigned len)
+{
+	struct buf out = BUF_INIT;
+	for (unsigned i = 0; i < len;) {
+		unsigned end = i;
+		while (end < len && list[end] != ' ')
+			end++;
+		if (end > i && (s->cbind_name[0] != '\0' || !is_plus_mech(list + i, end - i))) {
+			if (out.len > 0)
+				buf_append_char(&out, ' ');
+			buf_append(&out, list + i, end - i);
+		}
+		i = end + 1;
+	}
+	snprintf(s->mechs, sizeof(s->mechs), "%s", buf_str(&out));
+	buf_free(&out);
+}
+
 const char *auth_mechanisms(struct auth_session *s)
 {
 	const char *list;
 	unsigned len;
 	int count;
+	sasl_conn_t *conn;
 	s->mechs[0] = '\0';
-	if (!auth_plaintext_allowed(s) || session_new_conn(s) < 0)
+	/* its own connection: an exchange in progress is left alone */
+	if (!auth_plaintext_allowed(s) || (conn = session_conn_create(s)) == NULL)
 		return s->mechs;
-	if (sasl_listmech(s->conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
-		snprintf(s->mechs, sizeof(s->mechs), "%.*s", (int)len, list);
-	session_dispose_conn(s);
+	if (sasl_listmech(conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
+		copy_mech_list(s, list, len);
+	sasl_dispose(&conn);
 	return s->mechs;
 }
 
@@ -547,8 +609,13 @@ static enum auth_result session_succeeded(struct auth_session *s)
 		return session_failed(s, "no-username");
 	snprintf(s->attempted, sizeof(s->attempted), "%s", (const char *)name);
 	/* the account may have been disabled or deleted meanwhile */
-	if (!usable_user(s->attempted, &record))
-		return session_failed(s, server.db_failed ? "tempfail" : "unusable");
+	if (!usable_user(s->attempted, &record)) {
+		if (!server.db_failed)
+			return session_failed(s, "unusable");
+		session_dispose_conn(s);
+		log_warn("event=auth-tempfail service=%s mech=%s", s->service, s->mech);
+		return AUTH_TEMPFAIL;
+	}
 	if (session_blocked(s, record.key)) {
 		OPENSSL_cleanse(&record, sizeof(record));
 		return session_failed(s, "blocked");
@@ -556,8 +623,10 @@ static enum auth_result session_succeeded(struct auth_session *s)
 	free(s->username);
 	s->username = xstrdup(record.address);
 	OPENSSL_cleanse(&record, sizeof(record));
-	log_info("event=auth-ok service=%s remote=%s user=%s mech=%s", s->service,
-		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", s->username, s->mech);
+	char user[AUTH_ADDRESS_MAX + 3];
+	log_sanitize(user, sizeof(user), s->username, strlen(s->username));
+	log_info("event=auth-ok service=%s remote=%s user=\"%s\" mech=%s", s->service,
+		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech);
 	throttle_key(key, sizeof(key), "user", s->attempted);
 	throttle_clear(server.throttle, key);
 	s->delay_ms = 0;
@@ -655,7 +724,8 @@ enum auth_result auth_start(struct auth_session *s, const char *mech,
 	unsigned out_len = 0;
 
 	*challenge_b64_r = "";
-	if (!auth_plaintext_allowed(s) || !mech_known(mech))
+	if (!auth_plaintext_allowed(s) || !mech_known(mech) ||
+	    (is_plus_mech(mech, strlen(mech)) && s->cbind_name[0] == '\0'))
 		return AUTH_NOMECH;
 	session_begin(s, mech);
 	if (session_new_conn(s) < 0)
@@ -671,6 +741,13 @@ enum auth_result auth_start(struct auth_session *s, const char *mech,
 			session_dispose_conn(s);
 			return AUTH_MALFORMED;
 		}
+	}
+	/* libsasl2 2.1.28's LOGIN plugin leaks an empty user name: an empty
+	 * name is a failure anyway, so it never reaches the plugin */
+	s->login_user_next = strcmp(s->mech, "LOGIN") == 0 && initial_b64 == NULL;
+	if (strcmp(s->mech, "LOGIN") == 0 && initial_b64 != NULL && in_len == 0) {
+		free(in);
+		return session_failed(s, "credentials");
 	}
 	int rc = sasl_server_start(s->conn, s->mech, in, (unsigned)in_len, &out, &out_len);
 	if (in != NULL) {
@@ -700,6 +777,11 @@ enum auth_result auth_step(struct auth_session *s, const char *response_b64,
 		session_dispose_conn(s);
 		return AUTH_MALFORMED;
 	}
+	if (s->login_user_next && in_len == 0) {
+		free(in);
+		return session_failed(s, "credentials");
+	}
+	s->login_user_next = false;
 	server.db_failed = false;
 	int rc = sasl_server_step(s->conn, in, (unsigned)in_len, &out, &out_len);
 	OPENSSL_cleanse(in, RESPONSE_MAX);

@@ -72,6 +72,13 @@ void throttle_close(struct throttle **t)
 	*t = NULL;
 }
 
+int throttle_reader_check(struct throttle *t)
+{
+	int dead = 0;
+	mdb_reader_check(t->env, &dead);
+	return dead;
+}
+
 static int throttle_txn_begin(struct throttle *t, unsigned flags, MDB_txn **txn_r)
 {
 	int rc = lmdb_env_txn_begin(t->env, flags, txn_r);

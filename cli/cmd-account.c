@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,19 +146,40 @@ static int read_line(char *buf, size_t size)
 	return len > 0 ? 0 : -1;
 }
 
+/* The terminal settings to put back if a signal ends the prompt: the one
+ * piece of process state a signal handler needs. */
+static struct termios prompt_saved_tty;
+
+static void prompt_interrupted(int sig)
+{
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &prompt_saved_tty);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static int prompt_password(const char *prompt, char *buf, size_t size)
 {
-	struct termios old, noecho;
-	if (tcgetattr(STDIN_FILENO, &old) < 0)
+	static const int signals[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTSTP };
+	struct sigaction act, old_act[sizeof(signals) / sizeof(signals[0])];
+	struct termios noecho;
+	if (tcgetattr(STDIN_FILENO, &prompt_saved_tty) < 0)
 		return -1;
-	noecho = old;
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = prompt_interrupted;
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+		sigaction(signals[i], &act, &old_act[i]);
+	noecho = prompt_saved_tty;
 	noecho.c_lflag &= ~(tcflag_t)ECHO;
 	noecho.c_lflag |= ECHONL;
+	/* echo off before the prompt shows, so nothing typed after it is
+	 * flushed or echoed */
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
 	fputs(prompt, stderr);
 	fflush(stderr);
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho);
 	int ret = read_line(buf, size);
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &prompt_saved_tty);
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+		sigaction(signals[i], &old_act[i], NULL);
 	return ret;
 }
 

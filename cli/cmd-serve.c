@@ -1,6 +1,7 @@
 /* `postern serve [-c FILE] [--demo [DIR]]` */
 #include "cli/cli.h"
 #include "auth/auth.h"
+#include "core/ratelimit.h"
 #include "core/server.h"
 #include "store/store.h"
 #include "core/tls.h"
@@ -51,6 +52,8 @@ static int serve_child_init(const struct config *cfg, struct services *services,
 		return -1;
 	if (queue_open(cfg->data_dir, cfg->run_as, &services->queue, error_r) < 0)
 		return -1;
+	if (ratelimit_open(cfg->data_dir, cfg->run_as, &services->ratelimit, error_r) < 0)
+		return -1;
 	return 0;
 }
 
@@ -58,6 +61,7 @@ static void serve_child_deinit(struct services *services)
 {
 	if (services->queue != NULL)
 		queue_close(&services->queue);
+	ratelimit_close(&services->ratelimit);
 	if (services->store != NULL)
 		store_free(&services->store);
 	auth_sasl_deinit();

@@ -70,6 +70,7 @@ static const struct config_key config_keys[] = {
 	{ "smtp", "max_received", CT_INT, OFF(smtp_max_received), "50", 1, 1000 },
 	{ "smtp", "rate_limit", CT_INT, OFF(smtp_rate_limit), "0", 0, 10000000 },
 	{ "smtp", "normalize_bare_lf", CT_BOOL, OFF(smtp_normalize_bare_lf), "no", 0, 0 },
+	{ "smtp", "quota_full_tempfail", CT_BOOL, OFF(smtp_quota_full_tempfail), "no", 0, 0 },
 
 	{ "relay", "mode", CT_RELAY_MODE, OFF(relay_mode), "mx", 0, 0 },
 	{ "relay", "smarthost", CT_STRING, OFF(relay_smarthost), NULL, 0, 0 },

@@ -62,6 +62,7 @@ struct config {
 	int smtp_max_received;
 	int smtp_rate_limit;           /* messages per user per hour, 0 = none */
 	bool smtp_normalize_bare_lf;   /* false: refuse with 550 5.6.0 */
+	bool smtp_quota_full_tempfail; /* over quota: 452 4.2.2, else 552 5.2.2 */
 
 	enum relay_mode relay_mode;
 	char *relay_smarthost;

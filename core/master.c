@@ -120,7 +120,7 @@ static void master_spawn(struct master *m, int slot, bool relay)
 		/* privileges go before any client byte is read */
 		if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
 			fatal("event=privilege-drop-failed error=\"%s\"", error);
-		struct services services = { NULL, NULL, NULL };
+		struct services services = { NULL, NULL, NULL, NULL };
 		if (m->live_setup.child_init != NULL &&
 		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
 			fatal("event=worker-init-failed error=\"%s\"", error);

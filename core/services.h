@@ -9,11 +9,13 @@
 struct auth_db;
 struct store;
 struct queue;
+struct ratelimit;
 
 struct services {
 	struct auth_db *auth;
 	struct store *store;
 	struct queue *queue;
+	struct ratelimit *ratelimit;
 };
 
 #endif

@@ -1,33 +1,17 @@
 /* The ESMTP server: session state, the command table and its dispatcher
  * (RFC 5321, RFC 3207 STARTTLS, RFC 2034/3463 enhanced status codes). */
-#include "submission/smtp.h"
-#include "core/core.h"
+#include "submission/smtp-private.h"
+#include "auth/auth.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SMTP_MAX_COMMAND_LINE 512     /* RFC 5321 4.5.3.1.4, with CRLF */
-#define SMTP_MAX_ERRORS 10            /* bad commands before 421 */
-
-enum smtp_state {
-	SMTP_STATE_INIT,     /* greeted, no EHLO/HELO yet */
-	SMTP_STATE_READY,    /* EHLO/HELO done, no transaction */
-};
-
-struct smtp_session {
-	struct conn *conn;
-	struct pool *cmd_pool;       /* cleared before each command */
-	struct linereader lr;
-	enum smtp_state state;
-	enum listener_kind kind;
-	char *helo;
-	bool esmtp;
-	int errors;
-};
-
 enum {
 	CMD_HELO_FIRST = 1 << 0,   /* needs EHLO/HELO first */
+	CMD_NOT_IN_TXN = 1 << 1,   /* not between MAIL and the end of the message */
+	CMD_LONG_LINE = 1 << 2,    /* may use the AUTH line length */
 };
 
 struct smtp_command {
@@ -36,28 +20,64 @@ struct smtp_command {
 	unsigned int flags;
 };
 
-static const char *const state_names[] = { "init", "ready" };
+static const char *const state_names[] = {
+	"init", "ready", "auth", "mail", "data", "bdat", "wait",
+};
 
-static void smtp_set_state(struct smtp_session *s, enum smtp_state state)
+void smtp_set_state(struct smtp_session *s, enum smtp_state state)
 {
 	if (s->state != state)
 		log_debug("event=smtp-state from=%s to=%s", state_names[s->state], state_names[state]);
 	s->state = state;
 }
 
-static void smtp_reply(struct smtp_session *s, const char *line)
+void smtp_reply(struct smtp_session *s, const char *line)
 {
 	conn_write_str(s->conn, line);
 	conn_write(s->conn, "\r\n", 2);
 }
 
-static void smtp_error(struct smtp_session *s, const char *line)
+void smtp_error(struct smtp_session *s, const char *line)
 {
 	smtp_reply(s, line);
 	if (++s->errors >= SMTP_MAX_ERRORS) {
 		smtp_reply(s, "421 4.7.0 Too many errors, closing connection");
 		conn_close(s->conn, "too-many-errors");
 	}
+}
+
+bool smtp_is_submission(const struct smtp_session *s)
+{
+	return s->kind != LISTEN_SMTP;
+}
+
+static void smtp_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	smtp_reply(s, s->delayed_reply);
+	free(s->delayed_reply);
+	s->delayed_reply = NULL;
+	smtp_set_state(s, s->state_after_delay);
+	conn_resume_input(s->conn);
+}
+
+void smtp_reply_delayed(struct smtp_session *s, const char *line, unsigned delay_ms,
+			enum smtp_state next)
+{
+	if (delay_ms == 0) {
+		smtp_reply(s, line);
+		smtp_set_state(s, next);
+		return;
+	}
+	if (s->delay_ev == NULL)
+		s->delay_ev = evtimer_new(conn_event_base(s->conn), smtp_delay_cb, s);
+	free(s->delayed_reply);
+	s->delayed_reply = xstrdup(line);
+	s->state_after_delay = next;
+	smtp_set_state(s, SMTP_STATE_WAIT);
+	conn_pause_input(s->conn);
+	struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
+	evtimer_add(s->delay_ev, &tv);
 }
 
 static bool smtp_can_starttls(const struct smtp_session *s)
@@ -71,6 +91,8 @@ static void cmd_ehlo_common(struct smtp_session *s, const char *args, bool esmtp
 		smtp_error(s, esmtp ? "501 5.5.4 Syntax: EHLO hostname" : "501 5.5.4 Syntax: HELO hostname");
 		return;
 	}
+	/* EHLO resets any transaction (RFC 5321 4.1.4) */
+	smtp_txn_abort(s);
 	free(s->helo);
 	s->helo = xstrdup(args);
 	s->esmtp = esmtp;
@@ -84,7 +106,10 @@ static void cmd_ehlo_common(struct smtp_session *s, const char *args, bool esmtp
 	conn_printf(s->conn, "250-SIZE %zu\r\n", cfg->smtp_max_message_size);
 	if (smtp_can_starttls(s))
 		conn_write_str(s->conn, "250-STARTTLS\r\n");
-	conn_write_str(s->conn, "250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n");
+	smtp_auth_write_ehlo(s);
+	conn_write_str(s->conn, "250-PIPELINING\r\n250-8BITMIME\r\n250-BINARYMIME\r\n"
+				"250-CHUNKING\r\n250-SMTPUTF8\r\n250-DSN\r\n"
+				"250 ENHANCEDSTATUSCODES\r\n");
 }
 
 static void cmd_ehlo(struct smtp_session *s, const char *args)
@@ -112,6 +137,8 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 		return;
 	}
 	/* RFC 3207 4.2: forget everything learned before TLS */
+	smtp_txn_abort(s);
+	smtp_auth_reset(s);
 	smtp_set_state(s, SMTP_STATE_INIT);
 	free(s->helo);
 	s->helo = NULL;
@@ -130,12 +157,16 @@ static void cmd_rset(struct smtp_session *s, const char *args)
 		smtp_error(s, "501 5.5.4 Syntax: RSET takes no parameters");
 		return;
 	}
+	smtp_txn_abort(s);
+	if (s->state != SMTP_STATE_INIT)
+		smtp_set_state(s, SMTP_STATE_READY);
 	smtp_reply(s, "250 2.0.0 OK");
 }
 
 static void cmd_help(struct smtp_session *s, const char *args)
 {
-	smtp_reply(s, "214 2.0.0 See RFC 5321; commands: EHLO HELO STARTTLS NOOP RSET HELP QUIT");
+	smtp_reply(s, "214 2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET "
+		      "NOOP VRFY HELP QUIT");
 }
 
 static void cmd_vrfy(struct smtp_session *s, const char *args)
@@ -146,14 +177,20 @@ static void cmd_vrfy(struct smtp_session *s, const char *args)
 
 static void cmd_quit(struct smtp_session *s, const char *args)
 {
+	smtp_txn_abort(s);
 	conn_printf(s->conn, "221 2.0.0 %s closing connection\r\n", conn_config(s->conn)->hostname);
 	conn_close(s->conn, "quit");
 }
 
 static const struct smtp_command smtp_commands[] = {
-	{ "EHLO", cmd_ehlo, 0 },
-	{ "HELO", cmd_helo, 0 },
-	{ "STARTTLS", cmd_starttls, 0 },
+	{ "EHLO", cmd_ehlo, CMD_NOT_IN_TXN },
+	{ "HELO", cmd_helo, CMD_NOT_IN_TXN },
+	{ "STARTTLS", cmd_starttls, CMD_HELO_FIRST | CMD_NOT_IN_TXN },
+	{ "AUTH", smtp_cmd_auth, CMD_HELO_FIRST | CMD_NOT_IN_TXN | CMD_LONG_LINE },
+	{ "MAIL", smtp_cmd_mail, CMD_HELO_FIRST },
+	{ "RCPT", smtp_cmd_rcpt, CMD_HELO_FIRST },
+	{ "DATA", smtp_cmd_data, CMD_HELO_FIRST },
+	{ "BDAT", smtp_cmd_bdat, CMD_HELO_FIRST },
 	{ "NOOP", cmd_noop, 0 },
 	{ "RSET", cmd_rset, 0 },
 	{ "HELP", cmd_help, 0 },
@@ -161,7 +198,7 @@ static const struct smtp_command smtp_commands[] = {
 	{ "QUIT", cmd_quit, 0 },
 };
 
-static void smtp_dispatch(struct smtp_session *s, char *line, unsigned int flags)
+static void smtp_dispatch(struct smtp_session *s, char *line, size_t len, unsigned int flags)
 {
 	if (flags & (LR_FLAG_NUL | LR_FLAG_BARE_CR)) {
 		smtp_error(s, "500 5.5.2 Syntax error: control characters in command");
@@ -172,9 +209,9 @@ static void smtp_dispatch(struct smtp_session *s, char *line, unsigned int flags
 		*args++ = '\0';
 		while (*args == ' ')
 			args++;
-		size_t len = strlen(args);
-		while (len > 0 && args[len - 1] == ' ')
-			args[--len] = '\0';
+		size_t alen = strlen(args);
+		while (alen > 0 && args[alen - 1] == ' ')
+			args[--alen] = '\0';
 		if (*args == '\0')
 			args = NULL;
 	}
@@ -182,31 +219,53 @@ static void smtp_dispatch(struct smtp_session *s, char *line, unsigned int flags
 		const struct smtp_command *cmd = &smtp_commands[i];
 		if (ascii_strcasecmp(line, cmd->name) != 0)
 			continue;
+		if (!(cmd->flags & CMD_LONG_LINE) && len + 2 > SMTP_MAX_COMMAND_LINE) {
+			smtp_error(s, "500 5.5.2 Error: line too long");
+			return;
+		}
 		if ((cmd->flags & CMD_HELO_FIRST) && s->state == SMTP_STATE_INIT) {
 			smtp_error(s, "503 5.5.1 Error: send EHLO/HELO first");
+			return;
+		}
+		if ((cmd->flags & CMD_NOT_IN_TXN) && s->txn != NULL) {
+			smtp_error(s, "503 5.5.1 Error: not allowed during a mail transaction");
 			return;
 		}
 		cmd->fn(s, args);
 		return;
 	}
-	smtp_error(s, "502 5.5.2 Error: command not recognized");
+	smtp_error(s, len + 2 > SMTP_MAX_COMMAND_LINE ? "500 5.5.2 Error: line too long" :
+		      "502 5.5.2 Error: command not recognized");
 }
 
 static void smtp_input(void *ctx)
 {
 	struct smtp_session *s = ctx;
 	struct evbuffer *in = conn_input(s->conn);
-	while (!conn_is_closing(s->conn)) {
+	while (!conn_is_closing(s->conn) && s->state != SMTP_STATE_WAIT) {
+		if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT) {
+			if (!smtp_mail_input(s, in))
+				return;
+			continue;
+		}
 		enum lr_status st = linereader_next(&s->lr, in);
 		if (st == LR_NEED_MORE)
 			return;
 		if (st == LR_TOO_LONG) {
-			smtp_error(s, "500 5.5.2 Error: line too long");
+			if (s->state == SMTP_STATE_AUTH)
+				smtp_auth_response(s, NULL);
+			else
+				smtp_error(s, "500 5.5.2 Error: line too long");
 			continue;
 		}
 		pool_clear(s->cmd_pool);
-		smtp_dispatch(s, s->lr.line, s->lr.flags);
-		if (conn_server_draining(s->conn) && !conn_is_closing(s->conn)) {
+		if (s->state == SMTP_STATE_AUTH)
+			smtp_auth_response(s, s->lr.line);
+		else
+			smtp_dispatch(s, s->lr.line, s->lr.line_len, s->lr.flags);
+		if (conn_server_draining(s->conn) && s->txn == NULL &&
+		    !conn_is_closing(s->conn) && s->state != SMTP_STATE_AUTH &&
+		    s->state != SMTP_STATE_WAIT) {
 			smtp_reply(s, "421 4.3.2 Server shutting down");
 			conn_close(s->conn, "shutdown");
 		}
@@ -219,7 +278,7 @@ static void *smtp_start(struct conn *c)
 	s->conn = c;
 	s->cmd_pool = pool_new(1024);
 	s->kind = conn_listener_kind(c);
-	linereader_init(&s->lr, SMTP_MAX_COMMAND_LINE);
+	linereader_init(&s->lr, SMTP_MAX_AUTH_LINE + 2);
 	if (s->kind == LISTEN_SMTP)
 		conn_set_timeout(c, conn_config(c)->timeout_smtp);
 	conn_printf(c, "220 %s ESMTP Postern\r\n", conn_config(c)->hostname);
@@ -236,6 +295,9 @@ static void smtp_timeout(void *ctx)
 static void smtp_shutdown(void *ctx)
 {
 	struct smtp_session *s = ctx;
+	/* a message being received is finished first (conn drain timeout) */
+	if (s->txn != NULL || s->state == SMTP_STATE_WAIT || s->state == SMTP_STATE_AUTH)
+		return;
 	smtp_reply(s, "421 4.3.2 Server shutting down");
 	conn_close(s->conn, "shutdown");
 }
@@ -243,6 +305,11 @@ static void smtp_shutdown(void *ctx)
 static void smtp_free(void *ctx)
 {
 	struct smtp_session *s = ctx;
+	smtp_txn_abort(s);
+	smtp_auth_reset(s);
+	if (s->delay_ev != NULL)
+		event_free(s->delay_ev);
+	free(s->delayed_reply);
 	linereader_free(&s->lr);
 	pool_free(&s->cmd_pool);
 	free(s->helo);

@@ -52,10 +52,15 @@ def run_as_user():
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
+class PortTaken(Exception):
+    pass
+
+
 class Server:
     """A running `postern serve` with its own config, data and log."""
 
     def __init__(self, directory, extra=None, sections=None, workers=2):
+        self.settings = (extra or {}, sections or {}, workers)
         self.dir = directory
         self.data_dir = os.path.join(directory, "data")
         self.cert, self.key = make_cert(directory)
@@ -92,6 +97,17 @@ class Server:
         os.chmod(self.dir, 0o755)
 
     def start(self):
+        # a free port can be taken by someone else before we bind it: retry
+        for attempt in range(5):
+            try:
+                return self._start()
+            except PortTaken:
+                self.stop()
+                self.ports = {name: free_port() for name in LISTENERS}
+                self.write_config(*self.settings)
+        raise RuntimeError("no free ports after 5 tries")
+
+    def _start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([POSTERN, "serve", "-c", self.config_path],
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -99,7 +115,10 @@ class Server:
         for probes, port in enumerate(self.ports.values(), 1):
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("postern exited early:\n" + self.read_log())
+                    log = self.read_log()
+                    if "Address already in use" in log.splitlines()[-1]:
+                        raise PortTaken()
+                    raise RuntimeError("postern exited early:\n" + log)
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
@@ -172,6 +191,28 @@ class Server:
         if self.cli("domain", "list").stdout.split().count(domain) == 0:
             self.add_domain(domain)
         self.cli("user", "add", address, input=password + "\n")
+
+    def maildir(self, address, folder=None):
+        local, domain = address.rsplit("@", 1)
+        path = os.path.join(self.data_dir, "mail", domain.lower(), local)
+        return os.path.join(path, "." + folder) if folder else path
+
+    def messages(self, address, folder=None):
+        """The messages of a mailbox, read straight from the Maildir, oldest first."""
+        root = self.maildir(address, folder)
+        found = []
+        for sub in ("new", "cur"):
+            directory = os.path.join(root, sub)
+            if not os.path.isdir(directory):
+                continue
+            for name in os.listdir(directory):
+                path = os.path.join(directory, name)
+                found.append((os.stat(path).st_mtime_ns, name, path))
+        result = []
+        for _, _, path in sorted(found):
+            with open(path, "rb") as f:
+                result.append(f.read())
+        return result
 
     def deliver(self, address, message, mailbox=None):
         """Local delivery through the store (`postern deliver`)."""

@@ -307,5 +307,52 @@ def test_fail2ban_filter_matches_failure_line():
              'remote=198.51.100.1 user="x remote=192.0.2.66 " mech=LOGIN reason=credentials')
     assert regex.search(spoof).group("host") == "198.51.100.1"
     ok = ('2026-01-01T10:00:00.000Z postern[1234] info event=auth-ok service=imap '
-          'remote=203.0.113.9 user=bob@example.org mech=PLAIN')
+          'remote=203.0.113.9 user="bob@example.org" mech=PLAIN')
     assert regex.search(ok) is None
+
+
+# ---- the password prompt on a terminal ---------------------------------
+
+def _prompted(cli, address, answers):
+    """Runs `user add` on a pseudo-terminal, answering each prompt."""
+    import pty
+    import select
+    import time
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(POSTERN, [POSTERN, "user", "add", address, "-c", cli.config])
+    seen = b""
+    deadline = time.time() + 30
+
+    def read_until(marker):
+        nonlocal seen
+        while marker not in seen and time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 1024)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                seen += chunk
+
+    for prompt, answer in zip([b"Password:", b"Again:"], answers):
+        read_until(prompt)
+        os.write(fd, answer)
+    read_until(b"\x00never")   # until EOF
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+def test_password_prompted_twice(cli):
+    cli.ok("domain", "add", "example.org")
+    code, seen = _prompted(cli, "tty@example.org", [b"s3cret-tty\n", b"s3cret-tty\n"])
+    assert code == 0, seen
+    assert "s3cret-tty" not in seen      # never echoed
+    assert [l.split()[0] for l in cli.lines("user", "list")] == ["tty@example.org"]
+    code, seen = _prompted(cli, "tty2@example.org", [b"one\n", b"two\n"])
+    assert code == 1
+    assert "do not match" in seen
+    assert len(cli.lines("user", "list")) == 1

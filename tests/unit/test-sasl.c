@@ -6,8 +6,10 @@
 
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
+#include <sys/stat.h>
 
 static struct config cfg;
+static const sasl_channel_binding_t *client_cbind;   /* the client's, or NULL */
 static struct auth_db *db;
 static time_t fake_now;
 
@@ -90,6 +92,8 @@ static struct exchange run_as(struct auth_session *s, const char *mech, const ch
 		TEST_ASSERT(!"sasl_client_new");
 		return ex;
 	}
+	if (client_cbind != NULL)
+		sasl_setprop(client, SASL_CHANNEL_BINDING, client_cbind);
 	int rc = sasl_client_start(client, mech, NULL, &out, &out_len, &chosen);
 	if (rc != SASL_OK && rc != SASL_CONTINUE) {
 		fprintf(stderr, "sasl_client_start(%s): %s\n", mech,
@@ -136,6 +140,19 @@ static struct auth_session *session(const char *remote, bool tls, bool loopback)
 
 static const char *const mechs[] = { "PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-1" };
 
+static void test_files(void)
+{
+	char path[600];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/auth-secret", cfg.data_dir);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+	TEST_ASSERT_INT(st.st_mode & 0777, 0600);
+	TEST_ASSERT_INT(st.st_size, 32);
+	snprintf(path, sizeof(path), "%s/throttle.lmdb", cfg.data_dir);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+	TEST_ASSERT_INT(st.st_mode & 0777, 0600);
+}
+
 static void test_mechanisms(void)
 {
 	struct auth_session *s = session("198.51.100.1", true, false);
@@ -146,6 +163,7 @@ static void test_mechanisms(void)
 	TEST_ASSERT(strstr(list, "DIGEST-MD5") == NULL);
 	TEST_ASSERT(strstr(list, "ANONYMOUS") == NULL);
 	TEST_ASSERT(strstr(list, "NTLM") == NULL);
+	TEST_ASSERT(strstr(list, "-PLUS") == NULL);   /* no channel binding given */
 	auth_session_free(&s);
 	TEST_ASSERT(s == NULL);
 }
@@ -252,6 +270,8 @@ static void test_initial_responses(void)
 	const char *user = "bob@example.org", *pass = "correct horse";
 	TEST_ASSERT_INT(auth_start(s, "LOGIN", b64(user, (unsigned)strlen(user)), &challenge),
 			AUTH_CONTINUE);
+	/* listing mechanisms meanwhile leaves the exchange alone */
+	TEST_ASSERT(strstr(auth_mechanisms(s), "LOGIN") != NULL);
 	TEST_ASSERT_INT(auth_step(s, b64(pass, (unsigned)strlen(pass)), &challenge), AUTH_OK);
 	/* SASL-IR with an empty initial response: libsasl2 2.1.28 treats it
 	 * as no initial response for SCRAM and asks again with "" */
@@ -282,6 +302,37 @@ static void test_initial_responses(void)
 	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256", "\"j,d\"@example.org", "jd").result, AUTH_OK);
 	TEST_ASSERT_STR(auth_username(s), "\"j,d\"@example.org");
 	TEST_ASSERT_INT(run(s, "PLAIN", "\"J,D\"@example.org", "jd").result, AUTH_OK);
+	auth_session_free(&s);
+}
+
+static void test_channel_binding(void)
+{
+	static const unsigned char data[32] = "0123456789abcdef0123456789abcdef";
+	static const unsigned char other[32] = "fedcba9876543210fedcba9876543210";
+	sasl_channel_binding_t good = { "tls-exporter", 0, sizeof(data), data };
+	sasl_channel_binding_t bad = { "tls-exporter", 0, sizeof(other), other };
+	const char *challenge;
+	fake_now += 3600;
+	struct auth_session *s = session("198.51.100.10", true, false);
+	TEST_ASSERT_INT(auth_start(s, "SCRAM-SHA-256-PLUS", NULL, &challenge), AUTH_NOMECH);
+	auth_session_set_channel_binding(s, "tls-exporter", data, sizeof(data));
+	const char *list = auth_mechanisms(s);
+	TEST_ASSERT(strstr(list, "SCRAM-SHA-256-PLUS") != NULL);
+	TEST_ASSERT(strstr(list, "SCRAM-SHA-1-PLUS") != NULL);
+	client_cbind = &good;
+	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256-PLUS", "bob@example.org", "correct horse").result,
+			AUTH_OK);
+	TEST_ASSERT_INT(run(s, "SCRAM-SHA-1-PLUS", "bob@example.org", "correct horse").result,
+			AUTH_OK);
+	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256-PLUS", "bob@example.org", "wrong").result,
+			AUTH_FAILED);
+	/* a man in the middle sees other TLS keys */
+	client_cbind = &bad;
+	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256-PLUS", "bob@example.org", "correct horse").result,
+			AUTH_FAILED);
+	client_cbind = NULL;
+	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256", "bob@example.org", "correct horse").result,
+			AUTH_OK);
 	auth_session_free(&s);
 }
 
@@ -421,12 +472,14 @@ int main(void)
 	}
 	TEST_ASSERT(auth_sasl_init(&cfg, db, &error) < 0);
 
+	test_run("files", test_files);
 	test_run("mechanisms", test_mechanisms);
 	test_run("right_password", test_right_password);
 	test_run("failures_look_alike", test_failures_look_alike);
 	test_run("scram_decoy_stable", test_scram_decoy_stable);
 	test_run("malformed_and_cancel", test_malformed_and_cancel);
 	test_run("initial_responses", test_initial_responses);
+	test_run("channel_binding", test_channel_binding);
 	test_run("login", test_login);
 	test_run("plaintext_policy", test_plaintext_policy);
 	test_run("changes_seen_at_once", test_changes_seen_at_once);
