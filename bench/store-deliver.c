@@ -5,6 +5,7 @@
  *   build/bench/store-deliver DATA_DIR N [small]
  *
  * "small" keeps every message at 2-5 KB (for 100,000 messages in tmpfs).
+ * --emit writes the same messages as DIR/NNNNNN.eml for bench/dovecot-lda.sh.
  */
 #include "store/store.h"
 #include "core/core.h"
@@ -43,10 +44,11 @@ static size_t pick_size(unsigned int i)
 	return 1000000;
 }
 
-static void deliver_one(struct store *store, unsigned int i, char *body)
+/* Produces message i through out(); the same bytes for the store and for
+ * the files --emit writes (dovecot-lda comparison). */
+static void make_message(unsigned int i, const char *body,
+			 void (*out)(void *ctx, const void *data, size_t len), void *ctx)
 {
-	struct store_delivery *d;
-	const char *error;
 	char head[512];
 	size_t size = pick_size(i);
 	int hlen = snprintf(head, sizeof(head),
@@ -54,19 +56,93 @@ static void deliver_one(struct store *store, unsigned int i, char *body)
 		"Subject: benchmark message %u\r\nDate: Sun, 29 Nov 2026 12:00:00 +0000\r\n"
 		"Message-ID: <%u@bench>\r\nMIME-Version: 1.0\r\n"
 		"Content-Type: text/plain; charset=us-ascii\r\n\r\n", i, i, i, i);
-	if (store_delivery_begin(store, &d, &error) < 0)
-		fatal("delivery_begin: %s", error);
-	store_delivery_write(d, head, (size_t)hlen, &error);
+	out(ctx, head, (size_t)hlen);
 	for (size_t done = 0; done < size;) {
 		size_t n = size - done < 65536 ? size - done : 65536;
-		if (store_delivery_write(d, body, n, &error) < 0)
-			fatal("write: %s", error);
+		out(ctx, body, n);
 		done += n;
 	}
+}
+
+static void out_delivery(void *ctx, const void *data, size_t len)
+{
+	const char *error;
+	if (store_delivery_write(ctx, data, len, &error) < 0)
+		fatal("write: %s", error);
+}
+
+static void out_file(void *ctx, const void *data, size_t len)
+{
+	if (fwrite(data, 1, len, ctx) != len)
+		fatal("fwrite failed");
+}
+
+static void deliver_one(struct store *store, unsigned int i, char *body)
+{
+	struct store_delivery *d;
+	const char *error;
+	if (store_delivery_begin(store, &d, &error) < 0)
+		fatal("delivery_begin: %s", error);
+	make_message(i, body, out_delivery, d);
 	struct store_recipient r = { .address = ADDRESS };
 	if (store_delivery_commit(d, &r, 1) < 0)
 		fatal("commit: %s", r.error);
 	store_delivery_free(&d);
+}
+
+static char *make_body(void)
+{
+	char *body = xmalloc(65536);
+	for (size_t i = 0; i < 65536; i++)
+		body[i] = (i % 78 == 76) ? '\r' : (i % 78 == 77) ? '\n' : (char)('a' + i % 26);
+	return body;
+}
+
+static int emit(const char *dir, unsigned int n)
+{
+	char *body = make_body();
+	mkdir(dir, 0755);
+	for (unsigned int i = 0; i < n; i++) {
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/%06u.eml", dir, i);
+		FILE *f = fopen(path, "w");
+		if (f == NULL)
+			fatal("create %s", path);
+		make_message(i, body, out_file, f);
+		fclose(f);
+	}
+	free(body);
+	return 0;
+}
+
+/* FETCH 1:* (ENVELOPE BODYSTRUCTURE) from the cache: ms for all. */
+static double fetch_envelopes(const char *data_dir, size_t *bytes_r)
+{
+	struct store *store;
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	if (store_open(data_dir, NULL, &store, &error) < 0 ||
+	    store_account_open(store, ADDRESS, &acct, &error) < 0 ||
+	    store_mailbox_open(acct, "INBOX", true, &mbox, &error) < 0)
+		fatal("open: %s", error);
+	double start = now_s();
+	struct store_iter *iter = store_iter_new(mbox, NULL);
+	struct store_msg msg;
+	struct store_cache cache;
+	size_t bytes = 0;
+	while (store_iter_next(iter, &msg)) {
+		if (store_iter_cache(iter, &cache, &error) < 0)
+			fatal("cache: %s", error);
+		bytes += strlen(cache.envelope) + strlen(cache.bodystructure);
+	}
+	store_iter_free(&iter);
+	double elapsed = now_s() - start;
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	store_free(&store);
+	*bytes_r = bytes;
+	return elapsed;
 }
 
 static double open_and_list(const char *data_dir, size_t *count_r, unsigned int *seen_r,
@@ -104,11 +180,14 @@ static double open_and_list(const char *data_dir, size_t *count_r, unsigned int 
 
 int main(int argc, char **argv)
 {
-	if (argc < 3 || argc > 4) {
-		fprintf(stderr, "usage: %s DATA_DIR N [small]\n", argv[0]);
+	if (argc < 3 || argc > 5) {
+		fprintf(stderr, "usage: %s DATA_DIR N [small]\n"
+			"       %s --emit DIR N [small]\n", argv[0], argv[0]);
 		return 2;
 	}
-	small_only = argc == 4 && strcmp(argv[3], "small") == 0;
+	small_only = strcmp(argv[argc - 1], "small") == 0;
+	if (strcmp(argv[1], "--emit") == 0)
+		return emit(argv[2], (unsigned int)strtoul(argv[3], NULL, 10));
 	log_init("store-deliver", LOG_LEVEL_WARN);
 	const char *data_dir = argv[1];
 	unsigned int n = (unsigned int)strtoul(argv[2], NULL, 10);
@@ -117,9 +196,7 @@ int main(int argc, char **argv)
 	mkdir(data_dir, 0700);
 	if (store_open(data_dir, NULL, &store, &error) < 0)
 		fatal("store_open: %s", error);
-	char *body = xmalloc(65536);
-	for (size_t i = 0; i < 65536; i++)
-		body[i] = (i % 78 == 76) ? '\r' : (i % 78 == 77) ? '\n' : (char)('a' + i % 26);
+	char *body = make_body();
 	uint64_t bytes = 0;
 	double start = now_s();
 	for (unsigned int i = 0; i < n; i++) {
@@ -155,6 +232,11 @@ int main(int argc, char **argv)
 	store_free(&store);
 	warm = open_and_list(data_dir, &count, &seen, &list);
 	printf("open + list right after one more delivery: %.1f ms\n", warm * 1000);
+
+	size_t env_bytes;
+	double fetch = fetch_envelopes(data_dir, &env_bytes);
+	printf("ENVELOPE+BODYSTRUCTURE of all %zu from the cache: %.1f ms (%.1f MB)\n",
+	       count, fetch * 1000, env_bytes / 1e6);
 
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/mail/example.org/bench/postern-index.lmdb", data_dir);

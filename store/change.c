@@ -31,19 +31,15 @@ static void collect_set(struct store_account *acct, MDB_txn *txn, uint32_t id,
 	for (size_t r = 0; r < nranges; r++) {
 		uint32_t lo = set != NULL ? set->ranges[r].lo : 0;
 		uint32_t hi = set != NULL ? set->ranges[r].hi : UINT32_MAX;
-		uint64_t key = msg_key(id, lo);
-		MDB_val k = { sizeof(key), &key }, v;
-		for (int ret = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); ret == 0;
-		     ret = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			uint64_t got;
-			memcpy(&got, k.mv_data, sizeof(got));
-			if ((got >> 32) != id || (uint32_t)got > hi)
-				break;
+		MDB_val v;
+		uint32_t uid;
+		bool started = false;
+		while (index_id_next(cur, id, lo, &started, &uid, &v) && uid <= hi) {
 			if (count == cap) {
 				cap = cap == 0 ? 64 : cap * 2;
 				msgs = xrealloc(msgs, cap * sizeof(*msgs));
 			}
-			msgs[count].uid = (uint32_t)got;
+			msgs[count].uid = uid;
 			memcpy(&msgs[count].rec, v.mv_data, sizeof(msgs[count].rec));
 			msgs[count].base = xstrdup((const char *)v.mv_data + sizeof(struct msg_rec));
 			count++;
@@ -104,7 +100,8 @@ int store_msg_set_flags(struct store_mailbox *mbox, const struct store_uidset *s
 					     op != STORE_FLAGS_REMOVE);
 		if (k < 0 && op != STORE_FLAGS_REMOVE) {
 			mdb_txn_abort(txn);
-			return view_fail(mbox, error_r, STORE_ERR_LIMIT, "too many keywords");
+			return view_fail(mbox, error_r, STORE_ERR_LIMIT,
+					 "too many keywords, or not a keyword");
 		}
 		if (k >= 0)
 			kw_mask |= (uint64_t)1 << k;
@@ -115,7 +112,7 @@ int store_msg_set_flags(struct store_mailbox *mbox, const struct store_uidset *s
 	collect_set(mbox->acct, txn, mbox->id, set, &msgs, &count);
 	char *dir = maildir_path(mbox->acct, mbox->name);
 	struct own_change oc;
-	heal_own_begin(&oc, dir);
+	heal_own_begin(&oc, mbox->acct, txn, dir, mbox->id);
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		struct found_msg *m = &msgs[i];
 		if (unchangedsince != 0 && m->rec.modseq > unchangedsince) {
@@ -209,7 +206,7 @@ static int copy_one(struct store_mailbox *mbox, MDB_txn *txn, const char *src_di
 			buf_free(&blob);
 		}
 		if (ret == 0) {
-			maildir_uidlist_append(dest_dir, drec->uidvalidity, uid, base);
+			maildir_uidlist_append(acct->store, dest_dir, drec->uidvalidity, uid, base);
 			*uid_r = uid;
 		}
 	}
@@ -268,8 +265,8 @@ int store_msg_copy(struct store_mailbox *mbox, const struct store_uidset *set,
 	char *src_dir = maildir_path(mbox->acct, mbox->name);
 	char *dest_dir = maildir_path(mbox->acct, dname);
 	struct own_change src_oc, dest_oc;
-	heal_own_begin(&src_oc, src_dir);
-	heal_own_begin(&dest_oc, dest_dir);
+	heal_own_begin(&src_oc, mbox->acct, txn, src_dir, srec.id);
+	heal_own_begin(&dest_oc, mbox->acct, txn, dest_dir, drec->id);
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		uint32_t uid = 0;
 		ret = copy_one(mbox, txn, src_dir, dname, dest_dir, drec, &msgs[i], &uid, error_r);
@@ -325,7 +322,7 @@ int store_msg_expunge(struct store_mailbox *mbox, const struct store_uidset *set
 	size_t count;
 	char *dir = maildir_path(mbox->acct, mbox->name);
 	struct own_change oc;
-	heal_own_begin(&oc, dir);
+	heal_own_begin(&oc, mbox->acct, txn, dir, mbox->id);
 	free(dir);
 	collect_set(mbox->acct, txn, mbox->id, set, &msgs, &count);
 	for (size_t i = 0; i < count && ret == 0; i++) {
@@ -361,14 +358,11 @@ int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 			continue;
 		MDB_cursor *cur;
 		mdb_cursor_open(txn, dbis[d], &cur);
-		uint64_t key = msg_key(mbox->id, 0);
-		MDB_val k = { sizeof(key), &key }, v;
-		for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0;
-		     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			uint64_t got, m;
-			memcpy(&got, k.mv_data, sizeof(got));
-			if ((got >> 32) != mbox->id)
-				break;
+		MDB_val v;
+		uint32_t uid;
+		bool started = false;
+		while (index_id_next(cur, mbox->id, 0, &started, &uid, &v)) {
+			uint64_t m;
 			if (d == 0) {
 				struct msg_rec rec;
 				memcpy(&rec, v.mv_data, sizeof(rec));
@@ -377,7 +371,7 @@ int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 				memcpy(&m, v.mv_data, sizeof(m));
 			}
 			if (m > modseq)
-				store_uids_push(outs[d], (uint32_t)got);
+				store_uids_push(outs[d], uid);
 		}
 		mdb_cursor_close(cur);
 	}

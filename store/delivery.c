@@ -44,6 +44,8 @@ int store_delivery_begin(struct store *store, struct store_delivery **d_r,
 		free(d);
 		return ret;
 	}
+	/* links share the inode: its owner is every copy's owner */
+	store_give(store, d->tmp_path);
 	d->parser = mime_parser_new();
 	*d_r = d;
 	return 0;
@@ -144,7 +146,8 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 		int k = index_keyword_lookup(acct, txn, name, &mrec, keywords[i], true);
 		if (k < 0) {
 			mdb_txn_abort(txn);
-			return acct_fail(acct, error_r, STORE_ERR_LIMIT, "too many keywords");
+			return acct_fail(acct, error_r, STORE_ERR_LIMIT,
+					 "too many keywords, or not a keyword");
 		}
 		rec.keywords |= (uint64_t)1 << k;
 	}
@@ -155,7 +158,7 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 	rec.internaldate = internaldate != 0 ? internaldate : time(NULL);
 	char *dir = maildir_path(acct, name);
 	struct own_change oc;
-	heal_own_begin(&oc, dir);
+	heal_own_begin(&oc, acct, txn, dir, mrec.id);
 	char *base = maildir_new_base(acct->store, rec.size, rec.crlf_size);
 	struct buf path = BUF_INIT;
 	maildir_msg_path(&path, dir, &rec, base);
@@ -194,7 +197,7 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 		goto out;
 	}
 	/* before the commit: the uidlist always covers every UID handed out */
-	maildir_uidlist_append(dir, mrec.uidvalidity, uid, base);
+	maildir_uidlist_append(acct->store, dir, mrec.uidvalidity, uid, base);
 	ret = index_txn_commit(acct, txn, error_r);
 	txn = NULL;
 	if (ret < 0) {

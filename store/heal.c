@@ -61,6 +61,14 @@ static int found_cmp(const void *a, const void *b)
 	return strcmp(((const struct found_file *)a)->base, ((const struct found_file *)b)->base);
 }
 
+/* by base, then the newest (highest) UID first */
+static int uidlist_entry_cmp(const void *a, const void *b)
+{
+	const struct found_file *x = a, *y = b;
+	int ret = strcmp(x->base, y->base);
+	return ret != 0 ? ret : x->uid > y->uid ? -1 : x->uid < y->uid;
+}
+
 static void load_known(struct store_account *acct, MDB_txn *txn, uint32_t id,
 		       struct known_msg **known_r, size_t *count_r)
 {
@@ -68,20 +76,16 @@ static void load_known(struct store_account *acct, MDB_txn *txn, uint32_t id,
 	size_t count = 0, cap = 0;
 	MDB_cursor *cur;
 	mdb_cursor_open(txn, acct->db_msg, &cur);
-	uint64_t key = msg_key(id, 0);
-	MDB_val k = { sizeof(key), &key }, v;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0;
-	     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t got;
-		memcpy(&got, k.mv_data, sizeof(got));
-		if ((got >> 32) != id)
-			break;
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, id, 0, &started, &uid, &v)) {
 		if (count == cap) {
 			cap = cap == 0 ? 256 : cap * 2;
 			known = xrealloc(known, cap * sizeof(*known));
 		}
 		struct known_msg *m = &known[count++];
-		m->uid = (uint32_t)got;
+		m->uid = uid;
 		memcpy(&m->rec, v.mv_data, sizeof(m->rec));
 		m->base = xstrdup((const char *)v.mv_data + sizeof(m->rec));
 		m->seen = false;
@@ -186,8 +190,20 @@ static int uidlist_read(const char *dir, struct uidlist *ul)
 	}
 	free(line);
 	fclose(f);
-	if (ul->count > 0)
-		qsort(ul->entries, ul->count, sizeof(*ul->entries), found_cmp);
+	if (ul->count > 0) {
+		/* a name listed twice (lines appended by a transaction that did
+		 * not commit): the last UID it got wins */
+		qsort(ul->entries, ul->count, sizeof(*ul->entries), uidlist_entry_cmp);
+		size_t out = 0;
+		for (size_t i = 0; i < ul->count; i++) {
+			if (out > 0 && strcmp(ul->entries[out - 1].base, ul->entries[i].base) == 0) {
+				free(ul->entries[i].base);
+				continue;
+			}
+			ul->entries[out++] = ul->entries[i];
+		}
+		ul->count = out;
+	}
 	return ul->uidvalidity != 0 ? 0 : -1;
 }
 
@@ -266,6 +282,13 @@ static int heal_add_files(struct store_account *acct, MDB_txn *txn, const char *
 		memset(&mr, 0, sizeof(mr));
 		file_flags(f, &mr.flags, &mr.keywords);
 		mr.internaldate = st.st_mtime;
+		if (f->uid != 0) {
+			/* a UID the uidlist gave two names: only the first keeps it */
+			uint64_t key = msg_key(rec->id, f->uid);
+			MDB_val k = { sizeof(key), &key }, v;
+			if (mdb_get(txn, acct->db_msg, &k, &v) == 0)
+				f->uid = 0;
+		}
 		uint32_t uid = f->uid != 0 ? f->uid : rec->uidnext;
 		time_t date;
 		if (cache_index_file(acct, txn, rec->id, uid, path.data, &mr.size,
@@ -273,7 +296,7 @@ static int heal_add_files(struct store_account *acct, MDB_txn *txn, const char *
 			continue;
 		if (f->uid == 0) {
 			rec->uidnext++;
-			maildir_uidlist_append(dir, rec->uidvalidity, uid, f->base);
+			maildir_uidlist_append(acct->store, dir, rec->uidvalidity, uid, f->base);
 		} else if (uid >= rec->uidnext) {
 			rec->uidnext = uid + 1;
 		}
@@ -305,19 +328,27 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 	if ((ret = index_txn_begin(acct, false, &txn, error_r)) < 0)
 		goto out_free;
 	ret = index_mbox_get(acct, txn, name, &rec);
+	bool pending = heal_intent_pending(acct, txn);
 	mdb_txn_abort(txn);
 	if (ret < 0) {
 		ret = acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
 		goto out_free;
 	}
 	if (!force && new_mtime == rec.new_mtime_ns && cur_mtime == rec.cur_mtime_ns &&
-	    rec.dirs_trusted)
+	    rec.dirs_trusted && !pending)
 		goto out_free;
 
 	if ((ret = index_txn_begin(acct, true, &txn, error_r)) < 0)
 		goto out_free;
 	if (index_mbox_get(acct, txn, name, &rec) < 0) {
 		mdb_txn_abort(txn);
+		goto out_free;
+	}
+	if (!force && new_mtime == rec.new_mtime_ns && cur_mtime == rec.cur_mtime_ns &&
+	    rec.dirs_trusted) {
+		/* the pending intent was another mailbox's, or it committed */
+		ret = mdb_txn_commit(txn) == 0 ? 0 :
+			acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: commit failed");
 		goto out_free;
 	}
 	struct known_msg *known;
@@ -388,6 +419,9 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 			   cur_mtime + HEAL_TRUST_NS <= scan_time;
 	if (ret == 0)
 		ret = index_mbox_put(acct, txn, name, &rec);
+	/* a full scan costs O(n) anyway: compact the append-only uidlist */
+	if (ret == 0)
+		maildir_uidlist_rewrite(acct, txn, &rec, dir);
 	if (ret < 0) {
 		mdb_txn_abort(txn);
 		ret = acct_fail(acct, error_r, ret, "index: heal failed: %s", acct->error);
@@ -403,8 +437,95 @@ out_free:
 	return ret;
 }
 
-void heal_own_begin(struct own_change *oc, const char *dir)
+struct intent_rec {
+	uint32_t id;       /* mailbox id, UINT32_MAX = every mailbox */
+	uint32_t pad;
+	uint64_t seq;      /* committed when meta "intent_done" equals it */
+};
+
+static void intent_read(struct store_account *acct, struct intent_rec *in)
 {
+	memset(in, 0, sizeof(*in));
+	if (acct->intent_fd < 0 || pread(acct->intent_fd, in, sizeof(*in), 0) != sizeof(*in))
+		memset(in, 0, sizeof(*in));
+}
+
+static void distrust(struct store_account *acct, MDB_txn *txn, uint32_t id)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	if (mdb_cursor_open(txn, acct->db_mbox, &cur) != 0)
+		return;
+	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+	     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct mbox_rec rec;
+		memset(&rec, 0, sizeof(rec));
+		memcpy(&rec, v.mv_data, v.mv_size < sizeof(rec) ? v.mv_size : sizeof(rec));
+		if (id != UINT32_MAX && rec.id != id)
+			continue;
+		rec.dirs_trusted = 0;
+		MDB_val nv = { sizeof(rec), &rec };
+		mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+	}
+	mdb_cursor_close(cur);
+}
+
+bool heal_intent_pending(struct store_account *acct, MDB_txn *txn)
+{
+	struct intent_rec in;
+	intent_read(acct, &in);
+	return in.seq != 0 && in.seq != index_meta_get(acct, txn, "intent_done");
+}
+
+void heal_intent_resolve(struct store_account *acct, MDB_txn *txn)
+{
+	struct intent_rec in;
+	intent_read(acct, &in);
+	if (in.seq == 0 || in.seq == index_meta_get(acct, txn, "intent_done"))
+		return;
+	distrust(acct, txn, in.id);
+	index_meta_put(acct, txn, "intent_done", in.seq);
+}
+
+void heal_distrust_after_boot(struct store_account *acct, MDB_txn *txn)
+{
+	char id[64] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (f != NULL) {
+		if (fgets(id, sizeof(id), f) == NULL)
+			id[0] = '\0';
+		fclose(f);
+	}
+	uint64_t hash = 1469598103934665603ull;   /* FNV-1a */
+	for (const char *p = id; *p != '\0'; p++)
+		hash = (hash ^ (unsigned char)*p) * 1099511628211ull;
+	if (index_meta_get(acct, txn, "boot") == hash)
+		return;
+	distrust(acct, txn, UINT32_MAX);
+	index_meta_put(acct, txn, "boot", hash);
+}
+
+void heal_own_begin(struct own_change *oc, struct store_account *acct, MDB_txn *txn,
+		    const char *dir, uint32_t mailbox_id)
+{
+	/* the intent is written under the writer lock and committed (as
+	 * intent_done) with the change itself: a crash in between leaves an
+	 * intent the next writer finds uncommitted */
+	struct intent_rec in = { mailbox_id, 0, 0 };
+	if (acct->intent_serial == acct->write_serial) {
+		if (acct->intent_id != mailbox_id)
+			in.id = UINT32_MAX;   /* two mailboxes in one transaction */
+		in.seq = acct->intent_seq;
+	} else {
+		in.seq = index_meta_get(acct, txn, "intent_done") + 1;
+		acct->intent_serial = acct->write_serial;
+		acct->intent_seq = in.seq;
+	}
+	acct->intent_id = in.id;
+	if (acct->intent_fd >= 0 &&
+	    pwrite(acct->intent_fd, &in, sizeof(in), 0) != sizeof(in))
+		log_warn("event=store_intent_write_failed error=\"%s\"", strerror(errno));
+	index_meta_put(acct, txn, "intent_done", in.seq);
 	oc->dir = xstrdup(dir);
 	oc->new_before = mtime_ns(dir, "new");
 	oc->cur_before = mtime_ns(dir, "cur");

@@ -1,5 +1,6 @@
 /* The per-account LMDB index: transactions and record helpers. */
 #include "store/store-private.h"
+#include "core/lmdb-env.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,15 +11,15 @@
 int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
 		    const char **error_r)
 {
-	int ret = mdb_txn_begin(acct->env, NULL, write ? 0 : MDB_RDONLY, txn_r);
-	if (ret == MDB_MAP_RESIZED) {
-		/* another process grew the map: adopt its size */
-		mdb_env_set_mapsize(acct->env, 0);
-		ret = mdb_txn_begin(acct->env, NULL, write ? 0 : MDB_RDONLY, txn_r);
-	}
+	int ret = lmdb_env_txn_begin(acct->env, write ? 0 : MDB_RDONLY, txn_r);
 	if (ret != 0)
 		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: txn_begin: %s",
 				 mdb_strerror(ret));
+	if (write) {
+		acct->write_serial++;
+		if (acct->db_mbox != 0)
+			heal_intent_resolve(acct, *txn_r);
+	}
 	return 0;
 }
 
@@ -124,6 +125,23 @@ int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name
 	return 0;
 }
 
+bool index_id_next(MDB_cursor *cur, uint32_t id, uint32_t from, bool *started,
+		   uint32_t *sub_r, MDB_val *val_r)
+{
+	uint64_t key = msg_key(id, from), got;
+	MDB_val k = { sizeof(key), &key };
+	/* after mdb_cursor_del, MDB_NEXT yields the record that followed */
+	int ret = mdb_cursor_get(cur, &k, val_r, *started ? MDB_NEXT : MDB_SET_RANGE);
+	*started = true;
+	if (ret != 0)
+		return false;
+	memcpy(&got, k.mv_data, sizeof(got));
+	if ((got >> 32) != id)
+		return false;
+	*sub_r = (uint32_t)got;
+	return true;
+}
+
 uint32_t index_new_uidvalidity(struct store_account *acct, MDB_txn *txn)
 {
 	uint64_t last = index_meta_get(acct, txn, "last_uidvalidity");
@@ -155,7 +173,14 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 		    ascii_strncasecmp(v.mv_data, keyword, v.mv_size) == 0)
 			return (int)i;
 	}
-	if (!create || mrec->keyword_count >= STORE_MAX_KEYWORDS)
+	if (!create || mrec->keyword_count >= STORE_MAX_KEYWORDS || strlen(keyword) > 128)
+		return -1;
+	/* an IMAP atom: nothing that could break dovecot-keywords' lines */
+	for (const unsigned char *p = (const unsigned char *)keyword; *p != '\0'; p++)
+		if (*p <= 0x20 || *p == 0x7f || *p == '\\' || *p == '(' || *p == ')' ||
+		    *p == '{' || *p == '"' || *p == '%' || *p == '*' || *p == ']')
+			return -1;
+	if (keyword[0] == '\0')
 		return -1;
 	uint32_t i = mrec->keyword_count++;
 	uint64_t key = msg_key(mrec->id, i);

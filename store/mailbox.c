@@ -62,28 +62,16 @@ static void delete_id_range(MDB_txn *txn, MDB_dbi dbi, uint32_t id,
 	MDB_cursor *cur;
 	if (mdb_cursor_open(txn, dbi, &cur) != 0)
 		return;
-	uint64_t key = msg_key(id, 0);
-	MDB_val k = { sizeof(key), &key }, v;
-	int ret = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (ret == 0) {
-		uint64_t got;
-		memcpy(&got, k.mv_data, sizeof(got));
-		if ((got >> 32) != id)
-			break;
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, id, 0, &started, &uid, &v)) {
 		if (size_sum_r != NULL && v.mv_size >= sizeof(struct msg_rec)) {
 			struct msg_rec rec;
 			memcpy(&rec, v.mv_data, sizeof(rec));
 			*size_sum_r += rec.size;
 		}
 		mdb_cursor_del(cur, 0);
-		ret = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-		if (ret == 0) {
-			memcpy(&got, k.mv_data, sizeof(got));
-			if (got == key)   /* not moved on: step */
-				ret = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-		} else {
-			ret = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-		}
 	}
 	mdb_cursor_close(cur);
 }
@@ -273,21 +261,36 @@ int store_mailbox_subscribe(struct store_account *acct, const char *name, bool s
 
 /* ---- LIST ---- */
 
+/* Dynamic programming over (pattern position, name position): linear in
+ * the name for each pattern byte, so hostile patterns ("*a*a*a*...b")
+ * cannot make LIST exponential as backtracking would. */
 static bool match_from(const char *p, const char *n)
 {
-	for (; *p != '\0'; p++, n++) {
-		if (*p == '*' || *p == '%') {
-			for (const char *t = n;; t++) {
-				if (match_from(p + 1, t))
-					return true;
-				if (*t == '\0' || (*p == '%' && *t == '/'))
-					return false;
-			}
+	size_t len = strlen(n);
+	bool *cur = xcalloc(len + 1, sizeof(bool)), *next = xcalloc(len + 1, sizeof(bool));
+	cur[0] = true;
+	for (; *p != '\0'; p++) {
+		if (*p == '*') {
+			next[0] = cur[0];
+			for (size_t j = 1; j <= len; j++)
+				next[j] = next[j - 1] || cur[j];
+		} else if (*p == '%') {
+			next[0] = cur[0];
+			for (size_t j = 1; j <= len; j++)
+				next[j] = cur[j] || (next[j - 1] && n[j - 1] != '/');
+		} else {
+			next[0] = false;
+			for (size_t j = 1; j <= len; j++)
+				next[j] = cur[j - 1] && n[j - 1] == *p;
 		}
-		if (*p != *n)
-			return false;
+		bool *t = cur;
+		cur = next;
+		next = t;
 	}
-	return *n == '\0';
+	bool ret = cur[len];
+	free(cur);
+	free(next);
+	return ret;
 }
 
 bool store_pattern_match(const char *pattern, const char *name)
@@ -405,19 +408,13 @@ static uint32_t count_recent(struct store_account *acct, MDB_txn *txn,
 			     const struct mbox_rec *rec)
 {
 	MDB_cursor *cur;
-	uint32_t n = 0;
+	MDB_val v;
+	uint32_t n = 0, uid;
+	bool started = false;
 	if (mdb_cursor_open(txn, acct->db_msg, &cur) != 0)
 		return 0;
-	uint64_t key = msg_key(rec->id, rec->first_recent_uid);
-	MDB_val k = { sizeof(key), &key }, v;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0;
-	     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t got;
-		memcpy(&got, k.mv_data, sizeof(got));
-		if ((got >> 32) != rec->id)
-			break;
+	while (index_id_next(cur, rec->id, rec->first_recent_uid, &started, &uid, &v))
 		n++;
-	}
 	mdb_cursor_close(cur);
 	return n;
 }

@@ -355,14 +355,15 @@ int maildir_rename_flags(const char *dir, const struct msg_rec *old_rec,
 	return ret;
 }
 
-void maildir_uidlist_append(const char *dir, uint32_t uidvalidity, uint32_t uid,
-			    const char *base)
+void maildir_uidlist_append(struct store *store, const char *dir, uint32_t uidvalidity,
+			    uint32_t uid, const char *base)
 {
 	char *path = xasprintf("%s/dovecot-uidlist", dir);
 	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
 		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd >= 0) {
+			store_give(store, path);
 			char header[64];
 			int n = snprintf(header, sizeof(header), "3 V%u N%u\n", uidvalidity, uid);
 			if (write(fd, header, (size_t)n) != n)
@@ -380,6 +381,36 @@ void maildir_uidlist_append(const char *dir, uint32_t uidvalidity, uint32_t uid,
 	free(path);
 }
 
+void maildir_uidlist_rewrite(struct store_account *acct, MDB_txn *txn,
+			     const struct mbox_rec *rec, const char *dir)
+{
+	struct buf text = BUF_INIT;
+	MDB_cursor *cur;
+	if (mdb_cursor_open(txn, acct->db_msg, &cur) != 0)
+		return;
+	buf_printf(&text, "3 V%u N%u\n", rec->uidvalidity, rec->uidnext);
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, rec->id, 0, &started, &uid, &v))
+		buf_printf(&text, "%u :%s\n", uid,
+			   (const char *)v.mv_data + sizeof(struct msg_rec));
+	mdb_cursor_close(cur);
+	char *path = xasprintf("%s/dovecot-uidlist", dir);
+	char *tmp = xasprintf("%s.postern-tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		bool ok = write(fd, text.data, text.len) == (ssize_t)text.len;
+		close(fd);
+		store_give(acct->store, tmp);
+		if (!ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+	buf_free(&text);
+}
+
 void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t id,
 			    const char *dir)
 {
@@ -387,18 +418,13 @@ void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t i
 	MDB_cursor *cur;
 	if (mdb_cursor_open(txn, acct->db_kw, &cur) != 0)
 		return;
-	uint64_t key = msg_key(id, 0);
-	MDB_val k = { sizeof(key), &key }, v;
-	int ret = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (ret == 0) {
-		uint64_t got;
-		memcpy(&got, k.mv_data, sizeof(got));
-		if ((got >> 32) != id)
-			break;
-		if ((got & 0xffffffffu) < 26)
-			buf_printf(&text, "%u %.*s\n", (unsigned)(got & 0xffffffffu),
-				   (int)v.mv_size, (const char *)v.mv_data);
-		ret = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	MDB_val v;
+	uint32_t index;
+	bool started = false;
+	while (index_id_next(cur, id, 0, &started, &index, &v)) {
+		if (index < 26)
+			buf_printf(&text, "%u %.*s\n", index, (int)v.mv_size,
+				   (const char *)v.mv_data);
 	}
 	mdb_cursor_close(cur);
 	char *path = xasprintf("%s/dovecot-keywords", dir);
@@ -408,8 +434,10 @@ void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t i
 		bool ok = write(fd, text.data != NULL ? text.data : "", text.len) ==
 			  (ssize_t)text.len;
 		close(fd);
-		if (ok)
+		if (ok) {
+			store_give(acct->store, tmp);
 			rename(tmp, path);
+		}
 		else
 			unlink(tmp);
 	}

@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+/* The value may hold several headers' values with '\n' between them:
+ * nothing (quoted string, comment, angle address) runs across one. */
 struct addr_lexer {
 	const char *p;
 	struct buf comment;   /* the last comment skipped */
@@ -25,12 +27,12 @@ struct addr {
 
 static bool is_wsp(char c)
 {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+	return c == ' ' || c == '\t' || c == '\r';
 }
 
 static bool is_special(char c)
 {
-	return strchr("()<>[]:;@\\,.\"", c) != NULL;
+	return strchr("()<>[]:;@\\,.\"\n", c) != NULL;
 }
 
 static void skip_cfws(struct addr_lexer *lx)
@@ -42,9 +44,9 @@ static void skip_cfws(struct addr_lexer *lx)
 			return;
 		int depth = 0;
 		buf_reset(&lx->comment);
-		while (*lx->p != '\0') {
+		while (*lx->p != '\0' && *lx->p != '\n') {
 			char c = *lx->p++;
-			if (c == '\\' && *lx->p != '\0') {
+			if (c == '\\' && *lx->p != '\0' && *lx->p != '\n') {
 				buf_append_char(&lx->comment, *lx->p++);
 				continue;
 			}
@@ -64,8 +66,8 @@ static bool read_word(struct addr_lexer *lx, struct buf *out)
 	const char *p = lx->p;
 	if (*p == '"') {
 		p++;
-		while (*p != '\0' && *p != '"') {
-			if (*p == '\\' && p[1] != '\0')
+		while (*p != '\0' && *p != '"' && *p != '\n') {
+			if (*p == '\\' && p[1] != '\0' && p[1] != '\n')
 				p++;
 			buf_append_char(out, *p++);
 		}
@@ -178,7 +180,7 @@ static void read_angle_addr(struct addr_lexer *lx, struct addr *a)
 		a->has_host = a->host.len > 0;
 	}
 	/* anything else up to the '>' is junk */
-	while (*lx->p != '\0' && *lx->p != '>')
+	while (*lx->p != '\0' && *lx->p != '>' && *lx->p != '\n')
 		lx->p++;
 	if (*lx->p == '>')
 		lx->p++;
@@ -262,7 +264,8 @@ static void read_element(struct addr_lexer *lx, struct buf *out, bool *in_group,
 	}
 	/* skip junk up to the next separator */
 	skip_cfws(lx);
-	while (*lx->p != '\0' && *lx->p != ',' && *lx->p != ';' && *lx->p != '<') {
+	while (*lx->p != '\0' && *lx->p != ',' && *lx->p != ';' && *lx->p != '<' &&
+	       *lx->p != '\n') {
 		if (*lx->p == '"' || *lx->p == '(') {
 			struct buf junk = BUF_INIT;
 			if (*lx->p == '"')
@@ -293,7 +296,8 @@ void mime_address_list_append(struct buf *out, const char *value)
 			lx.p++;
 			continue;
 		}
-		if (c == ';') {
+		/* ';' ends a group; so does the end of one of several headers */
+		if (c == ';' || c == '\n') {
 			lx.p++;
 			if (in_group) {
 				buf_append_str(&list, "(NIL NIL NIL NIL)");

@@ -3,17 +3,6 @@
 
 #include "store/mime-private.h"
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Quoted-printable (RFC 2045 6.7), leniently: a '=' that starts no valid
  * escape is kept; soft line breaks ("=" at a line end) are removed. */
 static void qp_decode(const char *s, size_t len, struct buf *out)
@@ -34,8 +23,10 @@ static void qp_decode(const char *s, size_t len, struct buf *out)
 			i = j + 1;
 			continue;
 		}
-		if (i + 2 < len && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
-			buf_append_char(out, (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2])));
+		int high = i + 2 < len ? mime_hex_value(s[i + 1]) : -1;
+		int low = i + 2 < len ? mime_hex_value(s[i + 2]) : -1;
+		if (high >= 0 && low >= 0) {
+			buf_append_char(out, (char)(high * 16 + low));
 			i += 2;
 			continue;
 		}
@@ -99,29 +90,18 @@ void mime_header_filter(const void *header, size_t len, const char *const *names
 			size_t name_count, bool exclude, struct buf *out)
 {
 	const char *data = header;
-	size_t i = 0;
-	while (i < len) {
-		size_t start = i;
-		const char *nl;
-		do {
-			nl = memchr(data + i, '\n', len - i);
-			i = nl == NULL ? len : (size_t)(nl - data) + 1;
-		} while (i < len && (data[i] == ' ' || data[i] == '\t'));
+	struct mime_header_field field;
+	size_t pos = 0;
+	while (mime_header_next(data, len, &pos, &field)) {
 		/* the blank line that ends the header is not a field */
-		if (data[start] == '\n' || (data[start] == '\r' && start + 1 < len &&
-					    data[start + 1] == '\n'))
+		if (field.start[0] == '\n' ||
+		    (field.start[0] == '\r' && field.len > 1 && field.start[1] == '\n'))
 			break;
-		const char *colon = memchr(data + start, ':', i - start);
-		if (colon == NULL)
+		if (field.name_len == 0 ||
+		    name_listed(field.start, field.name_len, names, name_count) == exclude)
 			continue;
-		size_t name_len = (size_t)(colon - (data + start));
-		while (name_len > 0 && (data[start + name_len - 1] == ' ' ||
-					data[start + name_len - 1] == '\t'))
-			name_len--;
-		if (name_listed(data + start, name_len, names, name_count) == exclude)
-			continue;
-		append_crlf(out, data + start, i - start);
-		if (nl == NULL && i == len)
+		append_crlf(out, field.start, field.len);
+		if (field.start[field.len - 1] != '\n')
 			buf_append_str(out, "\r\n");
 	}
 	buf_append_str(out, "\r\n");

@@ -133,12 +133,68 @@ static bool check_parts(const struct mime_message *msg, const char **error_r)
 	return true;
 }
 
+static bool part_path(const struct mime_message *msg, uint32_t idx, struct buf *out);
+
+/* The path under which a multipart's children are numbered. */
+static bool children_prefix(const struct mime_message *msg, uint32_t idx,
+			    struct buf *out)
+{
+	uint32_t parent = msg->parts[idx].parent;
+	if (idx == 0)
+		return true;
+	if (msg->parts[parent].is_message)
+		return part_path(msg, parent, out);
+	return part_path(msg, idx, out);
+}
+
+/* The IMAP section path of part idx (RFC 3501 6.4.5); false for a part
+ * that has none (an embedded multipart message: "N.1" is its first part). */
+static bool part_path(const struct mime_message *msg, uint32_t idx, struct buf *out)
+{
+	if (idx == 0) {
+		buf_append_str(out, "1");
+		return !msg->parts[0].is_multipart;
+	}
+	uint32_t parent = msg->parts[idx].parent;
+	const struct mime_part *q = &msg->parts[parent];
+	if (q->is_message) {
+		if (msg->parts[idx].is_multipart || !part_path(msg, parent, out))
+			return false;
+		buf_append_str(out, ".1");
+		return true;
+	}
+	unsigned int n = 1;
+	for (uint32_t c = q->first_child; c != idx && c != UINT32_MAX;
+	     c = msg->parts[c].next_sibling)
+		n++;
+	if (!children_prefix(msg, parent, out))
+		return false;
+	buf_printf(out, out->len > 0 ? ".%u" : "%u", n);
+	return true;
+}
+
+/* Every part with a section path is found again under it. */
+static bool check_paths(const struct mime_message *msg, const char **error_r)
+{
+	struct buf path = BUF_INIT;
+	bool ok = mime_find_part(msg, "") == 0;
+	for (uint32_t i = 0; ok && i < msg->part_count; i++) {
+		buf_reset(&path);
+		if (part_path(msg, i, &path) && mime_find_part(msg, buf_str(&path)) != (int)i)
+			ok = false;
+	}
+	buf_free(&path);
+	if (!ok)
+		*error_r = "a section path does not lead back to its part";
+	return ok;
+}
+
 int mime_message_check(const struct mime_message *msg, const char **error_r)
 {
 	if (!check_string(msg->envelope, "no envelope", error_r) ||
 	    !check_string(msg->body, "no body", error_r) ||
 	    !check_string(msg->bodystructure, "no bodystructure", error_r) ||
-	    !check_parts(msg, error_r))
+	    !check_parts(msg, error_r) || !check_paths(msg, error_r))
 		return -1;
 	if (msg->crlf_size < msg->size) {
 		*error_r = "message CRLF size smaller than raw size";

@@ -10,7 +10,8 @@
 #define MAX_PARAMS 256
 
 struct mime_param {
-	char *name;      /* as written, without the RFC 2231 "*N*" suffix */
+	char *raw_name;  /* as written */
+	char *name;      /* without the RFC 2231 "*N*" suffix */
 	char *value;
 	int section;     /* RFC 2231 continuation number, -1 when none */
 	bool extended;   /* charset'language'%XX encoded */
@@ -101,12 +102,13 @@ static char *parse_value(const char **pp)
 
 static void param_add(struct mime_param_list *list, char *name, char *value)
 {
-	struct mime_param param = { name, value, -1, false };
+	struct mime_param param = { NULL, name, value, -1, false };
 	if (list->count >= MAX_PARAMS) {
 		free(name);
 		free(value);
 		return;
 	}
+	param.raw_name = xstrdup(name);
 	size_t len = strlen(name);
 	if (len > 1 && name[len - 1] == '*') {
 		param.extended = true;
@@ -154,6 +156,7 @@ static void params_parse(const char *p, struct mime_param_list *list)
 static void params_free(struct mime_param_list *list)
 {
 	for (size_t i = 0; i < list->count; i++) {
+		free(list->items[i].raw_name);
 		free(list->items[i].name);
 		free(list->items[i].value);
 	}
@@ -196,41 +199,59 @@ static int section_compare(const void *a, const void *b)
 	return x->section < y->section ? -1 : x->section > y->section;
 }
 
-/* Joins the continuations of params[first] (RFC 2231 section 3) into one
- * name and value, in section order, a repeated section counted once;
- * marks the pieces used. Unencoded pieces of an encoded value are
- * percent-encoded so that the whole stays one RFC 2231 value. */
-static void param_join(const struct mime_param_list *list, size_t first, bool *used,
-		       struct buf *name, struct buf *value)
+/* The continuations of params[first]'s name (RFC 2231 section 3) in
+ * section order; false unless they are exactly sections 0..n. */
+static bool param_pieces(const struct mime_param_list *list, size_t first,
+			 const struct mime_param **pieces, size_t *count_r)
 {
 	const char *base = list->items[first].name;
-	const struct mime_param **pieces = xmalloc(list->count * sizeof(*pieces));
 	size_t count = 0;
-	bool extended = false;
 	for (size_t i = first; i < list->count; i++) {
 		const struct mime_param *param = &list->items[i];
-		if (param->section >= 0 && !used[i] &&
-		    ascii_strcasecmp(param->name, base) == 0) {
-			used[i] = true;
-			extended |= param->extended;
+		if (param->section >= 0 && ascii_strcasecmp(param->name, base) == 0)
 			pieces[count++] = param;
-		}
 	}
 	qsort(pieces, count, sizeof(*pieces), section_compare);
+	*count_r = count;
 	for (size_t i = 0; i < count; i++) {
-		if (i > 0 && pieces[i]->section == pieces[i - 1]->section)
-			continue;
+		if (pieces[i]->section != (int)i)
+			return false;
+	}
+	return true;
+}
+
+/* One parameter joined from its pieces; unencoded pieces of an encoded
+ * value are percent-encoded so that the whole stays one RFC 2231 value. */
+static void param_join(const struct mime_param **pieces, size_t count,
+		       struct buf *name, struct buf *value)
+{
+	bool extended = false;
+	for (size_t i = 0; i < count; i++)
+		extended |= pieces[i]->extended;
+	for (size_t i = 0; i < count; i++) {
 		if (extended && !pieces[i]->extended)
 			append_percent_encoded(value, pieces[i]->value);
 		else
 			buf_append_str(value, pieces[i]->value);
 	}
-	free(pieces);
-	buf_append_str(name, base);
+	buf_append_str(name, pieces[0]->name);
 	if (extended)
 		buf_append_char(name, '*');
 }
 
+static void param_append(struct buf *out, const char *name, size_t name_len,
+			 const char *value, size_t value_len)
+{
+	if (out->data[out->len - 1] != '(')
+		buf_append_char(out, ' ');
+	mime_imap_append_string(out, name, name_len);
+	buf_append_char(out, ' ');
+	mime_imap_append_string(out, value, value_len);
+}
+
+/* Dovecot's order: parameters as written (continuation sets that are not
+ * exactly 0..n among them, unjoined), then each joined continuation set,
+ * then the charset added to a text part that has none. */
 static void params_render(const struct mime_param_list *list, bool add_charset,
 			  struct buf *out)
 {
@@ -238,34 +259,41 @@ static void params_render(const struct mime_param_list *list, bool add_charset,
 		buf_append_str(out, "NIL");
 		return;
 	}
-	bool *used = xcalloc(list->count + 1, sizeof(bool));
-	buf_append_char(out, '(');
-	if (add_charset)
-		buf_append_str(out, "\"charset\" \"us-ascii\"");
+	/* 0: as written, 1: to be joined, 2: joined, 3: a broken set, as written */
+	char *state = xcalloc(list->count + 1, 1);
+	const struct mime_param **pieces = xmalloc((list->count + 1) * sizeof(*pieces));
+	size_t count;
 	for (size_t i = 0; i < list->count; i++) {
-		if (used[i])
+		if (list->items[i].section < 0 || state[i] != 0)
+			continue;
+		char mark = param_pieces(list, i, pieces, &count) ? 1 : 3;
+		for (size_t j = 0; j < count; j++)
+			state[pieces[j] - list->items] = mark;
+	}
+	buf_append_char(out, '(');
+	for (size_t i = 0; i < list->count; i++) {
+		const struct mime_param *param = &list->items[i];
+		if (state[i] == 0 || state[i] == 3)
+			param_append(out, param->raw_name, strlen(param->raw_name),
+				     param->value, strlen(param->value));
+	}
+	for (size_t i = 0; i < list->count; i++) {
+		if (state[i] != 1)
 			continue;
 		struct buf name = BUF_INIT, value = BUF_INIT;
-		const struct mime_param *param = &list->items[i];
-		if (param->section >= 0) {
-			param_join(list, i, used, &name, &value);
-		} else {
-			buf_append_str(&name, param->name);
-			if (param->extended)
-				buf_append_char(&name, '*');
-			buf_append_str(&value, param->value);
-		}
-		used[i] = true;
-		if (out->data[out->len - 1] != '(')
-			buf_append_char(out, ' ');
-		mime_imap_append_string(out, buf_str(&name), name.len);
-		buf_append_char(out, ' ');
-		mime_imap_append_string(out, buf_str(&value), value.len);
+		param_pieces(list, i, pieces, &count);
+		param_join(pieces, count, &name, &value);
+		for (size_t j = 0; j < count; j++)
+			state[pieces[j] - list->items] = 2;
+		param_append(out, buf_str(&name), name.len, buf_str(&value), value.len);
 		buf_free(&name);
 		buf_free(&value);
 	}
+	if (add_charset)
+		param_append(out, "charset", 7, "us-ascii", 8);
 	buf_append_char(out, ')');
-	free(used);
+	free(pieces);
+	free(state);
 }
 
 /* "type/subtype; params": 0 on success. */
@@ -366,8 +394,10 @@ void mime_part_info_fill(struct mime_part_info *info, const struct mime_headers 
 	}
 	info->is_text = ascii_strcasecmp(type, "text") == 0;
 	info->is_multipart = ascii_strcasecmp(type, "multipart") == 0;
+	/* RFC 9051's body-type-msg covers message/global (RFC 6532) too */
 	info->is_message = ascii_strcasecmp(type, "message") == 0 &&
-		ascii_strcasecmp(subtype, "rfc822") == 0;
+		(ascii_strcasecmp(subtype, "rfc822") == 0 ||
+		 ascii_strcasecmp(subtype, "global") == 0);
 
 	struct buf basic = BUF_INIT, ext = BUF_INIT;
 	if (info->is_multipart) {

@@ -6,7 +6,7 @@
 #include <iconv.h>
 #include <string.h>
 
-static int hex_value(char c)
+int mime_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -38,9 +38,9 @@ static void decode_q(const char *s, size_t len, struct buf *out)
 		if (s[i] == '_') {
 			buf_append_char(out, ' ');
 		} else if (s[i] == '=' && i + 2 < len &&
-			   hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-			buf_append_char(out, (char)(hex_value(s[i + 1]) * 16 +
-						    hex_value(s[i + 2])));
+			   mime_hex_value(s[i + 1]) >= 0 && mime_hex_value(s[i + 2]) >= 0) {
+			buf_append_char(out, (char)(mime_hex_value(s[i + 1]) * 16 +
+						    mime_hex_value(s[i + 2])));
 			i += 2;
 		} else {
 			buf_append_char(out, s[i]);
@@ -72,6 +72,25 @@ void mime_base64_decode(const char *s, size_t len, struct buf *out)
 	}
 }
 
+/* Charset names mail uses that iconv does not know, or knows as a
+ * smaller set than what senders actually put in them. */
+static const char *charset_alias(const char *charset)
+{
+	static const struct { const char *name, *iconv_name; } aliases[] = {
+		{ "ks_c_5601-1987", "CP949" },
+		{ "gb2312", "GB18030" },
+		{ "gbk", "GB18030" },
+		{ "iso-8859-8-i", "ISO-8859-8" },
+		{ "unicode-1-1-utf-7", "UTF-7" },
+		{ "x-sjis", "SHIFT_JIS" },
+	};
+	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
+		if (ascii_strcasecmp(charset, aliases[i].name) == 0)
+			return aliases[i].iconv_name;
+	}
+	return charset;
+}
+
 /* Appends bytes in charset to out as UTF-8; unknown charsets are copied
  * as they are, bytes that do not convert become U+FFFD. */
 void mime_charset_to_utf8(struct buf *out, const char *charset,
@@ -80,7 +99,7 @@ void mime_charset_to_utf8(struct buf *out, const char *charset,
 	if (len == 0)
 		return;
 	/* UTF-8 goes through iconv too: that validates it */
-	iconv_t cd = iconv_open("UTF-8", charset);
+	iconv_t cd = iconv_open("UTF-8", charset_alias(charset));
 	if (cd == (iconv_t)-1) {
 		buf_append(out, data, len);
 		return;

@@ -13,6 +13,7 @@ static const char *const field_names[MIME_F_COUNT] = {
 	[MIME_F_CONTENT_LANGUAGE] = "Content-Language",
 	[MIME_F_CONTENT_LOCATION] = "Content-Location",
 	[MIME_F_CONTENT_MD5] = "Content-MD5",
+	[MIME_F_MIME_VERSION] = "MIME-Version",
 	[MIME_F_DATE] = "Date",
 	[MIME_F_SUBJECT] = "Subject",
 	[MIME_F_FROM] = "From",
@@ -42,14 +43,18 @@ static bool is_wsp(char c)
 }
 
 /* The unfolded value: line ends dropped, leading white space trimmed
- * (trailing white space stays, as Dovecot keeps it in ENVELOPE). */
+ * (trailing white space stays, as Dovecot keeps it in ENVELOPE), NUL
+ * bytes replaced. */
 static char *unfold(const char *p, size_t len)
 {
 	struct buf out = BUF_INIT;
 	for (size_t i = 0; i < len; i++) {
 		if (p[i] == '\r' || p[i] == '\n')
 			continue;
-		buf_append_char(&out, p[i]);
+		if (p[i] == '\0')   /* as Dovecot: U+FFFD, not the end of the value */
+			buf_append_str(&out, "\xef\xbf\xbd");
+		else
+			buf_append_char(&out, p[i]);
 	}
 	size_t start = 0, end = out.len;
 	while (start < end && is_wsp(out.data[start]))
@@ -65,19 +70,19 @@ static bool is_address_field(int f)
 }
 
 /* Duplicates (Dovecot's rules): Content-* fields keep the first, address
- * fields are joined into one list (in lists[], linear in the header
- * size), the other envelope fields keep the last. */
+ * fields are joined (in lists[], linear in the header size; '\n' between
+ * them), the other envelope fields keep the last. */
 static void field_set(struct mime_headers *h, struct buf *lists, int f, char *value)
 {
 	if (is_address_field(f)) {
 		struct buf *list = &lists[f];
 		if (list->data != NULL)
-			buf_append_str(list, ", ");
+			buf_append_char(list, '\n');
 		buf_append_str(list, value);
 		free(value);
 	} else if (h->value[f] == NULL) {
 		h->value[f] = value;
-	} else if (f <= MIME_F_CONTENT_MD5) {
+	} else if (f <= MIME_F_MIME_VERSION) {
 		free(value);
 	} else {
 		free(h->value[f]);
@@ -85,33 +90,47 @@ static void field_set(struct mime_headers *h, struct buf *lists, int f, char *va
 	}
 }
 
+bool mime_header_next(const char *data, size_t len, size_t *pos,
+		      struct mime_header_field *field)
+{
+	size_t i = *pos, start = i;
+	if (i >= len)
+		return false;
+	do {
+		const char *nl = memchr(data + i, '\n', len - i);
+		i = nl == NULL ? len : (size_t)(nl - data) + 1;
+	} while (i < len && is_wsp(data[i]));
+	*pos = i;
+
+	field->start = data + start;
+	field->len = i - start;
+	field->name_len = 0;
+	field->value = NULL;
+	const char *colon = memchr(data + start, ':', i - start);
+	if (colon == NULL || is_wsp(data[start]))
+		return true;
+	size_t name_len = (size_t)(colon - (data + start));
+	while (name_len > 0 && is_wsp(data[start + name_len - 1]))
+		name_len--;
+	field->name_len = name_len;
+	field->value = colon + 1;
+	return true;
+}
+
 void mime_headers_parse(const char *data, size_t len, struct mime_headers *h)
 {
 	struct buf lists[MIME_F_COUNT];
+	struct mime_header_field field;
+	size_t pos = 0;
 	memset(h, 0, sizeof(*h));
 	for (int f = 0; f < MIME_F_COUNT; f++)
 		buf_init(&lists[f]);
-	size_t i = 0;
-	while (i < len) {
-		/* one field: this line and the continuation lines after it */
-		size_t start = i;
-		const char *nl;
-		do {
-			nl = memchr(data + i, '\n', len - i);
-			i = nl == NULL ? len : (size_t)(nl - data) + 1;
-		} while (i < len && is_wsp(data[i]));
-
-		const char *colon = memchr(data + start, ':', i - start);
-		if (colon == NULL || is_wsp(data[start]))
-			continue;
-		size_t name_len = (size_t)(colon - (data + start));
-		while (name_len > 0 && is_wsp(data[start + name_len - 1]))
-			name_len--;
-		int f = field_lookup(data + start, name_len);
+	while (mime_header_next(data, len, &pos, &field)) {
+		int f = field.name_len == 0 ? -1 : field_lookup(field.start, field.name_len);
 		if (f < 0)
 			continue;
-		const char *value = colon + 1;
-		field_set(h, lists, f, unfold(value, (size_t)(data + i - value)));
+		size_t value_len = (size_t)(field.start + field.len - field.value);
+		field_set(h, lists, f, unfold(field.value, value_len));
 	}
 	for (int f = 0; f < MIME_F_COUNT; f++) {
 		if (lists[f].data != NULL)

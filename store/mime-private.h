@@ -22,6 +22,7 @@ enum mime_field {
 	MIME_F_CONTENT_LANGUAGE,
 	MIME_F_CONTENT_LOCATION,
 	MIME_F_CONTENT_MD5,
+	MIME_F_MIME_VERSION,
 	MIME_F_DATE,
 	MIME_F_SUBJECT,
 	MIME_F_FROM,
@@ -36,14 +37,30 @@ enum mime_field {
 	MIME_F_COUNT
 };
 
-/* Unfolded values (CR and LF removed, leading and trailing white space
- * trimmed) of one header block; NULL when the field is absent. */
+/* Unfolded values (CR and LF removed, leading white space trimmed) of
+ * one header block; NULL when the field is absent. Repeated address
+ * fields are joined with '\n' between them (one header, one list: a
+ * group never runs on into the next header). */
 struct mime_headers {
 	char *value[MIME_F_COUNT];
 };
 
 /* mime-header.c */
 void mime_headers_parse(const char *data, size_t len, struct mime_headers *h);
+
+/* One field of a header block: its first line and continuation lines. */
+struct mime_header_field {
+	const char *start;
+	size_t len;          /* line ends included */
+	size_t name_len;     /* 0 when it is no field (no colon, stray continuation) */
+	const char *value;   /* just after the colon */
+};
+/* The field at *pos (advanced past it); false at the end of data. */
+bool mime_header_next(const char *data, size_t len, size_t *pos,
+		      struct mime_header_field *field);
+
+/* mime-decode.c: 0-15, or -1 for a byte that is no hex digit */
+int mime_hex_value(char c);
 void mime_headers_free(struct mime_headers *h);
 
 /* What one part's header says, rendered for BODYSTRUCTURE. */
@@ -54,7 +71,7 @@ struct mime_part_info {
 	char *boundary;   /* multipart boundary (raw), NULL when none */
 	bool is_text;
 	bool is_multipart;
-	bool is_message;  /* message/rfc822: its body is a message */
+	bool is_message;  /* message/rfc822 or message/global: its body is a message */
 };
 
 /* mime-content.c: Content-* fields into part info. default_type is

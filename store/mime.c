@@ -122,6 +122,19 @@ static bool digest_parent(const struct mime_parser *parser, uint32_t idx)
 	return basic != NULL && ascii_strcasecmp(basic, "\"digest\"") == 0;
 }
 
+/* A message that is not MIME (neither MIME-Version nor Content-Type in
+ * its header) has no Content-* fields that mean anything (RFC 2045 4;
+ * Dovecot's rule too). Body parts of a multipart are always MIME. */
+static void drop_content_fields_unless_mime(struct mime_headers *h)
+{
+	if (h->value[MIME_F_MIME_VERSION] != NULL || h->value[MIME_F_CONTENT_TYPE] != NULL)
+		return;
+	for (int f = MIME_F_CONTENT_TYPE; f <= MIME_F_CONTENT_MD5; f++) {
+		free(h->value[f]);
+		h->value[f] = NULL;
+	}
+}
+
 /* The header of the top part ends at pos (after its blank line, if any). */
 static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 {
@@ -136,9 +149,11 @@ static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 		parser->header.len = 0;
 	mime_headers_parse(parser->header.data == NULL ? "" : parser->header.data,
 			   parser->header.len, &h);
-	mime_part_info_fill(info, &h, digest_parent(parser, idx));
 	bool message_root = idx == 0 ||
 		parser->parts[part->parent].is_message;
+	if (message_root)
+		drop_content_fields_unless_mime(&h);
+	mime_part_info_fill(info, &h, digest_parent(parser, idx));
 	if (message_root)
 		info->envelope = mime_envelope_build(&h);
 	parser->info_size += strlen(info->basic) + strlen(info->ext) +
@@ -166,9 +181,8 @@ static void header_end(struct mime_parser *parser, const struct mime_pos *at)
 		}
 	} else if (info->is_message) {
 		part->is_message = 1;
-		if (room) {
+		if (room)
 			level_push(parser, part_add(parser, idx, at));
-		}
 	}
 }
 
@@ -195,7 +209,11 @@ static void level_pop(struct mime_parser *parser, const struct mime_pos *at)
 	parser->state = MIME_STATE_BODY;
 }
 
-/* Which open boundary, if any, the current line is. */
+/* Which open boundary, if any, the current line is. RFC 2046 5.1.1: a
+ * line that begins with "--" and the boundary is a delimiter, whatever
+ * follows (normally white space); "--" right after the boundary makes it
+ * the close delimiter. When boundaries of several levels match (one is
+ * a prefix of another), the longest wins, then the innermost. */
 static int boundary_match(const struct mime_parser *parser, uint64_t full_len,
 			  bool *close_r)
 {
@@ -204,27 +222,22 @@ static int boundary_match(const struct mime_parser *parser, uint64_t full_len,
 	    line[0] != '-' || line[1] != '-')
 		return -1;
 	size_t content_len = (size_t)full_len;
+	int best = -1;
 	for (int i = (int)parser->depth - 1; i >= 0; i--) {
 		const struct mime_level *level = &parser->stack[i];
 		size_t blen = level->boundary_len;
 		if (level->boundary == NULL || content_len < 2 + blen ||
 		    memcmp(line + 2, level->boundary, blen) != 0)
 			continue;
-		const char *rest = line + 2 + blen;
-		size_t rest_len = content_len - 2 - blen;
-		if (rest_len >= 2 && rest[0] == '-' && rest[1] == '-') {
-			*close_r = true;
-			return i;
-		}
-		size_t j = 0;
-		while (j < rest_len && (rest[j] == ' ' || rest[j] == '\t' || rest[j] == '\r'))
-			j++;
-		if (j == rest_len) {
-			*close_r = false;
-			return i;
-		}
+		if (best < 0 || blen > parser->stack[best].boundary_len)
+			best = i;
 	}
-	return -1;
+	if (best >= 0) {
+		size_t rest = 2 + parser->stack[best].boundary_len;
+		*close_r = content_len >= rest + 2 && line[rest] == '-' &&
+			line[rest + 1] == '-';
+	}
+	return best;
 }
 
 static void boundary_seen(struct mime_parser *parser, int level_idx, bool close,
@@ -395,14 +408,31 @@ static char *decoded(const char *value)
 	return value == NULL ? NULL : mime_decode_header(value, strlen(value));
 }
 
+/* Repeated address headers, joined by '\n', as one list. */
+static char *decoded_list(const char *value)
+{
+	if (value == NULL)
+		return NULL;
+	struct buf list = BUF_INIT;
+	for (const char *p = value; *p != '\0'; p++) {
+		if (*p == '\n')
+			buf_append_str(&list, ", ");
+		else
+			buf_append_char(&list, *p);
+	}
+	char *result = mime_decode_header(buf_str(&list), list.len);
+	buf_free(&list);
+	return result;
+}
+
 /* The root header fields SEARCH and SORT use, decoded. */
 static void root_fields(struct mime_message *msg, const struct mime_headers *h)
 {
 	msg->subject = decoded(h->value[MIME_F_SUBJECT]);
-	msg->from = decoded(h->value[MIME_F_FROM]);
-	msg->to = decoded(h->value[MIME_F_TO]);
-	msg->cc = decoded(h->value[MIME_F_CC]);
-	msg->bcc = decoded(h->value[MIME_F_BCC]);
+	msg->from = decoded_list(h->value[MIME_F_FROM]);
+	msg->to = decoded_list(h->value[MIME_F_TO]);
+	msg->cc = decoded_list(h->value[MIME_F_CC]);
+	msg->bcc = decoded_list(h->value[MIME_F_BCC]);
 	msg->message_id = decoded(h->value[MIME_F_MESSAGE_ID]);
 	msg->in_reply_to = decoded(h->value[MIME_F_IN_REPLY_TO]);
 	msg->references = decoded(h->value[MIME_F_REFERENCES]);

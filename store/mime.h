@@ -38,7 +38,8 @@ struct mime_part {
 	uint64_t header_crlf_size;
 	uint64_t body_crlf_size;
 	uint64_t body_lines;
-	/* flags: multipart, message/rfc822 (its child is the embedded message) */
+	/* flags: multipart, message/rfc822 or message/global (its child is
+	 * the embedded message) */
 	unsigned int is_multipart : 1;
 	unsigned int is_message : 1;
 };
@@ -87,7 +88,9 @@ int mime_find_part(const struct mime_message *msg, const char *path);
 
 /* Added: checks a parse result (IMAP syntax of the ENVELOPE, BODY and
  * BODYSTRUCTURE strings; part offsets in order and nested in their
- * parents). 0 when sound, else -1 with a reason. For tests and fuzzing. */
+ * parents; every part's section path leads back to it through
+ * mime_find_part). 0 when sound, else -1 with a reason. For tests and
+ * fuzzing. */
 int mime_message_check(const struct mime_message *msg, const char **error_r);
 
 /* RFC 2047 decoding of a header value into UTF-8 (unknown charsets are

@@ -22,6 +22,7 @@ struct store {
 	char *hostname;
 	unsigned int counter;
 	uint64_t idle_clock;
+	int watch_fd;             /* one inotify instance for the process */
 	struct store_account *accounts;   /* open ones, linked */
 	char error[512];
 };
@@ -41,8 +42,15 @@ struct store_account {
 	MDB_dbi db_kw;          /* u64 (id<<32|index) -> keyword name */
 	MDB_dbi db_meta;        /* string -> u64 */
 	MDB_dbi db_subs;        /* name -> "" */
-	int watch_fd;
-	bool watch_failed;
+	int watch_wd[3];          /* inotify watches: notify file, new/, cur/ */
+	uint64_t changes;
+	uint64_t changes_consumed;  /* for store_account_watch_consume() */
+	int notify_fd;
+	int intent_fd;            /* postern-intent, see heal_own_begin() */
+	uint64_t write_serial;    /* counts write transactions */
+	uint64_t intent_serial;   /* the one that wrote the intent */
+	uint32_t intent_id;
+	uint64_t intent_seq;
 	uint64_t idle_since;
 	char error[512];
 };
@@ -77,6 +85,7 @@ struct own_change {
 	char *dir;
 	int64_t new_before, cur_before;
 };
+#define STORE_INTENT_NAME "postern-intent"
 
 #define MSG_IN_NEW 0x100u   /* the file is in new/ (no ":2," suffix) */
 
@@ -140,6 +149,11 @@ int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_
 int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name,
 		      struct mbox_rec *mrec, uint32_t uid, const struct msg_rec *rec,
 		      const char *base);
+/* Walks the records of mailbox id (u64-keyed databases) from sub-key
+ * from: start with *started = false; each call gives the next sub-key
+ * (uid, keyword index) and value; false at the end of the mailbox. */
+bool index_id_next(MDB_cursor *cur, uint32_t id, uint32_t from, bool *started,
+		   uint32_t *sub_r, MDB_val *val_r);
 uint32_t index_new_uidvalidity(struct store_account *acct, MDB_txn *txn);
 int index_quota_add(struct store_account *acct, MDB_txn *txn, int64_t delta);
 void index_notify(struct store_account *acct);
@@ -169,8 +183,12 @@ int maildir_rename_flags(const char *dir, const struct msg_rec *old_rec,
 			 const struct msg_rec *new_rec, const char *base);
 /* Appends "<uid> :<base>" to dir's dovecot-uidlist (created with a
  * version 3 header when missing). Best effort: a recovery aid. */
-void maildir_uidlist_append(const char *dir, uint32_t uidvalidity, uint32_t uid,
-			    const char *base);
+void maildir_uidlist_append(struct store *store, const char *dir, uint32_t uidvalidity,
+			    uint32_t uid, const char *base);
+/* Rewrites dir's dovecot-uidlist from the index (inside txn, so it sees
+ * the transaction's own changes): drops expunged UIDs, updates N. */
+void maildir_uidlist_rewrite(struct store_account *acct, MDB_txn *txn,
+			     const struct mbox_rec *rec, const char *dir);
 void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t id,
 			    const char *dir);
 
@@ -178,7 +196,18 @@ void maildir_keywords_write(struct store_account *acct, MDB_txn *txn, uint32_t i
  * mtimes say clean. */
 int heal_mailbox(struct store_account *acct, const char *name, bool force,
 		 const char **error_r);
-void heal_own_begin(struct own_change *oc, const char *dir);
+/* Inside a write transaction, before changing the directories of the
+ * mailbox rec: records the intent (so that a crash before the commit makes
+ * the next writer distrust the recorded mtimes) and the mtimes before. */
+void heal_own_begin(struct own_change *oc, struct store_account *acct, MDB_txn *txn,
+		    const char *dir, uint32_t mailbox_id);
+/* At the start of every write transaction: an intent whose transaction
+ * never committed (crash, failure) marks its mailbox for a rescan. */
+void heal_intent_resolve(struct store_account *acct, MDB_txn *txn);
+/* Whether an uncommitted intent is pending (fast path check). */
+bool heal_intent_pending(struct store_account *acct, MDB_txn *txn);
+/* After a reboot nothing recorded is trusted (an intent may be lost). */
+void heal_distrust_after_boot(struct store_account *acct, MDB_txn *txn);
 void heal_own_end(struct own_change *oc, struct mbox_rec *rec);
 /* Finds .Folder directories not in the index and indexes them. */
 int heal_discover_mailboxes(struct store_account *acct, const char **error_r);

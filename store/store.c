@@ -38,7 +38,8 @@ int store_fail(char *buf, size_t size, const char **error_r, int code, const cha
 void store_give(struct store *store, const char *path)
 {
 	const char *error;
-	if (store->run_as != NULL && privs_give(path, store->run_as, &error) < 0)
+	if (store->run_as != NULL && privs_is_root() &&
+	    privs_give(path, store->run_as, &error) < 0)
 		log_warn("event=store_chown_failed path=%s error=\"%s\"", path, error);
 }
 
@@ -159,6 +160,7 @@ int store_open(const char *data_dir, const char *run_as, struct store **store_r,
 			*p = '_';
 	}
 	store->hostname = xstrdup(host);
+	store->watch_fd = -1;
 	if (privs_mkdir_p(store->mail_dir, 0700, run_as, error_r) < 0 ||
 	    privs_mkdir_p(store->tmp_dir, 0700, run_as, error_r) < 0) {
 		store_free(&store);
@@ -187,6 +189,8 @@ void store_free(struct store **storep)
 	free(store->tmp_dir);
 	free(store->run_as);
 	free(store->hostname);
+	if (store->watch_fd >= 0)
+		close(store->watch_fd);
 	free(store);
 }
 
@@ -287,8 +291,13 @@ static int account_open_index(struct store_account *acct, const char **error_r)
 			acct->env = NULL;
 		}
 	}
-	if (ret == 0)
+	if (ret == 0) {
+		/* created by a root admin command, the workers must open both */
 		store_give(acct->store, path);
+		char *lock = xasprintf("%s-lock", path);
+		store_give(acct->store, lock);
+		free(lock);
+	}
 	free(path);
 	return ret;
 }
@@ -299,8 +308,11 @@ static int account_init_mailboxes(struct store_account *acct, const char **error
 	struct mbox_rec rec;
 	if (index_txn_begin(acct, true, &txn, error_r) < 0)
 		return STORE_ERR_INTERNAL;
+	heal_distrust_after_boot(acct, txn);
 	if (index_mbox_get(acct, txn, "INBOX", &rec) == 0) {
-		mdb_txn_abort(txn);
+		/* no notification: nothing a session would care about */
+		if (mdb_txn_commit(txn) != 0)
+			return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: commit failed");
 		return 0;
 	}
 	bool fresh = index_meta_get(acct, txn, "initialized") == 0;
@@ -334,32 +346,17 @@ static int account_init_mailboxes(struct store_account *acct, const char **error
 	return ret;
 }
 
-static void account_watch_init(struct store_account *acct)
-{
-	acct->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (acct->watch_fd < 0)
-		return;
-	if (inotify_add_watch(acct->watch_fd, acct->notify_path,
-			      IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
-		close(acct->watch_fd);
-		acct->watch_fd = -1;
-		return;
-	}
-	/* mail dropped into INBOX by another MDA */
-	char *dir = xasprintf("%s/new", acct->root);
-	inotify_add_watch(acct->watch_fd, dir, IN_MOVED_TO | IN_CREATE | IN_DELETE);
-	free(dir);
-	dir = xasprintf("%s/cur", acct->root);
-	inotify_add_watch(acct->watch_fd, dir, IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE);
-	free(dir);
-}
-
 static void account_free(struct store_account *acct)
 {
 	if (acct->env != NULL)
 		mdb_env_close(acct->env);
-	if (acct->watch_fd >= 0)
-		close(acct->watch_fd);
+	for (int i = 0; i < 3; i++)
+		if (acct->watch_wd[i] >= 0)
+			inotify_rm_watch(acct->store->watch_fd, acct->watch_wd[i]);
+	if (acct->notify_fd >= 0)
+		close(acct->notify_fd);
+	if (acct->intent_fd >= 0)
+		close(acct->intent_fd);
 	free(acct->address);
 	free(acct->root);
 	free(acct->notify_path);
@@ -392,7 +389,9 @@ int store_account_open(struct store *store, const char *address,
 	acct->store = store;
 	acct->refcount = 1;
 	acct->address = canon;
-	acct->watch_fd = -1;
+	acct->watch_wd[0] = acct->watch_wd[1] = acct->watch_wd[2] = -1;
+	acct->notify_fd = -1;
+	acct->intent_fd = -1;
 	acct->root = xasprintf("%s/%s/%s", store->mail_dir, domain, local);
 	acct->notify_path = xasprintf("%s/%s", acct->root, STORE_NOTIFY_NAME);
 	free(local);
@@ -403,10 +402,13 @@ int store_account_open(struct store *store, const char *address,
 	    maildir_create_dirs(acct, acct->root, error_r) < 0)
 		ret = STORE_ERR_INTERNAL;
 	if (ret == 0) {
-		int fd = open(acct->notify_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			close(fd);
+		acct->notify_fd = open(acct->notify_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 		store_give(store, acct->notify_path);
+		char *path = xasprintf("%s/%s", acct->root, STORE_INTENT_NAME);
+		acct->intent_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (acct->intent_fd >= 0)
+			store_give(store, path);
+		free(path);
 		ret = account_open_index(acct, error_r);
 	}
 	if (ret == 0)
@@ -483,39 +485,109 @@ int store_account_get_quota(struct store_account *acct, uint64_t *used_r, uint64
 	return 0;
 }
 
+int store_reader_check(struct store *store)
+{
+	int total = 0;
+	for (struct store_account *a = store->accounts; a != NULL; a = a->next) {
+		int dead = 0;
+		if (mdb_reader_check(a->env, &dead) == 0)
+			total += dead;
+	}
+	if (total > 0)
+		log_info("event=store_stale_readers_cleared count=%d", total);
+	return total;
+}
+
 /* ---- notification ---- */
 
 void index_notify(struct store_account *acct)
 {
 	/* a one-byte write raises IN_MODIFY in every watcher */
-	int fd = open(acct->notify_path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (pwrite(fd, "x", 1, 0) < 0)
+	if (acct->notify_fd >= 0 && pwrite(acct->notify_fd, "x", 1, 0) < 0)
 		log_warn("event=store_notify_failed error=\"%s\"", strerror(errno));
-	close(fd);
+}
+
+int store_watch_fd(struct store *store)
+{
+	/* created on first use: delivery-only processes never pay for it
+	 * (closing an inotify fd is slow) */
+	if (store->watch_fd == -1) {
+		store->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (store->watch_fd < 0) {
+			log_warn("event=store_inotify_failed error=\"%s\"", strerror(errno));
+			store->watch_fd = -2;
+		}
+	}
+	return store->watch_fd >= 0 ? store->watch_fd : -1;
+}
+
+int store_account_watch(struct store_account *acct, const char **error_r)
+{
+	int fd = store_watch_fd(acct->store);
+	if (fd < 0)
+		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "inotify unavailable");
+	if (acct->watch_wd[0] >= 0)
+		return 0;
+	/* the commit signal, and mail dropped into INBOX by another MDA */
+	char *new_dir = xasprintf("%s/new", acct->root);
+	char *cur_dir = xasprintf("%s/cur", acct->root);
+	acct->watch_wd[0] = inotify_add_watch(fd, acct->notify_path, IN_MODIFY);
+	acct->watch_wd[1] = inotify_add_watch(fd, new_dir, IN_MOVED_TO | IN_CREATE | IN_DELETE);
+	acct->watch_wd[2] = inotify_add_watch(fd, cur_dir, IN_MOVED_TO | IN_MOVED_FROM |
+					      IN_DELETE);
+	free(new_dir);
+	free(cur_dir);
+	if (acct->watch_wd[0] < 0)
+		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "inotify_add_watch: %s",
+				 strerror(errno));
+	return 0;
+}
+
+static struct store_account *account_by_wd(struct store *store, int wd)
+{
+	for (struct store_account *a = store->accounts; a != NULL; a = a->next)
+		for (int i = 0; i < 3; i++)
+			if (a->watch_wd[i] == wd)
+				return a;
+	return NULL;
+}
+
+void store_watch_consume(struct store *store)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	if (store->watch_fd < 0)
+		return;
+	while ((n = read(store->watch_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			struct store_account *acct = account_by_wd(store, ev->wd);
+			if (acct != NULL)
+				acct->changes++;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+}
+
+uint64_t store_account_changes(struct store_account *acct)
+{
+	return acct->changes;
 }
 
 int store_account_watch_fd(struct store_account *acct)
 {
-	/* created on first use: delivery-only processes never pay for it
-	 * (closing an inotify fd is slow) */
-	if (acct->watch_fd < 0 && !acct->watch_failed) {
-		account_watch_init(acct);
-		acct->watch_failed = acct->watch_fd < 0;
-	}
-	return acct->watch_fd;
+	const char *error;
+	if (store_account_watch(acct, &error) < 0)
+		return -1;
+	return store_watch_fd(acct->store);
 }
 
 bool store_account_watch_consume(struct store_account *acct)
 {
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool any = false;
-	if (acct->watch_fd < 0)
-		return true;
-	while (read(acct->watch_fd, buf, sizeof(buf)) > 0)
-		any = true;
-	return any;
+	store_watch_consume(acct->store);
+	bool changed = acct->changes != acct->changes_consumed;
+	acct->changes_consumed = acct->changes;
+	return changed;
 }
 
 /* ---- locks ---- */

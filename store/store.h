@@ -60,7 +60,8 @@ enum store_error {
 #define STORE_SPECIAL_ALL      0x20u
 #define STORE_SPECIAL_FLAGGED  0x40u
 
-/* Keywords: at most this many distinct keywords per mailbox. */
+/* Keywords: at most this many distinct keywords per mailbox; a keyword is
+ * an IMAP atom of at most 128 bytes (else STORE_ERR_LIMIT). */
 #define STORE_MAX_KEYWORDS 64
 
 struct store;
@@ -97,7 +98,8 @@ void store_uids_clear(struct store_uids *list);
  * NULL). Removes stale delivery temp files (older than 36 hours). */
 int store_open(const char *data_dir, const char *run_as, struct store **store_r,
 	       const char **error_r);
-/* All accounts must have been closed. */
+/* Closes the accounts kept open while idle; every account handle must
+ * have been closed before (a warning is logged for each that was not). */
 void store_free(struct store **store);
 
 /* Opens (creating on first use) the account "local@domain": its Maildir++
@@ -108,21 +110,41 @@ void store_free(struct store **store);
  * A missing or damaged index is rebuilt from the Maildir. */
 int store_account_open(struct store *store, const char *address,
 		       struct store_account **acct_r, const char **error_r);
+/* Drops a reference. The environment stays open while idle (up to 8 idle
+ * accounts per process, least recently used closed first), so that a
+ * delivering process does not reopen it for every message. */
 void store_account_close(struct store_account **acct);
+/* Clears the LMDB reader slots of dead processes in every account this
+ * process has open (they pin pages and grow the file); call it from a
+ * timer now and then (each open does it too). Returns the slots freed. */
+int store_reader_check(struct store *store);
+
 /* Quota in bytes (0 = unlimited); the usage is kept by the index. */
 int store_account_set_quota(struct store_account *acct, uint64_t limit,
 			    const char **error_r);
 int store_account_get_quota(struct store_account *acct, uint64_t *used_r,
 			    uint64_t *limit_r, const char **error_r);
 
-/* Change notification. The fd becomes readable (add it to the event loop
- * with EV_READ|EV_PERSIST) within moments of any committed change to the
+/* Change notification: one fd per process (one inotify instance however
+ * many accounts are watched; the per-user instance limit is small).
+ * store_account_watch() starts watching an account (until it is closed
+ * for good); the fd becomes readable (add it to the event loop with
+ * EV_READ|EV_PERSIST) within moments of any committed change to a watched
  * account by any process: delivery, append, flags, expunge, mailbox
  * create/delete/rename, and files dropped into INBOX from outside. Then
- * call store_account_watch_consume() and store_mailbox_sync() on the open
- * views. -1 when inotify is unavailable (then poll with sync). */
+ * call store_watch_consume(), and for each session whose account's change
+ * counter moved, store_mailbox_sync(). */
+int store_watch_fd(struct store *store);   /* -1 when inotify is unavailable */
+int store_account_watch(struct store_account *acct, const char **error_r);
+/* Drains the fd and bumps the change counter of each account concerned. */
+void store_watch_consume(struct store *store);
+/* Counts the changes seen for the account (sessions keep the last value). */
+uint64_t store_account_changes(struct store_account *acct);
+/* Conveniences for one session: watches the account and returns the
+ * process's fd (several sessions may add events on it; libevent wakes them
+ * all); consume drains it and says whether this account changed since the
+ * previous consume for it. */
 int store_account_watch_fd(struct store_account *acct);
-/* Drains the pending events; returns true when there was any. */
 bool store_account_watch_consume(struct store_account *acct);
 
 /* An advisory lock named name (e.g. "pop3": one POP3 session per
@@ -280,8 +302,17 @@ const char *store_mailbox_keyword(struct store_mailbox *mbox, unsigned int i);
 /* Iterates over the index's messages with a UID in set (NULL = all), in UID
  * order, from one consistent read snapshot. */
 struct store_iter;
+/* The iterator holds an LMDB read snapshot: free it before going back to
+ * the event loop (long snapshots pin pages and grow the file). */
 struct store_iter *store_iter_new(struct store_mailbox *mbox, const struct store_uidset *set);
 bool store_iter_next(struct store_iter *iter, struct store_msg *msg_r);
+/* The parse cache of the message store_iter_next() just returned, from the
+ * same snapshot (FETCH ENVELOPE/BODYSTRUCTURE, SEARCH over many messages
+ * without a transaction each); valid until the next call on iter.
+ * store_cache is declared below. */
+struct store_cache;
+int store_iter_cache(struct store_iter *iter, struct store_cache *cache_r,
+		     const char **error_r);
 void store_iter_free(struct store_iter **iter);
 
 /* The parse cache, filled at delivery/append/indexing time. */

@@ -36,17 +36,13 @@ static void view_walk(struct store_mailbox *mbox, MDB_txn *txn, uint32_t from_ui
 	MDB_cursor *cur;
 	if (mdb_cursor_open(txn, mbox->acct->db_msg, &cur) != 0)
 		return;
-	uint64_t key = msg_key(mbox->id, from_uid);
-	MDB_val k = { sizeof(key), &key }, v;
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); r == 0;
-	     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t got;
-		memcpy(&got, k.mv_data, sizeof(got));
-		if ((got >> 32) != mbox->id)
-			break;
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, mbox->id, from_uid, &started, &uid, &v)) {
 		struct msg_rec rec;
 		memcpy(&rec, v.mv_data, sizeof(rec));
-		fn(ctx, (uint32_t)got, &rec, (const char *)v.mv_data + sizeof(rec));
+		fn(ctx, uid, &rec, (const char *)v.mv_data + sizeof(rec));
 	}
 	mdb_cursor_close(cur);
 }
@@ -252,25 +248,36 @@ static void fill_msg(struct store_mailbox *mbox, struct buf *path, uint32_t uid,
 	msg->path = path->data;
 }
 
+/* Looks up uid in dbi inside a new read transaction, left open on success
+ * (the caller copies what it needs, then aborts it). */
+static int view_lookup(struct store_mailbox *mbox, MDB_dbi dbi, uint32_t uid,
+		       MDB_txn **txn_r, MDB_val *val_r, const char **error_r)
+{
+	int ret = index_txn_begin(mbox->acct, false, txn_r, error_r);
+	if (ret < 0)
+		return ret;
+	uint64_t key = msg_key(mbox->id, uid);
+	MDB_val k = { sizeof(key), &key };
+	if (mdb_get(*txn_r, dbi, &k, val_r) != 0) {
+		mdb_txn_abort(*txn_r);
+		return view_fail(mbox, error_r, STORE_ERR_NOTFOUND, "message expunged");
+	}
+	return 0;
+}
+
 int store_msg_get(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
 		  const char **error_r)
 {
 	MDB_txn *txn;
-	int ret = index_txn_begin(mbox->acct, false, &txn, error_r);
+	MDB_val v;
+	int ret = view_lookup(mbox, mbox->acct->db_msg, uid, &txn, &v, error_r);
 	if (ret < 0)
 		return ret;
-	uint64_t key = msg_key(mbox->id, uid);
-	MDB_val k = { sizeof(key), &key }, v;
-	if (mdb_get(txn, mbox->acct->db_msg, &k, &v) == 0) {
-		struct msg_rec rec;
-		memcpy(&rec, v.mv_data, sizeof(rec));
-		fill_msg(mbox, &mbox->scratch, uid, &rec, (const char *)v.mv_data + sizeof(rec),
-			 msg_r);
-	} else {
-		ret = view_fail(mbox, error_r, STORE_ERR_NOTFOUND, "message expunged");
-	}
+	struct msg_rec rec;
+	memcpy(&rec, v.mv_data, sizeof(rec));
+	fill_msg(mbox, &mbox->scratch, uid, &rec, (const char *)v.mv_data + sizeof(rec), msg_r);
 	mdb_txn_abort(txn);
-	return ret;
+	return 0;
 }
 
 const char *store_mailbox_keyword(struct store_mailbox *mbox, unsigned int i)
@@ -295,6 +302,9 @@ struct store_iter {
 	bool started, done;
 	char *dir;
 	struct buf path;
+	uint32_t uid;              /* the current message */
+	struct store_part *parts;
+	size_t parts_cap;
 };
 
 struct store_iter *store_iter_new(struct store_mailbox *mbox, const struct store_uidset *set)
@@ -349,6 +359,7 @@ bool store_iter_next(struct store_iter *iter, struct store_msg *msg_r)
 		}
 		struct msg_rec rec;
 		memcpy(&rec, v.mv_data, sizeof(rec));
+		iter->uid = uid;
 		msg_r->uid = uid;
 		msg_r->flags = rec.flags & STORE_FLAG_ALL;
 		msg_r->keywords = rec.keywords;
@@ -376,47 +387,61 @@ void store_iter_free(struct store_iter **iterp)
 	if (iter->txn != NULL)
 		mdb_txn_abort(iter->txn);
 	buf_free(&iter->path);
+	free(iter->parts);
 	free(iter->dir);
 	free(iter);
+}
+
+int store_iter_cache(struct store_iter *iter, struct store_cache *cache_r,
+		     const char **error_r)
+{
+	struct store_mailbox *mbox = iter->mbox;
+	if (iter->txn == NULL || iter->uid == 0)
+		return view_fail(mbox, error_r, STORE_ERR_INVALID, "no current message");
+	uint64_t key = msg_key(mbox->id, iter->uid);
+	MDB_val k = { sizeof(key), &key }, v;
+	if (mdb_get(iter->txn, mbox->acct->db_cache, &k, &v) != 0)
+		return view_fail(mbox, error_r, STORE_ERR_NOTFOUND, "no cache record");
+	/* the strings point into the snapshot's pages: no copy */
+	if (cache_deserialize(v.mv_data, v.mv_size, cache_r, &iter->parts,
+			      &iter->parts_cap) < 0)
+		return view_fail(mbox, error_r, STORE_ERR_INTERNAL, "damaged cache record");
+	return 0;
 }
 
 int store_msg_cache(struct store_mailbox *mbox, uint32_t uid, struct store_cache *cache_r,
 		    const char **error_r)
 {
 	MDB_txn *txn;
-	int ret = index_txn_begin(mbox->acct, false, &txn, error_r);
+	MDB_val v;
+	int ret = view_lookup(mbox, mbox->acct->db_cache, uid, &txn, &v, error_r);
 	if (ret < 0)
 		return ret;
-	uint64_t key = msg_key(mbox->id, uid);
-	MDB_val k = { sizeof(key), &key }, v;
-	if (mdb_get(txn, mbox->acct->db_cache, &k, &v) == 0) {
-		buf_reset(&mbox->cache_buf);
-		buf_append(&mbox->cache_buf, v.mv_data, v.mv_size);
-	} else {
-		ret = view_fail(mbox, error_r, STORE_ERR_NOTFOUND, "message expunged");
-	}
+	buf_reset(&mbox->cache_buf);
+	buf_append(&mbox->cache_buf, v.mv_data, v.mv_size);
 	mdb_txn_abort(txn);
-	if (ret == 0 && cache_deserialize(mbox->cache_buf.data, mbox->cache_buf.len, cache_r,
-					  &mbox->parts, &mbox->parts_cap) < 0)
-		ret = view_fail(mbox, error_r, STORE_ERR_INTERNAL, "damaged cache record");
-	return ret;
+	if (cache_deserialize(mbox->cache_buf.data, mbox->cache_buf.len, cache_r,
+			      &mbox->parts, &mbox->parts_cap) < 0)
+		return view_fail(mbox, error_r, STORE_ERR_INTERNAL, "damaged cache record");
+	return 0;
 }
 
 int store_msg_open_fd(struct store_mailbox *mbox, uint32_t uid, int *fd_r,
 		      const char **error_r)
 {
 	struct store_msg msg;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < 3; attempt++) {
 		int ret = store_msg_get(mbox, uid, &msg, error_r);
 		if (ret < 0)
 			return ret;
 		*fd_r = open(msg.path, O_RDONLY | O_CLOEXEC);
 		if (*fd_r >= 0)
 			return 0;
-		if (errno != ENOENT)
+		if (errno != ENOENT || attempt == 2)
 			break;
-		/* renamed or removed from outside: reconcile, then look again */
-		if (heal_mailbox(mbox->acct, mbox->name, true, error_r) < 0)
+		/* first: renamed by another session between the lookup and the
+		 * open; then: renamed or removed from outside, reconcile */
+		if (attempt == 1 && heal_mailbox(mbox->acct, mbox->name, true, error_r) < 0)
 			return STORE_ERR_INTERNAL;
 	}
 	return view_fail(mbox, error_r, errno == ENOENT ? STORE_ERR_NOTFOUND

@@ -227,9 +227,15 @@ static void test_notify(void)
 	TEST_ASSERT_INT(store_open(data_dir, NULL, &store, &error), 0);
 	TEST_ASSERT_INT(store_account_open(store, ADDRESS, &acct, &error), 0);
 	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
-	int fd = store_account_watch_fd(acct);
+	/* a second account in the same process shares the one fd */
+	struct store_account *other;
+	TEST_ASSERT_INT(store_account_open(store, "other@test", &other, &error), 0);
+	TEST_ASSERT_INT(store_account_watch(other, &error), 0);
+	TEST_ASSERT_INT(store_account_watch(acct, &error), 0);
+	int fd = store_watch_fd(store);
 	TEST_ASSERT(fd >= 0);
-	store_account_watch_consume(acct);
+	store_watch_consume(store);
+	uint64_t seen = store_account_changes(acct);
 	struct pollfd pfd = { fd, POLLIN, 0 };
 	TEST_ASSERT_INT(poll(&pfd, 1, 0), 0);
 
@@ -256,7 +262,9 @@ static void test_notify(void)
 	TEST_ASSERT_INT(ready, 1);
 	TEST_ASSERT(elapsed < 1.0);
 	printf("notify latency %.1f ms (includes the child's delivery)\n", elapsed * 1000);
-	TEST_ASSERT(store_account_watch_consume(acct));
+	store_watch_consume(store);
+	TEST_ASSERT(store_account_changes(acct) > seen);
+	TEST_ASSERT_INT(store_account_changes(other), 0);
 	int status;
 	waitpid(pid, &status, 0);
 	TEST_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -266,17 +274,30 @@ static void test_notify(void)
 	store_sync_free(&sync);
 
 	/* a file dropped into new/ by another MDA wakes it too */
-	store_account_watch_consume(acct);
+	store_watch_consume(store);
+	seen = store_account_changes(acct);
 	char path[800];
 	snprintf(path, sizeof(path), "%s/mail/test/busy/new/1.outside.host", data_dir);
 	FILE *f = fopen(path, "w");
 	fputs("Subject: x\n\nx\n", f);
 	fclose(f);
 	TEST_ASSERT_INT(poll(&pfd, 1, 1000), 1);
+	store_watch_consume(store);
+	TEST_ASSERT(store_account_changes(acct) > seen);
+	TEST_ASSERT_INT(poll(&pfd, 1, 0), 0);
+
+	/* the one-session conveniences */
+	TEST_ASSERT_INT(store_account_watch_fd(acct), fd);
+	store_account_watch_consume(acct);
+	TEST_ASSERT(!store_account_watch_consume(acct));
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Fresh", 0, &error), 0);
+	TEST_ASSERT_INT(poll(&pfd, 1, 1000), 1);
 	TEST_ASSERT(store_account_watch_consume(acct));
+	TEST_ASSERT(!store_account_watch_consume(other));
 	close(pipefd[0]);
 	close(pipefd[1]);
 	store_mailbox_close(&mbox);
+	store_account_close(&other);
 	store_account_close(&acct);
 	store_free(&store);
 }

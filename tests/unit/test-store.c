@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -88,6 +89,7 @@ static void test_account_create(void)
 	TEST_ASSERT_INT(list.entries[1].special_use, STORE_SPECIAL_ARCHIVE);
 	TEST_ASSERT(list.entries[1].attrs & STORE_LIST_SUBSCRIBED);
 	store_list_free(&list);
+	TEST_ASSERT_INT(store_reader_check(store), 0);
 	TEST_ASSERT(store_account_open(store, "../x@example.org", &again, &error) < 0);
 	TEST_ASSERT(store_account_open(store, "nodomain", &again, &error) < 0);
 	store_account_close(&acct);
@@ -263,6 +265,10 @@ static void test_flags_modseq(void)
 	TEST_ASSERT_INT(msg.modseq, base + 3);
 	TEST_ASSERT(strstr(msg.path, ":2,Fb") != NULL);
 
+	const char *bad_kw[] = { "two words" };
+	TEST_ASSERT_INT(store_msg_set_flags(mbox, &set, STORE_FLAGS_ADD, 0, bad_kw, 1, 0, NULL,
+					    &error), STORE_ERR_LIMIT);
+
 	/* no change: no new MODSEQ */
 	TEST_ASSERT_INT(store_msg_set_flags(mbox, &set, STORE_FLAGS_ADD, STORE_FLAG_FLAGGED,
 					    NULL, 0, 0, NULL, &error), 0);
@@ -308,6 +314,19 @@ static void test_flags_modseq(void)
 	store_mailbox_uids(mbox, &count);
 	TEST_ASSERT_INT(count, 2);
 	TEST_ASSERT_INT(store_mailbox_uid_to_seq(mbox, 3), 2);
+
+	/* the cache along an iteration */
+	struct store_iter *iter = store_iter_new(mbox, NULL);
+	size_t seen = 0;
+	while (store_iter_next(iter, &msg)) {
+		struct store_cache c;
+		TEST_ASSERT_INT(store_iter_cache(iter, &c, &error), 0);
+		TEST_ASSERT_STR(c.subject, "hello");
+		TEST_ASSERT(c.envelope[0] == '(');
+		seen++;
+	}
+	store_iter_free(&iter);
+	TEST_ASSERT_INT(seen, 2);
 
 	/* search from the index */
 	struct store_search crit = { 0 };
@@ -498,6 +517,21 @@ static void test_patterns_and_names(void)
 	TEST_ASSERT(store_pattern_match("InBox", "INBOX"));
 	TEST_ASSERT(store_pattern_match("inbox/%", "INBOX/x"));
 	TEST_ASSERT(!store_pattern_match("inbox", "Inbox2"));
+	TEST_ASSERT(store_pattern_match("a*%", "a/b"));
+	TEST_ASSERT(store_pattern_match("%/%", "a/b"));
+	TEST_ASSERT(!store_pattern_match("%/%", "a/b/c"));
+	TEST_ASSERT(store_pattern_match("*/c", "a/b/c"));
+	TEST_ASSERT(store_pattern_match("", "") && !store_pattern_match("", "a"));
+	/* backtracking would take ages here */
+	char hostile[200], name[520];
+	for (size_t i = 0; i < 60; i++) {
+		hostile[2 * i] = '*';
+		hostile[2 * i + 1] = 'a';
+	}
+	strcpy(hostile + 120, "*b");
+	memset(name, 'a', 500);
+	name[500] = '\0';
+	TEST_ASSERT(!store_pattern_match(hostile, name));
 
 	char *s = store_mutf7_encode("Entwürfe");
 	TEST_ASSERT_STR(s, "Entw&APw-rfe");
@@ -693,14 +727,36 @@ static void test_adopt_after_create(void)
 	TEST_ASSERT_INT(store_account_open(store, "late@d", &acct, &error), 0);
 	char path[700];
 	snprintf(path, sizeof(path), "%s/mail/d/late/dovecot-uidlist", data);
-	write_file(path, "3 V42 N9\n8 :1500000000.M1P1.host\n");
+	/* with the leftovers of a transaction that never committed: a name
+	 * listed twice (the later UID wins) and a UID given to two names */
+	write_file(path, "3 V42 N9\n8 :1500000000.M1P1.host\n3 :dup\n6 :dup\n6 :other\n");
 	snprintf(path, sizeof(path), "%s/mail/d/late/cur/1500000000.M1P1.host:2,S", data);
 	write_file(path, "Subject: old\n\nbody\n");
+	snprintf(path, sizeof(path), "%s/mail/d/late/new/dup", data);
+	write_file(path, "Subject: dup\n\nbody\n");
+	snprintf(path, sizeof(path), "%s/mail/d/late/new/other", data);
+	write_file(path, "Subject: other\n\nbody\n");
 	struct store_status st;
 	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
 	TEST_ASSERT_INT(st.uidvalidity, 42);
-	TEST_ASSERT_INT(st.uidnext, 9);
-	TEST_ASSERT_INT(st.messages, 1);
+	TEST_ASSERT_INT(st.uidnext, 10);
+	TEST_ASSERT_INT(st.messages, 3);
+	struct store_mailbox *mbox;
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, 6, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "dup");
+	TEST_ASSERT_INT(store_msg_cache(mbox, 9, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "other");
+	store_mailbox_close(&mbox);
+	/* the full scan compacted the uidlist */
+	snprintf(path, sizeof(path), "%s/mail/d/late/dovecot-uidlist", data);
+	FILE *f = fopen(path, "r");
+	char text[512];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	TEST_ASSERT_STR(text, "3 V42 N10\n6 :dup\n8 :1500000000.M1P1.host\n9 :other\n");
 	store_account_close(&acct);
 	close_store();
 }
@@ -795,9 +851,101 @@ static void test_fetch_helpers(void)
 	close_store();
 }
 
+/* White-box: the layout of postern-intent (store/heal.c). */
+struct test_intent {
+	uint32_t id, pad;
+	uint64_t seq;
+};
+
+static void test_trust_and_intent(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	char path[800], newdir[700];
+	TEST_ASSERT_INT(store_account_open(store, "t@d", &acct, &error), 0);
+	TEST_ASSERT_INT(deliver("t@d", msg1, NULL), 0);
+	usleep(1100 * 1000);   /* past the trust window */
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	/* the store's own change keeps the index in step */
+	TEST_ASSERT_INT(deliver("t@d", msg1, NULL), 0);
+	struct store_sync sync;
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.added.count, 1);
+	store_sync_free(&sync);
+
+	/* what a crash between link() and commit in the same timestamp tick
+	 * leaves: a file, an unchanged directory mtime */
+	snprintf(newdir, sizeof(newdir), "%s/mail/d/t/new", data);
+	struct stat st;
+	TEST_ASSERT_INT(stat(newdir, &st), 0);
+	snprintf(path, sizeof(path), "%s/1.crashed.host", newdir);
+	FILE *f = fopen(path, "w");
+	fputs("Subject: orphan\n\nx\n", f);
+	fclose(f);
+	struct timespec times[2] = { st.st_atim, st.st_mtim };
+	TEST_ASSERT_INT(utimensat(AT_FDCWD, newdir, times, 0), 0);
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.added.count, 0);   /* trusted: no rescan */
+	store_sync_free(&sync);
+	/* ... plus the intent the crashed change wrote: now it is found */
+	snprintf(path, sizeof(path), "%s/mail/d/t/postern-intent", data);
+	struct test_intent in = { 1, 0, UINT64_MAX };
+	f = fopen(path, "w");
+	fwrite(&in, sizeof(in), 1, f);
+	fclose(f);
+	TEST_ASSERT_INT(store_mailbox_sync(mbox, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.added.count, 1);
+	store_sync_free(&sync);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, 3, &cache, &error), 0);
+	TEST_ASSERT_STR(cache.subject, "orphan");
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_run_as(void)
+{
+	struct passwd *pw = getpwnam("nobody");
+	if (geteuid() != 0 || pw == NULL)
+		return;   /* only root hands files over */
+	uid_t nobody = pw->pw_uid;
+	const char *data = fresh_store();
+	const char *error;
+	close_store();
+	TEST_ASSERT_INT(store_open(data, "nobody", &store, &error), 0);
+	struct store_account *acct;
+	TEST_ASSERT_INT(store_account_open(store, "r@d", &acct, &error), 0);
+	uint32_t uid;
+	TEST_ASSERT_INT(deliver("r@d", msg1, &uid), 0);
+	TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, "kw", &uid), 0);
+	struct store_mailbox *mbox;
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	const char *files[] = { "", "/cur", "/.Sent/new", "/postern-index.lmdb",
+				"/postern-index.lmdb-lock", "/postern-notify", "/postern-intent",
+				"/dovecot-uidlist", "/dovecot-keywords" };
+	char path[700];
+	struct stat st;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/mail/d/r%s", data, files[i]);
+		TEST_ASSERT_INT(stat(path, &st), 0);
+		if (st.st_uid != nobody)
+			TEST_ASSERT_STR(path, "(owned by nobody)");
+	}
+	TEST_ASSERT_INT(stat(msg.path, &st), 0);
+	TEST_ASSERT_INT(st.st_uid, nobody);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
 int main(void)
 {
-	log_init("test-store", LOG_LEVEL_WARN);
+	log_init("test-store", LOG_LEVEL_ERROR);
 	test_run("account_create", test_account_create);
 	test_run("deliver_and_read", test_deliver_and_read);
 	test_run("multi_recipient", test_multi_recipient);
@@ -810,5 +958,7 @@ int main(void)
 	test_run("dovecot_import", test_dovecot_import);
 	test_run("adopt_after_create", test_adopt_after_create);
 	test_run("fetch_helpers", test_fetch_helpers);
+	test_run("trust_and_intent", test_trust_and_intent);
+	test_run("run_as", test_run_as);
 	return test_end();
 }
