@@ -168,7 +168,7 @@ def test_curl_pop3_and_pop3s(server):
         assert curl(plain + str(n), "--ssl-reqd") == expected[n - 1], n
     listing = curl(tls)
     assert listing == b"".join(b"%d %d\r\n" % (i, len(m)) for i, m in enumerate(expected, 1))
-    server.wait_log(r"event=auth-ok service=pop remote=127.0.0.1 user=bob@example.org mech=PLAIN")
+    server.wait_log(r'event=auth-ok service=pop remote=127.0.0.1 user="bob@example.org" mech=PLAIN')
 
 
 # ---- poplib over implicit TLS, with the big message ----
