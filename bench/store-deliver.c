@@ -115,19 +115,36 @@ static int emit(const char *dir, unsigned int n)
 	return 0;
 }
 
-/* FETCH 1:* (ENVELOPE BODYSTRUCTURE) from the cache: ms for all. */
-static double fetch_envelopes(const char *data_dir, size_t *bytes_r)
-{
+struct bench_view {
 	struct store *store;
 	struct store_account *acct;
 	struct store_mailbox *mbox;
+};
+
+static void view_open(const char *data_dir, struct bench_view *v)
+{
 	const char *error;
-	if (store_open(data_dir, NULL, &store, &error) < 0 ||
-	    store_account_open(store, ADDRESS, &acct, &error) < 0 ||
-	    store_mailbox_open(acct, "INBOX", true, &mbox, &error) < 0)
+	if (store_open(data_dir, NULL, &v->store, &error) < 0 ||
+	    store_account_open(v->store, ADDRESS, &v->acct, &error) < 0 ||
+	    store_mailbox_open(v->acct, "INBOX", true, &v->mbox, &error) < 0)
 		fatal("open: %s", error);
+}
+
+static void view_close(struct bench_view *v)
+{
+	store_mailbox_close(&v->mbox);
+	store_account_close(&v->acct);
+	store_free(&v->store);
+}
+
+/* FETCH 1:* (ENVELOPE BODYSTRUCTURE) from the cache: ms for all. */
+static double fetch_envelopes(const char *data_dir, size_t *bytes_r)
+{
+	struct bench_view v;
+	const char *error;
+	view_open(data_dir, &v);
 	double start = now_s();
-	struct store_iter *iter = store_iter_new(mbox, NULL);
+	struct store_iter *iter = store_iter_new(v.mbox, NULL);
 	struct store_msg msg;
 	struct store_cache cache;
 	size_t bytes = 0;
@@ -138,9 +155,7 @@ static double fetch_envelopes(const char *data_dir, size_t *bytes_r)
 	}
 	store_iter_free(&iter);
 	double elapsed = now_s() - start;
-	store_mailbox_close(&mbox);
-	store_account_close(&acct);
-	store_free(&store);
+	view_close(&v);
 	*bytes_r = bytes;
 	return elapsed;
 }
@@ -148,17 +163,11 @@ static double fetch_envelopes(const char *data_dir, size_t *bytes_r)
 static double open_and_list(const char *data_dir, size_t *count_r, unsigned int *seen_r,
 			    double *list_r)
 {
-	struct store *store;
-	struct store_account *acct;
-	struct store_mailbox *mbox;
-	const char *error;
+	struct bench_view v;
 	double start = now_s();
-	if (store_open(data_dir, NULL, &store, &error) < 0 ||
-	    store_account_open(store, ADDRESS, &acct, &error) < 0 ||
-	    store_mailbox_open(acct, "INBOX", true, &mbox, &error) < 0)
-		fatal("open: %s", error);
+	view_open(data_dir, &v);
 	double list_start = now_s();
-	struct store_iter *iter = store_iter_new(mbox, NULL);
+	struct store_iter *iter = store_iter_new(v.mbox, NULL);
 	struct store_msg msg;
 	size_t count = 0;
 	unsigned int seen = 0;
@@ -170,9 +179,7 @@ static double open_and_list(const char *data_dir, size_t *count_r, unsigned int 
 	store_iter_free(&iter);
 	double elapsed = now_s() - start;
 	*list_r = now_s() - list_start;
-	store_mailbox_close(&mbox);
-	store_account_close(&acct);
-	store_free(&store);
+	view_close(&v);
 	*count_r = count;
 	*seen_r = seen;
 	return elapsed;

@@ -11,7 +11,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HEAL_TRUST_NS 1000000000LL   /* mtimes younger than this at scan time */
+/* A directory mtime younger than this at scan time could hide a change made
+ * in the same timestamp tick: Linux file systems stamp with a coarse clock
+ * (a few ms); one whose stamps have no sub-second part gets 2 s. */
+#define HEAL_TRUST_NS 100000000LL
+#define HEAL_TRUST_COARSE_NS 2000000000LL
+/* Even a trusted mailbox is rescanned when its last full scan is this old
+ * (bounds the residual same-tick race with outside writers). */
+#define HEAL_MAX_AGE_NS (24LL * 3600 * 1000000000LL)
+
+static bool mtime_settled(int64_t mtime, int64_t scan_time)
+{
+	int64_t window = mtime % 1000000000LL == 0 ? HEAL_TRUST_COARSE_NS : HEAL_TRUST_NS;
+	return mtime + window <= scan_time;
+}
 
 struct known_msg {
 	uint32_t uid;
@@ -335,7 +348,8 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 		goto out_free;
 	}
 	if (!force && new_mtime == rec.new_mtime_ns && cur_mtime == rec.cur_mtime_ns &&
-	    rec.dirs_trusted && !pending)
+	    rec.dirs_trusted && !rec.needs_rescan && !pending &&
+	    scan_time - rec.scan_time_ns < HEAL_MAX_AGE_NS)
 		goto out_free;
 
 	if ((ret = index_txn_begin(acct, true, &txn, error_r)) < 0)
@@ -345,7 +359,8 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 		goto out_free;
 	}
 	if (!force && new_mtime == rec.new_mtime_ns && cur_mtime == rec.cur_mtime_ns &&
-	    rec.dirs_trusted) {
+	    rec.dirs_trusted && !rec.needs_rescan &&
+	    scan_time - rec.scan_time_ns < HEAL_MAX_AGE_NS) {
 		/* the pending intent was another mailbox's, or it committed */
 		ret = mdb_txn_commit(txn) == 0 ? 0 :
 			acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: commit failed");
@@ -415,8 +430,9 @@ int heal_mailbox(struct store_account *acct, const char *name, bool force,
 	rec.new_mtime_ns = new_mtime;
 	rec.cur_mtime_ns = cur_mtime;
 	rec.scan_time_ns = scan_time;
-	rec.dirs_trusted = new_mtime + HEAL_TRUST_NS <= scan_time &&
-			   cur_mtime + HEAL_TRUST_NS <= scan_time;
+	rec.dirs_trusted = mtime_settled(new_mtime, scan_time) &&
+			   mtime_settled(cur_mtime, scan_time);
+	rec.needs_rescan = 0;
 	if (ret == 0)
 		ret = index_mbox_put(acct, txn, name, &rec);
 	/* a full scan costs O(n) anyway: compact the append-only uidlist */
@@ -464,6 +480,7 @@ static void distrust(struct store_account *acct, MDB_txn *txn, uint32_t id)
 		if (id != UINT32_MAX && rec.id != id)
 			continue;
 		rec.dirs_trusted = 0;
+		rec.needs_rescan = 1;
 		MDB_val nv = { sizeof(rec), &rec };
 		mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
 	}
@@ -534,13 +551,16 @@ void heal_own_begin(struct own_change *oc, struct store_account *acct, MDB_txn *
 void heal_own_end(struct own_change *oc, struct mbox_rec *rec)
 {
 	/* only when nothing else changed the directories since the index
-	 * last matched them; otherwise the next heal rescans. (An outside
-	 * change inside this very call's window would be missed until the
-	 * next rescan: a few milliseconds, and only for outside writers.) */
-	if (rec->dirs_trusted && oc->new_before == rec->new_mtime_ns &&
+	 * last matched them; otherwise the next heal rescans. The index is
+	 * then in step, so the mtimes are trusted even when the last scan saw
+	 * them fresh. (An outside change in the same timestamp tick as this
+	 * change or as that scan would be missed until the next full scan:
+	 * a few milliseconds, outside writers only, at most a day.) */
+	if (!rec->needs_rescan && oc->new_before == rec->new_mtime_ns &&
 	    oc->cur_before == rec->cur_mtime_ns) {
 		rec->new_mtime_ns = mtime_ns(oc->dir, "new");
 		rec->cur_mtime_ns = mtime_ns(oc->dir, "cur");
+		rec->dirs_trusted = 1;
 	}
 	free(oc->dir);
 	oc->dir = NULL;

@@ -74,8 +74,11 @@ struct mbox_rec {
 	int64_t scan_time_ns;    /* when the last full scan ran */
 	uint32_t keyword_count;
 	uint32_t uidlist_adopted;
-	uint32_t dirs_trusted;   /* the recorded mtimes were old enough at the
-				    scan to not hide a same-tick change */
+	uint32_t dirs_trusted;   /* the recorded mtimes cannot hide a change:
+				    old enough at the scan, or moved along by
+				    the store's own change */
+	uint32_t needs_rescan;   /* a change may have been lost (a crash, a
+				    reboot): only a full scan clears it */
 };
 
 /* The store's own change to a mailbox's directories, made under the writer

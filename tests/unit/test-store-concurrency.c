@@ -6,7 +6,6 @@
 #include "store/store.h"
 #include "core/core.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -102,22 +101,6 @@ static void worker(unsigned int id)
 	_exit(0);
 }
 
-static size_t count_dir(const char *root, const char *sub)
-{
-	char path[800];
-	snprintf(path, sizeof(path), "%s/%s", root, sub);
-	DIR *d = opendir(path);
-	size_t n = 0;
-	struct dirent *de;
-	if (d == NULL)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 static void check_mailbox(struct store_account *acct, const char *name, const char *dir,
 			  uint64_t *bytes_r)
 {
@@ -147,7 +130,7 @@ static void check_mailbox(struct store_account *acct, const char *name, const ch
 	TEST_ASSERT_INT(st.deleted, deleted);
 	TEST_ASSERT_INT(st.size, size);
 	TEST_ASSERT(maxmodseq <= st.highestmodseq);
-	TEST_ASSERT_INT(count_dir(dir, "new") + count_dir(dir, "cur"), messages);
+	TEST_ASSERT_INT(test_count_files(dir, "new") + test_count_files(dir, "cur"), messages);
 	store_mailbox_close(&mbox);
 }
 

@@ -7,7 +7,6 @@
 #include "store/store.h"
 #include "core/core.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -84,22 +83,6 @@ static void remember(uint32_t uid, const char *token)
 		TEST_ASSERT_STR(known[uid], token);   /* a UID keeps its message */
 }
 
-static size_t count_dir(const char *root, const char *sub)
-{
-	char path[800];
-	snprintf(path, sizeof(path), "%s/%s", root, sub);
-	DIR *d = opendir(path);
-	size_t n = 0;
-	struct dirent *de;
-	if (d == NULL)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 static int token_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -158,7 +141,7 @@ static void check_round(void)
 	/* the index matches the Maildir */
 	char root[800];
 	snprintf(root, sizeof(root), "%s/mail/test/crash", data_dir);
-	TEST_ASSERT_INT(count_dir(root, "new") + count_dir(root, "cur"), count);
+	TEST_ASSERT_INT(test_count_files(root, "new") + test_count_files(root, "cur"), count);
 	struct store_status st;
 	store_mailbox_get_status(mbox, &st);
 	TEST_ASSERT_INT(st.messages, count);

@@ -1,5 +1,6 @@
 #include "test.h"
 
+#include <dirent.h>
 #include <ftw.h>
 #include <unistd.h>
 
@@ -42,4 +43,21 @@ int test_end(void)
 		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	printf("%d checks, %d failed\n", test_checks, test_failures);
 	return test_failures == 0 ? 0 : 1;
+}
+
+size_t test_count_files(const char *root, const char *sub)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s%s%s", root, sub != NULL ? "/" : "",
+		 sub != NULL ? sub : "");
+	DIR *d = opendir(path);
+	size_t n = 0;
+	struct dirent *de;
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
 }

@@ -53,5 +53,7 @@ void test_run(const char *name, void (*fn)(void));
 int test_end(void);
 /* A fresh empty directory under $TMPDIR for this test; removed by test_end(). */
 const char *test_tmpdir(void);
+/* Entries of root/sub (root alone when sub is NULL) not starting with '.'. */
+size_t test_count_files(const char *root, const char *sub);
 
 #endif
