@@ -222,12 +222,67 @@ static void addr_free(struct addr *a)
 	buf_free(&a->host);
 }
 
+/* Skips junk up to the next separator. */
+static void skip_junk(struct addr_lexer *lx)
+{
+	skip_cfws(lx);
+	while (*lx->p != '\0' && *lx->p != ',' && *lx->p != ';' && *lx->p != '<' &&
+	       *lx->p != '\n') {
+		if (*lx->p == '"') {
+			struct buf junk = BUF_INIT;
+			read_word(lx, &junk);
+			buf_free(&junk);
+		} else if (*lx->p == '(') {
+			skip_cfws(lx);
+		} else {
+			lx->p++;
+		}
+	}
+}
+
+/* A bare addr-spec (the local part already read), or a phrase with no
+ * address at all. An addr-spec followed by an angle address was really
+ * an unquoted display name ("a@b <c@d>"), as mail clients read it. */
+static void read_addr_spec(struct addr_lexer *lx, struct addr *a, const struct buf *local,
+			   const char *start)
+{
+	bool phrase_only = *lx->p != '@' && memchr(buf_str(&a->name), ' ', a->name.len) != NULL;
+	if (phrase_only) {
+		/* "Mary Smith" alone: a name without an address */
+		return;
+	}
+	buf_reset(&a->name);
+	buf_append(&a->mailbox, buf_str(local), local->len);
+	a->has_mailbox = local->len > 0;
+	if (*lx->p == '@') {
+		lx->p++;
+		read_domain(lx, &a->host);
+		a->has_host = a->host.len > 0;
+	}
+	skip_cfws(lx);
+	if (*lx->p == '<') {
+		const char *end = lx->p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		buf_reset(&a->name);
+		buf_append(&a->name, start, (size_t)(end - start));
+		buf_reset(&a->mailbox);
+		buf_reset(&a->host);
+		a->has_mailbox = a->has_host = false;
+		read_angle_addr(lx, a);
+		return;
+	}
+	if (lx->comment.len > 0)
+		buf_append(&a->name, buf_str(&lx->comment), lx->comment.len);
+}
+
 /* One element of the list: a mailbox, a group start, or nothing. */
 static void read_element(struct addr_lexer *lx, struct buf *out, bool *in_group,
 			 size_t *count)
 {
 	struct addr a;
 	struct buf local = BUF_INIT;
+	const char *start = lx->p;
 	memset(&a, 0, sizeof(a));
 	buf_reset(&lx->comment);
 	read_phrase(lx, &a.name, &local);
@@ -240,42 +295,17 @@ static void read_element(struct addr_lexer *lx, struct buf *out, bool *in_group,
 		buf_append_str(out, " NIL)");
 		*in_group = true;
 		(*count)++;
-		buf_free(&local);
-		addr_free(&a);
-		return;
-	} else if (c == '<') {
-		read_angle_addr(lx, &a);
-		addr_append(out, &a);
-		(*count)++;
-	} else if (c == '@' || local.len > 0) {
-		buf_reset(&a.name);
-		buf_append(&a.mailbox, buf_str(&local), local.len);
-		a.has_mailbox = local.len > 0;
-		if (c == '@') {
-			lx->p++;
-			read_domain(lx, &a.host);
-			a.has_host = a.host.len > 0;
+	} else {
+		if (c == '<') {
+			read_angle_addr(lx, &a);
+		} else if (c == '@' || local.len > 0) {
+			read_addr_spec(lx, &a, &local, start);
 		}
-		skip_cfws(lx);
-		if (lx->comment.len > 0)
-			buf_append(&a.name, buf_str(&lx->comment), lx->comment.len);
-		addr_append(out, &a);
-		(*count)++;
-	}
-	/* skip junk up to the next separator */
-	skip_cfws(lx);
-	while (*lx->p != '\0' && *lx->p != ',' && *lx->p != ';' && *lx->p != '<' &&
-	       *lx->p != '\n') {
-		if (*lx->p == '"' || *lx->p == '(') {
-			struct buf junk = BUF_INIT;
-			if (*lx->p == '"')
-				read_word(lx, &junk);
-			else
-				skip_cfws(lx);
-			buf_free(&junk);
-			continue;
+		if (c == '<' || c == '@' || local.len > 0) {
+			addr_append(out, &a);
+			(*count)++;
 		}
-		lx->p++;
+		skip_junk(lx);
 	}
 	buf_free(&local);
 	addr_free(&a);

@@ -619,6 +619,23 @@ static void test_envelope_addresses(void)
 		{ "From: G: a@b\r\n", "((NIL NIL \"G\" NIL)(NIL NIL \"a\" \"b\")(NIL NIL NIL NIL))" },
 		{ "From: =?utf-8?q?J=C3=B6rg?= <j@x>\r\n", "((\"=?utf-8?q?J=C3=B6rg?=\" NIL \"j\" \"x\"))" },
 		{ "From: \xc3\x96 <o@x>\r\n", "(({2}\r\n\xc3\x96 NIL \"o\" \"x\"))" },
+		/* an unquoted address as the display name; a name and no address */
+		{ "From: a@b <c@d>\r\n", "((\"a@b\" NIL \"c\" \"d\"))" },
+		{ "From: Mary Smith\r\n", "((\"Mary Smith\" NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\"))" },
+		{ "From: MAILER-DAEMON\r\n", "((NIL NIL \"MAILER-DAEMON\" \"MISSING_DOMAIN\"))" },
+		/* RFC 5322 appendix A.5 (the same as Dovecot gives) */
+		{ "From: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>\r\n",
+		  "((\"Pete\" NIL \"pete\" \"silly.test\"))" },
+		{ "From:A Group(Some people)\r\n     :Chris Jones <c@(Chris's host.)public.example>,\r\n"
+		  "         joe@example.org,\r\n  John <jdoe@one.test> (my dear friend); (the end of the group)\r\n",
+		  "((NIL NIL \"A Group\" NIL)(\"Chris Jones\" NIL \"c\" \"public.example\")"
+		  "(NIL NIL \"joe\" \"example.org\")(\"John\" NIL \"jdoe\" \"one.test\")(NIL NIL NIL NIL))" },
+		{ "From:(Empty list)(start)Hidden recipients  :(nobody(that I know))  ;\r\n",
+		  "((NIL NIL \"Hidden recipients\" NIL)(NIL NIL NIL NIL))" },
+		{ "From: John Doe <jdoe@machine(comment).  example>\r\n",
+		  "((\"John Doe\" NIL \"jdoe\" \"machine.example\"))" },
+		{ "From: \"Giant; \\\"Big\\\" Box\" <sysservices@example.net>\r\n",
+		  "((\"Giant; \\\"Big\\\" Box\" NIL \"sysservices\" \"example.net\"))" },
 		{ "From: <<<>>>, @@@, ;;;, :::\r\n", NULL },
 		{ "From: \"unterminated <a@b>\r\n", NULL },
 		{ "From: (unterminated comment <a@b>\r\n", NULL },
@@ -876,7 +893,7 @@ static void test_repeated_address_headers(void)
 	struct mime_message msg;
 	mime_parse_buffer(m, sizeof(m) - 1, &msg);
 	TEST_ASSERT_STR(msg.envelope, "(NIL NIL NIL NIL NIL ((NIL NIL \"G\" NIL)(NIL NIL \"a\" \"b\")"
-			"(NIL NIL NIL NIL)(NIL NIL \"c\" \"d\")) ((NIL NIL \"open <x@y>\" \"MISSING_DOMAIN\")"
+			"(NIL NIL NIL NIL)(NIL NIL \"c\" \"d\")) ((\"open <x@y>\" NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")"
 			"(NIL NIL \"e\" \"f\")) NIL NIL NIL)");
 	TEST_ASSERT_STR(msg.to, "G: a@b, c@d");
 	TEST_ASSERT_STR(msg.cc, "\"open <x@y>, e@f");
