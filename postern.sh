@@ -80,6 +80,13 @@ test)
 		build "$builddir"
 	fi
 	meson test -C "$builddir" --print-errorlogs --suite unit
+	# the fuzz targets must keep building; each replays its seed corpus
+	CC=clang build build-fuzz -Dfuzz=true
+	for target in build-fuzz/tests/fuzz/fuzz-*; do
+		[ -f "$target" ] && [ -x "$target" ] || continue
+		name=${target##*/fuzz-}
+		"$target" -runs=0 "tests/fuzz/corpus/$name" 2>&1 | tail -1
+	done
 	export POSTERN_BIN="$PWD/$builddir/postern"
 	exec /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"
 	;;
