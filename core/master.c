@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -321,6 +322,13 @@ int server_run(const struct server_setup *setup)
 	const struct config *cfg = setup->cfg;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* every connection is a descriptor: take all the system allows */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("event=rlimit-failed error=\"%s\"", strerror(errno));
+	}
 	uid_t uid;
 	gid_t gid;
 	if (privs_is_root()) {
