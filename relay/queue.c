@@ -126,6 +126,32 @@ int queue_writer_begin(struct queue *q, struct queue_writer **w_r, const char **
 	return 0;
 }
 
+int queue_writer_begin_link(struct queue *q, const char *path, struct queue_writer **w_r,
+			    const char **error_r)
+{
+	struct queue_writer *w = xcalloc(1, sizeof(*w));
+	struct stat st;
+	w->q = q;
+	w->fd = -1;
+	for (int tries = 0; tries < 5; tries++) {
+		queue_new_id(w->id);
+		free(w->tmp_path);
+		w->tmp_path = xasprintf("%s/%s", q->tmpdir, w->id);
+		if (link(path, w->tmp_path) == 0 || errno != EEXIST)
+			break;
+	}
+	if (access(w->tmp_path, F_OK) != 0 || stat(w->tmp_path, &st) < 0 ||
+	    (w->fd = open(w->tmp_path, O_RDONLY | O_CLOEXEC)) < 0) {
+		*error_r = queue_fail(q, "linking", path, errno);
+		free(w->tmp_path);
+		free(w);
+		return -1;
+	}
+	w->size = (uint64_t)st.st_size;
+	*w_r = w;
+	return 0;
+}
+
 int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 		       const char **error_r)
 {

@@ -78,6 +78,10 @@ void queue_close(struct queue **q);
 int queue_writer_begin(struct queue *q, struct queue_writer **w_r, const char **error_r);
 int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 		       const char **error_r);
+/* Begins with an existing complete file instead (hard-linked, same file
+ * system as data_dir): no bytes are copied. */
+int queue_writer_begin_link(struct queue *q, const char *path, struct queue_writer **w_r,
+			    const char **error_r);
 int queue_writer_commit(struct queue_writer *w, struct queue_entry *entry,
 			const char **error_r);
 /* Abandons an uncommitted message (removes its temp file); frees. */

@@ -282,6 +282,11 @@ int store_delivery_append(struct store_delivery *d, struct store_account *acct,
 	return ret;
 }
 
+const char *store_delivery_file(const struct store_delivery *d)
+{
+	return d->tmp_path;
+}
+
 void store_delivery_free(struct store_delivery **dp)
 {
 	struct store_delivery *d = *dp;

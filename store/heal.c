@@ -606,6 +606,18 @@ static uint32_t special_use_by_name(const char *name)
 
 int heal_discover_mailboxes(struct store_account *acct, const char **error_r)
 {
+	/* folders appear in the root directory: when its mtime is what it was
+	 * at the last scan, there is nothing new (an mtime from the last
+	 * second is not trusted: a change in the same tick would hide) */
+	struct stat root_st;
+	if (stat(acct->root, &root_st) == 0) {
+		if (acct->root_mtime_valid &&
+		    root_st.st_mtim.tv_sec == acct->root_mtime.tv_sec &&
+		    root_st.st_mtim.tv_nsec == acct->root_mtime.tv_nsec)
+			return 0;
+		acct->root_mtime = root_st.st_mtim;
+		acct->root_mtime_valid = root_st.st_mtim.tv_sec < time(NULL) - 1;
+	}
 	DIR *d = opendir(acct->root);
 	if (d == NULL)
 		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "opendir %s: %s", acct->root,

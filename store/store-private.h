@@ -7,6 +7,7 @@
 #include "core/core.h"
 
 #include <lmdb.h>
+#include <time.h>
 
 #define STORE_INDEX_NAME "postern-index.lmdb"
 #define STORE_NOTIFY_NAME "postern-notify"
@@ -52,6 +53,8 @@ struct store_account {
 	uint32_t intent_id;
 	uint64_t intent_seq;
 	uint64_t idle_since;
+	struct timespec root_mtime;   /* of the last folder discovery */
+	bool root_mtime_valid;
 	char error[512];
 };
 

@@ -179,6 +179,9 @@ struct store_recipient {
  * The delivery can no longer be written afterwards; free it. */
 int store_delivery_commit(struct store_delivery *d, struct store_recipient *rcpts,
 			  size_t count);
+/* The temp file holding what was written (complete after commit, until
+ * the delivery is freed): the queue hard-links it instead of copying. */
+const char *store_delivery_file(const struct store_delivery *d);
 /* Abandons and frees (removes the temp file); safe after commit too. */
 void store_delivery_free(struct store_delivery **d);
 

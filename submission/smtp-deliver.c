@@ -103,6 +103,12 @@ static int enqueue(struct smtp_session *s, struct target *targets, size_t n,
 	}
 	if (e.rcpt_count == 0)
 		return 0;
+	if (t->spool == NULL &&
+	    queue_writer_begin_link(conn_services(s->conn)->queue,
+				    store_delivery_file(t->delivery), &t->spool, &error) < 0) {
+		log_error("event=queue-failed error=\"%s\"", error);
+		return -1;
+	}
 	if (queue_writer_commit(t->spool, &e, &error) < 0) {
 		log_error("event=queue-failed error=\"%s\"", error);
 		return -1;

@@ -275,16 +275,17 @@ static char *received_field(struct smtp_session *s)
 	return b.data;
 }
 
-/* Opens where the message goes: the store for hosted recipients, and a
- * spool file always (remote recipients, and retries of local ones that
- * fail after the message was accepted). */
+/* Opens where the message goes: the store when there are hosted
+ * recipients, else a queue spool file. The queue links the store's file
+ * afterwards when it needs one (remote recipients too, or a local
+ * delivery to retry): the message is written once. */
 static int txn_begin_message(struct smtp_session *s)
 {
 	struct smtp_txn *t = s->txn;
 	struct services *sv = conn_services(s->conn);
 	const char *error;
 	if ((t->local_total > 0 && store_delivery_begin(sv->store, &t->delivery, &error) < 0) ||
-	    queue_writer_begin(sv->queue, &t->spool, &error) < 0) {
+	    (t->local_total == 0 && queue_writer_begin(sv->queue, &t->spool, &error) < 0)) {
 		log_error("event=message-begin-failed error=\"%s\"", error);
 		return -1;
 	}
