@@ -499,3 +499,17 @@ def test_quota(server_factory, tempfail):
     assert s.sendmail(USER, ["small@example.org"], message()) == {}
     s.quit()
     assert len(srv.messages("small@example.org")) == 2
+
+
+def test_local_and_remote_in_one_message(mta):
+    s = submit(mta)
+    s.sendmail(USER, ["bob@example.org", "far@elsewhere.example"], message(subject="both"))
+    s.quit()
+    local = mta.messages("bob@example.org")
+    assert len(local) == 1
+    qdir = os.path.join(mta.data_dir, "queue")
+    spooled = [n for n in os.listdir(qdir) if len(n) == 16]
+    assert len(spooled) == 1
+    with open(os.path.join(qdir, spooled[0]), "rb") as f:
+        assert f.read() == local[0]       # the same bytes, written once
+    assert os.listdir(os.path.join(mta.data_dir, "tmp")) == []
