@@ -73,6 +73,11 @@ struct config {
 	int relay_delay_warning;
 	int relay_mx_port;
 	bool relay_require_tls;
+	char *relay_smarthost_tls;        /* "starttls" or "implicit" */
+	char *relay_smarthost_auth_file;  /* "user password" line, or NULL */
+	int relay_max_connections;        /* deliveries at once, in all */
+	int relay_max_per_destination;    /* deliveries at once to one domain */
+	int relay_host_down_time;         /* seconds an unreachable host is skipped */
 };
 
 /* Fills cfg with every default. */

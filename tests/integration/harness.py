@@ -126,9 +126,22 @@ class Server:
                                      % (pattern, count, self.read_log()[-4000:]))
             time.sleep(0.05)
 
-    def worker_pids(self):
+    def child_pids(self):
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
+
+    def relay_pids(self):
+        """Live children the master started as the relay (its log says
+        `event=relay-started ... pid=N`)."""
+        started = {int(p) for p in re.findall(r"event=relay-started slot=\d+ pid=(\d+)",
+                                                 self.read_log())}
+        return [p for p in self.child_pids() if p in started]
+
+    def worker_pids(self):
+        """Live worker processes (children that are not the relay)."""
+        workers = {int(p) for p in re.findall(r"event=worker-started slot=\d+ pid=(\d+)",
+                                                  self.read_log())}
+        return [p for p in self.child_pids() if p in workers]
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.proc is None:
