@@ -95,6 +95,9 @@ struct smtp_client_params {
 	/* every recipient has a result (code, reply) */
 	void (*done)(void *ctx);
 	void *ctx;
+	/* every live client is on this list (head owned by the runner), so
+	 * that clients still saying QUIT can be freed at exit */
+	struct smtp_client **registry;
 };
 
 struct smtp_client;
@@ -104,6 +107,8 @@ struct smtp_client;
 struct smtp_client *smtp_client_start(const struct smtp_client_params *params);
 /* Abandons the transaction (before done) or the QUIT (after). */
 void smtp_client_free(struct smtp_client **client);
+/* Frees every client on a registry. */
+void smtp_client_free_all(struct smtp_client **registry);
 /* Host, address and TLS of the connection that answered ("" when none). */
 const char *smtp_client_host(const struct smtp_client *client);
 const char *smtp_client_ip(const struct smtp_client *client);

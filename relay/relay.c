@@ -67,6 +67,7 @@ struct relay {
 	struct relay_msg *msgs;
 	struct relay_job *jobs;
 	int job_count;
+	struct smtp_client *clients;   /* every live client, QUIT included */
 	struct down_host *down;
 	int lock_fd;
 	bool stopping;
@@ -372,6 +373,7 @@ static void job_dns_done(void *ctx, int status, const char *error,
 	p.unreachable = host_unreachable;
 	p.done = job_client_done;
 	p.ctx = job;
+	p.registry = &r->clients;
 	job->client = smtp_client_start(&p);   /* opens the spool at once */
 	free(spool);
 }
@@ -892,6 +894,7 @@ int relay_main(const struct config *cfg, struct services *services)
 		job_free(&r, r.jobs);
 	while (r.msgs != NULL)
 		msg_free(&r, r.msgs);
+	smtp_client_free_all(&r.clients);
 	while (r.down != NULL) {
 		struct down_host *d = r.down;
 		r.down = d->next;
@@ -912,7 +915,6 @@ int relay_main(const struct config *cfg, struct services *services)
 	free(r.auth_pass);
 	if (r.lock_fd >= 0)
 		close(r.lock_fd);
-	/* clients still saying QUIT free themselves with the base's events */
 	event_base_free(r.base);
 	log_info("event=relay-stopped");
 	return 0;

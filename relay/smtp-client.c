@@ -59,6 +59,7 @@ static const char *const state_names[] = {
 
 struct smtp_client {
 	struct smtp_client_params p;
+	struct smtp_client *reg_prev, *reg_next;
 	struct bufferevent *bev;
 	enum client_state state;
 	size_t addr_index;
@@ -169,6 +170,14 @@ void smtp_client_free(struct smtp_client **cp)
 	if (c == NULL)
 		return;
 	client_release_bev(c);
+	if (c->p.registry != NULL) {
+		if (c->reg_prev != NULL)
+			c->reg_prev->reg_next = c->reg_next;
+		else
+			*c->p.registry = c->reg_next;
+		if (c->reg_next != NULL)
+			c->reg_next->reg_prev = c->reg_prev;
+	}
 	if (c->free_ev != NULL)
 		event_free(c->free_ev);
 	if (c->start_ev != NULL)
@@ -179,6 +188,14 @@ void smtp_client_free(struct smtp_client **cp)
 	free(c->accepted);
 	free(c);
 	*cp = NULL;
+}
+
+void smtp_client_free_all(struct smtp_client **registry)
+{
+	while (*registry != NULL) {
+		struct smtp_client *c = *registry;
+		smtp_client_free(&c);
+	}
 }
 
 /* Stops every callback now and frees from the loop afterwards, so that
@@ -859,6 +876,12 @@ struct smtp_client *smtp_client_start(const struct smtp_client_params *params)
 {
 	struct smtp_client *c = xcalloc(1, sizeof(*c));
 	c->p = *params;
+	if (c->p.registry != NULL) {
+		c->reg_next = *c->p.registry;
+		if (c->reg_next != NULL)
+			c->reg_next->reg_prev = c;
+		*c->p.registry = c;
+	}
 	c->accepted = xcalloc(c->p.rcpt_count + 1, sizeof(*c->accepted));
 	c->free_ev = event_new(c->p.base, -1, 0, client_free_cb, c);
 	c->spool_fd = open(c->p.spool_path, O_RDONLY | O_CLOEXEC);

@@ -457,3 +457,136 @@ def test_restart_with_a_full_queue_delivers_everything_once(server_factory, dns)
         assert len(ids) == 30
     finally:
         ctl.stop()
+
+
+# ---- a small SMTP server of our own: PIPELINING, DSN and the absence of
+# extensions, which aiosmtpd does not cover ----
+
+import socketserver  # noqa: E402
+
+
+class MiniSMTP:
+    def __init__(self, ip, port, extensions, rules=None):
+        self.extensions = extensions
+        self.rules = rules or {}
+        self.commands = []
+        self.bodies = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                outer.session(self.rfile, self.wfile)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer((ip, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def session(self, rfile, wfile):
+        def reply(text):
+            wfile.write(text.encode() + b"\r\n")
+            wfile.flush()
+        reply("220 mini ESMTP")
+        rcpts = []
+        while True:
+            line = rfile.readline()
+            if not line:
+                return
+            cmd = line.decode("utf-8", "replace").rstrip("\r\n")
+            self.commands.append(cmd)
+            verb = cmd.split(" ")[0].upper()
+            if verb == "EHLO":
+                lines = ["mini"] + self.extensions
+                for i, text in enumerate(lines):
+                    reply("250%s%s" % ("-" if i < len(lines) - 1 else " ", text))
+            elif verb == "MAIL":
+                rcpts = []
+                reply("250 2.1.0 ok")
+            elif verb == "RCPT":
+                addr = cmd[cmd.index("<") + 1:cmd.index(">")]
+                answer = self.rules.get(addr, "250 2.1.5 ok")
+                if answer.startswith("250"):
+                    rcpts.append(addr)
+                reply(answer)
+            elif verb == "DATA":
+                if not rcpts:
+                    reply("554 5.5.1 no valid recipients")
+                    continue
+                reply("354 go ahead")
+                body = b""
+                while True:
+                    data = rfile.readline()
+                    if data in (b".\r\n", b""):
+                        break
+                    body += data[1:] if data.startswith(b".") else data
+                self.bodies.append((list(rcpts), body))
+                reply("250 2.0.0 queued")
+            elif verb == "QUIT":
+                reply("221 bye")
+                return
+            else:
+                reply("250 ok")
+
+
+def test_pipelining_dsn_parameters_and_a_large_dot_stuffed_body(server_factory, dns):
+    port = free_port_on(["127.0.0.10"])
+    dns.zone["pipe.example"] = {"MX": [(5, "mx.pipe.example")]}
+    dns.zone["mx.pipe.example"] = {"A": ["127.0.0.10"]}
+    mini = MiniSMTP("127.0.0.10", port, ["PIPELINING", "8BITMIME", "DSN", "SIZE 50000000"],
+                    rules={"no@pipe.example": "550 5.1.1 unknown"})
+    try:
+        srv = relay_server(server_factory, dns, port)
+        lines = ["line %d %s" % (i, "x" * 60) for i in range(20000)]
+        lines[100] = "."
+        lines[200] = ".."
+        lines[300] = ".starts with a dot"
+        body = ("Subject: big\r\n\r\n" + "\r\n".join(lines) + "\r\n").encode()
+        out = srv.cli("queue", "inject", "--from", SENDER, "--ret", "hdrs", "--envid", "E+1=x",
+                      "--notify", "failure,delay", "--orcpt", "rfc822;Orig@pipe.example",
+                      "yes@pipe.example", "--notify", "never", "no@pipe.example",
+                      input=body.decode())
+        qid = out.stdout.strip()
+        wait_queue_empty(srv)
+        assert len(mini.bodies) == 1
+        assert mini.bodies[0][0] == ["yes@pipe.example"]
+        assert mini.bodies[0][1] == body
+        mail = [c for c in mini.commands if c.startswith("MAIL")][0]
+        assert mail == "MAIL FROM:<%s> SIZE=%d RET=HDRS ENVID=E+2B1+3Dx" % (SENDER, len(body))
+        rcpt = [c for c in mini.commands if c.startswith("RCPT")]
+        assert rcpt == ["RCPT TO:<yes@pipe.example> NOTIFY=FAILURE,DELAY "
+                        "ORCPT=rfc822;Orig@pipe.example",
+                        "RCPT TO:<no@pipe.example> NOTIFY=NEVER"]
+        # NOTIFY=NEVER: no DSN for the refused one
+        srv.wait_log(r"id=%s rcpt=no@pipe\.example .*status=bounced code=550" % qid)
+        time.sleep(0.5)
+        assert inbox(srv) == []
+        assert "dsn-queued" not in srv.read_log()
+    finally:
+        mini.stop()
+
+
+def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
+    port = free_port_on(["127.0.0.11"])
+    dns.zone["old.example"] = {"MX": [(5, "mx.old.example")]}
+    dns.zone["mx.old.example"] = {"A": ["127.0.0.11"]}
+    mini = MiniSMTP("127.0.0.11", port, ["SIZE 1000000"])
+    try:
+        srv = relay_server(server_factory, dns, port)
+        inject(srv, ["k@old.example"], "eightbit", extra=("--8bit",))
+        inject(srv, ["l@old.example"], "utf8", extra=("--smtputf8",))
+        inject(srv, ["m@old.example"], "plain")
+        wait_queue_empty(srv)
+        text = "\n".join(dsn_for(srv, "failed", count=2))
+        assert "Final-Recipient: rfc822; k@old.example" in text and "Status: 5.6.3" in text
+        assert "Final-Recipient: utf-8; l@old.example" in text and "Status: 5.6.7" in text
+        assert [b[0] for b in mini.bodies] == [["m@old.example"]]
+        # no PIPELINING offered: one command at a time still works
+        assert [c.split(":")[0] for c in mini.commands if c[:4] in ("MAIL", "RCPT", "DATA")] \
+            == ["MAIL FROM", "RCPT TO", "DATA"]
+    finally:
+        mini.stop()
