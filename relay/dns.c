@@ -178,10 +178,10 @@ static void lookup_collect(struct relay_dns_lookup *l)
 	l->addrs = xcalloc(total + 1, sizeof(*l->addrs));
 	for (size_t i = 0; i < l->host_count; i++) {
 		struct dns_host *h = &l->hosts[i];
-		memcpy(l->addrs + l->addr_count, h->v6, h->n6 * sizeof(*h->v6));
-		l->addr_count += h->n6;
-		memcpy(l->addrs + l->addr_count, h->v4, h->n4 * sizeof(*h->v4));
-		l->addr_count += h->n4;
+		for (size_t k = 0; k < h->n6; k++)
+			l->addrs[l->addr_count++] = h->v6[k];
+		for (size_t k = 0; k < h->n4; k++)
+			l->addrs[l->addr_count++] = h->v4[k];
 	}
 	if (l->addr_count > 0)
 		lookup_finish(l, 0, NULL);

@@ -209,7 +209,8 @@ def test_preferred_mx_down_second_used_with_starttls(server_factory, dns, workdi
     dns.zone["fallback.example"] = {"MX": [(10, "mx1.fallback.example"),
                                            (20, "mx2.fallback.example")]}
     dns.zone["mx1.fallback.example"] = {"A": ["127.0.0.2"]}
-    dns.zone["mx2.fallback.example"] = {"A": ["127.0.0.3"]}
+    # IPv6 first (nothing listens on ::1 at that port), then IPv4
+    dns.zone["mx2.fallback.example"] = {"A": ["127.0.0.3"], "AAAA": ["::1"]}
     sink = Sink()
     ctl = start_smtp("127.0.0.3", port, sink, tls=server_tls(workdir))
     try:
@@ -222,6 +223,7 @@ def test_preferred_mx_down_second_used_with_starttls(server_factory, dns, workdi
         assert b"\r\n.leading dot\r\n" in body          # dot-stuffing undone by the peer
         log = srv.read_log()
         assert re.search(r"event=relay-host-down ip=127\.0\.0\.2", log)
+        assert re.search(r"event=relay-host-failed id=\w+ host=mx2\.fallback\.example ip=::1 ", log)
         line = re.search(r"event=relay-delivery id=\w+ rcpt=bob@fallback\.example "
                          r"host=mx2\.fallback\.example ip=127\.0\.0\.3 tls=\"(TLSv1\.[23])[^\"]*\" "
                          r"status=sent code=250 delay=\d+s", log)
@@ -574,6 +576,7 @@ def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
     port = free_port_on(["127.0.0.11"])
     dns.zone["old.example"] = {"MX": [(5, "mx.old.example")]}
     dns.zone["mx.old.example"] = {"A": ["127.0.0.11"]}
+    dns.zone["bare.example"] = {"A": ["127.0.0.11"]}          # no MX: implicit MX
     mini = MiniSMTP("127.0.0.11", port, ["SIZE 1000000"])
     try:
         srv = relay_server(server_factory, dns, port)
@@ -581,12 +584,14 @@ def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
         inject(srv, ["l@old.example"], "utf8", extra=("--smtputf8",))
         inject(srv, ["m@old.example"], "plain")
         wait_queue_empty(srv)
+        inject(srv, ["n@bare.example"], "implicit")
+        wait_queue_empty(srv)
         text = "\n".join(dsn_for(srv, "failed", count=2))
         assert "Final-Recipient: rfc822; k@old.example" in text and "Status: 5.6.3" in text
         assert "Final-Recipient: utf-8; l@old.example" in text and "Status: 5.6.7" in text
-        assert [b[0] for b in mini.bodies] == [["m@old.example"]]
+        assert [b[0] for b in mini.bodies] == [["m@old.example"], ["n@bare.example"]]
         # no PIPELINING offered: one command at a time still works
         assert [c.split(":")[0] for c in mini.commands if c[:4] in ("MAIL", "RCPT", "DATA")] \
-            == ["MAIL FROM", "RCPT TO", "DATA"]
+            == ["MAIL FROM", "RCPT TO", "DATA"] * 2
     finally:
         mini.stop()
