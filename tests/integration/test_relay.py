@@ -156,6 +156,13 @@ MESSAGE = ("From: Alice <alice@local.example>\r\nTo: someone\r\nSubject: %s\r\n"
            "Message-ID: <%s@local.example>\r\n\r\nHello.\r\n.leading dot\r\n")
 
 
+def mx_domain(dns, domain, ip):
+    """domain's one MX, mx.DOMAIN, at ip; returns a port free there."""
+    dns.zone[domain] = {"MX": [(10, "mx." + domain)]}
+    dns.zone["mx." + domain] = {"A": [ip]}
+    return free_port_on([ip])
+
+
 def relay_server(server_factory, dns, port, **relay):
     section = {"mode": "mx", "dns": "127.0.0.1:%d" % dns.port, "mx_port": str(port),
                "retry_schedule": "1s", "max_lifetime": "1h", "delay_warning": "0"}
@@ -233,9 +240,7 @@ def test_preferred_mx_down_second_used_with_starttls(server_factory, dns, workdi
 
 
 def test_451_then_250_is_retried_and_delivered_once(server_factory, dns):
-    port = free_port_on(["127.0.0.4"])
-    dns.zone["retry.example"] = {"MX": [(10, "mx.retry.example")]}
-    dns.zone["mx.retry.example"] = {"A": ["127.0.0.4"]}
+    port = mx_domain(dns, "retry.example", "127.0.0.4")
     sink = Sink({"carol@retry.example": ["451 4.3.0 try later", "250 OK"]})
     ctl = start_smtp("127.0.0.4", port, sink)
     try:
@@ -257,9 +262,7 @@ def dsn_for(srv, action, count=1, timeout=15):
 
 
 def test_one_rcpt_550_one_250_gives_one_dsn_naming_the_failed(server_factory, dns):
-    port = free_port_on(["127.0.0.5"])
-    dns.zone["mixed.example"] = {"MX": [(10, "mx.mixed.example")]}
-    dns.zone["mx.mixed.example"] = {"A": ["127.0.0.5"]}
+    port = mx_domain(dns, "mixed.example", "127.0.0.5")
     sink = Sink({"bad@mixed.example": ["550 5.1.1 no such user"]})
     ctl = start_smtp("127.0.0.5", port, sink)
     try:
@@ -305,9 +308,7 @@ def test_null_mx_nxdomain_bounce_servfail_defers(server_factory, dns):
 
 
 def test_expiry_with_a_delay_dsn_first(server_factory, dns):
-    port = free_port_on(["127.0.0.6"])
-    dns.zone["slow.example"] = {"MX": [(10, "mx.slow.example")]}
-    dns.zone["mx.slow.example"] = {"A": ["127.0.0.6"]}
+    port = mx_domain(dns, "slow.example", "127.0.0.6")
     sink = Sink({"dave@slow.example": ["451 4.2.0 busy, come back"]})
     ctl = start_smtp("127.0.0.6", port, sink)
     try:
@@ -328,9 +329,7 @@ def test_expiry_with_a_delay_dsn_first(server_factory, dns):
 
 
 def test_require_tls_without_starttls_defers(server_factory, dns):
-    port = free_port_on(["127.0.0.7"])
-    dns.zone["notls.example"] = {"MX": [(10, "mx.notls.example")]}
-    dns.zone["mx.notls.example"] = {"A": ["127.0.0.7"]}
+    port = mx_domain(dns, "notls.example", "127.0.0.7")
     sink = Sink()
     ctl = start_smtp("127.0.0.7", port, sink)
     try:
@@ -431,9 +430,7 @@ def test_queue_cli(server_factory, dns):
 
 
 def test_restart_with_a_full_queue_delivers_everything_once(server_factory, dns):
-    port = free_port_on(["127.0.0.9"])
-    dns.zone["bulk.example"] = {"MX": [(10, "mx.bulk.example")]}
-    dns.zone["mx.bulk.example"] = {"A": ["127.0.0.9"]}
+    port = mx_domain(dns, "bulk.example", "127.0.0.9")
 
     class SlowSink(Sink):
         async def handle_DATA(self, server, session, envelope):
@@ -536,9 +533,7 @@ class MiniSMTP:
 
 
 def test_pipelining_dsn_parameters_and_a_large_dot_stuffed_body(server_factory, dns):
-    port = free_port_on(["127.0.0.10"])
-    dns.zone["pipe.example"] = {"MX": [(5, "mx.pipe.example")]}
-    dns.zone["mx.pipe.example"] = {"A": ["127.0.0.10"]}
+    port = mx_domain(dns, "pipe.example", "127.0.0.10")
     mini = MiniSMTP("127.0.0.10", port, ["PIPELINING", "8BITMIME", "DSN", "SIZE 50000000"],
                     rules={"no@pipe.example": "550 5.1.1 unknown"})
     try:
@@ -573,9 +568,7 @@ def test_pipelining_dsn_parameters_and_a_large_dot_stuffed_body(server_factory, 
 
 
 def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
-    port = free_port_on(["127.0.0.11"])
-    dns.zone["old.example"] = {"MX": [(5, "mx.old.example")]}
-    dns.zone["mx.old.example"] = {"A": ["127.0.0.11"]}
+    port = mx_domain(dns, "old.example", "127.0.0.11")
     dns.zone["bare.example"] = {"A": ["127.0.0.11"]}          # no MX: implicit MX
     mini = MiniSMTP("127.0.0.11", port, ["SIZE 1000000"])
     try:
