@@ -516,6 +516,36 @@ int queue_entry_replace(struct queue *q, const struct queue_entry *e, const char
 	return ret;
 }
 
+int queue_entries_remove(struct queue *q, const char *const *ids, size_t n,
+			 const char **error_r)
+{
+	MDB_txn *txn = NULL;
+	int rc = lmdb_env_txn_begin(q->env, 0, &txn);
+	bool begun = rc == 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		MDB_val key = { strlen(ids[i]), (void *)ids[i] };
+		rc = mdb_del(txn, q->dbi, &key, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	else if (begun)
+		mdb_txn_abort(txn);
+	if (rc != 0) {
+		*error_r = queue_fail(q, "removing", n > 0 ? ids[0] : "", rc);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *path = queue_spool_path(q, ids[i]);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("event=queue-unlink-failed id=%s error=\"%s\"", ids[i],
+				 strerror(errno));
+		free(path);
+	}
+	return 0;
+}
+
 int queue_entry_remove(struct queue *q, const char *id, const char **error_r)
 {
 	MDB_txn *txn;

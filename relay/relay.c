@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define RELAY_SMARTHOST_KEY "[smarthost]"
@@ -44,6 +45,7 @@ struct relay_job {
 	size_t count;
 	struct relay_addr *addrs;
 	size_t addr_count;
+	struct timeval started;
 	struct relay_dns_lookup *lookup;
 	struct smtp_client *client;
 };
@@ -68,12 +70,29 @@ struct relay {
 	struct relay_job *jobs;
 	int job_count;
 	struct smtp_client *clients;   /* every live client, QUIT included */
+	/* due messages the limits held back, in arrival order: the end of
+	 * an attempt starts the next of them without a whole scan */
+	char (*backlog)[QUEUE_ID_LEN + 1];
+	size_t backlog_count, backlog_cap;
+	bool backlog_draining;
+	/* messages whose every recipient has its answer, removed together
+	 * once the loop has run the current batch of callbacks (one durable
+	 * commit for many; until then scans skip them) */
+	char (*finished)[QUEUE_ID_LEN + 1];
+	int *finished_attempts;
+	size_t finished_count, finished_cap;
+	struct event *finished_ev;
+	time_t wake;                   /* when the timer fires */
 	struct down_host *down;
 	int lock_fd;
 	bool stopping;
 };
 
 static void relay_scan_soon(struct relay *r);
+static void relay_wake_at(struct relay *r, time_t t);
+static void backlog_drain(struct relay *r);
+static bool finished_has(struct relay *r, const char *id);
+static void finished_push(struct relay *r, const struct queue_entry *e);
 
 /* ---- small helpers ---- */
 
@@ -253,17 +272,67 @@ static void finish_attempt(struct relay *r, struct relay_msg *m)
 	if (exists == 0) {
 		log_info("event=relay-attempt-done id=%s note=\"deleted meanwhile\"", e->id);
 	} else if (pending == 0) {
-		if (queue_entry_remove(r->svc->queue, e->id, &error) < 0)
-			log_error("event=relay-remove-failed id=%s error=\"%s\"", e->id, error);
-		log_info("event=relay-message-done id=%s attempts=%d", e->id, e->attempts);
+		finished_push(r, e);
 	} else {
 		e->next_attempt = next_attempt_time(r->cfg, e, now);
 		save_entry(r, e);
 		log_info("event=relay-attempt-done id=%s pending=%zu next_in=%llds", e->id, pending,
 			 (long long)(e->next_attempt - now));
+		relay_wake_at(r, e->next_attempt);
 	}
 	msg_free(r, m);
-	relay_scan_soon(r);
+	if (!r->stopping)
+		backlog_drain(r);
+}
+
+static long elapsed_ms(const struct timeval *since)
+{
+	struct timeval now;
+	gettimeofday(&now, NULL);
+	return (now.tv_sec - since->tv_sec) * 1000L + (now.tv_usec - since->tv_usec) / 1000;
+}
+
+static bool finished_has(struct relay *r, const char *id)
+{
+	for (size_t i = 0; i < r->finished_count; i++) {
+		if (strcmp(r->finished[i], id) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void finished_push(struct relay *r, const struct queue_entry *e)
+{
+	if (r->finished_count == r->finished_cap) {
+		r->finished_cap = r->finished_cap == 0 ? 64 : r->finished_cap * 2;
+		r->finished = xrealloc(r->finished, r->finished_cap * sizeof(*r->finished));
+		r->finished_attempts = xrealloc(r->finished_attempts,
+						r->finished_cap * sizeof(int));
+	}
+	memcpy(r->finished[r->finished_count], e->id, QUEUE_ID_LEN + 1);
+	r->finished_attempts[r->finished_count++] = e->attempts;
+	event_active(r->finished_ev, EV_TIMEOUT, 0);
+}
+
+static void finished_commit(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	if (r->finished_count == 0)
+		return;
+	const char **ids = xcalloc(r->finished_count, sizeof(*ids));
+	for (size_t i = 0; i < r->finished_count; i++)
+		ids[i] = r->finished[i];
+	const char *error;
+	if (queue_entries_remove(r->svc->queue, ids, r->finished_count, &error) < 0) {
+		log_error("event=relay-remove-failed count=%zu error=\"%s\"", r->finished_count,
+			  error);
+	} else {
+		for (size_t i = 0; i < r->finished_count; i++)
+			log_info("event=relay-message-done id=%s attempts=%d", ids[i],
+				 r->finished_attempts[i]);
+	}
+	free(ids);
+	r->finished_count = 0;
 }
 
 static void job_free(struct relay *r, struct relay_job *job)
@@ -296,8 +365,12 @@ static void job_finish(struct relay_job *job, const char *host, const char *ip,
 		apply_result(m, i, c->code, c->reply, host);
 		log_result(&m->entry, &m->entry.rcpts[i], c->code, host, ip, tls, c->reply);
 	}
-	/* done recipients are recorded at once: a restart must not resend them */
-	save_entry(r, &m->entry);
+	/* done recipients are recorded at once: a restart must not resend
+	 * them (the last transaction of an attempt leaves that to
+	 * finish_attempt, which removes or rewrites the record: one durable
+	 * commit instead of two) */
+	if (m->jobs > 1)
+		save_entry(r, &m->entry);
 	job_free(r, job);
 	if (--m->jobs == 0)
 		finish_attempt(r, m);
@@ -322,6 +395,8 @@ static void job_client_done(void *ctx)
 	snprintf(ip, sizeof(ip), "%s", smtp_client_ip(job->client));
 	snprintf(tls, sizeof(tls), "%s", smtp_client_tls(job->client));
 	job->client = NULL;   /* it says QUIT and frees itself */
+	log_debug("event=relay-transaction-done id=%s dest=%s ms=%ld", job->msg->entry.id,
+		  job->dest, elapsed_ms(&job->started));
 	job_finish(job, host, ip, tls);
 }
 
@@ -332,6 +407,8 @@ static void job_dns_done(void *ctx, int status, const char *error,
 	struct relay *r = job->r;
 	job->lookup = NULL;
 	char reply[400];
+	log_debug("event=relay-dns-done id=%s dest=%s status=%d addresses=%zu ms=%ld",
+		  job->msg->entry.id, job->dest, status, count, elapsed_ms(&job->started));
 	if (status != 0) {
 		snprintf(reply, sizeof(reply), "%d %s", status == 5 ? 550 : 451, error);
 		job_all_failed(job, status == 5 ? 550 : 451, reply);
@@ -399,6 +476,7 @@ static void job_start(struct relay *r, struct relay_msg *m, const char *dest)
 		job->rcpts[job->count].notify = q->notify;
 		job->count++;
 	}
+	gettimeofday(&job->started, NULL);
 	job->next = r->jobs;
 	r->jobs = job;
 	r->job_count++;
@@ -656,6 +734,15 @@ static void delay_warning(struct relay *r, struct queue_entry *e)
 
 /* ---- the scan ---- */
 
+static void backlog_push(struct relay *r, const char *id)
+{
+	if (r->backlog_count == r->backlog_cap) {
+		r->backlog_cap = r->backlog_cap == 0 ? 64 : r->backlog_cap * 2;
+		r->backlog = xrealloc(r->backlog, r->backlog_cap * sizeof(*r->backlog));
+	}
+	memcpy(r->backlog[r->backlog_count++], id, QUEUE_ID_LEN + 1);
+}
+
 struct scan {
 	struct relay *r;
 	time_t now;
@@ -675,8 +762,8 @@ static int scan_one(const struct queue_entry *e, void *ctx)
 	const struct config *cfg = r->cfg;
 	if (r->stopping)
 		return 1;
-	if (msg_find(r, e->id) != NULL)
-		return 0;   /* in flight */
+	if (msg_find(r, e->id) != NULL || finished_has(r, e->id))
+		return 0;   /* in flight, or done and about to go */
 	const char *error;
 	if (pending_count(e) == 0) {
 		queue_entry_remove(r->svc->queue, e->id, &error);
@@ -700,9 +787,10 @@ static int scan_one(const struct queue_entry *e, void *ctx)
 			wake_at(s, warn);
 		}
 	}
-	if (e->next_attempt <= s->now)
-		attempt_start(r, e);   /* when busy, the end of a job rescans */
-	else
+	if (e->next_attempt <= s->now) {
+		if (r->job_count >= cfg->relay_max_connections || !attempt_start(r, e))
+			backlog_push(r, e->id);
+	} else
 		wake_at(s, e->next_attempt);
 	if (warned_now)
 		queue_entry_free(&warned);
@@ -716,10 +804,52 @@ static void relay_scan(evutil_socket_t fd, short what, void *arg)
 		return;
 	struct scan s = { r, time(NULL), time(NULL) + RELAY_IDLE_WAKE };
 	const char *error;
+	r->backlog_count = 0;
 	if (queue_list(r->svc->queue, scan_one, &s, &error) < 0)
 		log_error("event=relay-scan-failed error=\"%s\"", error);
-	struct timeval tv = { s.wake > s.now ? s.wake - s.now : 1, 0 };
+	evtimer_del(r->timer_ev);
+	relay_wake_at(r, s.wake);
+}
+
+static void relay_wake_at(struct relay *r, time_t t)
+{
+	if (r->stopping || r->timer_ev == NULL)
+		return;
+	if (evtimer_pending(r->timer_ev, NULL) && r->wake <= t)
+		return;
+	time_t now = time(NULL);
+	struct timeval tv = { t > now ? t - now : 0, t > now ? 0 : 100000 };
+	r->wake = t;
 	evtimer_add(r->timer_ev, &tv);
+}
+
+/* Starts held-back messages while there is room; those a destination
+ * limit still holds stay, in order. */
+static void backlog_drain(struct relay *r)
+{
+	if (r->backlog_draining)
+		return;
+	r->backlog_draining = true;
+	size_t keep = 0;
+	time_t now = time(NULL);
+	for (size_t i = 0; i < r->backlog_count; i++) {
+		char id[QUEUE_ID_LEN + 1];
+		memcpy(id, r->backlog[i], sizeof(id));
+		if (r->stopping || r->job_count >= r->cfg->relay_max_connections) {
+			memcpy(r->backlog[keep++], id, sizeof(id));
+			continue;
+		}
+		struct queue_entry e;
+		const char *error;
+		if (msg_find(r, id) != NULL || finished_has(r, id) ||
+		    queue_entry_get(r->svc->queue, id, &e, &error) != 1)
+			continue;
+		if (e.next_attempt <= now && pending_count(&e) > 0 && !attempt_start(r, &e))
+			memcpy(r->backlog[keep++], id, sizeof(id));
+		queue_entry_free(&e);
+	}
+	r->backlog_count = keep;
+	r->backlog_draining = false;
 }
 
 static void relay_scan_soon(struct relay *r)
@@ -845,6 +975,7 @@ static void relay_begin(struct relay *r)
 		log_warn("event=relay-no-inotify note=\"new mail waits for the next timer\"");
 	}
 	r->timer_ev = evtimer_new(r->base, relay_scan, r);
+	r->finished_ev = event_new(r->base, -1, 0, finished_commit, r);
 	r->scan_ev = event_new(r->base, -1, 0, relay_scan, r);
 	log_info("event=relay-running mode=%s", r->cfg->relay_mode == RELAY_MX ? "mx" :
 		 r->cfg->relay_mode == RELAY_SMARTHOST ? "smarthost" : "none");
@@ -889,12 +1020,17 @@ int relay_main(const struct config *cfg, struct services *services)
 		relay_try_lock(-1, 0, &r);
 
 	event_base_dispatch(r.base);
+	if (r.finished_ev != NULL)
+		finished_commit(-1, 0, &r);
 
 	while (r.jobs != NULL)
 		job_free(&r, r.jobs);
 	while (r.msgs != NULL)
 		msg_free(&r, r.msgs);
 	smtp_client_free_all(&r.clients);
+	free(r.backlog);
+	free(r.finished);
+	free(r.finished_attempts);
 	while (r.down != NULL) {
 		struct down_host *d = r.down;
 		r.down = d->next;
@@ -902,7 +1038,7 @@ int relay_main(const struct config *cfg, struct services *services)
 	}
 	relay_dns_free(&r.dns);
 	struct event *evs[] = { r.notify_ev, r.timer_ev, r.scan_ev, r.term_ev, r.drain_ev,
-				r.lock_ev };
+				r.lock_ev, r.finished_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (evs[i] != NULL)
 			event_free(evs[i]);

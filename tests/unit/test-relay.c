@@ -141,11 +141,61 @@ static void test_dsn_wanted(void)
 	TEST_ASSERT(!dsn_wanted(&r, DSN_FAILED) && dsn_wanted(&r, DSN_DELAYED));
 }
 
+static void put(struct queue *q, char id_r[QUEUE_ID_LEN + 1])
+{
+	struct queue_writer *w;
+	const char *error;
+	struct queue_entry e;
+	struct queue_rcpt r;
+	memset(&e, 0, sizeof(e));
+	memset(&r, 0, sizeof(r));
+	e.sender = (char *)"a@b.example";
+	r.address = (char *)"c@d.example";
+	e.rcpts = &r;
+	e.rcpt_count = 1;
+	TEST_ASSERT_INT(queue_writer_begin(q, &w, &error), 0);
+	TEST_ASSERT_INT(queue_writer_write(w, "x\r\n", 3, &error), 0);
+	TEST_ASSERT_INT(queue_writer_commit(w, &e, &error), 0);
+	queue_writer_free(&w);
+	memcpy(id_r, e.id, QUEUE_ID_LEN + 1);
+}
+
+/* queue_entry_replace never resurrects a deleted record;
+ * queue_entries_remove takes records and spool files together. */
+static void test_queue_replace_and_batch_remove(void)
+{
+	struct queue *q;
+	const char *error;
+	TEST_ASSERT_INT(queue_open(test_tmpdir(), NULL, &q, &error), 0);
+	char a[QUEUE_ID_LEN + 1], b[QUEUE_ID_LEN + 1], c[QUEUE_ID_LEN + 1];
+	put(q, a);
+	put(q, b);
+	put(q, c);
+	struct queue_entry e;
+	TEST_ASSERT_INT(queue_entry_get(q, a, &e, &error), 1);
+	e.attempts = 7;
+	TEST_ASSERT_INT(queue_entry_replace(q, &e, &error), 1);
+	TEST_ASSERT_INT(queue_entry_remove(q, a, &error), 0);
+	TEST_ASSERT_INT(queue_entry_replace(q, &e, &error), 0);
+	queue_entry_free(&e);
+	TEST_ASSERT_INT(queue_entry_get(q, a, &e, &error), 0);
+
+	const char *ids[] = { b, c, a };
+	TEST_ASSERT_INT(queue_entries_remove(q, ids, 3, &error), 0);
+	TEST_ASSERT_INT(queue_entry_get(q, b, &e, &error), 0);
+	TEST_ASSERT_INT(queue_entry_get(q, c, &e, &error), 0);
+	char *path = queue_spool_path(q, c);
+	TEST_ASSERT(access(path, F_OK) != 0);
+	free(path);
+	queue_close(&q);
+}
+
 int main(void)
 {
 	test_run("reply_lines", test_reply_lines);
 	test_run("mx_rdata", test_mx_rdata);
 	test_run("dsn", test_dsn);
 	test_run("dsn_wanted", test_dsn_wanted);
+	test_run("queue_replace_and_batch_remove", test_queue_replace_and_batch_remove);
 	return test_end();
 }
