@@ -82,6 +82,8 @@ static const struct config_key config_keys[] = {
 	{ "relay", "require_tls", CT_BOOL, OFF(relay_require_tls), "no", 0, 0 },
 	{ "relay", "smarthost_tls", CT_STRING, OFF(relay_smarthost_tls), "starttls", 0, 0 },
 	{ "relay", "smarthost_auth_file", CT_STRING, OFF(relay_smarthost_auth_file), NULL, 0, 0 },
+	{ "relay", "smarthost_tls_verify", CT_BOOL, OFF(relay_smarthost_tls_verify), "yes", 0, 0 },
+	{ "relay", "smarthost_ca_file", CT_STRING, OFF(relay_smarthost_ca_file), NULL, 0, 0 },
 	{ "relay", "max_connections", CT_INT, OFF(relay_max_connections), "20", 1, 10000 },
 	{ "relay", "max_per_destination", CT_INT, OFF(relay_max_per_destination), "4", 1, 10000 },
 	{ "relay", "host_down_time", CT_DURATION, OFF(relay_host_down_time), "10m", 0, 0 },

@@ -80,6 +80,9 @@ struct smtp_client_params {
 	struct event_base *base;
 	SSL_CTX *tls_ctx;
 	enum smtp_tls_policy tls;
+	/* check the peer's certificate against this name (a host name or an
+	 * IP literal); NULL = opportunistic, unverified (RFC 7435) */
+	const char *verify_name;
 	const char *helo;
 	const char *auth_user;     /* NULL: no AUTH */
 	const char *auth_pass;

@@ -62,6 +62,7 @@ struct relay {
 	struct event_base *base;
 	struct relay_dns *dns;
 	SSL_CTX *tls_ctx;
+	SSL_CTX *smarthost_tls_ctx;    /* verifies, unless smarthost_tls_verify = no */
 	char *auth_user, *auth_pass;
 	char smarthost[256];
 	int smarthost_port;
@@ -431,6 +432,10 @@ static void job_dns_done(void *ctx, int status, const char *error,
 	p.base = r->base;
 	p.tls_ctx = r->tls_ctx;
 	bool smarthost = strcmp(job->dest, RELAY_SMARTHOST_KEY) == 0;
+	if (smarthost && r->smarthost_tls_ctx != NULL) {
+		p.tls_ctx = r->smarthost_tls_ctx;
+		p.verify_name = r->smarthost;
+	}
 	if (smarthost && strcmp(r->cfg->relay_smarthost_tls, "implicit") == 0)
 		p.tls = SMTP_TLS_IMPLICIT;
 	else if (r->cfg->relay_require_tls || (smarthost && r->auth_user != NULL))
@@ -957,6 +962,25 @@ static int relay_setup(struct relay *r, const char **error_r)
 	SSL_CTX_set_min_proto_version(r->tls_ctx, TLS1_2_VERSION);
 	/* opportunistic TLS (RFC 7435): encrypt, do not authenticate */
 	SSL_CTX_set_verify(r->tls_ctx, SSL_VERIFY_NONE, NULL);
+	if (r->cfg->relay_mode == RELAY_SMARTHOST && r->cfg->relay_smarthost_tls_verify) {
+		/* credentials go there: its certificate and name must check out */
+		r->smarthost_tls_ctx = SSL_CTX_new(TLS_client_method());
+		if (r->smarthost_tls_ctx == NULL) {
+			*error_r = "cannot create the TLS client context";
+			return -1;
+		}
+		SSL_CTX_set_min_proto_version(r->smarthost_tls_ctx, TLS1_2_VERSION);
+		SSL_CTX_set_verify(r->smarthost_tls_ctx, SSL_VERIFY_PEER, NULL);
+		const char *ca = r->cfg->relay_smarthost_ca_file;
+		if ((ca != NULL ? SSL_CTX_load_verify_locations(r->smarthost_tls_ctx, ca, NULL) :
+		     SSL_CTX_set_default_verify_paths(r->smarthost_tls_ctx)) != 1) {
+			static char err[400];
+			snprintf(err, sizeof(err), "[relay] smarthost_ca_file %s: cannot load",
+				 ca != NULL ? ca : "(system)");
+			*error_r = err;
+			return -1;
+		}
+	}
 	if (relay_dns_new(r->base, r->cfg->relay_dns, &r->dns, error_r) < 0)
 		return -1;
 	return 0;
@@ -1045,6 +1069,8 @@ int relay_main(const struct config *cfg, struct services *services)
 	}
 	if (r.tls_ctx != NULL)
 		SSL_CTX_free(r.tls_ctx);
+	if (r.smarthost_tls_ctx != NULL)
+		SSL_CTX_free(r.smarthost_tls_ctx);
 	if (r.auth_pass != NULL)
 		explicit_bzero(r.auth_pass, strlen(r.auth_pass));
 	free(r.auth_user);

@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/x509v3.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +500,33 @@ static void send_ehlo(struct smtp_client *c)
 	client_timeout(c, TIMEOUT_COMMAND, TIMEOUT_COMMAND);
 }
 
+/* A TLS session for the current address: SNI, and the name to verify
+ * when the runner asks for verification (its context verifies). */
+static SSL *client_ssl_new(struct smtp_client *c)
+{
+	SSL *ssl = SSL_new(c->p.tls_ctx);
+	if (ssl == NULL)
+		return NULL;
+	unsigned char bin[16];
+	bool literal = c->p.verify_name != NULL &&
+		       (inet_pton(AF_INET, c->p.verify_name, bin) == 1 ||
+			inet_pton(AF_INET6, c->p.verify_name, bin) == 1);
+	if (!literal)
+		SSL_set_tlsext_host_name(ssl, (char *)(c->p.verify_name != NULL ? c->p.verify_name :
+							      c->host));
+	if (c->p.verify_name != NULL) {
+		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+		X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(param, c->p.verify_name) :
+			 SSL_set1_host(ssl, c->p.verify_name);
+		if (ok != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	return ssl;
+}
+
 /* ---- the body ---- */
 
 static void body_feed(struct smtp_client *c)
@@ -642,8 +671,11 @@ static void reply_complete(struct smtp_client *c, int code, const char *reply)
 			return;
 		}
 		{
-			SSL *ssl = SSL_new(c->p.tls_ctx);
-			SSL_set_tlsext_host_name(ssl, c->host);
+			SSL *ssl = client_ssl_new(c);
+			if (ssl == NULL) {
+				client_address_failed(c, 451, "451 4.7.0 cannot start TLS");
+				return;
+			}
 			client_set_state(c, CS_TLS_HANDSHAKE);
 			struct bufferevent *tls = bufferevent_openssl_filter_new(
 				c->p.base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -853,8 +885,11 @@ static void client_next_address(struct smtp_client *c)
 	buf_reset(&c->reply);
 	int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
 	if (c->p.tls == SMTP_TLS_IMPLICIT) {
-		SSL *ssl = SSL_new(c->p.tls_ctx);
-		SSL_set_tlsext_host_name(ssl, c->host);
+		SSL *ssl = client_ssl_new(c);
+		if (ssl == NULL) {
+			client_address_failed(c, 451, "451 4.7.0 cannot start TLS");
+			return;
+		}
 		c->bev = bufferevent_openssl_socket_new(c->p.base, -1, ssl,
 							BUFFEREVENT_SSL_CONNECTING, opts);
 	} else {

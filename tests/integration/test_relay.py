@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -130,6 +131,19 @@ def server_tls(directory):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def ip_cert(directory, ip, name):
+    """A self-signed certificate for the IP address ip: (cert, key, context)."""
+    cert = os.path.join(directory, name + ".pem")
+    key = os.path.join(directory, name + "-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=" + ip, "-addext", "subjectAltName=IP:" + ip],
+                   check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return cert, key, ctx
 
 
 def free_port_on(ips):
@@ -342,9 +356,8 @@ def test_require_tls_without_starttls_defers(server_factory, dns):
         ctl.stop()
 
 
-@pytest.mark.parametrize("mode", ["starttls", "implicit"])
-def test_smarthost_with_auth_over_tls(server_factory, dns, workdir, mode):
-    port = free_port_on(["127.0.0.8"])
+def smarthost_setup(workdir, ip, mode, server_cert_name):
+    port = free_port_on([ip])
     seen = []
 
     def authenticator(server, session, envelope, mechanism, auth_data):
@@ -352,17 +365,25 @@ def test_smarthost_with_auth_over_tls(server_factory, dns, workdir, mode):
         ok = auth_data.login == b"relayuser" and auth_data.password == b"relay pass"
         return AuthResult(success=ok)
 
+    ca, _, ctx = ip_cert(workdir, ip, "smarthost-ca")
+    if server_cert_name != "smarthost-ca":
+        _, _, ctx = ip_cert(workdir, ip, server_cert_name)   # not the one trusted
     sink = Sink()
-    ctl = start_smtp("127.0.0.8", port, sink, tls=server_tls(workdir),
-                     implicit=mode == "implicit", auth=authenticator)
+    ctl = start_smtp(ip, port, sink, tls=ctx, implicit=mode == "implicit", auth=authenticator)
     auth_file = os.path.join(workdir, "smarthost-auth")
     with open(auth_file, "w") as f:
         f.write("relayuser relay pass\n")
     os.chmod(auth_file, 0o644)   # the unprivileged relay must read it in tests
+    relay = {"mode": "smarthost", "smarthost": "%s:%d" % (ip, port), "smarthost_tls": mode,
+             "smarthost_auth_file": auth_file, "smarthost_ca_file": ca}
+    return port, sink, seen, ctl, relay
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_smarthost_with_auth_over_verified_tls(server_factory, dns, workdir, mode):
+    port, sink, seen, ctl, relay = smarthost_setup(workdir, "127.0.0.8", mode, "smarthost-ca")
     try:
-        srv = relay_server(server_factory, dns, port, mode="smarthost",
-                           smarthost="127.0.0.8:%d" % port, smarthost_tls=mode,
-                           smarthost_auth_file=auth_file)
+        srv = relay_server(server_factory, dns, port, **relay)
         inject(srv, ["frank@anywhere.example", "gina@elsewhere.example"], "smarthost")
         wait_queue_empty(srv)
         assert len(sink.messages) == 1
@@ -373,6 +394,20 @@ def test_smarthost_with_auth_over_tls(server_factory, dns, workdir, mode):
         assert seen and seen[0][0] == "PLAIN" and seen[0][1] == b"relayuser"
         assert seen[0][3] or mode == "implicit"
         assert "relay pass" not in srv.read_log()
+    finally:
+        ctl.stop()
+
+
+def test_smarthost_with_an_untrusted_certificate_gets_no_credentials(server_factory, dns,
+                                                                     workdir):
+    port, sink, seen, ctl, relay = smarthost_setup(workdir, "127.0.0.12", "starttls", "other")
+    try:
+        srv = relay_server(server_factory, dns, port, **relay)
+        qid = inject(srv, ["olga@anywhere.example"], "untrusted")
+        srv.wait_log(r"id=%s rcpt=olga@anywhere\.example .*status=deferred code=451" % qid)
+        assert "certificate verify failed" in srv.read_log()
+        assert seen == [] and sink.messages == []
+        assert queue_ids(srv) == [qid]
     finally:
         ctl.stop()
 
