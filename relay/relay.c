@@ -375,8 +375,8 @@ static void job_finish(struct relay_job *job, const char *host, const char *ip,
 	job_free(r, job);
 	if (--m->jobs == 0)
 		finish_attempt(r, m);
-	else if (r->stopping && r->job_count == 0)
-		event_base_loopexit(r->base, NULL);
+	if (r->stopping && r->job_count == 0)
+		event_base_loopexit(r->base, NULL);   /* drained */
 }
 
 static void job_all_failed(struct relay_job *job, int code, const char *reply)

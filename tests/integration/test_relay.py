@@ -8,6 +8,7 @@ path that enqueues a message like submission does)."""
 import glob
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -482,6 +483,7 @@ def test_restart_with_a_full_queue_delivers_everything_once(server_factory, dns)
         srv.start()
         wait_for(lambda: len(sink.messages) >= 5, what="first deliveries")
         srv.stop()                      # drains: in-flight transactions finish
+        assert "relay-abandon" not in srv.read_log()
         assert len(queue_ids(srv)) < 30
         srv.start()
         wait_queue_empty(srv, timeout=30)
@@ -623,3 +625,36 @@ def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
             == ["MAIL FROM", "RCPT TO", "DATA"] * 2
     finally:
         mini.stop()
+
+
+def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
+    port = mx_domain(dns, "reload.example", "127.0.0.13")
+
+    class SlowSink(Sink):
+        async def handle_DATA(self, server, session, envelope):
+            import asyncio
+            await asyncio.sleep(0.2)
+            return await Sink.handle_DATA(self, server, session, envelope)
+
+    sink = SlowSink()
+    ctl = start_smtp("127.0.0.13", port, sink)
+    try:
+        srv = relay_server(server_factory, dns, port)
+        for i in range(12):
+            inject(srv, ["r%d@reload.example" % i], "reload %d" % i)
+        wait_for(lambda: len(sink.messages) >= 2, what="first deliveries")
+        old = srv.relay_pids()
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_log(r"event=relay-started", count=2)
+        wait_queue_empty(srv, timeout=30)
+        subjects = sorted(re.search(rb"Subject: (reload \d+)", m[2]).group(1).decode()
+                          for m in sink.messages)
+        assert subjects == sorted("reload %d" % i for i in range(12)), subjects
+        log = srv.read_log()
+        assert len(old) == 1 and old[0] not in srv.relay_pids()
+        # the new relay started its runner only after the old one stopped
+        assert log.index("event=relay-stopped slot") < log.rindex("event=relay-running")
+        assert len(srv.worker_pids()) == 2
+        assert "relay-abandon" not in log          # drained, not cut off
+    finally:
+        ctl.stop()
