@@ -6,6 +6,7 @@
 #include "store/store.h"
 #include "core/tls.h"
 #include "relay/queue.h"
+#include "relay/relay.h"
 #include "imap/imap.h"
 #include "pop3/pop3.h"
 #include "submission/smtp.h"
@@ -281,6 +282,7 @@ int cmd_serve(int argc, char **argv)
 	setup.reload_config = serve_reload;
 	setup.child_init = serve_child_init;
 	setup.child_deinit = serve_child_deinit;
+	setup.relay_main = relay_main;
 
 	int ret = server_run(&setup);
 	config_free(&cfg);

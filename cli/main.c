@@ -13,7 +13,7 @@ static const char usage_text[] =
 	"  domain  add|del DOMAIN | list\n"
 	"  user    add ADDRESS | del ADDRESS | passwd ADDRESS | list [DOMAIN]\n"
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
-	"  queue   list | show ID | flush [ID] | delete ID\n"
+	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
 	"  deliver [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
 	"  version\n"
 	"\n"

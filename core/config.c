@@ -81,6 +81,13 @@ static const struct config_key config_keys[] = {
 	{ "relay", "delay_warning", CT_DURATION, OFF(relay_delay_warning), "4h", 0, 0 },
 	{ "relay", "mx_port", CT_INT, OFF(relay_mx_port), "25", 1, 65535 },
 	{ "relay", "require_tls", CT_BOOL, OFF(relay_require_tls), "no", 0, 0 },
+	{ "relay", "smarthost_tls", CT_STRING, OFF(relay_smarthost_tls), "starttls", 0, 0 },
+	{ "relay", "smarthost_auth_file", CT_STRING, OFF(relay_smarthost_auth_file), NULL, 0, 0 },
+	{ "relay", "smarthost_tls_verify", CT_BOOL, OFF(relay_smarthost_tls_verify), "yes", 0, 0 },
+	{ "relay", "smarthost_ca_file", CT_STRING, OFF(relay_smarthost_ca_file), NULL, 0, 0 },
+	{ "relay", "max_connections", CT_INT, OFF(relay_max_connections), "20", 1, 10000 },
+	{ "relay", "max_per_destination", CT_INT, OFF(relay_max_per_destination), "4", 1, 10000 },
+	{ "relay", "host_down_time", CT_DURATION, OFF(relay_host_down_time), "10m", 0, 0 },
 };
 
 static const char *const plaintext_names[] = { "never", "loopback", "always" };
@@ -445,6 +452,11 @@ int config_validate(const struct config *cfg, const char **error_r)
 	if (cfg->relay_mode == RELAY_SMARTHOST &&
 	    (cfg->relay_smarthost == NULL || cfg->relay_smarthost[0] == '\0')) {
 		*error_r = "[relay] smarthost: required when mode = smarthost";
+		return -1;
+	}
+	if (strcmp(cfg->relay_smarthost_tls, "starttls") != 0 &&
+	    strcmp(cfg->relay_smarthost_tls, "implicit") != 0) {
+		*error_r = "[relay] smarthost_tls: must be starttls or implicit";
 		return -1;
 	}
 	return 0;

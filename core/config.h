@@ -74,6 +74,13 @@ struct config {
 	int relay_delay_warning;
 	int relay_mx_port;
 	bool relay_require_tls;
+	char *relay_smarthost_tls;        /* "starttls" or "implicit" */
+	char *relay_smarthost_auth_file;  /* "user password" line, or NULL */
+	bool relay_smarthost_tls_verify;  /* check the smarthost's certificate and name */
+	char *relay_smarthost_ca_file;    /* CAs for that, NULL = the system's */
+	int relay_max_connections;        /* deliveries at once, in all */
+	int relay_max_per_destination;    /* deliveries at once to one domain */
+	int relay_host_down_time;         /* seconds an unreachable host is skipped */
 };
 
 /* Fills cfg with every default. */

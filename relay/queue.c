@@ -224,6 +224,9 @@ int queue_writer_commit(struct queue_writer *w, struct queue_entry *entry,
 		goto out;
 	}
 	w->fd = -1;
+	/* the admin CLI (root) enqueues too: the relay must read the file */
+	if (privs_give(w->tmp_path, q->run_as, error_r) < 0)
+		goto out;
 	if (rename(w->tmp_path, final) < 0) {
 		*error_r = queue_fail(q, "renaming", final, errno);
 		goto out;
@@ -501,6 +504,74 @@ int queue_entry_update(struct queue *q, const struct queue_entry *e, const char 
 	return queue_put(q, e, error_r);
 }
 
+int queue_entry_replace(struct queue *q, const struct queue_entry *e, const char **error_r)
+{
+	size_t len;
+	char *data = queue_entry_serialize(e, &len);
+	MDB_txn *txn;
+	MDB_val key = { QUEUE_ID_LEN, (void *)e->id }, val;
+	int ret = 1;
+	int rc = lmdb_env_txn_begin(q->env, 0, &txn);
+	if (rc == 0) {
+		rc = mdb_get(txn, q->dbi, &key, &val);
+		if (rc == MDB_NOTFOUND) {
+			ret = 0;
+			rc = 0;
+			mdb_txn_abort(txn);
+		} else if (rc == 0) {
+			val.mv_size = len;
+			val.mv_data = data;
+			rc = mdb_put(txn, q->dbi, &key, &val, 0);
+			if (rc == 0)
+				rc = mdb_txn_commit(txn);
+			else
+				mdb_txn_abort(txn);
+		} else {
+			mdb_txn_abort(txn);
+		}
+	}
+	free(data);
+	if (rc == MDB_MAP_FULL) {
+		/* the record exists and only grows a little: queue_put grows the map */
+		return queue_put(q, e, error_r) < 0 ? -1 : 1;
+	}
+	if (rc != 0) {
+		*error_r = queue_fail(q, "recording", e->id, rc);
+		return -1;
+	}
+	return ret;
+}
+
+int queue_entries_remove(struct queue *q, const char *const *ids, size_t n,
+			 const char **error_r)
+{
+	MDB_txn *txn = NULL;
+	int rc = lmdb_env_txn_begin(q->env, 0, &txn);
+	bool begun = rc == 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		MDB_val key = { strlen(ids[i]), (void *)ids[i] };
+		rc = mdb_del(txn, q->dbi, &key, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	else if (begun)
+		mdb_txn_abort(txn);
+	if (rc != 0) {
+		*error_r = queue_fail(q, "removing", n > 0 ? ids[0] : "", rc);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *path = queue_spool_path(q, ids[i]);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("event=queue-unlink-failed id=%s error=\"%s\"", ids[i],
+				 strerror(errno));
+		free(path);
+	}
+	return 0;
+}
+
 int queue_entry_remove(struct queue *q, const char *id, const char **error_r)
 {
 	MDB_txn *txn;
@@ -612,6 +683,9 @@ void queue_kick(struct queue *q)
 	char *path = xasprintf("%s/%s", q->dir, QUEUE_NOTIFY_NAME);
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd >= 0) {
+		const char *error;
+		if (privs_give(path, q->run_as, &error) < 0)
+			log_warn("event=queue-notify-chown-failed error=\"%s\"", error);
 		ssize_t r = write(fd, "", 0);
 		(void)r;
 		close(fd);   /* IN_CLOSE_WRITE wakes the watchers */

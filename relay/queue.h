@@ -93,6 +93,15 @@ int queue_entry_get(struct queue *q, const char *id, struct queue_entry *entry_r
 /* Rewrites the record (durably). */
 int queue_entry_update(struct queue *q, const struct queue_entry *entry,
 		       const char **error_r);
+/* Rewrites the record only when it still exists (the relay, after a
+ * delivery attempt: `postern queue delete` may have removed it meanwhile).
+ * 1 rewritten, 0 gone, -1 error. */
+int queue_entry_replace(struct queue *q, const struct queue_entry *entry,
+			const char **error_r);
+/* Removes the records of ids[0..n) in one transaction (one durable
+ * commit), then their spool files. */
+int queue_entries_remove(struct queue *q, const char *const *ids, size_t n,
+			 const char **error_r);
 /* Removes record and spool file. */
 int queue_entry_remove(struct queue *q, const char *id, const char **error_r);
 void queue_entry_free(struct queue_entry *entry);

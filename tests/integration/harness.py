@@ -84,7 +84,8 @@ class Server:
             "tls": {"cert": self.cert, "key": self.key},
             "listen": {n: "127.0.0.1:%d" % p for n, p in self.ports.items()},
             "auth": {"plaintext": "loopback"},
-            "relay": {"mode": "none"},
+            # never the system's resolver: no test may send traffic off loopback
+            "relay": {"mode": "none", "dns": "127.0.0.1:9"},
         }
         for sec, values in sections.items():
             body.setdefault(sec, {}).update(values)
@@ -164,9 +165,22 @@ class Server:
                                      % (pattern, count, self.read_log()[-4000:]))
             time.sleep(0.05)
 
-    def worker_pids(self):
+    def child_pids(self):
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
+
+    def relay_pids(self):
+        """Live children the master started as the relay (its log says
+        `event=relay-started ... pid=N`)."""
+        started = {int(p) for p in re.findall(r"event=relay-started slot=\d+ pid=(\d+)",
+                                                 self.read_log())}
+        return [p for p in self.child_pids() if p in started]
+
+    def worker_pids(self):
+        """Live worker processes (children that are not the relay)."""
+        workers = {int(p) for p in re.findall(r"event=worker-started slot=\d+ pid=(\d+)",
+                                                  self.read_log())}
+        return [p for p in self.child_pids() if p in workers]
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stops the server; returns its exit status (None if not running)."""
