@@ -15,7 +15,7 @@ BUILD_PACKAGES=(
 	libinih-dev libcrypt-dev libidn2-dev libunbound-dev
 )
 TEST_PACKAGES=(
-	python3 python3-pytest clang
+	python3 python3-pytest python3-pytest-xdist clang
 	swaks msmtp curl isync fetchmail getmail6
 	python3-aiosmtpd python3-dnslib
 )
@@ -88,7 +88,9 @@ test)
 		"$target" -runs=0 "tests/fuzz/corpus/$name" 2>&1 | tail -1
 	done
 	export POSTERN_BIN="$PWD/$builddir/postern"
-	exec /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"
+	# two tests at a time per core: most of their time is spent waiting
+	exec /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider \
+		-n "$(nproc)" --dist loadgroup "$@"
 	;;
 fuzz)
 	install_packages "${BUILD_PACKAGES[@]}" clang

@@ -11,6 +11,9 @@ import pytest
 
 from harness import POSTERN
 
+# the demo's ports are fixed: its tests never run side by side
+pytestmark = pytest.mark.xdist_group("demo")
+
 DEMO_PORTS = {"submission": 1587, "submissions": 1465, "smtp": 1025, "pop3": 1110,
               "pop3s": 1995, "imap": 1143, "imaps": 1993}
 
