@@ -88,7 +88,7 @@ test)
 		"$target" -runs=0 "tests/fuzz/corpus/$name" 2>&1 | tail -1
 	done
 	export POSTERN_BIN="$PWD/$builddir/postern"
-	# two tests at a time per core: most of their time is spent waiting
+	# one test process per core: most of a test's time is spent waiting
 	exec /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider \
 		-n "$(nproc)" --dist loadgroup "$@"
 	;;
