@@ -70,6 +70,15 @@ static void serve_child_deinit(struct services *services)
 		auth_db_close(&services->auth);
 }
 
+/* Readers of killed processes stay in LMDB's reader tables until someone
+ * clears them; every worker does, now and then. */
+static void serve_child_periodic(struct services *services)
+{
+	int cleared = auth_db_reader_check(services->auth) + store_reader_check(services->store);
+	if (cleared > 0)
+		log_info("event=lmdb-stale-readers-cleared count=%d", cleared);
+}
+
 static int serve_reload(struct config *cfg, const char **error_r)
 {
 	config_init_defaults(cfg);
@@ -282,6 +291,7 @@ int cmd_serve(int argc, char **argv)
 	setup.reload_config = serve_reload;
 	setup.child_init = serve_child_init;
 	setup.child_deinit = serve_child_deinit;
+	setup.child_periodic = serve_child_periodic;
 	setup.relay_main = relay_main;
 
 	int ret = server_run(&setup);

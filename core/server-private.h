@@ -30,6 +30,7 @@ struct worker {
 	bool draining;
 	struct event *sigterm_ev;
 	struct event *drain_timer;
+	struct event *periodic_ev;
 };
 
 struct conn {

@@ -15,6 +15,8 @@
 #include "core/conn.h"
 #include "core/services.h"
 
+#define SERVER_PERIODIC_SECS 30
+
 struct server_setup {
 	struct config *cfg;
 	/* protocol serving each listener kind */
@@ -27,6 +29,9 @@ struct server_setup {
 	int (*child_init)(const struct config *cfg, struct services *services,
 			  const char **error_r);
 	void (*child_deinit)(struct services *services);
+	/* called every SERVER_PERIODIC_SECS in each worker (housekeeping such
+	 * as clearing LMDB reader slots left by killed processes) */
+	void (*child_periodic)(struct services *services);
 	/* the relay process (one, supervised like a worker, replaced on
 	 * reload): runs its own loop until SIGTERM; NULL = none */
 	int (*relay_main)(const struct config *cfg, struct services *services);

@@ -64,6 +64,12 @@ static void worker_start_drain(struct worker *w)
 	}
 }
 
+static void worker_periodic_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	w->setup->child_periodic(w->services);
+}
+
 static void worker_sigterm_cb(evutil_socket_t sig, short what, void *arg)
 {
 	worker_start_drain(arg);
@@ -99,6 +105,11 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 	}
 	w.sigterm_ev = evsignal_new(w.base, SIGTERM, worker_sigterm_cb, &w);
 	evsignal_add(w.sigterm_ev, NULL);
+	if (setup->child_periodic != NULL) {
+		struct timeval tv = { SERVER_PERIODIC_SECS, 0 };
+		w.periodic_ev = event_new(w.base, -1, EV_PERSIST, worker_periodic_cb, &w);
+		event_add(w.periodic_ev, &tv);
+	}
 
 	log_info("event=worker-ready slot=%d", slot);
 	event_base_dispatch(w.base);
@@ -113,6 +124,8 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 	if (w.drain_timer != NULL)
 		event_free(w.drain_timer);
 	event_free(w.sigterm_ev);
+	if (w.periodic_ev != NULL)
+		event_free(w.periodic_ev);
 	event_base_free(w.base);
 	log_info("event=worker-exit slot=%d", slot);
 	return 0;
