@@ -63,8 +63,10 @@ int store_delivery_write(struct store_delivery *d, const void *data, size_t len,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return delivery_fail(d, error_r, STORE_ERR_INTERNAL, "write %s: %s",
-					     d->tmp_path, strerror(errno));
+			return delivery_fail(d, error_r,
+					     errno == ENOSPC || errno == EDQUOT ?
+					     STORE_ERR_NOSPACE : STORE_ERR_INTERNAL,
+					     "write %s: %s", d->tmp_path, strerror(errno));
 		p += n;
 		left -= (size_t)n;
 	}
@@ -81,7 +83,8 @@ static int delivery_finish(struct store_delivery *d, const char **error_r)
 	mime_parser_free(&d->parser);
 	cache_serialize(&d->cache_blob, &d->msg);
 	if (fsync(d->fd) < 0) {
-		int ret = delivery_fail(d, error_r, STORE_ERR_INTERNAL, "fsync %s: %s",
+		int ret = delivery_fail(d, error_r, errno == ENOSPC || errno == EDQUOT ?
+					STORE_ERR_NOSPACE : STORE_ERR_INTERNAL, "fsync %s: %s",
 					d->tmp_path, strerror(errno));
 		close(d->fd);
 		d->fd = -1;

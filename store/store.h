@@ -40,6 +40,7 @@ enum store_error {
 	STORE_ERR_READONLY = -7,    /* write on a read-only view */
 	STORE_ERR_LIMIT = -8,       /* too many keywords, index full: [LIMIT] */
 	STORE_ERR_INUSE = -9,       /* lock held elsewhere: POP3 [IN-USE] */
+	STORE_ERR_NOSPACE = -10,    /* the disk is full: SMTP 452 4.3.1, IMAP [OVERQUOTA]/[SERVERBUG] */
 };
 
 /* System flags (bitmask). Kept in the index and in the Maildir file name

@@ -7,6 +7,7 @@
 #include "relay/queue.h"
 #include "store/store.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,8 @@ const char *smtp_deliver(struct smtp_session *s)
 
 	if (t->write_error != NULL) {
 		log_error("event=message-write-failed error=\"%s\"", t->write_error);
-		return "451 4.3.0 Error: local problem storing the message";
+		return t->write_nospace ? "452 4.3.1 Insufficient system storage" :
+					  "451 4.3.0 Error: local problem storing the message";
 	}
 	const char *refusal = header_policy(s);
 	if (refusal != NULL)
@@ -133,7 +135,7 @@ const char *smtp_deliver(struct smtp_session *s)
 
 	size_t n;
 	struct target *targets = collect_targets(t, &n);
-	size_t local = 0, local_ok = 0, overquota = 0;
+	size_t local = 0, local_ok = 0, overquota = 0, nospace = 0;
 	for (size_t i = 0; i < n; i++)
 		local += targets[i].local;
 	if (local > 0) {
@@ -154,6 +156,8 @@ const char *smtp_deliver(struct smtp_session *s)
 			} else {
 				if (rcpts[k].result == STORE_ERR_OVERQUOTA)
 					overquota++;
+				if (rcpts[k].result == STORE_ERR_NOSPACE)
+					nospace++;
 				log_warn("event=local-delivery-failed account=%s error=\"%s\"",
 					 targets[i].address, rcpts[k].error ? rcpts[k].error : "");
 			}
@@ -166,13 +170,16 @@ const char *smtp_deliver(struct smtp_session *s)
 		if (overquota == local)
 			return cfg->smtp_quota_full_tempfail ? "452 4.2.2 Mailbox full" :
 							       "552 5.2.2 Mailbox full";
+		if (nospace > 0)
+			return "452 4.3.1 Insufficient system storage";
 		return "451 4.3.0 Error: local problem storing the message";
 	}
 	char id[QUEUE_ID_LEN + 1] = "";
 	int queued = enqueue(s, targets, n, id, sizeof(id));
 	if (queued < 0) {
 		/* the client will send again: better twice than never */
-		return "451 4.3.0 Error: cannot queue the message now";
+		return errno == ENOSPC || errno == EDQUOT ? "452 4.3.1 Insufficient system storage" :
+			"451 4.3.0 Error: cannot queue the message now";
 	}
 	log_info("event=message-accepted id=%s queue-id=%s from=<%s> size=%llu rcpts=%zu "
 		 "local=%zu remote=%zu retry-local=%zu",

@@ -6,6 +6,7 @@
 #include "relay/queue.h"
 #include "store/store.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -233,10 +234,14 @@ static void txn_write(void *ctx, const char *data, size_t len)
 	const char *error;
 	if (t->write_error != NULL)
 		return;
-	if (t->delivery != NULL && store_delivery_write(t->delivery, data, len, &error) < 0)
+	int r;
+	if (t->delivery != NULL && (r = store_delivery_write(t->delivery, data, len, &error)) < 0) {
 		t->write_error = pool_strdup(t->pool, error);
-	else if (t->spool != NULL && queue_writer_write(t->spool, data, len, &error) < 0)
+		t->write_nospace = r == STORE_ERR_NOSPACE;
+	} else if (t->spool != NULL && queue_writer_write(t->spool, data, len, &error) < 0) {
+		t->write_nospace = errno == ENOSPC || errno == EDQUOT;
 		t->write_error = pool_strdup(t->pool, error);
+	}
 }
 
 static void decoded_write(void *ctx, const char *data, size_t len)

@@ -63,6 +63,7 @@ struct smtp_txn {
 	struct store_delivery *delivery;
 	struct queue_writer *spool;
 	const char *write_error;        /* first write failure */
+	bool write_nospace;             /* ... because the disk is full */
 };
 
 struct smtp_session {

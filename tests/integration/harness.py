@@ -62,7 +62,7 @@ class Server:
     def __init__(self, directory, extra=None, sections=None, workers=2):
         self.settings = (extra or {}, sections or {}, workers)
         self.dir = directory
-        self.data_dir = os.path.join(directory, "data")
+        self.data_dir = (extra or {}).get("data_dir", os.path.join(directory, "data"))
         self.cert, self.key = make_cert(directory)
         self.ports = {name: free_port() for name in LISTENERS}
         self.config_path = os.path.join(directory, "postern.conf")

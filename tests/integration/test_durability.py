@@ -91,3 +91,52 @@ def test_acknowledged_mail_survives_sigkill(server_factory):
     # the store still opens and delivers after all that
     srv.deliver(USER, b"Subject: after\r\n\r\nafter\r\n")
     assert len(srv.messages(USER)) == len(found) + 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk(server_factory, workdir):
+    """data_dir on a small tmpfs: when it fills up, submissions get a
+    temporary 452 (never a 250 for a message that was not stored, never a
+    crash), and they work again once space returns."""
+    import subprocess
+    mnt = os.path.join(workdir, "small")
+    os.mkdir(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0755", "tmpfs", mnt], check=True)
+    srv = None
+    try:
+        srv = server_factory(extra={"data_dir": mnt + "/data"})
+        srv.add_user(USER, PASSWORD)
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (3 << 20))
+        body = ("x" * 78 + "\r\n") * 2600          # about 200 kB
+        acked, refusal = [], None
+        s = smtplib.SMTP_SSL("127.0.0.1", srv.port("submissions"), context=client_context(),
+                             timeout=30)
+        s.login(USER, PASSWORD)
+        for i in range(200):
+            msg = ("From: %s\r\nTo: %s\r\nSubject: F%d\r\n\r\n%s" % (USER, USER, i, body)).encode()
+            try:
+                s.sendmail(USER, [USER], msg)
+                acked.append("F%d" % i)
+            except smtplib.SMTPDataError as err:
+                refusal = (err.smtp_code, err.smtp_error)
+                break
+        assert refusal is not None, "the disk never filled"
+        assert refusal[0] == 452 and refusal[1].startswith(b"4.3.1"), refusal
+        assert s.noop()[0] == 250                  # the session goes on
+        s.quit()
+        subjects = [re.search(rb"\r\nSubject: (F\d+)\r\n", m).group(1).decode()
+                    for m in srv.messages(USER)]
+        assert sorted(subjects) == sorted(acked)   # nothing acknowledged is missing
+        os.unlink(filler)                          # space returns
+        s = smtplib.SMTP_SSL("127.0.0.1", srv.port("submissions"), context=client_context(),
+                             timeout=30)
+        s.login(USER, PASSWORD)
+        assert s.sendmail(USER, [USER], b"Subject: after\r\n\r\nok\r\n") == {}
+        s.quit()
+        assert len(srv.messages(USER)) == len(acked) + 1
+    finally:
+        if srv is not None:
+            srv.stop()
+        subprocess.run(["umount", "-l", mnt])
