@@ -4,6 +4,7 @@ the whole server, are killed with SIGKILL and restarted. Every message a
 client got a 250 for must be in the mailbox exactly once afterwards."""
 
 import os
+import poplib
 import random
 import re
 import signal
@@ -38,11 +39,35 @@ def sender(srv, index, acked, stop):
             time.sleep(0.05)             # killed mid-way: not acknowledged
 
 
+def pop3_deleter(srv, deleted, stop):
+    """Deletes the oldest message now and then; a deletion counts once
+    QUIT answered +OK (the UPDATE state finished)."""
+    while not stop.is_set():
+        time.sleep(0.2)
+        try:
+            p = poplib.POP3_SSL("127.0.0.1", srv.port("pop3s"), context=client_context(),
+                                timeout=10)
+            p.user(USER)
+            p.pass_(PASSWORD)
+            if p.stat()[0] == 0:
+                p.quit()
+                continue
+            head = b"\r\n".join(p.top(1, 0)[1])
+            m = re.search(rb"(?:^|\r\n)Subject: (T\d+-\d+)", head)
+            p.dele(1)
+            reply = p.quit()
+            if reply.startswith(b"+OK") and m:
+                deleted.append(m.group(1).decode())
+        except (OSError, poplib.error_proto):
+            pass
+
+
 def test_acknowledged_mail_survives_sigkill(server_factory):
     srv = server_factory(sections={"limits": {"shutdown_timeout": "1s"}})
     srv.add_user(USER, PASSWORD)
-    acked, stop = [], threading.Event()
+    acked, deleted, stop = [], [], threading.Event()
     threads = [threading.Thread(target=sender, args=(srv, i, acked, stop)) for i in range(4)]
+    threads.append(threading.Thread(target=pop3_deleter, args=(srv, deleted, stop)))
     for t in threads:
         t.start()
     rng = random.Random(9)
@@ -79,15 +104,18 @@ def test_acknowledged_mail_survives_sigkill(server_factory):
         for t in threads:
             t.join()
     assert kills > 5 and restarts > 0 and len(acked) > 10, (kills, restarts, len(acked))
+    assert deleted, "no POP3 deletion was acknowledged"
     found = {}
     for raw in srv.messages(USER):
         m = re.search(rb"\r\nSubject: (T\d+-\d+)\r\n", raw)
         assert m, raw[:300]
         found[m.group(1).decode()] = found.get(m.group(1).decode(), 0) + 1
-    missing = [t for t in acked if t not in found]
+    missing = [t for t in acked if t not in found and t not in deleted]
     doubled = [t for t, n in found.items() if n > 1]
+    undeleted = [t for t in deleted if t in found]
     assert missing == [], "acknowledged but lost: %s" % missing
     assert doubled == [], "delivered twice: %s" % doubled
+    assert undeleted == [], "acknowledged deletions undone: %s" % undeleted
     # the store still opens and delivers after all that
     srv.deliver(USER, b"Subject: after\r\n\r\nafter\r\n")
     assert len(srv.messages(USER)) == len(found) + 1
