@@ -1,0 +1,380 @@
+/* Mailbox commands: SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+ * UNSUBSCRIBE, STATUS, NAMESPACE, CLOSE, UNSELECT, CHECK; and the untagged
+ * updates of the selected mailbox (RFC 3501 7.4.1). */
+#include "imap/imap-private.h"
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SYSTEM_FLAGS "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+void imap_mailbox_close(struct imap_session *s)
+{
+	if (s->mbox != NULL)
+		store_mailbox_close(&s->mbox);
+	s->exists = 0;
+	if (s->state == IMAP_STATE_SELECTED)
+		imap_set_state(s, IMAP_STATE_AUTHENTICATED);
+}
+
+/* Sequence number a UID had before an expunge reported in ascending order:
+ * later numbers already shifted by the EXPUNGEs sent before. */
+static uint32_t expunged_seq(const uint32_t *uids, size_t count, uint32_t uid)
+{
+	size_t lo = 0, hi = count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (uint32_t)lo + 1;
+}
+
+static void imap_send_flags(struct imap_session *s, struct buf *b, uint32_t uid)
+{
+	struct store_msg msg;
+	const char *error;
+	uint32_t seq = store_mailbox_uid_to_seq(s->mbox, uid);
+	if (seq == 0 || store_msg_get(s->mbox, uid, &msg, &error) < 0)
+		return;
+	buf_printf(b, "* %u FETCH (UID %u FLAGS ", seq, uid);
+	imap_append_flags(b, s->mbox, msg.flags, msg.keywords,
+			  store_mailbox_is_recent(s->mbox, uid));
+	buf_append_str(b, ")\r\n");
+}
+
+void imap_sync(struct imap_session *s, bool allow_expunge)
+{
+	if (s->mbox == NULL || !allow_expunge)
+		return;
+	struct store_sync sync;
+	const char *error;
+	if (store_mailbox_sync(s->mbox, &sync, &error) < 0) {
+		log_error("event=mailbox-sync-failed error=\"%s\"", error);
+		return;
+	}
+	if (sync.uidvalidity_changed) {
+		store_sync_free(&sync);
+		conn_write_str(s->conn, "* BYE [UNAVAILABLE] Mailbox was deleted or recreated\r\n");
+		conn_close(s->conn, "mailbox-recreated");
+		return;
+	}
+	struct buf b = BUF_INIT;
+	size_t count;
+	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);
+	for (size_t i = 0; i < sync.expunged.count; i++)
+		buf_printf(&b, "* %u EXPUNGE\r\n", expunged_seq(uids, count, sync.expunged.uids[i]));
+	if (sync.added.count > 0 || count != s->exists) {
+		struct store_status st;
+		store_mailbox_get_status(s->mbox, &st);
+		buf_printf(&b, "* %zu EXISTS\r\n* %u RECENT\r\n", count, st.recent);
+		s->exists = (uint32_t)count;
+	}
+	for (size_t i = 0; i < sync.changed.count; i++)
+		imap_send_flags(s, &b, sync.changed.uids[i]);
+	if (b.len > 0)
+		imap_write_buf(s, &b);
+	buf_free(&b);
+	store_sync_free(&sync);
+}
+
+static bool mailbox_arg(struct imap_session *s, struct imap_cmd *cmd, size_t i,
+			const char **name_r)
+{
+	const char *raw;
+	if (i >= cmd->count || !imap_arg_astring(&cmd->args[i], &raw)) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return false;
+	}
+	*name_r = imap_mailbox_from_client(cmd->pool, raw);
+	if (*name_r == NULL) {
+		imap_no(s, cmd->tag, "[CANNOT] Invalid mailbox name");
+		return false;
+	}
+	return true;
+}
+
+/* The first unseen message's sequence number, 0 when none. */
+static uint32_t first_unseen(struct store_mailbox *mbox)
+{
+	struct store_search crit;
+	struct store_uids result = STORE_UIDS_INIT;
+	const char *error;
+	memset(&crit, 0, sizeof(crit));
+	crit.flags_unset = STORE_FLAG_SEEN;
+	uint32_t seq = 0;
+	if (store_search_index(mbox, &crit, &result, &error) == 0) {
+		for (size_t i = 0; i < result.count && seq == 0; i++)
+			seq = store_mailbox_uid_to_seq(mbox, result.uids[i]);
+	}
+	store_uids_clear(&result);
+	return seq;
+}
+
+void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *name, *error;
+	bool read_only = strcmp(cmd->name, "EXAMINE") == 0;
+	if (!mailbox_arg(s, cmd, 0, &name))
+		return;
+	if (cmd->count != 1) {
+		imap_bad(s, cmd->tag, "Unsupported SELECT parameters");
+		return;
+	}
+	if (s->mbox != NULL) {
+		imap_mailbox_close(s);
+		conn_write_str(s->conn, "* OK [CLOSED] Previous mailbox closed\r\n");
+	}
+	int ret = store_mailbox_open(s->account, name, read_only, &s->mbox, &error);
+	if (ret < 0) {
+		imap_store_error(s, cmd->tag, ret, error);
+		return;
+	}
+	s->read_only = read_only;
+	struct store_status st;
+	store_mailbox_get_status(s->mbox, &st);
+	size_t count;
+	store_mailbox_uids(s->mbox, &count);
+	s->exists = (uint32_t)count;
+
+	struct buf b = BUF_INIT, kw = BUF_INIT;
+	for (unsigned int i = 0; i < STORE_MAX_KEYWORDS; i++) {
+		const char *k = store_mailbox_keyword(s->mbox, i);
+		if (k != NULL)
+			buf_printf(&kw, " %s", k);
+	}
+	buf_printf(&b, "* FLAGS (" SYSTEM_FLAGS "%s)\r\n", buf_str(&kw));
+	if (read_only)
+		buf_append_str(&b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+	else
+		buf_printf(&b, "* OK [PERMANENTFLAGS (" SYSTEM_FLAGS "%s \\*)] Flags permitted\r\n",
+			   buf_str(&kw));
+	buf_printf(&b, "* %zu EXISTS\r\n* %u RECENT\r\n", count, st.recent);
+	uint32_t unseen = st.unseen > 0 ? first_unseen(s->mbox) : 0;
+	if (unseen > 0)
+		buf_printf(&b, "* OK [UNSEEN %u] First unseen\r\n", unseen);
+	buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
+		   st.uidvalidity, st.uidnext);
+	buf_printf(&b, "%s OK [%s] %s completed\r\n", cmd->tag,
+		   read_only ? "READ-ONLY" : "READ-WRITE", cmd->name);
+	imap_write_buf(s, &b);
+	buf_free(&b);
+	buf_free(&kw);
+	imap_set_state(s, IMAP_STATE_SELECTED);
+}
+
+static int special_use_parse(const struct imap_arg *list, uint32_t *use_r)
+{
+	static const struct { const char *name; uint32_t bit; } uses[] = {
+		{ "\\Sent", STORE_SPECIAL_SENT }, { "\\Drafts", STORE_SPECIAL_DRAFTS },
+		{ "\\Trash", STORE_SPECIAL_TRASH }, { "\\Junk", STORE_SPECIAL_JUNK },
+		{ "\\Archive", STORE_SPECIAL_ARCHIVE }, { "\\All", STORE_SPECIAL_ALL },
+		{ "\\Flagged", STORE_SPECIAL_FLAGGED },
+	};
+	*use_r = 0;
+	for (size_t i = 0; i < list->count; i++) {
+		size_t j = 0;
+		while (j < sizeof(uses) / sizeof(uses[0]) && !imap_arg_is_atom(&list->items[i], uses[j].name))
+			j++;
+		if (j == sizeof(uses) / sizeof(uses[0]))
+			return -1;
+		*use_r |= uses[j].bit;
+	}
+	return 0;
+}
+
+void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *name, *error;
+	uint32_t use = 0;
+	if (!mailbox_arg(s, cmd, 0, &name))
+		return;
+	if (cmd->count == 2) {
+		/* RFC 6154: CREATE name (USE (\Sent)) */
+		const struct imap_arg *p = &cmd->args[1];
+		if (p->type != IMAP_ARG_LIST || p->count != 2 || !imap_arg_is_atom(&p->items[0], "USE") ||
+		    p->items[1].type != IMAP_ARG_LIST) {
+			imap_bad(s, cmd->tag, "Invalid CREATE parameters");
+			return;
+		}
+		if (special_use_parse(&p->items[1], &use) < 0) {
+			imap_no(s, cmd->tag, "[USEATTR] Unsupported special-use attribute");
+			return;
+		}
+	} else if (cmd->count != 1) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	size_t len = strlen(name);
+	if (len > 1 && name[len - 1] == '/')
+		name = pool_strndup(cmd->pool, name, len - 1);
+	if (strcmp(name, "INBOX") == 0) {
+		imap_no(s, cmd->tag, "[ALREADYEXISTS] INBOX always exists");
+		return;
+	}
+	int ret = store_mailbox_create(s->account, name, use, &error);
+	if (ret < 0)
+		imap_store_error(s, cmd->tag, ret, error);
+	else
+		imap_ok(s, cmd->tag, "CREATE completed");
+}
+
+void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *name, *error;
+	if (!mailbox_arg(s, cmd, 0, &name))
+		return;
+	if (cmd->count != 1) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	if (s->mbox != NULL && strcmp(store_mailbox_name(s->mbox), name) == 0)
+		imap_mailbox_close(s);
+	int ret = store_mailbox_delete(s->account, name, &error);
+	if (ret < 0)
+		imap_store_error(s, cmd->tag, ret, error);
+	else
+		imap_ok(s, cmd->tag, "DELETE completed");
+}
+
+void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *from, *to, *error;
+	if (!mailbox_arg(s, cmd, 0, &from) || !mailbox_arg(s, cmd, 1, &to))
+		return;
+	if (cmd->count != 2) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	int ret = store_mailbox_rename(s->account, from, to, &error);
+	if (ret < 0)
+		imap_store_error(s, cmd->tag, ret, error);
+	else
+		imap_ok(s, cmd->tag, "RENAME completed");
+}
+
+static void subscribe(struct imap_session *s, struct imap_cmd *cmd, bool on)
+{
+	const char *name, *error;
+	if (!mailbox_arg(s, cmd, 0, &name))
+		return;
+	if (cmd->count != 1) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	int ret = store_mailbox_subscribe(s->account, name, on, &error);
+	if (ret < 0)
+		imap_store_error(s, cmd->tag, ret, error);
+	else
+		imap_ok(s, cmd->tag, "%s completed", cmd->name);
+}
+
+void imap_cmd_subscribe(struct imap_session *s, struct imap_cmd *cmd)
+{
+	subscribe(s, cmd, true);
+}
+
+void imap_cmd_unsubscribe(struct imap_session *s, struct imap_cmd *cmd)
+{
+	subscribe(s, cmd, false);
+}
+
+/* STATUS items into b as "(MESSAGES 3 ...)"; -1 for an unknown item. */
+int imap_status_items(const struct imap_arg *items, const struct store_status *st, struct buf *b)
+{
+	buf_append_char(b, '(');
+	for (size_t i = 0; i < items->count; i++) {
+		const char *item;
+		if (!imap_arg_atom(&items->items[i], &item))
+			return -1;
+		if (i > 0)
+			buf_append_char(b, ' ');
+		if (ascii_strcasecmp(item, "MESSAGES") == 0)
+			buf_printf(b, "MESSAGES %u", st->messages);
+		else if (ascii_strcasecmp(item, "RECENT") == 0)
+			buf_printf(b, "RECENT %u", st->recent);
+		else if (ascii_strcasecmp(item, "UIDNEXT") == 0)
+			buf_printf(b, "UIDNEXT %u", st->uidnext);
+		else if (ascii_strcasecmp(item, "UIDVALIDITY") == 0)
+			buf_printf(b, "UIDVALIDITY %u", st->uidvalidity);
+		else if (ascii_strcasecmp(item, "UNSEEN") == 0)
+			buf_printf(b, "UNSEEN %u", st->unseen);
+		else if (ascii_strcasecmp(item, "DELETED") == 0)
+			buf_printf(b, "DELETED %u", st->deleted);
+		else if (ascii_strcasecmp(item, "SIZE") == 0)
+			buf_printf(b, "SIZE %llu", (unsigned long long)st->size);
+		else
+			return -1;
+	}
+	buf_append_char(b, ')');
+	return 0;
+}
+
+void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
+{
+	const char *name, *error;
+	if (!mailbox_arg(s, cmd, 0, &name))
+		return;
+	if (cmd->count != 2 || cmd->args[1].type != IMAP_ARG_LIST || cmd->args[1].count == 0) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	struct store_status st;
+	int ret = store_mailbox_status(s->account, name, &st, &error);
+	if (ret < 0) {
+		imap_store_error(s, cmd->tag, ret, error);
+		return;
+	}
+	struct buf b = BUF_INIT;
+	buf_append_str(&b, "* STATUS ");
+	imap_append_mailbox(&b, name);
+	buf_append_char(&b, ' ');
+	if (imap_status_items(&cmd->args[1], &st, &b) < 0) {
+		buf_free(&b);
+		imap_bad(s, cmd->tag, "Invalid status item");
+		return;
+	}
+	buf_printf(&b, "\r\n%s OK STATUS completed\r\n", cmd->tag);
+	imap_write_buf(s, &b);
+	buf_free(&b);
+}
+
+void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->count != 0) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
+		return;
+	}
+	conn_printf(s->conn, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n%s OK NAMESPACE completed\r\n",
+		    cmd->tag);
+}
+
+void imap_cmd_check(struct imap_session *s, struct imap_cmd *cmd)
+{
+	imap_sync(s, true);
+	imap_ok(s, cmd->tag, "CHECK completed");
+}
+
+void imap_cmd_close(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (!s->read_only) {
+		/* RFC 3501 6.4.2: expunge \Deleted messages, silently */
+		struct store_uidset all = STORE_UIDSET_INIT;
+		const char *error;
+		store_uidset_add(&all, 1, UINT32_MAX);
+		if (store_msg_expunge(s->mbox, &all, true, NULL, &error) < 0)
+			log_error("event=close-expunge-failed error=\"%s\"", error);
+		store_uidset_clear(&all);
+	}
+	imap_mailbox_close(s);
+	imap_ok(s, cmd->tag, "CLOSE completed");
+}
+
+void imap_cmd_unselect(struct imap_session *s, struct imap_cmd *cmd)
+{
+	imap_mailbox_close(s);
+	imap_ok(s, cmd->tag, "UNSELECT completed");
+}
