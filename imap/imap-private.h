@@ -151,6 +151,8 @@ imap_cmd_fn imap_cmd_list, imap_cmd_lsub;
 
 /* cmd-fetch.c */
 imap_cmd_fn imap_cmd_fetch;
+/* Frees a FETCH in progress (the connection went away). */
+void imap_fetch_abort(struct imap_session *s);
 
 /* cmd-store.c */
 imap_cmd_fn imap_cmd_store, imap_cmd_expunge, imap_cmd_copy, imap_cmd_move;

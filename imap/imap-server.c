@@ -242,6 +242,7 @@ static const struct imap_command imap_commands[] = {
 	{ "CHECK", imap_cmd_check, CMD_SELECTED },
 	{ "CLOSE", imap_cmd_close, CMD_SELECTED },
 	{ "UNSELECT", imap_cmd_unselect, CMD_SELECTED },
+	{ "FETCH", imap_cmd_fetch, CMD_SELECTED | CMD_UID },
 };
 
 static const struct imap_command *imap_command_find(const char *name)
@@ -430,6 +431,7 @@ static void imap_free(void *ctx)
 {
 	struct imap_session *s = ctx;
 	imap_idle_stop(s);
+	imap_fetch_abort(s);
 	imap_mailbox_close(s);
 	if (s->account != NULL)
 		store_account_close(&s->account);
