@@ -48,6 +48,10 @@ static void imap_login_done(struct imap_session *s, const char *tag)
 	conn_set_user(s->conn, user);
 	conn_set_timeout(s->conn, conn_config(s->conn)->timeout_imap);
 	imap_reader_set_limits(&s->reader, IMAP_TEXT_MAX, IMAP_LITERAL_MAX);
+	s->reader.literal_fn = imap_append_literal;
+	s->reader.stream_fn = imap_append_stream;
+	s->reader.fn_ctx = s;
+	s->reader.stream_max = imap_append_limit(s);
 	s->errors = 0;
 	imap_set_state(s, IMAP_STATE_AUTHENTICATED);
 	struct buf b = BUF_INIT;

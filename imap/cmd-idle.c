@@ -34,7 +34,6 @@ void imap_cmd_idle(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid arguments");
 		return;
 	}
-	imap_sync(s, true);
 	int fd = store_account_watch_fd(s->account);
 	s->log_ctx = log_get_context();
 	if (fd >= 0) {
@@ -54,6 +53,7 @@ void imap_cmd_idle(struct imap_session *s, struct imap_cmd *cmd)
 	s->idle_tag = xstrdup(cmd->tag);
 	conn_write_str(s->conn, "+ idling\r\n");
 	imap_set_mode(s, IMAP_INPUT_IDLE);
+	imap_sync(s, true);
 }
 
 void imap_idle_input(struct imap_session *s, const char *line, size_t len)

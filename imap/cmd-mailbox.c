@@ -14,6 +14,7 @@ void imap_mailbox_close(struct imap_session *s)
 	if (s->mbox != NULL)
 		store_mailbox_close(&s->mbox);
 	s->exists = 0;
+	s->own_count = 0;
 	if (s->state == IMAP_STATE_SELECTED)
 		imap_set_state(s, IMAP_STATE_AUTHENTICATED);
 }
@@ -33,17 +34,67 @@ static uint32_t expunged_seq(const uint32_t *uids, size_t count, uint32_t uid)
 	return (uint32_t)lo + 1;
 }
 
-static void imap_send_flags(struct imap_session *s, struct buf *b, uint32_t uid)
+static void own_flags_remember(struct imap_session *s, const struct store_msg *msg)
+{
+	if (s->own_count == s->own_cap) {
+		s->own_cap = s->own_cap ? s->own_cap * 2 : 16;
+		s->own = xrealloc(s->own, s->own_cap * sizeof(*s->own));
+	}
+	s->own[s->own_count].uid = msg->uid;
+	s->own[s->own_count].flags = msg->flags;
+	s->own[s->own_count].keywords = msg->keywords;
+	s->own_count++;
+}
+
+/* Did this session report exactly these flags itself? */
+static bool own_flags_known(const struct imap_session *s, const struct store_msg *msg)
+{
+	for (size_t i = s->own_count; i > 0; i--) {
+		const struct imap_own_flags *o = &s->own[i - 1];
+		if (o->uid == msg->uid)
+			return o->flags == msg->flags && o->keywords == msg->keywords;
+	}
+	return false;
+}
+
+static void append_fetch_flags(struct imap_session *s, struct buf *b, const struct store_msg *msg,
+			       uint32_t seq, bool with_uid)
+{
+	buf_printf(b, "* %u FETCH (", seq);
+	if (with_uid)
+		buf_printf(b, "UID %u ", msg->uid);
+	buf_append_str(b, "FLAGS ");
+	imap_append_flags(b, s->mbox, msg->flags, msg->keywords,
+			  store_mailbox_is_recent(s->mbox, msg->uid));
+	buf_append_str(b, ")\r\n");
+}
+
+void imap_append_fetch_flags(struct imap_session *s, struct buf *b, uint32_t uid, bool with_uid)
 {
 	struct store_msg msg;
 	const char *error;
 	uint32_t seq = store_mailbox_uid_to_seq(s->mbox, uid);
 	if (seq == 0 || store_msg_get(s->mbox, uid, &msg, &error) < 0)
 		return;
-	buf_printf(b, "* %u FETCH (UID %u FLAGS ", seq, uid);
-	imap_append_flags(b, s->mbox, msg.flags, msg.keywords,
-			  store_mailbox_is_recent(s->mbox, uid));
-	buf_append_str(b, ")\r\n");
+	own_flags_remember(s, &msg);
+	if (b != NULL)
+		append_fetch_flags(s, b, &msg, seq, with_uid);
+}
+
+/* Flags changed since the last sync, except those this session reported. */
+static void sync_changed_flags(struct imap_session *s, const struct store_uids *changed,
+			       struct buf *b)
+{
+	for (size_t i = 0; i < changed->count; i++) {
+		struct store_msg msg;
+		const char *error;
+		uint32_t seq = store_mailbox_uid_to_seq(s->mbox, changed->uids[i]);
+		if (seq == 0 || store_msg_get(s->mbox, changed->uids[i], &msg, &error) < 0)
+			continue;
+		if (!own_flags_known(s, &msg))
+			append_fetch_flags(s, b, &msg, seq, true);
+	}
+	s->own_count = 0;
 }
 
 void imap_sync(struct imap_session *s, bool allow_expunge)
@@ -67,14 +118,14 @@ void imap_sync(struct imap_session *s, bool allow_expunge)
 	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);
 	for (size_t i = 0; i < sync.expunged.count; i++)
 		buf_printf(&b, "* %u EXPUNGE\r\n", expunged_seq(uids, count, sync.expunged.uids[i]));
-	if (sync.added.count > 0 || count != s->exists) {
+	s->exists = s->exists > sync.expunged.count ? s->exists - (uint32_t)sync.expunged.count : 0;
+	if (count != s->exists) {
 		struct store_status st;
 		store_mailbox_get_status(s->mbox, &st);
 		buf_printf(&b, "* %zu EXISTS\r\n* %u RECENT\r\n", count, st.recent);
 		s->exists = (uint32_t)count;
 	}
-	for (size_t i = 0; i < sync.changed.count; i++)
-		imap_send_flags(s, &b, sync.changed.uids[i]);
+	sync_changed_flags(s, &sync.changed, &b);
 	if (b.len > 0)
 		imap_write_buf(s, &b);
 	buf_free(&b);

@@ -38,6 +38,7 @@ static void reader_clear_command(struct imap_reader *r)
 	r->text_len = 0;
 	r->literal_len = 0;
 	r->literal_left = 0;
+	r->streaming = false;
 	r->bad_chars = false;
 	r->complete = false;
 }
@@ -86,8 +87,25 @@ static bool line_literal(const char *line, size_t len, uint64_t *size_r, bool *s
 	return true;
 }
 
+static enum imap_read_status reader_stream_literal(struct imap_reader *r, struct evbuffer *in)
+{
+	struct evbuffer_iovec vec;
+	if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1 || vec.iov_len == 0)
+		return IMAP_READ_NEED_MORE;
+	size_t n = vec.iov_len < r->literal_left ? vec.iov_len : (size_t)r->literal_left;
+	r->stream_fn(r->fn_ctx, vec.iov_base, n);
+	evbuffer_drain(in, n);
+	r->literal_left -= n;
+	if (r->literal_left > 0)
+		return IMAP_READ_NEED_MORE;
+	r->streaming = false;
+	return IMAP_READ_COMMAND;
+}
+
 static enum imap_read_status reader_read_literal(struct imap_reader *r, struct evbuffer *in)
 {
+	if (r->streaming)
+		return reader_stream_literal(r, in);
 	size_t avail = evbuffer_get_length(in);
 	size_t n = avail < r->literal_left ? avail : (size_t)r->literal_left;
 	if (n == 0)
@@ -138,6 +156,23 @@ enum imap_read_status imap_reader_next(struct imap_reader *r, struct evbuffer *i
 		buf_append(&r->cmd, line, len);
 		if (!literal)
 			return reader_end(r, IMAP_READ_COMMAND);
+		if (r->literal_fn != NULL &&
+		    r->literal_fn(r->fn_ctx, r->cmd.data, r->cmd.len, size) == IMAP_LITERAL_STREAM) {
+			if (size > r->stream_max) {
+				r->sync_literal = sync;
+				return reader_end(r, sync ? IMAP_READ_LITERAL_TOO_BIG : IMAP_READ_FATAL);
+			}
+			/* the parsed command sees an empty literal in its place */
+			while (r->cmd.len > 0 && r->cmd.data[r->cmd.len - 1] != '{')
+				r->cmd.len--;
+			buf_append_str(&r->cmd, "0}\r\n");
+			r->literal_left = size;
+			r->streaming = size > 0;
+			r->sync_literal = sync;
+			if (sync)
+				return IMAP_READ_CONTINUE;
+			continue;
+		}
 		if (size > r->literal_max - r->literal_len) {
 			r->sync_literal = sync;
 			return reader_end(r, sync ? IMAP_READ_LITERAL_TOO_BIG : IMAP_READ_FATAL);

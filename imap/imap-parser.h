@@ -30,6 +30,12 @@ enum imap_read_status {
 	IMAP_READ_FATAL,          /* a non-synchronising literal we will not read: BYE */
 };
 
+/* What to do with a literal just announced (see imap_reader.literal_fn). */
+enum imap_literal_action {
+	IMAP_LITERAL_KEEP,        /* inline in cmd, within literal_max */
+	IMAP_LITERAL_STREAM,      /* to stream_fn, within stream_max; cmd gets "{0}" */
+};
+
 struct imap_reader {
 	struct linereader lr;
 	struct buf cmd;           /* the command so far, wire form */
@@ -40,6 +46,15 @@ struct imap_reader {
 	bool bad_chars;           /* a text line held NUL or a bare CR */
 	bool sync_literal;        /* the last literal announced was synchronising */
 	bool complete;            /* cmd holds a finished (or refused) command */
+	/* Optional: asked for every literal with the command so far (its last
+	 * line ends with the announcement); a streamed literal's bytes go to
+	 * stream_fn instead of cmd (APPEND writes them to the store). */
+	enum imap_literal_action (*literal_fn)(void *ctx, const char *cmd, size_t len,
+					       uint64_t size);
+	void (*stream_fn)(void *ctx, const void *data, size_t len);
+	void *fn_ctx;
+	uint64_t stream_max;
+	bool streaming;
 };
 
 void imap_reader_init(struct imap_reader *r, size_t text_max, size_t literal_max);

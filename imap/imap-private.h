@@ -17,6 +17,7 @@ struct store_account;
 struct store_mailbox;
 struct store_uidset;
 struct store_status;
+struct store_delivery;
 struct event;
 
 /* Limits (STYLE.md: smaller before login). */
@@ -72,6 +73,15 @@ struct imap_session {
 	struct store_mailbox *mbox;     /* SELECTED */
 	bool read_only;
 	uint32_t exists;                /* EXISTS the client was told */
+	/* flags this session set and reported itself since the last sync: the
+	 * sync does not report them again */
+	struct imap_own_flags { uint32_t uid, flags; uint64_t keywords; } *own;
+	size_t own_count, own_cap;
+
+	/* APPEND: deliveries the message literals stream into */
+	struct store_delivery **appends;
+	size_t append_count, append_cap;
+	bool append_failed;
 
 	/* IDLE */
 	char *idle_tag;
@@ -142,6 +152,9 @@ imap_cmd_fn imap_cmd_select, imap_cmd_create, imap_cmd_delete, imap_cmd_rename, 
 /* Untagged updates from the store (NOOP, CHECK, IDLE, after commands). */
 void imap_sync(struct imap_session *s, bool allow_expunge);
 void imap_mailbox_close(struct imap_session *s);
+/* "* n FETCH ([UID u ]FLAGS (...))" for one message of the view (b may be
+ * NULL: only remembered as this session's own change). */
+void imap_append_fetch_flags(struct imap_session *s, struct buf *b, uint32_t uid, bool with_uid);
 
 int imap_status_items(const struct imap_arg *items, const struct store_status *st,
 		      struct buf *b);
@@ -156,6 +169,17 @@ void imap_fetch_abort(struct imap_session *s);
 
 /* cmd-store.c */
 imap_cmd_fn imap_cmd_store, imap_cmd_expunge, imap_cmd_copy, imap_cmd_move;
+int imap_flag_list_parse(struct imap_cmd *cmd, const struct imap_arg *list, uint32_t *flags_r,
+			 const char ***keywords_r, size_t *kw_count_r);
+void imap_append_uid_list(struct buf *b, const uint32_t *uids, size_t count);
+
+/* cmd-append.c */
+imap_cmd_fn imap_cmd_append;
+uint64_t imap_append_limit(const struct imap_session *s);
+enum imap_literal_action imap_append_literal(void *ctx, const char *cmd, size_t len,
+					     uint64_t size);
+void imap_append_stream(void *ctx, const void *data, size_t len);
+void imap_append_reset(struct imap_session *s);
 
 /* cmd-idle.c */
 imap_cmd_fn imap_cmd_idle;

@@ -63,7 +63,8 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 		return;
 	}
 	buf_append_str(b, " IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
-		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE");
+		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND");
+	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 }
 
 static void imap_vreply(struct imap_session *s, const char *tag, const char *word,
@@ -106,6 +107,8 @@ void imap_bad(struct imap_session *s, const char *tag, const char *text)
 
 void imap_write_buf(struct imap_session *s, struct buf *b)
 {
+	if (b->len == 0)
+		return;
 	conn_write(s->conn, b->data, b->len);
 	buf_reset(b);
 }
@@ -238,11 +241,16 @@ static const struct imap_command imap_commands[] = {
 	{ "LSUB", imap_cmd_lsub, CMD_AUTH | CMD_SELECTED },
 	{ "NAMESPACE", imap_cmd_namespace, CMD_AUTH | CMD_SELECTED },
 	{ "STATUS", imap_cmd_status, CMD_AUTH | CMD_SELECTED },
+	{ "APPEND", imap_cmd_append, CMD_AUTH | CMD_SELECTED },
 	{ "IDLE", imap_cmd_idle, CMD_AUTH | CMD_SELECTED },
 	{ "CHECK", imap_cmd_check, CMD_SELECTED },
 	{ "CLOSE", imap_cmd_close, CMD_SELECTED },
 	{ "UNSELECT", imap_cmd_unselect, CMD_SELECTED },
 	{ "FETCH", imap_cmd_fetch, CMD_SELECTED | CMD_UID },
+	{ "STORE", imap_cmd_store, CMD_SELECTED | CMD_UID },
+	{ "EXPUNGE", imap_cmd_expunge, CMD_SELECTED | CMD_UID },
+	{ "COPY", imap_cmd_copy, CMD_SELECTED | CMD_UID },
+	{ "MOVE", imap_cmd_move, CMD_SELECTED | CMD_UID },
 };
 
 static const struct imap_command *imap_command_find(const char *name)
@@ -339,10 +347,11 @@ static void imap_reader_event(struct imap_session *s, enum imap_read_status st)
 	switch (st) {
 	case IMAP_READ_COMMAND:
 		imap_command_run(s, s->reader.cmd.data, s->reader.cmd.len, s->reader.bad_chars);
+		imap_append_reset(s);
 		break;
 	case IMAP_READ_CONTINUE:
 		conn_write_str(s->conn, "+ OK\r\n");
-		break;
+		return;
 	case IMAP_READ_TOO_LONG:
 		imap_bad(s, tag, "[TOOBIG] Command too long");
 		break;
@@ -356,6 +365,7 @@ static void imap_reader_event(struct imap_session *s, enum imap_read_status st)
 	case IMAP_READ_NEED_MORE:
 		break;
 	}
+	imap_append_reset(s);
 }
 
 static void imap_input(void *ctx)
@@ -432,6 +442,9 @@ static void imap_free(void *ctx)
 	struct imap_session *s = ctx;
 	imap_idle_stop(s);
 	imap_fetch_abort(s);
+	imap_append_reset(s);
+	free(s->appends);
+	free(s->own);
 	imap_mailbox_close(s);
 	if (s->account != NULL)
 		store_account_close(&s->account);

@@ -90,7 +90,7 @@ def test_over_long_command(srv):
     (b"a NOOP\x00", b"a BAD Invalid characters in command"),
     (b"\xff\xfe garbage", b"* BAD Invalid tag"),
     (b"a SELECT INBOX", b"a BAD Command not valid before login"),
-    (b"a FETCH 1 FLAGS", b"a BAD Unknown command"),
+    (b"a FETCH 1 FLAGS", b"a BAD Command not valid before login"),
     (b"a LOGIN onlyone", b"a BAD Invalid arguments"),
 ])
 def test_bad_commands_before_login(srv, command, reply):
