@@ -15,6 +15,8 @@ void imap_mailbox_close(struct imap_session *s)
 		store_mailbox_close(&s->mbox);
 	s->exists = 0;
 	s->own_count = 0;
+	store_uidset_clear(&s->saved);
+	s->saved_valid = false;
 	if (s->state == IMAP_STATE_SELECTED)
 		imap_set_state(s, IMAP_STATE_AUTHENTICATED);
 }

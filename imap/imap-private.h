@@ -11,6 +11,7 @@
 #include "core/core.h"
 #include "core/conn.h"
 #include "imap/imap-parser.h"
+#include "store/store.h"
 
 struct auth_session;
 struct store_account;
@@ -82,6 +83,10 @@ struct imap_session {
 	struct store_delivery **appends;
 	size_t append_count, append_cap;
 	bool append_failed;
+
+	/* SEARCHRES (RFC 5182): the saved result, as UIDs */
+	struct store_uidset saved;
+	bool saved_valid;
 
 	/* IDLE */
 	char *idle_tag;
@@ -166,6 +171,9 @@ imap_cmd_fn imap_cmd_list, imap_cmd_lsub;
 imap_cmd_fn imap_cmd_fetch;
 /* Frees a FETCH in progress (the connection went away). */
 void imap_fetch_abort(struct imap_session *s);
+
+/* cmd-search.c */
+imap_cmd_fn imap_cmd_search;
 
 /* cmd-store.c */
 imap_cmd_fn imap_cmd_store, imap_cmd_expunge, imap_cmd_copy, imap_cmd_move;

@@ -63,7 +63,7 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 		return;
 	}
 	buf_append_str(b, " IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
-		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND");
+		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES");
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 }
 
@@ -247,6 +247,7 @@ static const struct imap_command imap_commands[] = {
 	{ "CLOSE", imap_cmd_close, CMD_SELECTED },
 	{ "UNSELECT", imap_cmd_unselect, CMD_SELECTED },
 	{ "FETCH", imap_cmd_fetch, CMD_SELECTED | CMD_UID },
+	{ "SEARCH", imap_cmd_search, CMD_SELECTED | CMD_UID },
 	{ "STORE", imap_cmd_store, CMD_SELECTED | CMD_UID },
 	{ "EXPUNGE", imap_cmd_expunge, CMD_SELECTED | CMD_UID },
 	{ "COPY", imap_cmd_copy, CMD_SELECTED | CMD_UID },

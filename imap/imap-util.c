@@ -145,9 +145,15 @@ int imap_seqset_to_uids(struct imap_session *s, struct imap_cmd *cmd, const stru
 {
 	const char *text;
 	struct imap_seqset seq;
-	if (!imap_arg_atom(arg, &text) || imap_seqset_parse(cmd->pool, text, false, &seq) < 0) {
+	if (!imap_arg_atom(arg, &text) || imap_seqset_parse(cmd->pool, text, true, &seq) < 0) {
 		imap_bad(s, cmd->tag, "Invalid sequence set");
 		return -1;
+	}
+	if (seq.dollar) {
+		/* RFC 5182: the saved result, empty when nothing was saved */
+		for (size_t i = 0; s->saved_valid && i < s->saved.count; i++)
+			store_uidset_add(set_r, s->saved.ranges[i].lo, s->saved.ranges[i].hi);
+		return 0;
 	}
 	size_t count;
 	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);

@@ -34,10 +34,30 @@ static void walk_args(const struct imap_arg *args, size_t count)
 	}
 }
 
+/* Literals of odd size stream (as APPEND's messages do), into out. */
+static enum imap_literal_action literal_hook(void *ctx, const char *cmd, size_t len,
+					     uint64_t size)
+{
+	(void)ctx;
+	if (len == 0 || cmd[len - 1] != '}')
+		abort();
+	return size % 2 ? IMAP_LITERAL_STREAM : IMAP_LITERAL_KEEP;
+}
+
+static void stream_hook(void *ctx, const void *data, size_t len)
+{
+	buf_append(ctx, data, len);
+}
+
 static void read_all(const uint8_t *data, size_t size, size_t step, bool parse, struct buf *out)
 {
 	struct imap_reader r;
+	struct buf streamed = BUF_INIT;
 	imap_reader_init(&r, 200, 300);
+	r.literal_fn = literal_hook;
+	r.stream_fn = stream_hook;
+	r.fn_ctx = &streamed;
+	r.stream_max = 1000;
 	struct evbuffer *in = evbuffer_new();
 	size_t pos = 0;
 	for (;;) {
@@ -52,6 +72,9 @@ static void read_all(const uint8_t *data, size_t size, size_t step, bool parse, 
 		}
 		buf_printf(out, "%d:%zu:", (int)st, r.cmd.len);
 		buf_append(out, r.cmd.data, r.cmd.len);
+		buf_printf(out, "|%zu:", streamed.len);
+		buf_append(out, streamed.data, streamed.len);
+		buf_reset(&streamed);
 		if (st == IMAP_READ_COMMAND && parse) {
 			struct imap_command_line cmd;
 			const char *error;
@@ -66,6 +89,7 @@ static void read_all(const uint8_t *data, size_t size, size_t step, bool parse, 
 	}
 	evbuffer_free(in);
 	imap_reader_free(&r);
+	buf_free(&streamed);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
