@@ -19,7 +19,7 @@
 
 enum fetch_kind {
 	FETCH_FLAGS, FETCH_UID, FETCH_INTERNALDATE, FETCH_SIZE, FETCH_ENVELOPE,
-	FETCH_BODY, FETCH_BODYSTRUCTURE, FETCH_SECTION,
+	FETCH_BODY, FETCH_BODYSTRUCTURE, FETCH_SECTION, FETCH_MODSEQ,
 };
 
 enum section_kind { SEC_FULL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME };
@@ -51,7 +51,8 @@ struct fetch_ctx {
 	const char *done_text;
 	struct fetch_item *items;
 	size_t item_count;
-	bool need_cache, need_file, add_flags, uid;
+	bool need_cache, need_file, add_flags, uid, condstore;
+	uint64_t changedsince;      /* CHANGEDSINCE: only MODSEQ above this */
 	uint32_t *uids;
 	size_t uid_count, pos;
 	/* the message being sent */
@@ -191,7 +192,7 @@ static int parse_item(struct pool *pool, const char *atom, struct fetch_item *it
 		{ "FLAGS", FETCH_FLAGS }, { "UID", FETCH_UID },
 		{ "INTERNALDATE", FETCH_INTERNALDATE }, { "RFC822.SIZE", FETCH_SIZE },
 		{ "ENVELOPE", FETCH_ENVELOPE }, { "BODY", FETCH_BODY },
-		{ "BODYSTRUCTURE", FETCH_BODYSTRUCTURE },
+		{ "BODYSTRUCTURE", FETCH_BODYSTRUCTURE }, { "MODSEQ", FETCH_MODSEQ },
 	};
 	memset(it, 0, sizeof(*it));
 	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
@@ -397,6 +398,9 @@ static void item_simple(struct imap_session *s, struct fetch_ctx *ctx,
 	case FETCH_BODYSTRUCTURE:
 		buf_printf(b, "BODYSTRUCTURE %s", cache->bodystructure);
 		break;
+	case FETCH_MODSEQ:
+		buf_printf(b, "MODSEQ (%llu)", (unsigned long long)msg->modseq);
+		break;
 	case FETCH_SECTION:
 		break;
 	}
@@ -445,6 +449,8 @@ static bool fetch_build(struct imap_session *s, struct fetch_ctx *ctx, uint32_t 
 	memset(&cache, 0, sizeof(cache));
 	if (store_msg_get(s->mbox, uid, &msg, &error) < 0)
 		return false;   /* expunged meanwhile */
+	if (ctx->changedsince > 0 && msg.modseq <= ctx->changedsince)
+		return false;
 	if (ctx->need_cache && store_msg_cache(s->mbox, uid, &cache, &error) < 0) {
 		log_error("event=fetch-cache-failed uid=%u error=\"%s\"", uid, error);
 		return false;
@@ -475,6 +481,13 @@ static bool fetch_build(struct imap_session *s, struct fetch_ctx *ctx, uint32_t 
 			item_section(ctx, &cache, &msg, it, &from);
 		else
 			item_simple(s, ctx, &cache, &msg, it);
+	}
+	/* RFC 7162 3.1.4.1: with CONDSTORE on, FLAGS come with MODSEQ */
+	if (ctx->condstore && !items_have(ctx, FETCH_MODSEQ) &&
+	    (ctx->changedsince > 0 || ctx->add_flags || items_have(ctx, FETCH_FLAGS))) {
+		struct fetch_item modseq_item = { .kind = FETCH_MODSEQ };
+		buf_append_char(&ctx->text, ' ');
+		item_simple(s, ctx, &cache, &msg, &modseq_item);
 	}
 	buf_append_str(&ctx->text, ")\r\n");
 	text_flush(ctx, &from);
@@ -635,13 +648,71 @@ static bool fetch_sets_seen(const struct fetch_ctx *ctx)
 	return false;
 }
 
+/* RFC 7162: (CHANGEDSINCE modseq [VANISHED]) */
+static int parse_modifiers(struct imap_session *s, struct imap_cmd *cmd, struct fetch_ctx *ctx,
+			   bool *vanished_r)
+{
+	*vanished_r = false;
+	if (cmd->count == 2)
+		return 0;
+	const struct imap_arg *m = &cmd->args[2];
+	if (cmd->count != 3 || m->type != IMAP_ARG_LIST)
+		return -1;
+	for (size_t i = 0; i < m->count; i++) {
+		if (imap_arg_is_atom(&m->items[i], "CHANGEDSINCE") && i + 1 < m->count &&
+		    imap_arg_number(&m->items[i + 1], &ctx->changedsince) && ctx->changedsince > 0) {
+			i++;
+			s->enabled |= IMAP_ENABLED_CONDSTORE;
+		} else if (imap_arg_is_atom(&m->items[i], "VANISHED") && cmd->uid &&
+			   (s->enabled & IMAP_ENABLED_QRESYNC)) {
+			*vanished_r = true;
+		} else {
+			return -1;
+		}
+	}
+	/* VANISHED needs CHANGEDSINCE */
+	return *vanished_r && ctx->changedsince == 0 ? -1 : 0;
+}
+
+/* UID FETCH ... (CHANGEDSINCE m VANISHED): expunged UIDs of the set. */
+static void fetch_vanished(struct imap_session *s, struct imap_cmd *cmd, struct fetch_ctx *ctx)
+{
+	struct imap_seqset set;
+	struct store_uids vanished = STORE_UIDS_INIT, shown = STORE_UIDS_INIT;
+	const char *text, *error;
+	if (!imap_arg_atom(&cmd->args[0], &text) ||
+	    imap_seqset_parse(cmd->pool, text, false, &set) < 0 ||
+	    store_changes_since(s->mbox, ctx->changedsince, NULL, &vanished, &error) < 0)
+		return;
+	for (size_t i = 0; i < vanished.count; i++) {
+		for (size_t j = 0; j < set.count; j++) {
+			if (vanished.uids[i] >= set.ranges[j].lo && vanished.uids[i] <= set.ranges[j].hi) {
+				store_uids_push(&shown, vanished.uids[i]);
+				break;
+			}
+		}
+	}
+	if (shown.count > 0) {
+		struct buf b = BUF_INIT;
+		buf_append_str(&b, "* VANISHED (EARLIER) ");
+		imap_append_uid_list(&b, shown.uids, shown.count);
+		buf_append_str(&b, "\r\n");
+		imap_write_buf(s, &b);
+		buf_free(&b);
+	}
+	store_uids_clear(&vanished);
+	store_uids_clear(&shown);
+}
+
 void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 {
 	struct fetch_ctx *ctx = xcalloc(1, sizeof(*ctx));
 	struct store_uidset set = STORE_UIDSET_INIT;
+	bool vanished;
 	ctx->fd = -1;
 	ctx->uid = cmd->uid;
-	if (cmd->count != 2 || parse_items(cmd, &cmd->args[1], ctx) < 0) {
+	if (cmd->count < 2 || parse_items(cmd, &cmd->args[1], ctx) < 0 ||
+	    parse_modifiers(s, cmd, ctx, &vanished) < 0) {
 		imap_bad(s, cmd->tag, "Invalid FETCH arguments");
 		fetch_ctx_free(ctx);
 		return;
@@ -650,6 +721,11 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 		fetch_ctx_free(ctx);
 		return;
 	}
+	if (items_have(ctx, FETCH_MODSEQ))
+		s->enabled |= IMAP_ENABLED_CONDSTORE;
+	ctx->condstore = (s->enabled & IMAP_ENABLED_CONDSTORE) != 0;
+	if (vanished)
+		fetch_vanished(s, cmd, ctx);
 	size_t count;
 	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);
 	ctx->uids = xmalloc((count ? count : 1) * sizeof(*ctx->uids));

@@ -68,6 +68,8 @@ static void append_fetch_flags(struct imap_session *s, struct buf *b, const stru
 	buf_append_str(b, "FLAGS ");
 	imap_append_flags(b, s->mbox, msg->flags, msg->keywords,
 			  store_mailbox_is_recent(s->mbox, msg->uid));
+	if (s->enabled & IMAP_ENABLED_CONDSTORE)
+		buf_printf(b, " MODSEQ (%llu)", (unsigned long long)msg->modseq);
 	buf_append_str(b, ")\r\n");
 }
 
@@ -118,8 +120,16 @@ void imap_sync(struct imap_session *s, bool allow_expunge)
 	struct buf b = BUF_INIT;
 	size_t count;
 	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);
-	for (size_t i = 0; i < sync.expunged.count; i++)
-		buf_printf(&b, "* %u EXPUNGE\r\n", expunged_seq(uids, count, sync.expunged.uids[i]));
+	if ((s->enabled & IMAP_ENABLED_QRESYNC) && sync.expunged.count > 0) {
+		/* RFC 7162 3.2.10 */
+		buf_append_str(&b, "* VANISHED ");
+		imap_append_uid_list(&b, sync.expunged.uids, sync.expunged.count);
+		buf_append_str(&b, "\r\n");
+	} else {
+		for (size_t i = 0; i < sync.expunged.count; i++)
+			buf_printf(&b, "* %u EXPUNGE\r\n",
+				   expunged_seq(uids, count, sync.expunged.uids[i]));
+	}
 	s->exists = s->exists > sync.expunged.count ? s->exists - (uint32_t)sync.expunged.count : 0;
 	if (count != s->exists) {
 		struct store_status st;
@@ -167,13 +177,83 @@ static uint32_t first_unseen(struct store_mailbox *mbox)
 	return seq;
 }
 
+/* SELECT parameters: (CONDSTORE) and (QRESYNC (...)) of RFC 7162. */
+static int select_params(struct imap_session *s, struct imap_cmd *cmd,
+			 const struct imap_arg **qresync_r)
+{
+	*qresync_r = NULL;
+	if (cmd->count == 1)
+		return 0;
+	const struct imap_arg *p = &cmd->args[1];
+	if (cmd->count != 2 || p->type != IMAP_ARG_LIST)
+		return -1;
+	for (size_t i = 0; i < p->count; i++) {
+		if (imap_arg_is_atom(&p->items[i], "CONDSTORE")) {
+			s->enabled |= IMAP_ENABLED_CONDSTORE;
+		} else if (imap_arg_is_atom(&p->items[i], "QRESYNC") && i + 1 < p->count &&
+			   p->items[i + 1].type == IMAP_ARG_LIST &&
+			   (s->enabled & IMAP_ENABLED_QRESYNC)) {
+			*qresync_r = &p->items[++i];
+		} else {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool seqset_has(const struct imap_seqset *set, uint32_t n)
+{
+	for (size_t i = 0; i < set->count; i++)
+		if (n >= set->ranges[i].lo && n <= set->ranges[i].hi)
+			return true;
+	return false;
+}
+
+/* QRESYNC (uidvalidity modseq [known-uids [seq-match]]): what vanished and
+ * what changed since the client's modseq, when its UIDVALIDITY is current. */
+static int select_qresync(struct imap_session *s, struct imap_cmd *cmd,
+			  const struct imap_arg *q, uint32_t uidvalidity, struct buf *b)
+{
+	uint64_t valid, modseq;
+	struct imap_seqset known = { NULL, 0, false };
+	const char *text;
+	if (q->count < 2 || !imap_arg_number(&q->items[0], &valid) ||
+	    !imap_arg_number(&q->items[1], &modseq) || modseq == 0 ||
+	    (q->count >= 3 && (!imap_arg_atom(&q->items[2], &text) ||
+			       imap_seqset_parse(cmd->pool, text, false, &known) < 0)))
+		return -1;
+	if (valid != uidvalidity)
+		return 0;
+	struct store_uids changed = STORE_UIDS_INIT, vanished = STORE_UIDS_INIT, shown = STORE_UIDS_INIT;
+	const char *error;
+	if (store_changes_since(s->mbox, modseq, &changed, &vanished, &error) < 0) {
+		log_error("event=qresync-failed error=\"%s\"", error);
+		return 0;
+	}
+	for (size_t i = 0; i < vanished.count; i++)
+		if (q->count < 3 || seqset_has(&known, vanished.uids[i]))
+			store_uids_push(&shown, vanished.uids[i]);
+	if (shown.count > 0) {
+		buf_append_str(b, "* VANISHED (EARLIER) ");
+		imap_append_uid_list(b, shown.uids, shown.count);
+		buf_append_str(b, "\r\n");
+	}
+	for (size_t i = 0; i < changed.count; i++)
+		imap_append_fetch_flags(s, b, changed.uids[i], true);
+	store_uids_clear(&changed);
+	store_uids_clear(&vanished);
+	store_uids_clear(&shown);
+	return 0;
+}
+
 void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
 {
 	const char *name, *error;
+	const struct imap_arg *qresync;
 	bool read_only = strcmp(cmd->name, "EXAMINE") == 0;
 	if (!mailbox_arg(s, cmd, 0, &name))
 		return;
-	if (cmd->count != 1) {
+	if (select_params(s, cmd, &qresync) < 0) {
 		imap_bad(s, cmd->tag, "Unsupported SELECT parameters");
 		return;
 	}
@@ -211,6 +291,15 @@ void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
 		buf_printf(&b, "* OK [UNSEEN %u] First unseen\r\n", unseen);
 	buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
 		   st.uidvalidity, st.uidnext);
+	buf_printf(&b, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+		   (unsigned long long)st.highestmodseq);
+	if (qresync != NULL && select_qresync(s, cmd, qresync, st.uidvalidity, &b) < 0) {
+		buf_free(&b);
+		buf_free(&kw);
+		imap_mailbox_close(s);
+		imap_bad(s, cmd->tag, "Invalid QRESYNC parameters");
+		return;
+	}
 	buf_printf(&b, "%s OK [%s] %s completed\r\n", cmd->tag,
 		   read_only ? "READ-ONLY" : "READ-WRITE", cmd->name);
 	imap_write_buf(s, &b);
@@ -359,6 +448,8 @@ int imap_status_items(const struct imap_arg *items, const struct store_status *s
 			buf_printf(b, "DELETED %u", st->deleted);
 		else if (ascii_strcasecmp(item, "SIZE") == 0)
 			buf_printf(b, "SIZE %llu", (unsigned long long)st->size);
+		else if (ascii_strcasecmp(item, "HIGHESTMODSEQ") == 0)
+			buf_printf(b, "HIGHESTMODSEQ %llu", (unsigned long long)st->highestmodseq);
 		else
 			return -1;
 	}

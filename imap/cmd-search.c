@@ -16,7 +16,7 @@ enum key_kind {
 	KEY_ALL, KEY_SET, KEY_FLAGS_SET, KEY_FLAGS_UNSET, KEY_KEYWORD, KEY_UNKEYWORD,
 	KEY_RECENT, KEY_OLD, KEY_NEW, KEY_LARGER, KEY_SMALLER,
 	KEY_BEFORE, KEY_ON, KEY_SINCE, KEY_SENTBEFORE, KEY_SENTON, KEY_SENTSINCE,
-	KEY_FIELD, KEY_HEADER, KEY_BODY, KEY_TEXT, KEY_NOT, KEY_OR, KEY_AND,
+	KEY_FIELD, KEY_HEADER, KEY_BODY, KEY_TEXT, KEY_NOT, KEY_OR, KEY_AND, KEY_MODSEQ,
 };
 
 struct search_key {
@@ -40,6 +40,7 @@ struct search_parser {
 	int depth;
 	const char *error;
 	bool badcharset;
+	bool modseq;            /* a MODSEQ key: the result carries the highest */
 };
 
 /* date = "1-Feb-1994" (RFC 3501 date-text, optionally quoted) */
@@ -87,6 +88,7 @@ static struct search_key *parse_list(struct search_parser *p, const struct imap_
 				     size_t count)
 {
 	struct search_parser sub = *p;
+	sub.modseq = false;
 	sub.args = args;
 	sub.count = count;
 	sub.pos = 0;
@@ -94,6 +96,7 @@ static struct search_key *parse_list(struct search_parser *p, const struct imap_
 	k->list = pool_alloc(p->cmd->pool, (count ? count : 1) * sizeof(*k->list));
 	while (sub.pos < sub.count) {
 		struct search_key *child = parse_key(&sub);
+		p->modseq |= sub.modseq;
 		if (child == NULL) {
 			p->error = sub.error;
 			p->badcharset = sub.badcharset;
@@ -228,6 +231,19 @@ static struct search_key *parse_key(struct search_parser *p)
 		k = key_new(p, word[0] == 'B' || word[0] == 'b' ? KEY_BODY : KEY_TEXT);
 		if ((k->value = next_string(p)) == NULL)
 			return NULL;
+		return k;
+	}
+	if (ascii_strcasecmp(word, "MODSEQ") == 0) {
+		/* MODSEQ [entry-name entry-type-req] mod-sequence-valzer (RFC 7162) */
+		k = key_new(p, KEY_MODSEQ);
+		if (p->pos < p->count && p->args[p->pos].type == IMAP_ARG_QUOTED)
+			p->pos += 2;
+		if (!imap_arg_number(next_arg(p), &k->number)) {
+			p->error = "Invalid MODSEQ";
+			return NULL;
+		}
+		p->modseq = true;
+		p->s->enabled |= IMAP_ENABLED_CONDSTORE;
 		return k;
 	}
 	if (ascii_strcasecmp(word, "NOT") == 0) {
@@ -380,6 +396,8 @@ static bool key_match(struct imap_session *s, struct search_key *k, struct searc
 					    &error) < 0)
 			return false;
 		return found;
+	case KEY_MODSEQ:
+		return m->msg.modseq >= k->number;
 	case KEY_NOT:
 		return !key_match(s, k->a, m);
 	case KEY_OR:
@@ -440,7 +458,8 @@ static void search_save(struct imap_session *s, const struct store_uids *uids)
 }
 
 static void write_esearch(struct imap_session *s, struct imap_cmd *cmd, unsigned int ret,
-			  const struct store_uids *uids, const struct store_uids *numbers)
+			  const struct store_uids *uids, const struct store_uids *numbers,
+			  uint64_t modseq)
 {
 	struct buf b = BUF_INIT;
 	buf_printf(&b, "* ESEARCH (TAG \"%s\")%s", cmd->tag, cmd->uid ? " UID" : "");
@@ -456,6 +475,8 @@ static void write_esearch(struct imap_session *s, struct imap_cmd *cmd, unsigned
 	}
 	if (ret & RET_COUNT)
 		buf_printf(&b, " COUNT %zu", numbers->count);
+	if (modseq > 0)
+		buf_printf(&b, " MODSEQ %llu", (unsigned long long)modseq);
 	buf_append_str(&b, "\r\n");
 	(void)uids;
 	imap_write_buf(s, &b);
@@ -488,7 +509,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		}
 		pos += 2;
 	}
-	struct search_parser p = { s, cmd, cmd->args + pos, cmd->count - pos, 0, 0, NULL, false };
+	struct search_parser p = { s, cmd, cmd->args + pos, cmd->count - pos, 0, 0, NULL, false, false };
 	struct search_key *root = parse_list(&p, p.args, p.count);
 	if (root == NULL) {
 		if (p.error != NULL)
@@ -496,6 +517,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	struct store_uids uids = STORE_UIDS_INIT, numbers = STORE_UIDS_INIT;
+	uint64_t highest = 0;
 	size_t count;
 	const uint32_t *view = store_mailbox_uids(s->mbox, &count);
 	/* the snapshot stays put while searching: copy it first, since store
@@ -508,6 +530,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		if (store_msg_get(s->mbox, list[i], &m.msg, &error) < 0)
 			continue;
 		if (key_match(s, root, &m)) {
+			if (p.modseq && m.msg.modseq > highest)
+				highest = m.msg.modseq;
 			store_uids_push(&uids, list[i]);
 			store_uids_push(&numbers, cmd->uid ? list[i] : (uint32_t)(i + 1));
 		}
@@ -521,11 +545,13 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		buf_append_str(&b, "* SEARCH");
 		for (size_t i = 0; i < numbers.count; i++)
 			buf_printf(&b, " %u", numbers.uids[i]);
+		if (highest > 0)
+			buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)highest);
 		buf_append_str(&b, "\r\n");
 		imap_write_buf(s, &b);
 		buf_free(&b);
 	} else if (ret & ~RET_SAVE) {
-		write_esearch(s, cmd, ret, &uids, &numbers);
+		write_esearch(s, cmd, ret, &uids, &numbers, highest);
 	}
 	store_uids_clear(&uids);
 	store_uids_clear(&numbers);

@@ -46,9 +46,55 @@ int imap_flag_list_parse(struct imap_cmd *cmd, const struct imap_arg *list, uint
 	return flags_parse(cmd, list->items, list->count, flags_r, keywords_r, kw_count_r);
 }
 
+static bool uids_have(const struct store_uids *list, uint32_t uid)
+{
+	for (size_t i = 0; i < list->count; i++)
+		if (list->uids[i] == uid)
+			return true;
+	return false;
+}
+
+/* RFC 7162 3.1.3: [MODIFIED set] for what UNCHANGEDSINCE left alone. */
+static void store_modified(struct imap_session *s, struct imap_cmd *cmd,
+			   const struct store_uids *failed)
+{
+	struct store_uids numbers = STORE_UIDS_INIT;
+	for (size_t i = 0; i < failed->count; i++) {
+		uint32_t n = cmd->uid ? failed->uids[i]
+				      : store_mailbox_uid_to_seq(s->mbox, failed->uids[i]);
+		if (n != 0)
+			store_uids_push(&numbers, n);
+	}
+	struct buf b = BUF_INIT;
+	buf_printf(&b, "%s OK [MODIFIED ", cmd->tag);
+	imap_append_uid_list(&b, numbers.uids, numbers.count);
+	buf_printf(&b, "] Conditional %s failed\r\n", cmd->name);
+	imap_write_buf(s, &b);
+	buf_free(&b);
+	store_uids_clear(&numbers);
+}
+
 void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 {
 	const char *op;
+	uint64_t unchangedsince = 0;
+	/* STORE set [(UNCHANGEDSINCE n)] item flags */
+	if (cmd->count >= 2 && cmd->args[1].type == IMAP_ARG_LIST) {
+		const struct imap_arg *m = &cmd->args[1];
+		if (m->count != 2 || !imap_arg_is_atom(&m->items[0], "UNCHANGEDSINCE") ||
+		    !imap_arg_number(&m->items[1], &unchangedsince)) {
+			imap_bad(s, cmd->tag, "Invalid STORE modifier");
+			return;
+		}
+		s->enabled |= IMAP_ENABLED_CONDSTORE;
+		/* drop the modifier: the set, then the item and the flags */
+		const struct imap_arg *orig = cmd->args;
+		struct imap_arg *args = pool_alloc(cmd->pool, (cmd->count - 1) * sizeof(*args));
+		args[0] = orig[0];
+		memcpy(args + 1, orig + 2, (cmd->count - 2) * sizeof(*args));
+		cmd->args = args;
+		cmd->count--;
+	}
 	if (cmd->count < 3 || !imap_arg_atom(&cmd->args[1], &op)) {
 		imap_bad(s, cmd->tag, "Invalid STORE arguments");
 		return;
@@ -86,10 +132,12 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	const char *error;
-	int ret = store_msg_set_flags(s->mbox, &set, fop, flags, keywords, kw_count, 0, NULL,
-				      &error);
+	struct store_uids failed = STORE_UIDS_INIT;
+	int ret = store_msg_set_flags(s->mbox, &set, fop, flags, keywords, kw_count,
+				      unchangedsince, &failed, &error);
 	if (ret < 0) {
 		store_uidset_clear(&set);
+		store_uids_clear(&failed);
 		imap_store_error(s, cmd->tag, ret, error);
 		return;
 	}
@@ -97,12 +145,16 @@ void imap_cmd_store(struct imap_session *s, struct imap_cmd *cmd)
 	size_t count;
 	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);
 	for (size_t i = 0; i < count; i++)
-		if (store_uidset_contains(&set, uids[i]))
+		if (store_uidset_contains(&set, uids[i]) && !uids_have(&failed, uids[i]))
 			imap_append_fetch_flags(s, silent ? NULL : &b, uids[i], cmd->uid);
 	imap_write_buf(s, &b);
 	buf_free(&b);
 	store_uidset_clear(&set);
-	imap_ok(s, cmd->tag, "%s completed", cmd->name);
+	if (failed.count > 0)
+		store_modified(s, cmd, &failed);
+	else
+		imap_ok(s, cmd->tag, "%s completed", cmd->name);
+	store_uids_clear(&failed);
 }
 
 void imap_cmd_expunge(struct imap_session *s, struct imap_cmd *cmd)

@@ -63,7 +63,7 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 		return;
 	}
 	buf_append_str(b, " IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
-		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES");
+		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC");
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 }
 
@@ -211,14 +211,27 @@ static void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Missing capability");
 		return;
 	}
+	struct buf b = BUF_INIT;
+	buf_append_str(&b, "* ENABLED");
 	for (size_t i = 0; i < cmd->count; i++) {
 		const char *cap;
 		if (!imap_arg_atom(&cmd->args[i], &cap)) {
+			buf_free(&b);
 			imap_bad(s, cmd->tag, "Invalid capability");
 			return;
 		}
+		unsigned int bit = ascii_strcasecmp(cap, "CONDSTORE") == 0 ? IMAP_ENABLED_CONDSTORE
+				 : ascii_strcasecmp(cap, "QRESYNC") == 0
+				 ? IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE : 0;
+		/* RFC 5161: only what was not enabled before is listed */
+		if (bit != 0 && (s->enabled & bit) != bit) {
+			s->enabled |= bit;
+			buf_printf(&b, " %s", bit & IMAP_ENABLED_QRESYNC ? "QRESYNC" : "CONDSTORE");
+		}
 	}
-	conn_printf(s->conn, "* ENABLED\r\n%s OK ENABLE completed\r\n", cmd->tag);
+	buf_printf(&b, "\r\n%s OK ENABLE completed\r\n", cmd->tag);
+	imap_write_buf(s, &b);
+	buf_free(&b);
 }
 
 static const struct imap_command imap_commands[] = {

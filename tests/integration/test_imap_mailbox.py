@@ -133,7 +133,8 @@ def test_select_examine_status(srv):
     assert lines[2:5] == [b"* 2 EXISTS\r\n", b"* 2 RECENT\r\n", b"* OK [UNSEEN 1] First unseen\r\n"]
     assert re.match(rb"\* OK \[UIDVALIDITY \d+\] UIDs valid\r\n", lines[5])
     assert lines[6] == b"* OK [UIDNEXT 3] Predicted next UID\r\n"
-    assert lines[7] == b"a OK [READ-WRITE] SELECT completed\r\n"
+    assert re.match(rb"\* OK \[HIGHESTMODSEQ \d+\] Highest\r\n", lines[7])
+    assert lines[8] == b"a OK [READ-WRITE] SELECT completed\r\n"
     # \Recent went to the first read-write session
     lines = Raw(srv.port("imap")), None
     r2 = raw_login(srv)
