@@ -25,15 +25,7 @@ void imap_mailbox_close(struct imap_session *s)
  * later numbers already shifted by the EXPUNGEs sent before. */
 static uint32_t expunged_seq(const uint32_t *uids, size_t count, uint32_t uid)
 {
-	size_t lo = 0, hi = count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return (uint32_t)lo + 1;
+	return (uint32_t)imap_uid_lower_bound(uids, count, uid) + 1;
 }
 
 static void own_flags_remember(struct imap_session *s, const struct store_msg *msg)
@@ -328,6 +320,14 @@ static int special_use_parse(const struct imap_arg *list, uint32_t *use_r)
 	return 0;
 }
 
+static void store_reply(struct imap_session *s, struct imap_cmd *cmd, int ret, const char *error)
+{
+	if (ret < 0)
+		imap_store_error(s, cmd->tag, ret, error);
+	else
+		imap_ok(s, cmd->tag, "%s completed", cmd->name);
+}
+
 void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 {
 	const char *name, *error;
@@ -358,10 +358,7 @@ void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	int ret = store_mailbox_create(s->account, name, use, &error);
-	if (ret < 0)
-		imap_store_error(s, cmd->tag, ret, error);
-	else
-		imap_ok(s, cmd->tag, "CREATE completed");
+	store_reply(s, cmd, ret, error);
 }
 
 void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
@@ -376,10 +373,7 @@ void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
 	if (s->mbox != NULL && strcmp(store_mailbox_name(s->mbox), name) == 0)
 		imap_mailbox_close(s);
 	int ret = store_mailbox_delete(s->account, name, &error);
-	if (ret < 0)
-		imap_store_error(s, cmd->tag, ret, error);
-	else
-		imap_ok(s, cmd->tag, "DELETE completed");
+	store_reply(s, cmd, ret, error);
 }
 
 void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
@@ -392,10 +386,7 @@ void imap_cmd_rename(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	int ret = store_mailbox_rename(s->account, from, to, &error);
-	if (ret < 0)
-		imap_store_error(s, cmd->tag, ret, error);
-	else
-		imap_ok(s, cmd->tag, "RENAME completed");
+	store_reply(s, cmd, ret, error);
 }
 
 static void subscribe(struct imap_session *s, struct imap_cmd *cmd, bool on)
@@ -408,10 +399,7 @@ static void subscribe(struct imap_session *s, struct imap_cmd *cmd, bool on)
 		return;
 	}
 	int ret = store_mailbox_subscribe(s->account, name, on, &error);
-	if (ret < 0)
-		imap_store_error(s, cmd->tag, ret, error);
-	else
-		imap_ok(s, cmd->tag, "%s completed", cmd->name);
+	store_reply(s, cmd, ret, error);
 }
 
 void imap_cmd_subscribe(struct imap_session *s, struct imap_cmd *cmd)

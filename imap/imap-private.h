@@ -48,7 +48,6 @@ enum imap_input_mode {
 /* ENABLE'd extensions (RFC 5161). */
 #define IMAP_ENABLED_CONDSTORE  0x01u
 #define IMAP_ENABLED_QRESYNC    0x02u
-#define IMAP_ENABLED_IMAP4REV2  0x04u
 
 struct imap_session {
 	struct conn *conn;
@@ -94,7 +93,6 @@ struct imap_session {
 
 	/* a command that finishes later (streaming FETCH) */
 	bool cmd_async;
-	void (*cmd_resume)(struct imap_session *s);
 	void *cmd_ctx;
 };
 
@@ -146,6 +144,8 @@ void imap_append_flags(struct buf *b, struct store_mailbox *mbox, uint32_t flags
 int imap_seqset_to_uids(struct imap_session *s, struct imap_cmd *cmd, const struct imap_arg *arg,
 			bool uid, struct store_uidset *set_r);
 void imap_write_buf(struct imap_session *s, struct buf *b);
+/* First index in the ascending uids[0..count) whose UID is >= uid. */
+size_t imap_uid_lower_bound(const uint32_t *uids, size_t count, uint32_t uid);
 
 /* cmd-auth.c */
 imap_cmd_fn imap_cmd_login, imap_cmd_authenticate;

@@ -292,7 +292,6 @@ static unsigned int imap_state_flag(const struct imap_session *s)
 void imap_command_done(struct imap_session *s)
 {
 	s->cmd_async = false;
-	s->cmd_resume = NULL;
 	s->cmd_ctx = NULL;
 	pool_clear(s->cmd_pool);
 	if (s->mode == IMAP_INPUT_WAIT) {

@@ -126,8 +126,7 @@ void imap_append_flags(struct buf *b, struct store_mailbox *mbox, uint32_t flags
 	buf_append_char(b, ')');
 }
 
-/* First index in uids[0..count) whose UID is >= uid. */
-static size_t uid_lower_bound(const uint32_t *uids, size_t count, uint32_t uid)
+size_t imap_uid_lower_bound(const uint32_t *uids, size_t count, uint32_t uid)
 {
 	size_t lo = 0, hi = count;
 	while (lo < hi) {
@@ -173,8 +172,8 @@ int imap_seqset_to_uids(struct imap_session *s, struct imap_cmd *cmd, const stru
 				hi = t;
 			}
 			/* only UIDs of the view: the client knows no others */
-			size_t first = uid_lower_bound(uids, count, lo);
-			size_t end = hi == UINT32_MAX ? count : uid_lower_bound(uids, count, hi + 1);
+			size_t first = imap_uid_lower_bound(uids, count, lo);
+			size_t end = hi == UINT32_MAX ? count : imap_uid_lower_bound(uids, count, hi + 1);
 			if (first < end)
 				store_uidset_add(set_r, uids[first], uids[end - 1]);
 			continue;

@@ -89,6 +89,15 @@ def login_raw(raw, user=USER, password=PASSWORD, tag="L"):
     return lines
 
 
+def raw_session(server, mailbox=None):
+    """A raw session logged in over 143, with mailbox selected if given."""
+    r = Raw(server.port("imap"))
+    login_raw(r)
+    if mailbox is not None:
+        assert r.cmd("S", "SELECT " + mailbox)[-1].startswith(b"S OK")
+    return r
+
+
 def deliver(server, address, message, mailbox=None):
     """`postern deliver` as the server's user, so that the files it makes
     stay readable by the workers."""

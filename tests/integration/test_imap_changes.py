@@ -9,20 +9,13 @@ import time
 
 import pytest
 
-from imap_helpers import PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
+from imap_helpers import raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
 
 
 @pytest.fixture
 def srv(server):
     make_account(server)
     return server
-
-
-def selected(srv, mailbox="INBOX"):
-    r = Raw(srv.port("imap"))
-    login_raw(r)
-    assert r.cmd("S", "SELECT " + mailbox)[-1].startswith(b"S OK")
-    return r
 
 
 def fill(srv, n):
@@ -32,7 +25,7 @@ def fill(srv, n):
 
 def test_store_flags_and_keywords(srv):
     fill(srv, 3)
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     assert r.cmd("a", "STORE 1 +FLAGS (\\Seen \\Flagged)") == [
         b"* 1 FETCH (FLAGS (\\Seen \\Flagged \\Recent))\r\n", b"a OK STORE completed\r\n"]
     assert r.cmd("b", "STORE 1 -FLAGS \\Seen") == [
@@ -60,7 +53,7 @@ def test_store_flags_and_keywords(srv):
 
 def test_expunge_and_uid_expunge(srv):
     fill(srv, 5)
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     r.cmd("a", "STORE 2,4 +FLAGS.SILENT (\\Deleted)")
     assert r.cmd("b", "EXPUNGE") == [b"* 2 EXPUNGE\r\n", b"* 3 EXPUNGE\r\n",
                                      b"b OK EXPUNGE completed\r\n"]
@@ -79,7 +72,7 @@ def test_expunge_and_uid_expunge(srv):
 
 def test_copy_and_move_with_copyuid(srv):
     fill(srv, 4)
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     lines = r.cmd("a", "COPY 1:2 Archive")
     m = re.match(rb"a OK \[COPYUID (\d+) 1:2 1:2\] COPY completed\r\n", lines[-1])
     assert m, lines
@@ -179,8 +172,8 @@ def test_imaplib_append_store_copy_expunge(srv):
 
 def test_second_session_sees_flags_expunge_and_append(srv):
     fill(srv, 3)
-    a = selected(srv)
-    b = selected(srv)
+    a = raw_session(srv, "INBOX")
+    b = raw_session(srv, "INBOX")
     b.cmd("x", "STORE 2 +FLAGS.SILENT (\\Flagged)")
     assert a.cmd("n1", "NOOP") == [b"* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n",
                                    b"n1 OK NOOP completed\r\n"]

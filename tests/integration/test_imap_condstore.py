@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from imap_helpers import USER, Raw, deliver, login_raw, make_account, message
+from imap_helpers import raw_session, USER, Raw, deliver, login_raw, make_account, message
 
 
 @pytest.fixture
@@ -18,18 +18,12 @@ def srv(server):
     return server
 
 
-def session(srv):
-    r = Raw(srv.port("imap"))
-    login_raw(r)
-    return r
-
-
 def modseqs(lines):
     return [int(m.group(1)) for line in lines for m in [re.search(rb"MODSEQ \((\d+)\)", line)] if m]
 
 
 def test_condstore_fetch_store_search(srv):
-    r = session(srv)
+    r = raw_session(srv)
     lines = r.cmd("a", "SELECT INBOX (CONDSTORE)")
     hms = [line for line in lines if line.startswith(b"* OK [HIGHESTMODSEQ ")]
     assert len(hms) == 1
@@ -61,7 +55,7 @@ def test_condstore_fetch_store_search(srv):
 
 
 def test_enable(srv):
-    r = session(srv)
+    r = raw_session(srv)
     assert r.cmd("a", "ENABLE CONDSTORE") == [b"* ENABLED CONDSTORE\r\n",
                                               b"a OK ENABLE completed\r\n"]
     assert r.cmd("b", "ENABLE CONDSTORE QRESYNC") == [b"* ENABLED QRESYNC\r\n",
@@ -70,7 +64,7 @@ def test_enable(srv):
 
 
 def test_qresync_select_and_vanished(srv):
-    r = session(srv)
+    r = raw_session(srv)
     lines = r.cmd("a", "SELECT INBOX")
     uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(lines)).group(1))
     highest = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(lines)).group(1))
@@ -83,7 +77,7 @@ def test_qresync_select_and_vanished(srv):
     r.cmd("f", "STORE 1 +FLAGS.SILENT (\\Answered)")
     assert r.cmd("g", "EXPUNGE") == [b"* VANISHED 3\r\n", b"g OK EXPUNGE completed\r\n"]
     # a client that knew the mailbox at `highest` resynchronises
-    r2 = session(srv)
+    r2 = raw_session(srv)
     r2.cmd("x", "ENABLE QRESYNC")
     lines = r2.cmd("h", "SELECT INBOX (QRESYNC (%d %d 1:4))" % (uidvalidity, highest))
     assert b"* VANISHED (EARLIER) 3\r\n" in lines

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from harness import REPO
-from imap_helpers import PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
+from imap_helpers import raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
 
 MIME = os.path.join(REPO, "tests", "data", "mime")
 CORPUS = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(MIME, "*.eml")))
@@ -24,13 +24,6 @@ def srv(server):
     return server
 
 
-def selected(srv, mailbox="INBOX"):
-    r = Raw(srv.port("imap"))
-    login_raw(r)
-    assert r.cmd("S", "SELECT " + mailbox)[-1].startswith(b"S OK")
-    return r
-
-
 def crlf(data):
     return re.sub(rb"(?<!\r)\n", b"\r\n", data)
 
@@ -39,7 +32,7 @@ def test_bodystructure_envelope_body_of_the_corpus(srv):
     for name in CORPUS:
         with open(os.path.join(MIME, name + ".eml"), "rb") as f:
             deliver(srv, USER, f.read())
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     for seq, name in enumerate(CORPUS, 1):
         for item, ext in (("BODYSTRUCTURE", "bodystructure"), ("ENVELOPE", "envelope"),
                           ("BODY", "body")):
@@ -56,7 +49,7 @@ def test_body_sections_have_exact_sizes(srv):
     for name in CORPUS:
         with open(os.path.join(MIME, name + ".eml"), "rb") as f:
             deliver(srv, USER, f.read())
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     for seq, name in enumerate(CORPUS, 1):
         with open(os.path.join(MIME, name + ".eml"), "rb") as f:
             raw = f.read()
@@ -85,7 +78,7 @@ def test_partial_fetch_and_header_fields(srv):
            "X-Folded: one\r\n two\r\nDate: Mon, 2 Jan 2023 10:00:00 +0000\r\n\r\n"
            "0123456789abcdefghij\r\nline two\r\n")
     deliver(srv, USER, msg)
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     assert r.cmd("a", "FETCH 1 BODY.PEEK[TEXT]<5.10>") == [
         b"* 1 FETCH (BODY[TEXT]<5> {10}\r\n56789abcde)\r\n", b"a OK FETCH completed\r\n"]
     assert r.cmd("b", "FETCH 1 BODY.PEEK[TEXT]<30.100>") == [
@@ -111,7 +104,7 @@ def test_lf_only_file_is_sent_with_crlf(srv):
         raw = f.read()
     assert b"\r\n" not in raw
     deliver(srv, USER, raw)
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     lines = r.cmd("a", "FETCH 1 (RFC822.SIZE RFC822)")
     n = len(crlf(raw))
     # RFC822 sets \Seen, so the new flags come along
@@ -125,7 +118,7 @@ def test_lf_only_file_is_sent_with_crlf(srv):
 
 def test_seen_is_set_by_body_but_not_by_peek(srv):
     deliver(srv, USER, message("seen"))
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     assert r.cmd("a", "FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (Subject)])")[0] == (
         b"* 1 FETCH (FLAGS (\\Recent) BODY[HEADER.FIELDS (Subject)] {17}\r\n"
         b"Subject: seen\r\n\r\n)\r\n")
@@ -143,7 +136,7 @@ def test_seen_is_set_by_body_but_not_by_peek(srv):
 def test_uid_fetch_ranges_and_errors(srv):
     for i in range(5):
         deliver(srv, USER, message("m%d" % i))
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     assert r.cmd("a", "UID FETCH 2:3 FLAGS") == [
         b"* 2 FETCH (UID 2 FLAGS (\\Recent))\r\n", b"* 3 FETCH (UID 3 FLAGS (\\Recent))\r\n",
         b"a OK UID FETCH completed\r\n"]
@@ -179,13 +172,13 @@ def test_large_message_streams(srv):
     typ, data = m.uid("FETCH", "1", "(BODY.PEEK[TEXT]<1000000.10>)")
     assert data[0][1] == crlf(body)[1000000:1000010]
     # pipelined commands wait their turn behind a streaming FETCH
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     r.send(b"a FETCH 1 BODY.PEEK[]\r\nb NOOP\r\n")
     lines = r.until_tagged("a")
     assert lines[-1] == b"a OK FETCH completed\r\n"
     assert r.line() == b"b OK NOOP completed\r\n"
     # a client that goes away mid-stream costs nothing
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     r.send(b"a FETCH 1 BODY.PEEK[]\r\n")
     r.close()
     assert imap(srv).noop()[0] == "OK"

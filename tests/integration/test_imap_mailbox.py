@@ -9,19 +9,13 @@ import time
 
 import pytest
 
-from imap_helpers import PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
+from imap_helpers import raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
 
 
 @pytest.fixture
 def srv(server):
     make_account(server)
     return server
-
-
-def raw_login(srv):
-    r = Raw(srv.port("imap"))
-    login_raw(r)
-    return r
 
 
 def test_default_mailboxes_and_special_use(srv):
@@ -38,7 +32,7 @@ def test_default_mailboxes_and_special_use(srv):
 
 
 def test_create_rename_delete_and_hierarchy(srv):
-    r = raw_login(srv)
+    r = raw_session(srv)
     assert r.cmd("a", 'CREATE "Projects/2024"') == [b"a OK CREATE completed\r\n"]
     assert r.cmd("b2", 'CREATE "Projects/2024"')[-1].startswith(b"b2 NO [ALREADYEXISTS]")
     assert r.cmd("c", 'LIST "" "Projects*"') == [
@@ -63,14 +57,14 @@ def test_create_rename_delete_and_hierarchy(srv):
 
 @pytest.mark.parametrize("name", ['"a.b"', '"x*"', '"y%"', '"../up"', '"a//b"', '"&Jjo"'])
 def test_names_that_cannot_be_created(srv, name):
-    r = raw_login(srv)
+    r = raw_session(srv)
     line = r.cmd("a", "CREATE " + name)[-1]
     assert line.startswith(b"a NO [CANNOT]"), line
     assert r.cmd("b", "NOOP") == [b"b OK NOOP completed\r\n"]
 
 
 def test_modified_utf7_names(srv):
-    r = raw_login(srv)
+    r = raw_session(srv)
     assert r.cmd("a", 'CREATE "Entw&APw-rfe"') == [b"a OK CREATE completed\r\n"]
     assert r.cmd("b", 'LIST "" "Entw*"') == [
         b'* LIST (\\HasNoChildren) "/" "Entw&APw-rfe"\r\n', b"b OK LIST completed\r\n"]
@@ -82,7 +76,7 @@ def test_modified_utf7_names(srv):
 
 
 def test_create_special_use(srv):
-    r = raw_login(srv)
+    r = raw_session(srv)
     assert r.cmd("a", 'CREATE "Sent Items" (USE (\\Sent))') == [b"a OK CREATE completed\r\n"]
     assert r.cmd("b", 'CREATE "Odd" (USE (\\Bogus))') == \
         [b"b NO [USEATTR] Unsupported special-use attribute\r\n"]
@@ -97,7 +91,7 @@ def test_create_special_use(srv):
 
 
 def test_subscriptions_lsub_and_list_extended(srv):
-    r = raw_login(srv)
+    r = raw_session(srv)
     assert r.cmd("a", "CREATE Lists/one")[-1] == b"a OK CREATE completed\r\n"
     assert r.cmd("b", "UNSUBSCRIBE Junk") == [b"b OK UNSUBSCRIBE completed\r\n"]
     assert r.cmd("c", "SUBSCRIBE Lists/one") == [b"c OK SUBSCRIBE completed\r\n"]
@@ -125,7 +119,7 @@ def test_subscriptions_lsub_and_list_extended(srv):
 def test_select_examine_status(srv):
     deliver(srv, USER, message("one"))
     deliver(srv, USER, message("two"))
-    r = raw_login(srv)
+    r = raw_session(srv)
     lines = r.cmd("a", "SELECT INBOX")
     assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
     assert lines[1] == (b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)]"
@@ -137,7 +131,7 @@ def test_select_examine_status(srv):
     assert lines[8] == b"a OK [READ-WRITE] SELECT completed\r\n"
     # \Recent went to the first read-write session
     lines = Raw(srv.port("imap")), None
-    r2 = raw_login(srv)
+    r2 = raw_session(srv)
     lines = r2.cmd("b", "EXAMINE INBOX")
     assert b"* 0 RECENT\r\n" in lines and b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n" in lines
     assert lines[-1] == b"b OK [READ-ONLY] EXAMINE completed\r\n"
@@ -161,7 +155,7 @@ def test_select_examine_status(srv):
 
 
 def test_namespace_id_enable_check(srv):
-    r = raw_login(srv)
+    r = raw_session(srv)
     assert r.cmd("a", "NAMESPACE") == [b'* NAMESPACE (("" "/")) NIL NIL\r\n',
                                        b"a OK NAMESPACE completed\r\n"]
     assert r.cmd("b", 'ID ("name" "test" "version" "1")') == [
@@ -173,7 +167,7 @@ def test_namespace_id_enable_check(srv):
 
 
 def test_noop_reports_new_mail(srv):
-    r = raw_login(srv)
+    r = raw_session(srv)
     r.cmd("a", "SELECT INBOX")
     deliver(srv, USER, message("late"))
     lines = r.cmd("b", "NOOP")
@@ -182,7 +176,7 @@ def test_noop_reports_new_mail(srv):
 
 
 def test_idle_sees_delivery_within_a_second(srv):
-    r = raw_login(srv)
+    r = raw_session(srv)
     r.cmd("a", "SELECT INBOX")
     r.send(b"i IDLE\r\n")
     assert r.line() == b"+ idling\r\n"

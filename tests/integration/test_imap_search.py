@@ -4,7 +4,7 @@ ESEARCH result options and SEARCHRES ($)."""
 
 import pytest
 
-from imap_helpers import USER, Raw, deliver, imap, login_raw, make_account
+from imap_helpers import raw_session, USER, Raw, deliver, imap, login_raw, make_account
 
 
 @pytest.fixture
@@ -24,13 +24,6 @@ def srv(server):
     for m in msgs:
         deliver(server, USER, m)
     return server
-
-
-def selected(srv):
-    r = Raw(srv.port("imap"))
-    login_raw(r)
-    r.cmd("S", "SELECT INBOX")
-    return r
 
 
 @pytest.mark.parametrize("criteria,result", [
@@ -69,14 +62,14 @@ def selected(srv):
     ("UNDELETED UNDRAFT UNANSWERED UNFLAGGED", "1 2 3"),
 ])
 def test_search_keys(srv, criteria, result):
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     lines = r.cmd("a", "SEARCH " + criteria)
     assert lines == [("* SEARCH" + (" " + result if result else "") + "\r\n").encode(),
                      b"a OK SEARCH completed\r\n"], criteria
 
 
 def test_search_flags_and_uid_search(srv):
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     r.cmd("a", "STORE 2 +FLAGS.SILENT (\\Flagged $Work)")
     assert r.cmd("b", "SEARCH FLAGGED") == [b"* SEARCH 2\r\n", b"b OK SEARCH completed\r\n"]
     assert r.cmd("c", "SEARCH KEYWORD $Work") == [b"* SEARCH 2\r\n", b"c OK SEARCH completed\r\n"]
@@ -87,7 +80,7 @@ def test_search_flags_and_uid_search(srv):
 
 
 def test_search_errors(srv):
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     assert r.cmd("a", "SEARCH BOGUS") == [b"a BAD Unknown search key\r\n"]
     assert r.cmd("b", "SEARCH FROM") == [b"b BAD Missing or invalid search string\r\n"]
     assert r.cmd("c", "SEARCH SINCE 31-Foo-2020") == [b"c BAD Invalid search date\r\n"]
@@ -100,7 +93,7 @@ def test_search_errors(srv):
 
 
 def test_esearch_and_searchres(srv):
-    r = selected(srv)
+    r = raw_session(srv, "INBOX")
     assert r.cmd("a", "SEARCH RETURN (MIN MAX COUNT) FROM bob") == [
         b'* ESEARCH (TAG "a") MIN 1 MAX 3 COUNT 2\r\n', b"a OK SEARCH completed\r\n"]
     assert r.cmd("b", "UID SEARCH RETURN () ALL") == [

@@ -109,6 +109,69 @@ static void test_reader_limits(void)
 	CHECK_READER("a X {100+}\r\nxxxx\r\n", 100, 50, "FATAL:a|");
 }
 
+/* APPEND-style streaming: literals of odd size go to a sink, the command
+ * gets "{0}" in their place; split input gives the same result. */
+static enum imap_literal_action odd_streams(void *ctx, const char *cmd, size_t len,
+					    uint64_t size)
+{
+	(void)ctx;
+	TEST_ASSERT(len > 0 && cmd[len - 1] == '}');
+	return size % 2 ? IMAP_LITERAL_STREAM : IMAP_LITERAL_KEEP;
+}
+
+static void sink(void *ctx, const void *data, size_t len)
+{
+	buf_append(ctx, data, len);
+}
+
+static void stream_run(const char *input, size_t len, size_t step, struct buf *out)
+{
+	struct imap_reader r;
+	struct buf streamed = BUF_INIT;
+	imap_reader_init(&r, 100, 10);
+	r.literal_fn = odd_streams;
+	r.stream_fn = sink;
+	r.fn_ctx = &streamed;
+	r.stream_max = 1000;
+	struct evbuffer *in = evbuffer_new();
+	size_t pos = 0;
+	for (;;) {
+		enum imap_read_status st = imap_reader_next(&r, in);
+		if (st == IMAP_READ_NEED_MORE) {
+			if (pos == len)
+				break;
+			size_t n = len - pos < step ? len - pos : step;
+			evbuffer_add(in, input + pos, n);
+			pos += n;
+			continue;
+		}
+		buf_printf(out, "%d:", (int)st);
+		if (st == IMAP_READ_COMMAND) {
+			buf_append(out, r.cmd.data, r.cmd.len);
+			buf_printf(out, "=%s", buf_str(&streamed));
+			buf_reset(&streamed);
+		}
+		buf_append_str(out, "|");
+	}
+	evbuffer_free(in);
+	imap_reader_free(&r);
+	buf_free(&streamed);
+}
+
+static void test_reader_streaming(void)
+{
+	static const char in[] = "a APPEND x {5}\r\nhello {2+}\r\nab {3+}\r\nxyz\r\n"
+				 "b APPEND x {2000}\r\nc NOOP\r\n";
+	const char *want = "2:|1:a APPEND x {0}\r\n {2+}\r\nab {0}\r\n=helloxyz|"
+			   "4:|1:c NOOP=|";
+	for (size_t step = 1; step <= sizeof(in); step++) {
+		struct buf out = BUF_INIT;
+		stream_run(in, sizeof(in) - 1, step, &out);
+		TEST_ASSERT_STR(buf_str(&out), want);
+		buf_free(&out);
+	}
+}
+
 static struct pool *pool;
 
 static const char *dump_args(const struct imap_arg *args, size_t count, struct buf *b)
@@ -258,6 +321,7 @@ int main(void)
 	test_run("reader_lines", test_reader_lines);
 	test_run("reader_literals", test_reader_literals);
 	test_run("reader_limits", test_reader_limits);
+	test_run("reader_streaming", test_reader_streaming);
 	test_run("parse", test_parse);
 	test_run("args", test_args);
 	test_run("seqset", test_seqset);
