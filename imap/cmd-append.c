@@ -151,7 +151,7 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid APPEND arguments");
 		return;
 	}
-	mailbox = imap_mailbox_from_client(cmd->pool, raw);
+	mailbox = imap_mailbox_from_client(s, cmd->pool, raw);
 	if (mailbox == NULL) {
 		imap_no(s, cmd->tag, "[CANNOT] Invalid mailbox name");
 		return;

@@ -22,7 +22,10 @@ enum fetch_kind {
 	FETCH_BODY, FETCH_BODYSTRUCTURE, FETCH_SECTION, FETCH_MODSEQ,
 };
 
-enum section_kind { SEC_FULL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME };
+enum section_kind {
+	SEC_FULL, SEC_HEADER, SEC_FIELDS, SEC_FIELDS_NOT, SEC_TEXT, SEC_MIME,
+	SEC_BINARY, SEC_BINARY_SIZE,   /* RFC 3516: a part with its CTE undone */
+};
 
 struct fetch_item {
 	enum fetch_kind kind;
@@ -35,12 +38,13 @@ struct fetch_item {
 	const char *label;           /* the response's name: "BODY[HEADER]<0>", "RFC822" */
 };
 
-enum seg_kind { SEG_TEXT, SEG_FILE, SEG_FIELDS };
+enum seg_kind { SEG_TEXT, SEG_FILE, SEG_FIELDS, SEG_BINARY };
 
 struct fetch_seg {
 	enum seg_kind kind;
 	size_t from, to;             /* SEG_TEXT: bytes of ctx->text */
-	uint64_t start, end;         /* SEG_FILE / SEG_FIELDS: file range */
+	uint64_t start, end;         /* SEG_FILE / SEG_FIELDS / SEG_BINARY: file range */
+	uint64_t body;               /* SEG_BINARY: where the part's body starts */
 	uint64_t skip, left;         /* converted bytes to skip, then to send */
 	bool started;
 	const struct fetch_item *item;
@@ -168,11 +172,31 @@ static int parse_body_section(struct pool *pool, const char *atom, struct fetch_
 	for (char *q = prefix; *q != '\0'; q++)
 		if (*q >= 'a' && *q <= 'z')
 			*q = (char)(*q - 'a' + 'A');
-	if (strcmp(prefix, "BODY.PEEK") == 0)
+	bool binary = strncmp(prefix, "BINARY", 6) == 0;
+	if (strcmp(prefix, "BODY.PEEK") == 0 || strcmp(prefix, "BINARY.PEEK") == 0)
 		it->peek = true;
-	else if (strcmp(prefix, "BODY") != 0)
+	else if (strcmp(prefix, "BINARY.SIZE") == 0)
+		it->peek = true;
+	else if (strcmp(prefix, "BODY") != 0 && strcmp(prefix, "BINARY") != 0)
 		return -1;
 	char *sec = pool_strndup(pool, open + 1, (size_t)(close - open - 1));
+	if (binary) {
+		/* section-binary = "[" [section-part] "]" */
+		if (parse_section(pool, sec, it) < 0 || it->sec != SEC_FULL)
+			return -1;
+		bool size = strcmp(prefix, "BINARY.SIZE") == 0;
+		if (size && close[1] != '\0')
+			return -1;
+		if (!size && parse_partial(close + 1, it) < 0)
+			return -1;
+		it->kind = FETCH_SECTION;
+		it->sec = it->part[0] == '\0' && !size ? SEC_FULL : size ? SEC_BINARY_SIZE : SEC_BINARY;
+		const char *name = size ? "BINARY.SIZE" : "BINARY";
+		it->label = it->partial ? pool_printf(pool, "%s[%s]<%llu>", name, sec,
+						      (unsigned long long)it->origin)
+					: pool_printf(pool, "%s[%s]", name, sec);
+		return 0;
+	}
 	/* section keywords are case-insensitive; header names keep their case */
 	for (char *q = sec; *q != '\0' && *q != ' '; q++)
 		if (*q >= 'a' && *q <= 'z')
@@ -308,6 +332,12 @@ static int section_range(const struct store_cache *cache, const struct store_msg
 	if (idx < 0 || (size_t)idx >= cache->part_count)
 		return -1;
 	const struct store_part *p = &cache->parts[idx];
+	if (it->sec == SEC_BINARY || it->sec == SEC_BINARY_SIZE) {
+		*start_r = p->header_offset;
+		*end_r = p->body_end;
+		*size_r = p->body_offset;   /* the caller's "body" for SEG_BINARY */
+		return 0;
+	}
 	if (it->part[0] != '\0' && it->sec != SEC_FULL && it->sec != SEC_MIME) {
 		/* N.HEADER, N.TEXT, N.HEADER.FIELDS: the embedded message's */
 		if (!p->is_message || p->first_child == UINT32_MAX ||
@@ -345,12 +375,15 @@ static void item_section(struct fetch_ctx *ctx, const struct store_cache *cache,
 	if (section_range(cache, msg, it, &start, &end, &total) < 0) {
 		start = end = total = 0;
 	}
-	if (it->sec == SEC_FIELDS || it->sec == SEC_FIELDS_NOT) {
-		/* filtered in the second pass, once the file is open */
+	if (it->sec == SEC_FIELDS || it->sec == SEC_FIELDS_NOT || it->sec == SEC_BINARY ||
+	    it->sec == SEC_BINARY_SIZE) {
+		/* filtered or decoded in the second pass, once the file is open */
 		text_flush(ctx, from);
-		struct fetch_seg *seg = seg_add(ctx, SEG_FIELDS);
+		bool binary = it->sec == SEC_BINARY || it->sec == SEC_BINARY_SIZE;
+		struct fetch_seg *seg = seg_add(ctx, binary ? SEG_BINARY : SEG_FIELDS);
 		seg->start = start;
 		seg->end = end;
+		seg->body = binary ? total : 0;
 		seg->item = it;
 		ctx->need_file = true;
 		return;
@@ -378,7 +411,7 @@ static void item_simple(struct imap_session *s, struct fetch_ctx *ctx,
 	case FETCH_FLAGS:
 		buf_append_str(b, "FLAGS ");
 		imap_append_flags(b, s->mbox, msg->flags, msg->keywords,
-				  store_mailbox_is_recent(s->mbox, msg->uid));
+				  imap_is_recent(s, msg->uid));
 		break;
 	case FETCH_UID:
 		buf_printf(b, "UID %u", msg->uid);
@@ -440,6 +473,44 @@ static void fields_render(struct fetch_ctx *ctx, struct fetch_seg *seg)
 	buf_free(&filtered);
 }
 
+/* Second pass: BINARY[part] decoded from the open file (the part is read
+ * whole: BINARY is not streamed). */
+static void binary_render(struct fetch_ctx *ctx, struct fetch_seg *seg)
+{
+	const struct fetch_item *it = seg->item;
+	struct buf raw = BUF_INIT;
+	uint64_t len = seg->end - seg->start;
+	if (ctx->fd >= 0 && len > 0) {
+		buf_reserve(&raw, (size_t)len);
+		ssize_t n = pread(ctx->fd, raw.data, (size_t)len, (off_t)seg->start);
+		raw.len = n > 0 ? (size_t)n : 0;
+	}
+	size_t hlen = seg->body - seg->start < raw.len ? (size_t)(seg->body - seg->start) : raw.len;
+	size_t dlen = 0;
+	char *decoded = store_decode_body(raw.data != NULL ? raw.data : "", hlen,
+					  raw.data != NULL ? raw.data + hlen : "", raw.len - hlen,
+					  false, &dlen);
+	if (decoded == NULL) {
+		decoded = xstrdup("");
+		dlen = 0;
+	}
+	seg->kind = SEG_TEXT;
+	seg->from = ctx->text.len;
+	if (it->sec == SEC_BINARY_SIZE) {
+		buf_printf(&ctx->text, "%s %zu", it->label, dlen);
+	} else {
+		uint64_t skip, left;
+		partial_window(it, dlen, &skip, &left);
+		bool nul = memchr(decoded + skip, '\0', (size_t)left) != NULL;
+		buf_printf(&ctx->text, "%s %s{%llu}\r\n", it->label, nul ? "~" : "",
+			   (unsigned long long)left);
+		buf_append(&ctx->text, decoded + skip, (size_t)left);
+	}
+	seg->to = ctx->text.len;
+	free(decoded);
+	buf_free(&raw);
+}
+
 /* Lays out the response for one message as segments; false to skip it. */
 static bool fetch_build(struct imap_session *s, struct fetch_ctx *ctx, uint32_t uid)
 {
@@ -497,9 +568,12 @@ static bool fetch_build(struct imap_session *s, struct fetch_ctx *ctx, uint32_t 
 		log_error("event=fetch-open-failed uid=%u error=\"%s\"", uid, error);
 		ctx->fd = -1;
 	}
-	for (size_t i = 0; i < ctx->seg_count; i++)
+	for (size_t i = 0; i < ctx->seg_count; i++) {
 		if (ctx->segs[i].kind == SEG_FIELDS)
 			fields_render(ctx, &ctx->segs[i]);
+		else if (ctx->segs[i].kind == SEG_BINARY)
+			binary_render(ctx, &ctx->segs[i]);
+	}
 	return true;
 }
 

@@ -36,7 +36,8 @@ static void list_entry_write(struct imap_session *s, const struct list_opts *o,
 	struct buf attrs = BUF_INIT;
 	bool nonexistent = e->attrs & STORE_LIST_NOSELECT;
 	if (nonexistent)
-		buf_append_str(&attrs, o->extended ? " \\NonExistent" : " \\Noselect");
+		buf_append_str(&attrs, o->extended || (s->enabled & IMAP_ENABLED_IMAP4REV2)
+					       ? " \\NonExistent" : " \\Noselect");
 	if (!o->lsub)
 		buf_append_str(&attrs, e->attrs & STORE_LIST_HASCHILDREN ? " \\HasChildren"
 								 : " \\HasNoChildren");
@@ -46,7 +47,7 @@ static void list_entry_write(struct imap_session *s, const struct list_opts *o,
 	buf_printf(b, "* %s (%s) \"/\" ", o->lsub ? "LSUB" : "LIST",
 		   attrs.len > 0 ? attrs.data + 1 : "");
 	buf_free(&attrs);
-	imap_append_mailbox(b, e->name);
+	imap_append_mailbox(s, b, e->name);
 	if (childinfo)
 		buf_append_str(b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 	buf_append_str(b, "\r\n");
@@ -55,7 +56,7 @@ static void list_entry_write(struct imap_session *s, const struct list_opts *o,
 		const char *error;
 		if (store_mailbox_status(s->account, e->name, &st, &error) == 0) {
 			buf_append_str(b, "* STATUS ");
-			imap_append_mailbox(b, e->name);
+			imap_append_mailbox(s, b, e->name);
 			buf_append_char(b, ' ');
 			imap_status_items(o->status, &st, b);
 			buf_append_str(b, "\r\n");

@@ -59,7 +59,7 @@ static void append_fetch_flags(struct imap_session *s, struct buf *b, const stru
 		buf_printf(b, "UID %u ", msg->uid);
 	buf_append_str(b, "FLAGS ");
 	imap_append_flags(b, s->mbox, msg->flags, msg->keywords,
-			  store_mailbox_is_recent(s->mbox, msg->uid));
+			  imap_is_recent(s, msg->uid));
 	if (s->enabled & IMAP_ENABLED_CONDSTORE)
 		buf_printf(b, " MODSEQ (%llu)", (unsigned long long)msg->modseq);
 	buf_append_str(b, ")\r\n");
@@ -126,7 +126,9 @@ void imap_sync(struct imap_session *s, bool allow_expunge)
 	if (count != s->exists) {
 		struct store_status st;
 		store_mailbox_get_status(s->mbox, &st);
-		buf_printf(&b, "* %zu EXISTS\r\n* %u RECENT\r\n", count, st.recent);
+		buf_printf(&b, "* %zu EXISTS\r\n", count);
+		if (!(s->enabled & IMAP_ENABLED_IMAP4REV2))
+			buf_printf(&b, "* %u RECENT\r\n", st.recent);
 		s->exists = (uint32_t)count;
 	}
 	sync_changed_flags(s, &sync.changed, &b);
@@ -144,7 +146,7 @@ static bool mailbox_arg(struct imap_session *s, struct imap_cmd *cmd, size_t i,
 		imap_bad(s, cmd->tag, "Invalid arguments");
 		return false;
 	}
-	*name_r = imap_mailbox_from_client(cmd->pool, raw);
+	*name_r = imap_mailbox_from_client(s, cmd->pool, raw);
 	if (*name_r == NULL) {
 		imap_no(s, cmd->tag, "[CANNOT] Invalid mailbox name");
 		return false;
@@ -277,10 +279,18 @@ void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
 	else
 		buf_printf(&b, "* OK [PERMANENTFLAGS (" SYSTEM_FLAGS "%s \\*)] Flags permitted\r\n",
 			   buf_str(&kw));
-	buf_printf(&b, "* %zu EXISTS\r\n* %u RECENT\r\n", count, st.recent);
-	uint32_t unseen = st.unseen > 0 ? first_unseen(s->mbox) : 0;
-	if (unseen > 0)
-		buf_printf(&b, "* OK [UNSEEN %u] First unseen\r\n", unseen);
+	buf_printf(&b, "* %zu EXISTS\r\n", count);
+	if (s->enabled & IMAP_ENABLED_IMAP4REV2) {
+		/* RFC 9051 6.3.2: LIST with the mailbox's name; no RECENT, no UNSEEN */
+		buf_append_str(&b, "* LIST () \"/\" ");
+		imap_append_mailbox(s, &b, name);
+		buf_append_str(&b, "\r\n");
+	} else {
+		buf_printf(&b, "* %u RECENT\r\n", st.recent);
+		uint32_t unseen = st.unseen > 0 ? first_unseen(s->mbox) : 0;
+		if (unseen > 0)
+			buf_printf(&b, "* OK [UNSEEN %u] First unseen\r\n", unseen);
+	}
 	buf_printf(&b, "* OK [UIDVALIDITY %u] UIDs valid\r\n* OK [UIDNEXT %u] Predicted next UID\r\n",
 		   st.uidvalidity, st.uidnext);
 	buf_printf(&b, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
@@ -462,7 +472,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 	}
 	struct buf b = BUF_INIT;
 	buf_append_str(&b, "* STATUS ");
-	imap_append_mailbox(&b, name);
+	imap_append_mailbox(s, &b, name);
 	buf_append_char(&b, ' ');
 	if (imap_status_items(&cmd->args[1], &st, &b) < 0) {
 		buf_free(&b);

@@ -509,6 +509,11 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		}
 		pos += 2;
 	}
+	/* RFC 9051 6.4.4: IMAP4rev2 answers with ESEARCH */
+	if (!esearch && (s->enabled & IMAP_ENABLED_IMAP4REV2)) {
+		esearch = true;
+		ret = RET_ALL;
+	}
 	struct search_parser p = { s, cmd, cmd->args + pos, cmd->count - pos, 0, 0, NULL, false, false };
 	struct search_key *root = parse_list(&p, p.args, p.count);
 	if (root == NULL) {

@@ -221,7 +221,7 @@ static void copy_or_move(struct imap_session *s, struct imap_cmd *cmd, bool move
 		imap_bad(s, cmd->tag, "Invalid arguments");
 		return;
 	}
-	dest = imap_mailbox_from_client(cmd->pool, raw);
+	dest = imap_mailbox_from_client(s, cmd->pool, raw);
 	if (dest == NULL) {
 		imap_no(s, cmd->tag, "[CANNOT] Invalid mailbox name");
 		return;

@@ -48,6 +48,7 @@ enum imap_input_mode {
 /* ENABLE'd extensions (RFC 5161). */
 #define IMAP_ENABLED_CONDSTORE  0x01u
 #define IMAP_ENABLED_QRESYNC    0x02u
+#define IMAP_ENABLED_IMAP4REV2  0x04u   /* RFC 9051 behaviour */
 
 struct imap_session {
 	struct conn *conn;
@@ -130,9 +131,13 @@ void imap_append_string(struct buf *b, const char *s, size_t len);
 void imap_append_nstring(struct buf *b, const char *s);
 /* A mailbox name from the client (modified UTF-7, "INBOX" any case) as the
  * store's UTF-8; NULL when invalid. Pool-allocated. */
-const char *imap_mailbox_from_client(struct pool *pool, const char *name);
-/* A store name as the client sees it (modified UTF-7), quoted. */
-void imap_append_mailbox(struct buf *b, const char *utf8);
+const char *imap_mailbox_from_client(const struct imap_session *s, struct pool *pool,
+				     const char *name);
+/* A store name as the client sees it (modified UTF-7; UTF-8 under
+ * IMAP4rev2), quoted. */
+void imap_append_mailbox(const struct imap_session *s, struct buf *b, const char *utf8);
+/* \Recent of a message as this session reports it (never under IMAP4rev2). */
+bool imap_is_recent(const struct imap_session *s, uint32_t uid);
 /* NO with the response code of a store error. */
 void imap_store_error(struct imap_session *s, const char *tag, int err, const char *msg);
 /* A flag list "(\Seen kw ...)". */

@@ -46,7 +46,7 @@ void imap_set_mode(struct imap_session *s, enum imap_input_mode mode)
 
 void imap_capabilities(struct imap_session *s, struct buf *b)
 {
-	buf_append_str(b, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE");
+	buf_append_str(b, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE");
 	if (s->state == IMAP_STATE_NOT_AUTHENTICATED) {
 		if (!s->tls && conn_listener_kind(s->conn) == LISTEN_IMAP)
 			buf_append_str(b, " STARTTLS");
@@ -63,7 +63,7 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 		return;
 	}
 	buf_append_str(b, " IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
-		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC");
+		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY");
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 }
 
@@ -222,11 +222,13 @@ static void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
 		}
 		unsigned int bit = ascii_strcasecmp(cap, "CONDSTORE") == 0 ? IMAP_ENABLED_CONDSTORE
 				 : ascii_strcasecmp(cap, "QRESYNC") == 0
-				 ? IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE : 0;
+				 ? IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE
+				 : ascii_strcasecmp(cap, "IMAP4rev2") == 0 ? IMAP_ENABLED_IMAP4REV2 : 0;
 		/* RFC 5161: only what was not enabled before is listed */
 		if (bit != 0 && (s->enabled & bit) != bit) {
 			s->enabled |= bit;
-			buf_printf(&b, " %s", bit & IMAP_ENABLED_QRESYNC ? "QRESYNC" : "CONDSTORE");
+			buf_printf(&b, " %s", bit & IMAP_ENABLED_QRESYNC ? "QRESYNC"
+					      : bit & IMAP_ENABLED_IMAP4REV2 ? "IMAP4rev2" : "CONDSTORE");
 		}
 	}
 	buf_printf(&b, "\r\n%s OK ENABLE completed\r\n", cmd->tag);

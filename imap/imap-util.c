@@ -38,11 +38,18 @@ void imap_append_nstring(struct buf *b, const char *s)
 		imap_append_string(b, s, strlen(s));
 }
 
-const char *imap_mailbox_from_client(struct pool *pool, const char *name)
+bool imap_is_recent(const struct imap_session *s, uint32_t uid)
+{
+	return !(s->enabled & IMAP_ENABLED_IMAP4REV2) && store_mailbox_is_recent(s->mbox, uid);
+}
+
+const char *imap_mailbox_from_client(const struct imap_session *s, struct pool *pool,
+				     const char *name)
 {
 	if (ascii_strcasecmp(name, "INBOX") == 0)
 		return "INBOX";
-	char *utf8 = store_mutf7_decode(name);
+	/* RFC 9051 5.1: IMAP4rev2 names are UTF-8 */
+	char *utf8 = (s->enabled & IMAP_ENABLED_IMAP4REV2) ? xstrdup(name) : store_mutf7_decode(name);
 	if (utf8 == NULL)
 		return NULL;
 	const char *result = pool_strdup(pool, utf8);
@@ -53,8 +60,12 @@ const char *imap_mailbox_from_client(struct pool *pool, const char *name)
 	return result;
 }
 
-void imap_append_mailbox(struct buf *b, const char *utf8)
+void imap_append_mailbox(const struct imap_session *s, struct buf *b, const char *utf8)
 {
+	if (s->enabled & IMAP_ENABLED_IMAP4REV2) {
+		imap_append_string(b, utf8, strlen(utf8));
+		return;
+	}
 	char *enc = store_mutf7_encode(utf8);
 	const char *name = enc != NULL ? enc : utf8;
 	imap_append_string(b, name, strlen(name));
