@@ -8,14 +8,37 @@
 #include <stdio.h>
 #include <string.h>
 
+/* APPEND-style streaming: literals of odd size go to a sink, the command
+ * gets "{0}" in their place; split input gives the same result. */
+static enum imap_literal_action odd_streams(void *ctx, const char *cmd, size_t len,
+					    uint64_t size)
+{
+	(void)ctx;
+	TEST_ASSERT(len > 0 && cmd[len - 1] == '}');
+	return size % 2 ? IMAP_LITERAL_STREAM : IMAP_LITERAL_KEEP;
+}
+
+static void sink(void *ctx, const void *data, size_t len)
+{
+	buf_append(ctx, data, len);
+}
+
 /* Feeds input in pieces of step bytes; records every event as
- * "STATUS:command|" (the command text for COMMAND, the tag otherwise). */
-static void reader_run(const char *input, size_t len, size_t step, size_t text_max,
-		       size_t literal_max, struct buf *out)
+ * "STATUS:command|" (the command text for COMMAND, the tag otherwise).
+ * With streamed, odd-sized literals stream there and commands show
+ * "=streamed bytes". */
+static void reader_run_sink(const char *input, size_t len, size_t step, size_t text_max,
+			    size_t literal_max, struct buf *streamed, struct buf *out)
 {
 	static const char *names[] = { "MORE", "CMD", "CONT", "LONG", "BIG", "FATAL" };
 	struct imap_reader r;
 	imap_reader_init(&r, text_max, literal_max);
+	if (streamed != NULL) {
+		r.literal_fn = odd_streams;
+		r.stream_fn = sink;
+		r.fn_ctx = streamed;
+		r.stream_max = 1000;
+	}
 	struct evbuffer *in = evbuffer_new();
 	size_t pos = 0;
 	for (;;) {
@@ -36,12 +59,22 @@ static void reader_run(const char *input, size_t len, size_t step, size_t text_m
 			buf_append_str(out, imap_reader_tag(&r, tag, sizeof(tag)));
 		if (st == IMAP_READ_COMMAND && r.bad_chars)
 			buf_append_str(out, "!");
+		if (st == IMAP_READ_COMMAND && streamed != NULL) {
+			buf_printf(out, "=%s", buf_str(streamed));
+			buf_reset(streamed);
+		}
 		buf_append_str(out, "|");
 		if (st == IMAP_READ_FATAL)
 			break;
 	}
 	evbuffer_free(in);
 	imap_reader_free(&r);
+}
+
+static void reader_run(const char *input, size_t len, size_t step, size_t text_max,
+		       size_t literal_max, struct buf *out)
+{
+	reader_run_sink(input, len, step, text_max, literal_max, NULL, out);
 }
 
 static void check_reader(const char *input, size_t len, size_t text_max, size_t literal_max,
@@ -109,66 +142,18 @@ static void test_reader_limits(void)
 	CHECK_READER("a X {100+}\r\nxxxx\r\n", 100, 50, "FATAL:a|");
 }
 
-/* APPEND-style streaming: literals of odd size go to a sink, the command
- * gets "{0}" in their place; split input gives the same result. */
-static enum imap_literal_action odd_streams(void *ctx, const char *cmd, size_t len,
-					    uint64_t size)
-{
-	(void)ctx;
-	TEST_ASSERT(len > 0 && cmd[len - 1] == '}');
-	return size % 2 ? IMAP_LITERAL_STREAM : IMAP_LITERAL_KEEP;
-}
-
-static void sink(void *ctx, const void *data, size_t len)
-{
-	buf_append(ctx, data, len);
-}
-
-static void stream_run(const char *input, size_t len, size_t step, struct buf *out)
-{
-	struct imap_reader r;
-	struct buf streamed = BUF_INIT;
-	imap_reader_init(&r, 100, 10);
-	r.literal_fn = odd_streams;
-	r.stream_fn = sink;
-	r.fn_ctx = &streamed;
-	r.stream_max = 1000;
-	struct evbuffer *in = evbuffer_new();
-	size_t pos = 0;
-	for (;;) {
-		enum imap_read_status st = imap_reader_next(&r, in);
-		if (st == IMAP_READ_NEED_MORE) {
-			if (pos == len)
-				break;
-			size_t n = len - pos < step ? len - pos : step;
-			evbuffer_add(in, input + pos, n);
-			pos += n;
-			continue;
-		}
-		buf_printf(out, "%d:", (int)st);
-		if (st == IMAP_READ_COMMAND) {
-			buf_append(out, r.cmd.data, r.cmd.len);
-			buf_printf(out, "=%s", buf_str(&streamed));
-			buf_reset(&streamed);
-		}
-		buf_append_str(out, "|");
-	}
-	evbuffer_free(in);
-	imap_reader_free(&r);
-	buf_free(&streamed);
-}
-
 static void test_reader_streaming(void)
 {
 	static const char in[] = "a APPEND x {5}\r\nhello {2+}\r\nab {3+}\r\nxyz\r\n"
 				 "b APPEND x {2000}\r\nc NOOP\r\n";
-	const char *want = "2:|1:a APPEND x {0}\r\n {2+}\r\nab {0}\r\n=helloxyz|"
-			   "4:|1:c NOOP=|";
+	const char *want = "CONT:a|CMD:a APPEND x {0}\r\n {2+}\r\nab {0}\r\n=helloxyz|"
+			   "BIG:b|CMD:c NOOP=|";
 	for (size_t step = 1; step <= sizeof(in); step++) {
-		struct buf out = BUF_INIT;
-		stream_run(in, sizeof(in) - 1, step, &out);
+		struct buf out = BUF_INIT, streamed = BUF_INIT;
+		reader_run_sink(in, sizeof(in) - 1, step, 100, 10, &streamed, &out);
 		TEST_ASSERT_STR(buf_str(&out), want);
 		buf_free(&out);
+		buf_free(&streamed);
 	}
 }
 
