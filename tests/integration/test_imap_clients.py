@@ -1,16 +1,20 @@
-"""Real IMAP clients against Postern: mbsync (isync) two-way sync over
-implicit TLS, with changes on both sides and a final run that changes
-nothing."""
+"""Real IMAP clients against Postern: mbsync (isync) and offlineimap
+two-way syncs over implicit TLS, with changes on both sides and a final run
+that changes nothing."""
 
+import hashlib
 import os
 import shutil
+import ssl
 import subprocess
 
 import pytest
 
 from imap_helpers import PASSWORD, USER, deliver, imap, make_account, message
 
-pytestmark = pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync not installed")
+need_mbsync = pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync not installed")
+need_offlineimap = pytest.mark.skipif(shutil.which("offlineimap") is None,
+                                      reason="offlineimap3 not installed")
 
 
 def mbsync_config(srv, workdir):
@@ -77,6 +81,7 @@ def server_state(srv):
     return state
 
 
+@need_mbsync
 def test_mbsync_two_way(server, workdir):
     make_account(server)
     m = imap(server)
@@ -125,3 +130,72 @@ def test_mbsync_two_way(server, workdir):
     assert server_state(server) == state
     assert (maildir_files(os.path.join(local, "INBOX")),
             maildir_files(os.path.join(local, "Work"))) == before_local
+
+
+def offlineimap_config(srv, workdir):
+    local = os.path.join(workdir, "oimap")
+    pwfile = os.path.join(workdir, "oimap-pw")
+    with open(pwfile, "w") as f:
+        f.write(PASSWORD + "\n")
+    with open(srv.cert) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    conf = os.path.join(workdir, "offlineimaprc")
+    with open(conf, "w") as f:
+        f.write("""[general]
+accounts = test
+metadata = %s/meta
+
+[Account test]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = %s
+
+[Repository remote]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = %d
+remoteuser = %s
+remotepassfile = %s
+ssl = yes
+cert_fingerprint = %s
+""" % (workdir, local, srv.port("imaps"), USER, pwfile, hashlib.sha256(der).hexdigest()))
+    return conf, local
+
+
+def run_offlineimap(conf):
+    out = subprocess.run(["offlineimap", "-c", conf, "-o", "-u", "quiet"], capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ERROR" not in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+@need_offlineimap
+def test_offlineimap_two_way(server, workdir):
+    make_account(server)
+    m = imap(server)
+    m.create("Work")
+    m.logout()
+    for i in range(2):
+        deliver(server, USER, message("oi inbox %d" % i))
+    deliver(server, USER, message("oi work"), mailbox="Work")
+    conf, local = offlineimap_config(server, workdir)
+    run_offlineimap(conf)
+    assert len(maildir_files(os.path.join(local, "INBOX"))) == 2
+    assert len(maildir_files(os.path.join(local, "Work"))) == 1
+
+    with open(os.path.join(local, "Work", "new", "1700000001.oi.host"), "wb") as f:
+        f.write(message("oi local").encode())
+    m = imap(server)
+    m.select("INBOX")
+    m.store("2", "+FLAGS", "(\\Seen)")
+    m.logout()
+    run_offlineimap(conf)
+    state = server_state(server)
+    assert len(state["Work"]) == 2 and any(b"oi local" in e for e in state["Work"])
+    assert any(name.endswith("S") for name in maildir_files(os.path.join(local, "INBOX")))
+
+    run_offlineimap(conf)
+    assert server_state(server) == state
