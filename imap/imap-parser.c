@@ -348,7 +348,11 @@ static int parse_literal(struct parser *ps, struct imap_arg *arg)
 		return parse_error(ps, "Literal shorter than announced");
 	arg->type = IMAP_ARG_LITERAL;
 	arg->len = (size_t)n;
-	arg->str = pool_strndup(ps->pool, ps->p, arg->len);
+	/* all n bytes, NULs included (pool_strndup would stop at a NUL) */
+	char *copy = pool_alloc(ps->pool, arg->len + 1);
+	memcpy(copy, ps->p, arg->len);
+	copy[arg->len] = '\0';
+	arg->str = copy;
 	ps->p += n;
 	return 0;
 }

@@ -261,6 +261,13 @@ static void test_args(void)
 	TEST_ASSERT(!imap_arg_astring(&cmd.args[5], &s));   /* wildcard */
 	TEST_ASSERT(!imap_arg_number(&cmd.args[0], &n));
 	pool_clear(pool);
+	/* a literal keeps every byte, NULs included */
+	static const char nul[] = "a X {5}\r\na\0b\0c";
+	TEST_ASSERT(imap_parse(pool, nul, sizeof(nul) - 1, &cmd, &error) == 0);
+	TEST_ASSERT_INT(cmd.args[0].len, 5);
+	TEST_ASSERT(memcmp(cmd.args[0].str, "a\0b\0c", 6) == 0);
+	TEST_ASSERT(!imap_arg_string(&cmd.args[0], &s));
+	pool_clear(pool);
 }
 
 static void check_seqset(const char *in, bool dollar, const char *want)
