@@ -81,15 +81,20 @@ def server_state(srv):
     return state
 
 
-@need_mbsync
-def test_mbsync_two_way(server, workdir):
+def seed(server, prefix, inbox_count):
+    """An account with INBOX messages and a folder Work holding one."""
     make_account(server)
     m = imap(server)
     m.create("Work")
     m.logout()
-    for i in range(3):
-        deliver(server, USER, message("inbox %d" % i))
-    deliver(server, USER, message("work 0"), mailbox="Work")
+    for i in range(inbox_count):
+        deliver(server, USER, message("%sinbox %d" % (prefix, i)))
+    deliver(server, USER, message("%swork 0" % prefix), mailbox="Work")
+
+
+@need_mbsync
+def test_mbsync_two_way(server, workdir):
+    seed(server, "", 3)
     conf, local = mbsync_config(server, workdir)
 
     run_mbsync(conf)
@@ -174,13 +179,7 @@ def run_offlineimap(conf):
 
 @need_offlineimap
 def test_offlineimap_two_way(server, workdir):
-    make_account(server)
-    m = imap(server)
-    m.create("Work")
-    m.logout()
-    for i in range(2):
-        deliver(server, USER, message("oi inbox %d" % i))
-    deliver(server, USER, message("oi work"), mailbox="Work")
+    seed(server, "oi ", 2)
     conf, local = offlineimap_config(server, workdir)
     run_offlineimap(conf)
     assert len(maildir_files(os.path.join(local, "INBOX"))) == 2
