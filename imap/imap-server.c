@@ -1,184 +1,414 @@
 /* The IMAP server: session state, the command table and its dispatcher
- * (RFC 3501 / RFC 9051). */
+ * (RFC 3501 / RFC 9051), and the input loop over the command reader. */
 #include "imap/imap.h"
-#include "core/core.h"
+#include "imap/imap-private.h"
+#include "auth/auth.h"
+#include "store/store.h"
 
+#include <event2/event.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define IMAP_MAX_COMMAND_LINE (64 * 1024)
-#define IMAP_MAX_PREAUTH_LINE 8192
-#define IMAP_MAX_ERRORS 10      /* bad commands before login, then BYE */
-#define IMAP_MAX_TAG 64
-
-enum imap_state {
-	IMAP_STATE_NOT_AUTHENTICATED,
-	IMAP_STATE_AUTHENTICATED,
-	IMAP_STATE_SELECTED,
-	IMAP_STATE_LOGOUT,
-};
-
-struct imap_session {
-	struct conn *conn;
-	struct linereader lr;
-	enum imap_state state;
-	int errors;
-};
-
 enum {
-	CMD_ANY = 0,
-	CMD_NOTAUTH = 1 << 0,   /* only before login */
+	CMD_NOTAUTH = 1 << 0,    /* before login */
+	CMD_AUTH = 1 << 1,       /* after login (authenticated or selected) */
+	CMD_SELECTED = 1 << 2,   /* a mailbox is selected */
+	CMD_UID = 1 << 3,        /* also as "UID <name>" */
+	CMD_ANY = CMD_NOTAUTH | CMD_AUTH | CMD_SELECTED,
 };
 
 struct imap_command {
 	const char *name;
-	void (*fn)(struct imap_session *s, const char *tag, const char *args);
+	imap_cmd_fn *fn;
 	unsigned int flags;
 };
 
-static bool imap_login_allowed(const struct imap_session *s)
+static const char *const state_names[] = {
+	"not-authenticated", "authenticated", "selected", "logout",
+};
+static const char *const mode_names[] = { "command", "sasl", "idle", "wait" };
+
+void imap_set_state(struct imap_session *s, enum imap_state state)
 {
-	/* plaintext credentials only over TLS (accounts issue refines this) */
-	return conn_is_tls(s->conn);
+	if (s->state != state)
+		log_debug("event=imap-state from=%s to=%s", state_names[s->state], state_names[state]);
+	s->state = state;
 }
 
-static void imap_write_capabilities(struct imap_session *s)
+void imap_set_mode(struct imap_session *s, enum imap_input_mode mode)
 {
-	conn_write_str(s->conn, "IMAP4rev1");
+	if (s->mode != mode)
+		log_debug("event=imap-input from=%s to=%s", mode_names[s->mode], mode_names[mode]);
+	s->mode = mode;
+}
+
+void imap_capabilities(struct imap_session *s, struct buf *b)
+{
+	buf_append_str(b, "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE");
 	if (s->state == IMAP_STATE_NOT_AUTHENTICATED) {
-		if (!conn_is_tls(s->conn) && conn_listener_kind(s->conn) == LISTEN_IMAP)
-			conn_write_str(s->conn, " STARTTLS");
-		if (!imap_login_allowed(s))
-			conn_write_str(s->conn, " LOGINDISABLED");
+		if (!s->tls && conn_listener_kind(s->conn) == LISTEN_IMAP)
+			buf_append_str(b, " STARTTLS");
+		if (!auth_plaintext_allowed(s->auth))
+			buf_append_str(b, " LOGINDISABLED");
+		const char *mechs = auth_mechanisms(s->auth);
+		while (*mechs != '\0') {
+			size_t n = strcspn(mechs, " ");
+			buf_append_str(b, " AUTH=");
+			buf_append(b, mechs, n);
+			mechs += n;
+			mechs += strspn(mechs, " ");
+		}
+		return;
 	}
+	buf_append_str(b, " IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
+		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY");
+	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 }
 
-static void imap_error(struct imap_session *s, const char *tag, const char *text)
+static void imap_vreply(struct imap_session *s, const char *tag, const char *word,
+			const char *fmt, va_list ap)
+{
+	struct buf b = BUF_INIT;
+	buf_printf(&b, "%s %s ", tag, word);
+	buf_vprintf(&b, fmt, ap);
+	buf_append_str(&b, "\r\n");
+	conn_write(s->conn, b.data, b.len);
+	buf_free(&b);
+}
+
+void imap_ok(struct imap_session *s, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	imap_vreply(s, tag, "OK", fmt, ap);
+	va_end(ap);
+}
+
+void imap_no(struct imap_session *s, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	imap_vreply(s, tag, "NO", fmt, ap);
+	va_end(ap);
+}
+
+void imap_bad(struct imap_session *s, const char *tag, const char *text)
 {
 	conn_printf(s->conn, "%s BAD %s\r\n", tag, text);
-	if (s->state == IMAP_STATE_NOT_AUTHENTICATED && ++s->errors >= IMAP_MAX_ERRORS) {
+	int max = s->state == IMAP_STATE_NOT_AUTHENTICATED ? IMAP_MAX_ERRORS_PREAUTH
+							    : IMAP_MAX_ERRORS;
+	if (++s->errors >= max) {
 		conn_write_str(s->conn, "* BYE Too many invalid commands\r\n");
 		conn_close(s->conn, "too-many-errors");
 	}
 }
 
-static void cmd_capability(struct imap_session *s, const char *tag, const char *args)
+void imap_write_buf(struct imap_session *s, struct buf *b)
 {
-	conn_write_str(s->conn, "* CAPABILITY ");
-	imap_write_capabilities(s);
-	conn_printf(s->conn, "\r\n%s OK CAPABILITY completed\r\n", tag);
+	if (b->len == 0)
+		return;
+	conn_write(s->conn, b->data, b->len);
+	buf_reset(b);
 }
 
-static void cmd_noop(struct imap_session *s, const char *tag, const char *args)
+static void imap_delay_done(evutil_socket_t fd, short what, void *arg)
 {
-	conn_printf(s->conn, "%s OK NOOP completed\r\n", tag);
+	(void)fd;
+	(void)what;
+	struct imap_session *s = arg;
+	const char *saved = log_get_context();
+	log_set_context(s->log_ctx);
+	char *reply = s->delayed_reply;
+	s->delayed_reply = NULL;
+	conn_write_str(s->conn, reply);
+	free(reply);
+	imap_set_mode(s, IMAP_INPUT_COMMAND);
+	if (!conn_is_closing(s->conn))
+		conn_resume_input(s->conn);
+	log_set_context(saved);
 }
 
-static void cmd_logout(struct imap_session *s, const char *tag, const char *args)
+void imap_reply_delayed(struct imap_session *s, const char *reply, unsigned ms)
 {
-	s->state = IMAP_STATE_LOGOUT;
-	conn_printf(s->conn, "* BYE Logging out\r\n%s OK LOGOUT completed\r\n", tag);
+	if (ms == 0) {
+		conn_write_str(s->conn, reply);
+		return;
+	}
+	if (s->delay_ev == NULL)
+		s->delay_ev = evtimer_new(conn_event_base(s->conn), imap_delay_done, s);
+	if (s->delay_ev == NULL)
+		fatal("event=evtimer-new-failed");
+	free(s->delayed_reply);
+	s->delayed_reply = xstrdup(reply);
+	s->log_ctx = log_get_context();
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	imap_set_mode(s, IMAP_INPUT_WAIT);
+	conn_pause_input(s->conn);
+	evtimer_add(s->delay_ev, &tv);
+}
+
+/* ---- commands that need no other file ---------------------------------- */
+
+static void imap_cmd_capability(struct imap_session *s, struct imap_cmd *cmd)
+{
+	struct buf b = BUF_INIT;
+	buf_append_str(&b, "* CAPABILITY ");
+	imap_capabilities(s, &b);
+	buf_printf(&b, "\r\n%s OK CAPABILITY completed\r\n", cmd->tag);
+	imap_write_buf(s, &b);
+	buf_free(&b);
+}
+
+static void imap_cmd_noop(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (s->state == IMAP_STATE_SELECTED)
+		imap_sync(s, true);
+	imap_ok(s, cmd->tag, "%s completed", cmd->name);
+}
+
+static void imap_cmd_logout(struct imap_session *s, struct imap_cmd *cmd)
+{
+	imap_set_state(s, IMAP_STATE_LOGOUT);
+	conn_printf(s->conn, "* BYE Logging out\r\n%s OK LOGOUT completed\r\n", cmd->tag);
 	conn_close(s->conn, "logout");
 }
 
-static void cmd_starttls(struct imap_session *s, const char *tag, const char *args)
+static void imap_cmd_starttls(struct imap_session *s, struct imap_cmd *cmd)
 {
-	if (conn_is_tls(s->conn)) {
-		imap_error(s, tag, "TLS already active");
+	if (s->tls) {
+		imap_bad(s, cmd->tag, "TLS already active");
 		return;
 	}
 	if (conn_listener_kind(s->conn) != LISTEN_IMAP) {
-		imap_error(s, tag, "STARTTLS not available here");
+		imap_bad(s, cmd->tag, "STARTTLS not available here");
 		return;
 	}
 	char reply[IMAP_MAX_TAG + 64];
-	snprintf(reply, sizeof(reply), "%s OK Begin TLS negotiation now\r\n", tag);
-	linereader_reset(&s->lr);
+	snprintf(reply, sizeof(reply), "%s OK Begin TLS negotiation now\r\n", cmd->tag);
+	imap_reader_reset(&s->reader);
+	s->tls = true;
+	auth_session_set_tls(s->auth);
 	conn_starttls(s->conn, reply);
 }
 
-static void cmd_login(struct imap_session *s, const char *tag, const char *args)
+/* RFC 2971: we say who we are and ignore what the client says. */
+static void imap_cmd_id(struct imap_session *s, struct imap_cmd *cmd)
 {
-	if (!imap_login_allowed(s)) {
-		conn_printf(s->conn, "%s NO [PRIVACYREQUIRED] Use STARTTLS first\r\n", tag);
+	if (cmd->count != 1 || (!imap_arg_is_nil(&cmd->args[0]) &&
+				cmd->args[0].type != IMAP_ARG_LIST)) {
+		imap_bad(s, cmd->tag, "Invalid arguments");
 		return;
 	}
-	conn_printf(s->conn, "%s NO [UNAVAILABLE] Login not available yet\r\n", tag);
+	conn_printf(s->conn, "* ID (\"name\" \"Postern\")\r\n%s OK ID completed\r\n", cmd->tag);
+}
+
+/* RFC 5161. Nothing we announce needs enabling yet. */
+static void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
+{
+	if (cmd->count == 0) {
+		imap_bad(s, cmd->tag, "Missing capability");
+		return;
+	}
+	struct buf b = BUF_INIT;
+	buf_append_str(&b, "* ENABLED");
+	for (size_t i = 0; i < cmd->count; i++) {
+		const char *cap;
+		if (!imap_arg_atom(&cmd->args[i], &cap)) {
+			buf_free(&b);
+			imap_bad(s, cmd->tag, "Invalid capability");
+			return;
+		}
+		unsigned int bit = ascii_strcasecmp(cap, "CONDSTORE") == 0 ? IMAP_ENABLED_CONDSTORE
+				 : ascii_strcasecmp(cap, "QRESYNC") == 0
+				 ? IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE
+				 : ascii_strcasecmp(cap, "IMAP4rev2") == 0 ? IMAP_ENABLED_IMAP4REV2 : 0;
+		/* RFC 5161: only what was not enabled before is listed */
+		if (bit != 0 && (s->enabled & bit) != bit) {
+			s->enabled |= bit;
+			buf_printf(&b, " %s", bit & IMAP_ENABLED_QRESYNC ? "QRESYNC"
+					      : bit & IMAP_ENABLED_IMAP4REV2 ? "IMAP4rev2" : "CONDSTORE");
+		}
+	}
+	buf_printf(&b, "\r\n%s OK ENABLE completed\r\n", cmd->tag);
+	imap_write_buf(s, &b);
+	buf_free(&b);
 }
 
 static const struct imap_command imap_commands[] = {
-	{ "CAPABILITY", cmd_capability, CMD_ANY },
-	{ "NOOP", cmd_noop, CMD_ANY },
-	{ "LOGOUT", cmd_logout, CMD_ANY },
-	{ "STARTTLS", cmd_starttls, CMD_NOTAUTH },
-	{ "LOGIN", cmd_login, CMD_NOTAUTH },
-	{ "AUTHENTICATE", cmd_login, CMD_NOTAUTH },
+	{ "CAPABILITY", imap_cmd_capability, CMD_ANY },
+	{ "NOOP", imap_cmd_noop, CMD_ANY },
+	{ "LOGOUT", imap_cmd_logout, CMD_ANY },
+	{ "ID", imap_cmd_id, CMD_ANY },
+	{ "STARTTLS", imap_cmd_starttls, CMD_NOTAUTH },
+	{ "LOGIN", imap_cmd_login, CMD_NOTAUTH },
+	{ "AUTHENTICATE", imap_cmd_authenticate, CMD_NOTAUTH },
+	{ "ENABLE", imap_cmd_enable, CMD_AUTH | CMD_SELECTED },
+	{ "SELECT", imap_cmd_select, CMD_AUTH | CMD_SELECTED },
+	{ "EXAMINE", imap_cmd_select, CMD_AUTH | CMD_SELECTED },
+	{ "CREATE", imap_cmd_create, CMD_AUTH | CMD_SELECTED },
+	{ "DELETE", imap_cmd_delete, CMD_AUTH | CMD_SELECTED },
+	{ "RENAME", imap_cmd_rename, CMD_AUTH | CMD_SELECTED },
+	{ "SUBSCRIBE", imap_cmd_subscribe, CMD_AUTH | CMD_SELECTED },
+	{ "UNSUBSCRIBE", imap_cmd_unsubscribe, CMD_AUTH | CMD_SELECTED },
+	{ "LIST", imap_cmd_list, CMD_AUTH | CMD_SELECTED },
+	{ "LSUB", imap_cmd_lsub, CMD_AUTH | CMD_SELECTED },
+	{ "NAMESPACE", imap_cmd_namespace, CMD_AUTH | CMD_SELECTED },
+	{ "STATUS", imap_cmd_status, CMD_AUTH | CMD_SELECTED },
+	{ "APPEND", imap_cmd_append, CMD_AUTH | CMD_SELECTED },
+	{ "IDLE", imap_cmd_idle, CMD_AUTH | CMD_SELECTED },
+	{ "CHECK", imap_cmd_check, CMD_SELECTED },
+	{ "CLOSE", imap_cmd_close, CMD_SELECTED },
+	{ "UNSELECT", imap_cmd_unselect, CMD_SELECTED },
+	{ "FETCH", imap_cmd_fetch, CMD_SELECTED | CMD_UID },
+	{ "SEARCH", imap_cmd_search, CMD_SELECTED | CMD_UID },
+	{ "STORE", imap_cmd_store, CMD_SELECTED | CMD_UID },
+	{ "EXPUNGE", imap_cmd_expunge, CMD_SELECTED | CMD_UID },
+	{ "COPY", imap_cmd_copy, CMD_SELECTED | CMD_UID },
+	{ "MOVE", imap_cmd_move, CMD_SELECTED | CMD_UID },
 };
 
-static bool imap_tag_valid(const char *tag, size_t len)
+static const struct imap_command *imap_command_find(const char *name)
 {
-	if (len == 0 || len > IMAP_MAX_TAG)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)tag[i];
-		/* tag = 1*<any ASTRING-CHAR except "+"> */
-		if (c <= 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '{' || c == '%' ||
-		    c == '*' || c == '"' || c == '\\' || c == '+')
-			return false;
-	}
-	return true;
+	for (size_t i = 0; i < sizeof(imap_commands) / sizeof(imap_commands[0]); i++)
+		if (ascii_strcasecmp(name, imap_commands[i].name) == 0)
+			return &imap_commands[i];
+	return NULL;
 }
 
-static void imap_dispatch(struct imap_session *s, char *line, size_t len, unsigned int flags)
+static unsigned int imap_state_flag(const struct imap_session *s)
 {
-	char *sp = memchr(line, ' ', len);
-	size_t tag_len = sp != NULL ? (size_t)(sp - line) : len;
-	if (!imap_tag_valid(line, tag_len) || (flags & LR_FLAG_NUL)) {
-		imap_error(s, "*", "Invalid tag or command syntax");
+	switch (s->state) {
+	case IMAP_STATE_NOT_AUTHENTICATED:
+		return CMD_NOTAUTH;
+	case IMAP_STATE_AUTHENTICATED:
+		return CMD_AUTH;
+	case IMAP_STATE_SELECTED:
+		return CMD_SELECTED;
+	default:
+		return 0;
+	}
+}
+
+void imap_command_done(struct imap_session *s)
+{
+	s->cmd_async = false;
+	s->cmd_ctx = NULL;
+	pool_clear(s->cmd_pool);
+	if (s->mode == IMAP_INPUT_WAIT) {
+		imap_set_mode(s, IMAP_INPUT_COMMAND);
+		if (!conn_is_closing(s->conn))
+			conn_resume_input(s->conn);
+	}
+}
+
+/* The dispatcher: syntax, command name, UID form and state are checked
+ * here, from the table, before any handler runs. */
+static void imap_command_run(struct imap_session *s, const char *data, size_t len,
+			     bool bad_chars)
+{
+	struct imap_command_line line;
+	const char *error = NULL;
+	if (imap_parse(s->cmd_pool, data, len, &line, &error) < 0 || bad_chars) {
+		const char *tag = line.tag != NULL ? line.tag : "*";
+		imap_bad(s, tag, bad_chars ? "Invalid characters in command" : error);
+		pool_clear(s->cmd_pool);
 		return;
 	}
-	line[tag_len] = '\0';
-	const char *tag = line;
-	if (sp == NULL) {
-		imap_error(s, tag, "Missing command");
-		return;
-	}
-	char *name = sp + 1;
-	char *args = strchr(name, ' ');
-	if (args != NULL)
-		*args++ = '\0';
-	if (flags & LR_FLAG_BARE_CR) {
-		imap_error(s, tag, "Invalid characters in command");
-		return;
-	}
-	for (size_t i = 0; i < sizeof(imap_commands) / sizeof(imap_commands[0]); i++) {
-		const struct imap_command *cmd = &imap_commands[i];
-		if (ascii_strcasecmp(name, cmd->name) != 0)
-			continue;
-		if ((cmd->flags & CMD_NOTAUTH) && s->state != IMAP_STATE_NOT_AUTHENTICATED) {
-			imap_error(s, tag, "Command not valid in this state");
+	struct imap_cmd cmd = { line.tag, line.name, line.args, line.count, false, s->cmd_pool };
+	const struct imap_command *def;
+	if (ascii_strcasecmp(line.name, "UID") == 0) {
+		const char *sub = NULL;
+		def = line.count > 0 && imap_arg_atom(&line.args[0], &sub) ? imap_command_find(sub)
+									    : NULL;
+		if (def == NULL || !(def->flags & CMD_UID)) {
+			imap_bad(s, cmd.tag, "Unknown UID command");
+			pool_clear(s->cmd_pool);
 			return;
 		}
-		cmd->fn(s, tag, args);
+		cmd.uid = true;
+		cmd.args++;
+		cmd.count--;
+		cmd.name = pool_printf(s->cmd_pool, "UID %s", def->name);
+	} else {
+		def = imap_command_find(line.name);
+		if (def == NULL) {
+			imap_bad(s, cmd.tag, "Unknown command");
+			pool_clear(s->cmd_pool);
+			return;
+		}
+		cmd.name = def->name;
+	}
+	if (!(def->flags & imap_state_flag(s))) {
+		const char *why = "Command not valid in this state";
+		if (s->state == IMAP_STATE_NOT_AUTHENTICATED)
+			why = "Command not valid before login";
+		else if (s->state == IMAP_STATE_AUTHENTICATED && (def->flags & CMD_SELECTED))
+			why = "No mailbox selected";
+		imap_bad(s, cmd.tag, why);
+		pool_clear(s->cmd_pool);
 		return;
 	}
-	imap_error(s, tag, "Unknown command");
+	def->fn(s, &cmd);
+	if (!s->cmd_async)
+		pool_clear(s->cmd_pool);
+}
+
+static void imap_reader_event(struct imap_session *s, enum imap_read_status st)
+{
+	char tagbuf[IMAP_MAX_TAG + 1];
+	const char *tag = imap_reader_tag(&s->reader, tagbuf, sizeof(tagbuf));
+	switch (st) {
+	case IMAP_READ_COMMAND:
+		imap_command_run(s, s->reader.cmd.data, s->reader.cmd.len, s->reader.bad_chars);
+		imap_append_reset(s);
+		break;
+	case IMAP_READ_CONTINUE:
+		conn_write_str(s->conn, "+ OK\r\n");
+		return;
+	case IMAP_READ_TOO_LONG:
+		imap_bad(s, tag, "[TOOBIG] Command too long");
+		break;
+	case IMAP_READ_LITERAL_TOO_BIG:
+		imap_bad(s, tag, "[TOOBIG] Literal too big");
+		break;
+	case IMAP_READ_FATAL:
+		conn_printf(s->conn, "* BYE [TOOBIG] Literal too big\r\n");
+		conn_close(s->conn, "literal-too-big");
+		break;
+	case IMAP_READ_NEED_MORE:
+		break;
+	}
+	imap_append_reset(s);
 }
 
 static void imap_input(void *ctx)
 {
 	struct imap_session *s = ctx;
 	struct evbuffer *in = conn_input(s->conn);
-	while (!conn_is_closing(s->conn)) {
-		enum lr_status st = linereader_next(&s->lr, in);
-		if (st == LR_NEED_MORE)
-			return;
-		if (st == LR_TOO_LONG) {
-			imap_error(s, "*", "[TOOBIG] Command line too long");
+	while (!conn_is_closing(s->conn) && s->mode != IMAP_INPUT_WAIT) {
+		if (s->mode == IMAP_INPUT_SASL || s->mode == IMAP_INPUT_IDLE) {
+			enum lr_status st = linereader_next(&s->reader.lr, in);
+			if (st == LR_NEED_MORE)
+				return;
+			const char *line = s->reader.lr.line;
+			size_t len = s->reader.lr.line_len;
+			if (st == LR_TOO_LONG ||
+			    (s->reader.lr.flags & (LR_FLAG_NUL | LR_FLAG_BARE_CR))) {
+				line = "\x01";   /* neither base64 nor DONE */
+				len = 1;
+			}
+			if (s->mode == IMAP_INPUT_SASL)
+				imap_sasl_input(s, line, len);
+			else
+				imap_idle_input(s, line, len);
 			continue;
 		}
-		imap_dispatch(s, s->lr.line, s->lr.line_len, s->lr.flags);
+		enum imap_read_status st = imap_reader_next(&s->reader, in);
+		if (st == IMAP_READ_NEED_MORE)
+			return;
+		imap_reader_event(s, st);
 	}
 }
 
@@ -186,10 +416,26 @@ static void *imap_start(struct conn *c)
 {
 	struct imap_session *s = xcalloc(1, sizeof(*s));
 	s->conn = c;
-	linereader_init(&s->lr, IMAP_MAX_PREAUTH_LINE);
-	conn_write_str(c, "* OK [CAPABILITY ");
-	imap_write_capabilities(s);
-	conn_write_str(c, "] Postern ready\r\n");
+	s->services = conn_services(c);
+	s->cmd_pool = pool_new(8192);
+	s->tls = conn_is_tls(c) || conn_listener_kind(c) == LISTEN_IMAPS;
+	imap_reader_init(&s->reader, IMAP_PREAUTH_TEXT_MAX, IMAP_PREAUTH_LITERAL_MAX);
+	struct auth_conn_info info = {
+		.service = "imap",
+		.local_ip = conn_local_ip(c),
+		.local_port = conn_local_port(c),
+		.remote_ip = conn_remote_ip(c),
+		.remote_port = conn_remote_port(c),
+		.tls = s->tls,
+		.loopback = conn_is_loopback(c),
+	};
+	s->auth = auth_session_new(&info);
+	struct buf b = BUF_INIT;
+	buf_append_str(&b, "* OK [CAPABILITY ");
+	imap_capabilities(s, &b);
+	buf_append_str(&b, "] Postern ready\r\n");
+	imap_write_buf(s, &b);
+	buf_free(&b);
 	return s;
 }
 
@@ -209,7 +455,22 @@ static void imap_shutdown(void *ctx)
 static void imap_free(void *ctx)
 {
 	struct imap_session *s = ctx;
-	linereader_free(&s->lr);
+	imap_idle_stop(s);
+	imap_fetch_abort(s);
+	imap_append_reset(s);
+	free(s->appends);
+	free(s->own);
+	imap_mailbox_close(s);
+	if (s->account != NULL)
+		store_account_close(&s->account);
+	if (s->delay_ev != NULL)
+		event_free(s->delay_ev);
+	free(s->delayed_reply);
+	free(s->sasl_tag);
+	free(s->user);
+	auth_session_free(&s->auth);
+	imap_reader_free(&s->reader);
+	pool_free(&s->cmd_pool);
 	free(s);
 }
 

@@ -105,6 +105,10 @@ int store_msg_set_flags(struct store_mailbox *mbox, const struct store_uidset *s
 		}
 		if (k >= 0)
 			kw_mask |= (uint64_t)1 << k;
+		/* a keyword new to the mailbox: the view names it at once, not
+		 * only after the next sync (FETCH FLAGS right after STORE) */
+		if (k >= 0 && k < STORE_MAX_KEYWORDS && mbox->keywords[k] == NULL)
+			mbox->keywords[k] = xstrdup(keywords[i]);
 	}
 	flags &= STORE_FLAG_ALL;
 	struct found_msg *msgs;

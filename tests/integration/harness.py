@@ -64,7 +64,13 @@ class Server:
         self.dir = directory
         self.data_dir = (extra or {}).get("data_dir", os.path.join(directory, "data"))
         self.cert, self.key = make_cert(directory)
-        self.ports = {name: free_port() for name in LISTENERS}
+        self.ports = {}
+        for name in LISTENERS:
+            # the kernel may hand out a just-released port again: keep them distinct
+            port = free_port()
+            while port in self.ports.values():
+                port = free_port()
+            self.ports[name] = port
         self.config_path = os.path.join(directory, "postern.conf")
         self.log_path = os.path.join(directory, "postern.log")
         self.proc = None

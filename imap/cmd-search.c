@@ -1,0 +1,564 @@
+/* SEARCH and UID SEARCH (RFC 3501 6.4.4 / RFC 9051 6.4.4) with ESEARCH
+ * result options (RFC 4731) and SEARCHRES (RFC 5182). Keys are parsed
+ * into a tree and evaluated per message, cheapest data first: the index
+ * record (flags, sizes, dates), then the cache (envelope fields, Date:),
+ * then the file (HEADER, BODY, TEXT). */
+#include "imap/imap-private.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum key_kind {
+	KEY_ALL, KEY_SET, KEY_FLAGS_SET, KEY_FLAGS_UNSET, KEY_KEYWORD, KEY_UNKEYWORD,
+	KEY_RECENT, KEY_OLD, KEY_NEW, KEY_LARGER, KEY_SMALLER,
+	KEY_BEFORE, KEY_ON, KEY_SINCE, KEY_SENTBEFORE, KEY_SENTON, KEY_SENTSINCE,
+	KEY_FIELD, KEY_HEADER, KEY_BODY, KEY_TEXT, KEY_NOT, KEY_OR, KEY_AND, KEY_MODSEQ,
+};
+
+struct search_key {
+	enum key_kind kind;
+	uint32_t flags;
+	uint64_t number;
+	time_t date;
+	enum store_search_field field;
+	const char *name, *value;
+	struct store_uidset set;      /* KEY_SET: UIDs */
+	struct search_key *a, *b;     /* NOT, OR */
+	struct search_key **list;     /* AND */
+	size_t count;
+};
+
+struct search_parser {
+	struct imap_session *s;
+	struct imap_cmd *cmd;
+	const struct imap_arg *args;
+	size_t count, pos;
+	int depth;
+	const char *error;
+	bool badcharset;
+	bool modseq;            /* a MODSEQ key: the result carries the highest */
+};
+
+/* date = "1-Feb-1994" (RFC 3501 date-text, optionally quoted) */
+static int parse_date(const char *text, time_t *t_r)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char mon[4];
+	int day, year, used = 0;
+	if (sscanf(text, "%2d-%3s-%4d%n", &day, mon, &year, &used) != 3 || text[used] != '\0')
+		return -1;
+	const char *m = strstr(months, mon);
+	if (m == NULL || (m - months) % 3 != 0 || strlen(mon) != 3 || day < 1 || day > 31 ||
+	    year < 1900)
+		return -1;
+	struct tm tm = { .tm_mday = day, .tm_mon = (int)((m - months) / 3), .tm_year = year - 1900 };
+	*t_r = timegm(&tm);
+	return 0;
+}
+
+static struct search_key *key_new(struct search_parser *p, enum key_kind kind)
+{
+	struct search_key *k = pool_alloc(p->cmd->pool, sizeof(*k));
+	k->kind = kind;
+	return k;
+}
+
+static const struct imap_arg *next_arg(struct search_parser *p)
+{
+	return p->pos < p->count ? &p->args[p->pos++] : NULL;
+}
+
+static const char *next_string(struct search_parser *p)
+{
+	const char *s;
+	if (!imap_arg_astring(next_arg(p), &s)) {
+		p->error = "Missing or invalid search string";
+		return NULL;
+	}
+	return s;
+}
+
+static struct search_key *parse_key(struct search_parser *p);
+
+static struct search_key *parse_list(struct search_parser *p, const struct imap_arg *args,
+				     size_t count)
+{
+	struct search_parser sub = *p;
+	sub.modseq = false;
+	sub.args = args;
+	sub.count = count;
+	sub.pos = 0;
+	struct search_key *k = key_new(p, KEY_AND);
+	k->list = pool_alloc(p->cmd->pool, (count ? count : 1) * sizeof(*k->list));
+	while (sub.pos < sub.count) {
+		struct search_key *child = parse_key(&sub);
+		p->modseq |= sub.modseq;
+		if (child == NULL) {
+			p->error = sub.error;
+			p->badcharset = sub.badcharset;
+			return NULL;
+		}
+		k->list[k->count++] = child;
+	}
+	if (k->count == 0) {
+		p->error = "Empty search key list";
+		return NULL;
+	}
+	return k;
+}
+
+static const struct { const char *name; enum key_kind kind; uint32_t flag; } flag_keys[] = {
+	{ "ANSWERED", KEY_FLAGS_SET, STORE_FLAG_ANSWERED },
+	{ "DELETED", KEY_FLAGS_SET, STORE_FLAG_DELETED },
+	{ "DRAFT", KEY_FLAGS_SET, STORE_FLAG_DRAFT },
+	{ "FLAGGED", KEY_FLAGS_SET, STORE_FLAG_FLAGGED },
+	{ "SEEN", KEY_FLAGS_SET, STORE_FLAG_SEEN },
+	{ "UNANSWERED", KEY_FLAGS_UNSET, STORE_FLAG_ANSWERED },
+	{ "UNDELETED", KEY_FLAGS_UNSET, STORE_FLAG_DELETED },
+	{ "UNDRAFT", KEY_FLAGS_UNSET, STORE_FLAG_DRAFT },
+	{ "UNFLAGGED", KEY_FLAGS_UNSET, STORE_FLAG_FLAGGED },
+	{ "UNSEEN", KEY_FLAGS_UNSET, STORE_FLAG_SEEN },
+	{ "ALL", KEY_ALL, 0 }, { "RECENT", KEY_RECENT, 0 }, { "OLD", KEY_OLD, 0 },
+	{ "NEW", KEY_NEW, 0 },
+};
+
+static const struct { const char *name; enum key_kind kind; } date_keys[] = {
+	{ "BEFORE", KEY_BEFORE }, { "ON", KEY_ON }, { "SINCE", KEY_SINCE },
+	{ "SENTBEFORE", KEY_SENTBEFORE }, { "SENTON", KEY_SENTON }, { "SENTSINCE", KEY_SENTSINCE },
+};
+
+static const struct { const char *name; enum store_search_field field; } field_keys[] = {
+	{ "FROM", STORE_SEARCH_FROM }, { "TO", STORE_SEARCH_TO }, { "CC", STORE_SEARCH_CC },
+	{ "BCC", STORE_SEARCH_BCC }, { "SUBJECT", STORE_SEARCH_SUBJECT },
+};
+
+static struct search_key *parse_set_key(struct search_parser *p, const struct imap_arg *arg,
+					bool uid)
+{
+	struct search_key *k = key_new(p, KEY_SET);
+	if (imap_seqset_to_uids(p->s, p->cmd, arg, uid, &k->set) < 0) {
+		p->error = NULL;   /* already answered */
+		return NULL;
+	}
+	return k;
+}
+
+static struct search_key *parse_key(struct search_parser *p)
+{
+	const struct imap_arg *arg = next_arg(p);
+	const char *word, *s;
+	if (arg == NULL) {
+		p->error = "Missing search key";
+		return NULL;
+	}
+	if (arg->type == IMAP_ARG_LIST) {
+		if (++p->depth > IMAP_MAX_LIST_DEPTH) {
+			p->error = "Search keys nested too deep";
+			return NULL;
+		}
+		struct search_key *k = parse_list(p, arg->items, arg->count);
+		p->depth--;
+		return k;
+	}
+	if (!imap_arg_atom(arg, &word)) {
+		p->error = "Invalid search key";
+		return NULL;
+	}
+	if ((word[0] >= '0' && word[0] <= '9') || word[0] == '*' || word[0] == '$')
+		return parse_set_key(p, arg, false);
+	for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++) {
+		if (ascii_strcasecmp(word, flag_keys[i].name) == 0) {
+			struct search_key *k = key_new(p, flag_keys[i].kind);
+			k->flags = flag_keys[i].flag;
+			return k;
+		}
+	}
+	for (size_t i = 0; i < sizeof(date_keys) / sizeof(date_keys[0]); i++) {
+		if (ascii_strcasecmp(word, date_keys[i].name) == 0) {
+			struct search_key *k = key_new(p, date_keys[i].kind);
+			if ((s = next_string(p)) == NULL || parse_date(s, &k->date) < 0) {
+				p->error = "Invalid search date";
+				return NULL;
+			}
+			return k;
+		}
+	}
+	for (size_t i = 0; i < sizeof(field_keys) / sizeof(field_keys[0]); i++) {
+		if (ascii_strcasecmp(word, field_keys[i].name) == 0) {
+			struct search_key *k = key_new(p, KEY_FIELD);
+			k->field = field_keys[i].field;
+			if ((k->value = next_string(p)) == NULL)
+				return NULL;
+			return k;
+		}
+	}
+	struct search_key *k;
+	if (ascii_strcasecmp(word, "UID") == 0) {
+		const struct imap_arg *set = next_arg(p);
+		if (set == NULL) {
+			p->error = "Missing UID set";
+			return NULL;
+		}
+		return parse_set_key(p, set, true);
+	}
+	if (ascii_strcasecmp(word, "KEYWORD") == 0 || ascii_strcasecmp(word, "UNKEYWORD") == 0) {
+		k = key_new(p, word[0] == 'K' || word[0] == 'k' ? KEY_KEYWORD : KEY_UNKEYWORD);
+		if (!imap_arg_atom(next_arg(p), &k->name)) {
+			p->error = "Invalid keyword";
+			return NULL;
+		}
+		return k;
+	}
+	if (ascii_strcasecmp(word, "LARGER") == 0 || ascii_strcasecmp(word, "SMALLER") == 0) {
+		k = key_new(p, word[0] == 'L' || word[0] == 'l' ? KEY_LARGER : KEY_SMALLER);
+		if (!imap_arg_number(next_arg(p), &k->number)) {
+			p->error = "Invalid size";
+			return NULL;
+		}
+		return k;
+	}
+	if (ascii_strcasecmp(word, "HEADER") == 0) {
+		k = key_new(p, KEY_HEADER);
+		if ((k->name = next_string(p)) == NULL || (k->value = next_string(p)) == NULL)
+			return NULL;
+		return k;
+	}
+	if (ascii_strcasecmp(word, "BODY") == 0 || ascii_strcasecmp(word, "TEXT") == 0) {
+		k = key_new(p, word[0] == 'B' || word[0] == 'b' ? KEY_BODY : KEY_TEXT);
+		if ((k->value = next_string(p)) == NULL)
+			return NULL;
+		return k;
+	}
+	if (ascii_strcasecmp(word, "MODSEQ") == 0) {
+		/* MODSEQ [entry-name entry-type-req] mod-sequence-valzer (RFC 7162) */
+		k = key_new(p, KEY_MODSEQ);
+		if (p->pos < p->count && p->args[p->pos].type == IMAP_ARG_QUOTED)
+			p->pos += 2;
+		if (!imap_arg_number(next_arg(p), &k->number)) {
+			p->error = "Invalid MODSEQ";
+			return NULL;
+		}
+		p->modseq = true;
+		p->s->enabled |= IMAP_ENABLED_CONDSTORE;
+		return k;
+	}
+	if (ascii_strcasecmp(word, "NOT") == 0) {
+		k = key_new(p, KEY_NOT);
+		return (k->a = parse_key(p)) != NULL ? k : NULL;
+	}
+	if (ascii_strcasecmp(word, "OR") == 0) {
+		k = key_new(p, KEY_OR);
+		if ((k->a = parse_key(p)) == NULL || (k->b = parse_key(p)) == NULL)
+			return NULL;
+		return k;
+	}
+	p->error = "Unknown search key";
+	return NULL;
+}
+
+/* ---- evaluation --------------------------------------------------------- */
+
+struct search_msg {
+	struct store_mailbox *mbox;
+	struct store_msg msg;
+	bool have_cache;
+	struct store_cache cache;
+	bool failed;
+};
+
+static bool contains_ci(const char *hay, size_t hlen, const char *needle)
+{
+	size_t nlen = strlen(needle);
+	if (nlen == 0)
+		return true;
+	for (size_t i = 0; i + nlen <= hlen; i++)
+		if (ascii_strncasecmp(hay + i, needle, nlen) == 0)
+			return true;
+	return false;
+}
+
+static const struct store_cache *msg_cache(struct search_msg *m)
+{
+	const char *error;
+	if (!m->have_cache) {
+		if (store_msg_cache(m->mbox, m->msg.uid, &m->cache, &error) < 0) {
+			m->failed = true;
+			return NULL;
+		}
+		m->have_cache = true;
+	}
+	return &m->cache;
+}
+
+static time_t day_of(time_t t)
+{
+	return t - (t % 86400 + 86400) % 86400;
+}
+
+static bool header_matches(struct search_msg *m, const char *name, const char *value)
+{
+	const struct store_cache *c = msg_cache(m);
+	if (c == NULL || c->part_count == 0)
+		return false;
+	uint64_t len = c->parts[0].body_offset - c->parts[0].header_offset;
+	if (len > 1024 * 1024)
+		len = 1024 * 1024;
+	int fd;
+	const char *error;
+	m->have_cache = false;   /* opening the file is a store call */
+	if (store_msg_open_fd(m->mbox, m->msg.uid, &fd, &error) < 0)
+		return false;
+	char *header = xmalloc((size_t)len + 1);
+	ssize_t n = pread(fd, header, (size_t)len, 0);
+	close(fd);
+	struct buf out = BUF_INIT;
+	const char *names[1] = { name };
+	store_header_filter(header, n > 0 ? (size_t)n : 0, names, 1, false, &out);
+	free(header);
+	bool found = false;
+	/* each matching field: "Name: value" lines; the value decoded */
+	const char *p = buf_str(&out), *end = p + out.len;
+	while (p < end && !found) {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+		if (colon == NULL)
+			break;
+		const char *next = colon;
+		while (next < end && !(next[0] == '\n' && (next + 1 >= end ||
+							   (next[1] != ' ' && next[1] != '\t'))))
+			next++;
+		char *decoded = store_decode_header(colon + 1, (size_t)(next - colon - 1));
+		found = decoded != NULL && contains_ci(decoded, strlen(decoded), value);
+		free(decoded);
+		p = next + 1;
+	}
+	buf_free(&out);
+	return found;
+}
+
+static bool key_match(struct imap_session *s, struct search_key *k, struct search_msg *m)
+{
+	const struct store_cache *c;
+	bool found = false;
+	const char *error;
+	int idx;
+	switch (k->kind) {
+	case KEY_ALL:
+		return true;
+	case KEY_SET:
+		return store_uidset_contains(&k->set, m->msg.uid);
+	case KEY_FLAGS_SET:
+		return (m->msg.flags & k->flags) == k->flags;
+	case KEY_FLAGS_UNSET:
+		return (m->msg.flags & k->flags) == 0;
+	case KEY_KEYWORD:
+	case KEY_UNKEYWORD:
+		idx = store_mailbox_keyword_index(s->mbox, k->name);
+		found = idx >= 0 && (m->msg.keywords & (UINT64_C(1) << idx));
+		return k->kind == KEY_KEYWORD ? found : !found;
+	case KEY_RECENT:
+		return store_mailbox_is_recent(s->mbox, m->msg.uid);
+	case KEY_OLD:
+		return !store_mailbox_is_recent(s->mbox, m->msg.uid);
+	case KEY_NEW:
+		return store_mailbox_is_recent(s->mbox, m->msg.uid) &&
+		       !(m->msg.flags & STORE_FLAG_SEEN);
+	case KEY_LARGER:
+		return m->msg.crlf_size > k->number;
+	case KEY_SMALLER:
+		return m->msg.crlf_size < k->number;
+	case KEY_BEFORE:
+		return day_of(m->msg.internaldate) < k->date;
+	case KEY_ON:
+		return day_of(m->msg.internaldate) == k->date;
+	case KEY_SINCE:
+		return day_of(m->msg.internaldate) >= k->date;
+	case KEY_SENTBEFORE:
+	case KEY_SENTON:
+	case KEY_SENTSINCE:
+		if ((c = msg_cache(m)) == NULL || c->date == 0)
+			return false;
+		if (k->kind == KEY_SENTBEFORE)
+			return day_of(c->date) < k->date;
+		return k->kind == KEY_SENTON ? day_of(c->date) == k->date
+					     : day_of(c->date) >= k->date;
+	case KEY_FIELD:
+		return (c = msg_cache(m)) != NULL && store_cache_field_contains(c, k->field, k->value);
+	case KEY_HEADER:
+		return header_matches(m, k->name, k->value);
+	case KEY_BODY:
+	case KEY_TEXT:
+		m->have_cache = false;
+		if (store_msg_text_contains(s->mbox, m->msg.uid, k->value, k->kind == KEY_BODY, &found,
+					    &error) < 0)
+			return false;
+		return found;
+	case KEY_MODSEQ:
+		return m->msg.modseq >= k->number;
+	case KEY_NOT:
+		return !key_match(s, k->a, m);
+	case KEY_OR:
+		return key_match(s, k->a, m) || key_match(s, k->b, m);
+	case KEY_AND:
+		for (size_t i = 0; i < k->count; i++)
+			if (!key_match(s, k->list[i], m))
+				return false;
+		return true;
+	}
+	return false;
+}
+
+static void key_free(struct search_key *k)
+{
+	if (k == NULL)
+		return;
+	store_uidset_clear(&k->set);
+	key_free(k->a);
+	key_free(k->b);
+	for (size_t i = 0; i < k->count; i++)
+		key_free(k->list[i]);
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+enum {
+	RET_MIN = 1 << 0, RET_MAX = 1 << 1, RET_ALL = 1 << 2, RET_COUNT = 1 << 3, RET_SAVE = 1 << 4,
+};
+
+static int parse_return(const struct imap_arg *list, unsigned int *ret_r)
+{
+	static const struct { const char *name; unsigned int bit; } opts[] = {
+		{ "MIN", RET_MIN }, { "MAX", RET_MAX }, { "ALL", RET_ALL }, { "COUNT", RET_COUNT },
+		{ "SAVE", RET_SAVE },
+	};
+	*ret_r = 0;
+	for (size_t i = 0; i < list->count; i++) {
+		size_t j = 0;
+		while (j < sizeof(opts) / sizeof(opts[0]) && !imap_arg_is_atom(&list->items[i], opts[j].name))
+			j++;
+		if (j == sizeof(opts) / sizeof(opts[0]))
+			return -1;
+		*ret_r |= opts[j].bit;
+	}
+	/* RFC 4731: RETURN () means ALL */
+	if (*ret_r == 0)
+		*ret_r = RET_ALL;
+	return 0;
+}
+
+static void search_save(struct imap_session *s, const struct store_uids *uids)
+{
+	store_uidset_clear(&s->saved);
+	for (size_t i = 0; i < uids->count; i++)
+		store_uidset_add(&s->saved, uids->uids[i], uids->uids[i]);
+	s->saved_valid = true;
+}
+
+static void write_esearch(struct imap_session *s, struct imap_cmd *cmd, unsigned int ret,
+			  const struct store_uids *uids, const struct store_uids *numbers,
+			  uint64_t modseq)
+{
+	struct buf b = BUF_INIT;
+	buf_printf(&b, "* ESEARCH (TAG \"%s\")%s", cmd->tag, cmd->uid ? " UID" : "");
+	if (numbers->count > 0) {
+		if (ret & RET_MIN)
+			buf_printf(&b, " MIN %u", numbers->uids[0]);
+		if (ret & RET_MAX)
+			buf_printf(&b, " MAX %u", numbers->uids[numbers->count - 1]);
+		if (ret & RET_ALL) {
+			buf_append_str(&b, " ALL ");
+			imap_append_uid_list(&b, numbers->uids, numbers->count);
+		}
+	}
+	if (ret & RET_COUNT)
+		buf_printf(&b, " COUNT %zu", numbers->count);
+	if (modseq > 0)
+		buf_printf(&b, " MODSEQ %llu", (unsigned long long)modseq);
+	buf_append_str(&b, "\r\n");
+	(void)uids;
+	imap_write_buf(s, &b);
+	buf_free(&b);
+}
+
+void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
+{
+	size_t pos = 0;
+	unsigned int ret = 0;
+	bool esearch = false;
+	if (pos + 1 < cmd->count && imap_arg_is_atom(&cmd->args[pos], "RETURN") &&
+	    cmd->args[pos + 1].type == IMAP_ARG_LIST) {
+		if (parse_return(&cmd->args[pos + 1], &ret) < 0) {
+			imap_bad(s, cmd->tag, "Invalid RETURN options");
+			return;
+		}
+		esearch = true;
+		pos += 2;
+	}
+	if (pos + 1 < cmd->count && imap_arg_is_atom(&cmd->args[pos], "CHARSET")) {
+		const char *charset;
+		if (!imap_arg_astring(&cmd->args[pos + 1], &charset)) {
+			imap_bad(s, cmd->tag, "Invalid charset");
+			return;
+		}
+		if (ascii_strcasecmp(charset, "UTF-8") != 0 && ascii_strcasecmp(charset, "US-ASCII") != 0) {
+			imap_no(s, cmd->tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+			return;
+		}
+		pos += 2;
+	}
+	/* RFC 9051 6.4.4: IMAP4rev2 answers with ESEARCH */
+	if (!esearch && (s->enabled & IMAP_ENABLED_IMAP4REV2)) {
+		esearch = true;
+		ret = RET_ALL;
+	}
+	struct search_parser p = { s, cmd, cmd->args + pos, cmd->count - pos, 0, 0, NULL, false, false };
+	struct search_key *root = parse_list(&p, p.args, p.count);
+	if (root == NULL) {
+		if (p.error != NULL)
+			imap_bad(s, cmd->tag, p.error);
+		return;
+	}
+	struct store_uids uids = STORE_UIDS_INIT, numbers = STORE_UIDS_INIT;
+	uint64_t highest = 0;
+	size_t count;
+	const uint32_t *view = store_mailbox_uids(s->mbox, &count);
+	/* the snapshot stays put while searching: copy it first, since store
+	 * calls below may refresh view memory */
+	uint32_t *list = xmalloc((count ? count : 1) * sizeof(*list));
+	memcpy(list, view, count * sizeof(*list));
+	for (size_t i = 0; i < count; i++) {
+		struct search_msg m = { .mbox = s->mbox };
+		const char *error;
+		if (store_msg_get(s->mbox, list[i], &m.msg, &error) < 0)
+			continue;
+		if (key_match(s, root, &m)) {
+			if (p.modseq && m.msg.modseq > highest)
+				highest = m.msg.modseq;
+			store_uids_push(&uids, list[i]);
+			store_uids_push(&numbers, cmd->uid ? list[i] : (uint32_t)(i + 1));
+		}
+	}
+	free(list);
+	key_free(root);
+	if (ret & RET_SAVE)
+		search_save(s, &uids);
+	if (!esearch) {
+		struct buf b = BUF_INIT;
+		buf_append_str(&b, "* SEARCH");
+		for (size_t i = 0; i < numbers.count; i++)
+			buf_printf(&b, " %u", numbers.uids[i]);
+		if (highest > 0)
+			buf_printf(&b, " (MODSEQ %llu)", (unsigned long long)highest);
+		buf_append_str(&b, "\r\n");
+		imap_write_buf(s, &b);
+		buf_free(&b);
+	} else if (ret & ~RET_SAVE) {
+		write_esearch(s, cmd, ret, &uids, &numbers, highest);
+	}
+	store_uids_clear(&uids);
+	store_uids_clear(&numbers);
+	imap_ok(s, cmd->tag, "%s completed", cmd->name);
+}
