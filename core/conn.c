@@ -345,7 +345,10 @@ struct evbuffer *conn_input(struct conn *c) { return bufferevent_get_input(c->be
 struct event_base *conn_event_base(const struct conn *c) { return c->worker->base; }
 const struct config *conn_config(const struct conn *c) { return c->worker->cfg; }
 struct services *conn_services(const struct conn *c) { return c->worker->services; }
-bool conn_is_tls(const struct conn *c) { return c->ssl != NULL && c->handshake_logged; }
+/* TLS from the protocol's point of view: an implicit-TLS connection is TLS
+ * from start() on (no client byte is read before its handshake ends), as
+ * is one upgraded by STARTTLS. */
+bool conn_is_tls(const struct conn *c) { return c->ssl != NULL; }
 const char *conn_tls_description(const struct conn *c) { return c->tls_desc; }
 const char *conn_remote_ip(const struct conn *c) { return c->remote_ip; }
 int conn_remote_port(const struct conn *c) { return c->remote_port; }
@@ -430,7 +433,7 @@ void conn_starttls(struct conn *c, const char *reply)
 
 int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len)
 {
-	if (!conn_is_tls(c))
+	if (c->ssl == NULL || !c->handshake_logged)
 		return -1;
 	return SSL_export_keying_material(c->ssl, out, len, "EXPORTER-Channel-Binding",
 					  strlen("EXPORTER-Channel-Binding"), NULL, 0, 0) == 1 ? 0 : -1;

@@ -59,6 +59,8 @@ void conn_resume_input(struct conn *c);
  * the command (RFC 3207/2595/3501 injection defence), then starts the TLS
  * handshake. Input resumes once the handshake is done. */
 void conn_starttls(struct conn *c, const char *reply);
+/* True on implicit-TLS listeners from the start and after STARTTLS: no
+ * client byte is ever read before the handshake completes. */
 bool conn_is_tls(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" without TLS. */
 const char *conn_tls_description(const struct conn *c);

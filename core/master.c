@@ -82,7 +82,8 @@ static int bind_listener(const char *text, enum listener_kind kind, const char *
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (res->ai_family == AF_INET6)  /* "*:port" serves IPv4 too */
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, host[0] ? &one : &zero, sizeof(int));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 511) < 0)
+	/* a burst of connections waits in the kernel rather than being dropped */
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0)
 		goto fail;
 	freeaddrinfo(res);
 	return fd;

@@ -98,7 +98,7 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 		listener_args[i].kind = (enum listener_kind)i;
 		w.listeners[i] = evconnlistener_new(w.base, worker_accept_cb, &listener_args[i],
 						    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-						    -1, listen_fds[i]);
+						    0, listen_fds[i]);   /* 0: already listening (master.c) */
 		if (w.listeners[i] == NULL)
 			fatal("event=listener-failed listener=%s", listener_kind_name(i));
 		evconnlistener_set_error_cb(w.listeners[i], worker_accept_error_cb);
