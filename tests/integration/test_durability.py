@@ -3,6 +3,7 @@ mail is submitted from several clients while workers, and now and then
 the whole server, are killed with SIGKILL and restarted. Every message a
 client got a 250 for must be in the mailbox exactly once afterwards."""
 
+import imaplib
 import os
 import poplib
 import random
@@ -62,12 +63,58 @@ def pop3_deleter(srv, deleted, stop):
             pass
 
 
+def imap_appender(srv, appended, flagged, stop):
+    """APPENDs to the Ledger folder and flags what it appended; each counts
+    once its tagged OK came back."""
+    n = 0
+    while not stop.is_set():
+        try:
+            m = imaplib.IMAP4_SSL("127.0.0.1", srv.port("imaps"), ssl_context=client_context(),
+                                  timeout=10)
+            m.login(USER, PASSWORD)
+            m.create("Ledger")
+            for _ in range(5):
+                token = "A%d" % n
+                n += 1
+                typ, data = m.append("Ledger", None, None,
+                                     ("Subject: %s\r\n\r\nappended\r\n" % token).encode())
+                if typ != "OK":
+                    break
+                appended.append(token)
+                uid = re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1).decode()
+                m.select("Ledger")
+                if m.uid("STORE", uid, "+FLAGS", "(\\Flagged)")[0] == "OK":
+                    flagged.append(token)
+            m.logout()
+        except (OSError, imaplib.IMAP4.error, AttributeError):
+            time.sleep(0.05)
+
+
+def ledger_folder(srv):
+    """Subject -> flags of every message in Ledger, read over IMAP."""
+    m = imaplib.IMAP4_SSL("127.0.0.1", srv.port("imaps"), ssl_context=client_context(),
+                          timeout=30)
+    m.login(USER, PASSWORD)
+    result = {}
+    if m.select("Ledger")[0] == "OK":
+        typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        for item in data:
+            if isinstance(item, tuple):
+                subject = re.search(rb"Subject: (A\d+)", item[1]).group(1).decode()
+                assert subject not in result, "appended twice: " + subject
+                result[subject] = item[0]
+    m.logout()
+    return result
+
+
 def test_acknowledged_mail_survives_sigkill(server_factory):
     srv = server_factory(sections={"limits": {"shutdown_timeout": "1s"}})
     srv.add_user(USER, PASSWORD)
     acked, deleted, stop = [], [], threading.Event()
+    appended, flagged = [], []
     threads = [threading.Thread(target=sender, args=(srv, i, acked, stop)) for i in range(4)]
     threads.append(threading.Thread(target=pop3_deleter, args=(srv, deleted, stop)))
+    threads.append(threading.Thread(target=imap_appender, args=(srv, appended, flagged, stop)))
     for t in threads:
         t.start()
     rng = random.Random(9)
@@ -116,6 +163,12 @@ def test_acknowledged_mail_survives_sigkill(server_factory):
     assert missing == [], "acknowledged but lost: %s" % missing
     assert doubled == [], "delivered twice: %s" % doubled
     assert undeleted == [], "acknowledged deletions undone: %s" % undeleted
+    folder = ledger_folder(srv)
+    assert appended and flagged, "no APPEND or flag change was acknowledged"
+    lost = [t for t in appended if t not in folder]
+    unflagged = [t for t in flagged if b"\\Flagged" not in folder.get(t, b"")]
+    assert lost == [], "acknowledged APPENDs lost: %s" % lost
+    assert unflagged == [], "acknowledged flag changes lost: %s" % unflagged
     # the store still opens and delivers after all that
     srv.deliver(USER, b"Subject: after\r\n\r\nafter\r\n")
     assert len(srv.messages(USER)) == len(found) + 1
