@@ -290,7 +290,7 @@ struct result {
 	uint64_t body_bytes;
 	unsigned long appenduid;
 	unsigned int search_hits;
-	bool bye, flagged_seen, unflagged_seen, searched;
+	bool bye, flagged_seen, unflagged_seen, searched, exists_seen;
 };
 
 static unsigned long field_number(const char *text, const char *name, bool *found)
@@ -298,6 +298,43 @@ static unsigned long field_number(const char *text, const char *name, bool *foun
 	const char *p = strstr(text, name);
 	*found = p != NULL;
 	return p != NULL ? strtoul(p + strlen(name), NULL, 10) : 0;
+}
+
+/* A FETCH reply. When the command asked for BODY_ITEM, a FETCH without it
+ * is an unsolicited one (another session changed flags) and not counted;
+ * one with it must carry the item as a literal, of RFC822.SIZE bytes when
+ * that was asked too. */
+static void fetch_reply(const struct reply *r, const char *end, struct result *res,
+			const char *body_item)
+{
+	const char *flags = strcasestr(end, "FLAGS (");
+	if (flags != NULL) {
+		const char *close_paren = strchr(flags, ')');
+		const char *fl = strcasestr(flags, "\\Flagged");
+		if (fl != NULL && (close_paren == NULL || fl < close_paren))
+			res->flagged_seen = true;
+		else
+			res->unflagged_seen = true;
+	}
+	if (body_item == NULL) {
+		res->fetches++;
+		return;
+	}
+	const char *item = strcasestr(end, body_item);
+	if (item == NULL)
+		return;
+	res->fetches++;
+	bool has_size;
+	unsigned long size = field_number(end, "RFC822.SIZE ", &has_size);
+	unsigned int lit = 0;
+	for (const char *p = r->text; p < item; p++)
+		if (*p == '{' && p[1] >= '0' && p[1] <= '9')
+			lit++;
+	if (lit >= r->nlits || item[strlen(body_item)] != '{' ||
+	    (has_size && r->lits[lit] != size) || (!has_size && r->lits[lit] == 0))
+		res->bad_fetches++;
+	else
+		res->body_bytes += r->lits[lit];
 }
 
 /* One untagged reply: "* N EXISTS", "* N FETCH (...)", "* N EXPUNGE",
@@ -310,37 +347,11 @@ static void untagged(const struct reply *r, struct result *res, const char *body
 	if (end != t) {
 		if (strncasecmp(end, " EXISTS", 7) == 0) {
 			res->exists = (unsigned int)n;
+			res->exists_seen = true;
 		} else if (strncasecmp(end, " EXPUNGE", 8) == 0) {
 			res->expunges++;
 		} else if (strncasecmp(end, " FETCH (", 8) == 0) {
-			res->fetches++;
-			const char *flags = strcasestr(end, "FLAGS (");
-			if (flags != NULL) {
-				const char *close_paren = strchr(flags, ')');
-				const char *fl = strcasestr(flags, "\\Flagged");
-				if (fl != NULL && (close_paren == NULL || fl < close_paren))
-					res->flagged_seen = true;
-				else
-					res->unflagged_seen = true;
-			}
-			if (body_item != NULL) {
-				/* the literal announced right after the item */
-				const char *item = strcasestr(end, body_item);
-				bool has_size;
-				unsigned long size = field_number(end, "RFC822.SIZE ", &has_size);
-				unsigned int lit = 0;
-				for (const char *p = r->text; item != NULL && p < item; p++)
-					if (*p == '{' && p[1] >= '0' && p[1] <= '9')
-						lit++;
-				if (item == NULL || lit >= r->nlits ||
-				    item[strlen(body_item)] != '{' ||
-				    (has_size && r->lits[lit] != size) ||
-				    (!has_size && r->lits[lit] == 0)) {
-					res->bad_fetches++;
-				} else {
-					res->body_bytes += r->lits[lit];
-				}
-			}
+			fetch_reply(r, end, res, body_item);
 		}
 	} else if (strncasecmp(t, "SEARCH", 6) == 0) {
 		res->searched = true;
@@ -467,11 +478,14 @@ static int mix_session(struct stats *st, int user, unsigned int *seed)
 	if (command(c, &r, &res, "SELECT", NULL, NULL, 0, "SELECT INBOX") != 0)
 		goto out;
 	record(st, OP_SELECT, t);
-	unsigned int exists = res.exists;
-	if (exists == 0) {
+	if (!res.exists_seen || res.exists == 0) {
 		fail(NULL, "SELECT: no EXISTS or an empty mailbox for user %d", user);
 		goto out;
 	}
+	/* pick among the corpus only: the newest messages may be other
+	 * sessions' appends, expunged at any moment (one per session at most) */
+	unsigned int exists = res.exists > (unsigned int)opt.sessions ?
+		res.exists - (unsigned int)opt.sessions : 1;
 
 	unsigned int first = 1 + (unsigned int)rand_r(seed) % exists;
 	unsigned int last = first + 19 > exists ? exists : first + 19;
@@ -539,7 +553,8 @@ static int mix_session(struct stats *st, int user, unsigned int *seed)
 	if (command(c, &r, &res, "UID EXPUNGE", NULL, NULL, 0, "UID EXPUNGE %lu", uid) != 0)
 		goto out;
 	record(st, OP_EXPUNGE, t);
-	if (res.expunges != 1) {
+	/* other sessions' expunges may be reported here too */
+	if (res.expunges < 1) {
 		fail(NULL, "UID EXPUNGE %lu: %u expunges reported", uid, res.expunges);
 		goto out;
 	}
