@@ -9,9 +9,11 @@ Run as root: Postfix needs it, and the servers drop to `nobody`.
 """
 
 import crypt
+import multiprocessing
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +24,15 @@ DOMAIN = "example.org"
 PASSWORD = "bench password"
 # one yescrypt hash for both servers: logins cost the same on each side
 PASSWORD_HASH = crypt.crypt(PASSWORD, "$y$j9T$benchsaltbench12")
+
+
+def stop_on_signals():
+    """SIGTERM and SIGHUP end the script through its `finally` blocks, so
+    the servers it started are stopped (timeout(1) sends SIGTERM)."""
+    def handler(signum, frame):
+        raise SystemExit("stopped by signal %d" % signum)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def free_port():
@@ -190,6 +201,83 @@ def fsync_rate(directory, n=300):
         os.close(fd)
     os.unlink(path)
     return n / (time.monotonic() - start)
+
+
+# ---- POP3 load (bench/run, bench/pop3-load.py) ----
+
+def pop3_session(port, user):
+    """USER/PASS, STAT, UIDL, RETR of every message, QUIT; checks each
+    reply and that RETR sizes add up; returns (messages, octets)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    buf = bytearray()
+
+    def until(marker):
+        nonlocal buf
+        start = 0
+        while True:
+            i = buf.find(marker, start)
+            if i >= 0:
+                out = bytes(buf[:i + len(marker)])
+                del buf[:i + len(marker)]
+                return out
+            start = max(0, len(buf) - len(marker))
+            chunk = sock.recv(262144)
+            if not chunk:
+                raise RuntimeError("POP3 connection closed")
+            buf += chunk
+
+    def ok():
+        line = until(b"\r\n")
+        if not line.startswith(b"+OK"):
+            raise RuntimeError("POP3: %r" % line[:200])
+        return line
+
+    def multi():
+        if buf.startswith(b".\r\n"):
+            del buf[:3]
+            return 0
+        return len(until(b"\r\n.\r\n")) - 3
+
+    ok()
+    sock.sendall(("USER %s@%s\r\nPASS %s\r\n" % (user, DOMAIN, PASSWORD)).encode())
+    ok()
+    ok()
+    sock.sendall(b"STAT\r\nUIDL\r\n")
+    count = int(ok().split()[1])
+    ok()
+    uidl = multi()
+    if uidl == 0 and count:
+        raise RuntimeError("POP3: empty UIDL")
+    sock.sendall(b"".join(b"RETR %d\r\n" % n for n in range(1, count + 1)))
+    total = 0
+    for _ in range(count):
+        ok()
+        total += multi()
+    sock.sendall(b"QUIT\r\n")
+    ok()
+    sock.close()
+    return count, total
+
+
+def pop3_client(args):
+    port, users, seconds = args
+    messages = octets = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for user in users:
+            m, b = pop3_session(port, user)
+            messages += m
+            octets += b
+    return messages, octets
+
+
+def pop3_round(port, users, clients, seconds):
+    shares = [users[i::clients] for i in range(clients)]
+    start = time.monotonic()
+    with multiprocessing.Pool(clients) as pool:
+        results = pool.map(pop3_client, [(port, share, seconds) for share in shares if share])
+    elapsed = time.monotonic() - start
+    return sum(r[0] for r in results) / elapsed, sum(r[1] for r in results) / elapsed
 
 
 # ---- the servers ----
@@ -375,7 +463,7 @@ class Postfix:
 
     name = "postfix"
 
-    def __init__(self, base, mail_root=None, transport="virtual"):
+    def __init__(self, base, users, mail_root=None, transport="virtual"):
         self.dir = os.path.join(base, "postfix")
         self.etc = os.path.join(self.dir, "etc")
         os.makedirs(self.etc, exist_ok=True)
@@ -399,7 +487,7 @@ class Postfix:
             "virtual_mailbox_domains": DOMAIN,
             "virtual_transport": transport,
             "virtual_mailbox_base": self.mail_root,
-            "virtual_mailbox_maps": "regexp:" + os.path.join(self.etc, "mailboxes"),
+            "virtual_mailbox_maps": "texthash:" + os.path.join(self.etc, "mailboxes"),
             "virtual_uid_maps": "static:%d" % uid,
             "virtual_gid_maps": "static:%d" % gid,
             "smtpd_recipient_restrictions": "permit_mynetworks, reject",
@@ -410,7 +498,8 @@ class Postfix:
             "alias_maps": "", "alias_database": "",
         }
         with open(os.path.join(self.etc, "mailboxes"), "w") as f:
-            f.write("/^([^@]+)@%s$/ %s/${1}/\n" % (DOMAIN.replace(".", "\\."), DOMAIN))
+            for user in users:
+                f.write("%s@%s %s/%s/\n" % (user, DOMAIN, DOMAIN, user))
         subprocess.run(["postconf", "-c", self.etc, "-e"] +
                        ["%s=%s" % kv for kv in settings.items()], check=True)
         subprocess.run(["postconf", "-c", self.etc, "-M#", "smtp/inet"], check=True)
@@ -421,6 +510,10 @@ class Postfix:
         subprocess.run(["postfix", "-c", self.etc, "post-install", "create-missing"],
                        capture_output=True)
         self.started = False
+
+    def maildir(self, user):
+        """Where virtual(8) delivers (TRANSPORT "virtual")."""
+        return os.path.join(self.mail_root, DOMAIN, user)
 
     def start(self):
         # postfix reports start-up errors on a terminal only: give it one
