@@ -274,7 +274,10 @@ def pop3_client(args):
 def pop3_round(port, users, clients, seconds):
     shares = [users[i::clients] for i in range(clients)]
     start = time.monotonic()
-    with multiprocessing.Pool(clients) as pool:
+    # the workers keep the default SIGTERM: Pool.terminate() sends it, and a
+    # worker that turned it into an exception could hang the pool
+    with multiprocessing.Pool(clients, initializer=signal.signal,
+                              initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
         results = pool.map(pop3_client, [(port, share, seconds) for share in shares if share])
     elapsed = time.monotonic() - start
     return sum(r[0] for r in results) / elapsed, sum(r[1] for r in results) / elapsed
