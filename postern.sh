@@ -85,6 +85,7 @@ test)
 	for target in build-fuzz/tests/fuzz/fuzz-*; do
 		[ -f "$target" ] && [ -x "$target" ] || continue
 		name=${target##*/fuzz-}
+		mkdir -p "tests/fuzz/corpus/$name"
 		"$target" -runs=0 "tests/fuzz/corpus/$name" 2>&1 | tail -1
 	done
 	export POSTERN_BIN="$PWD/$builddir/postern"
