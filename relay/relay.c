@@ -27,6 +27,8 @@
 #define RELAY_SMARTHOST_KEY "[smarthost]"
 #define RELAY_LOCK_RETRY_MS 200
 #define RELAY_IDLE_WAKE 3600
+/* RFC 5321 4.5.3.1.8: servers must take 100 recipients per transaction */
+#define RELAY_RCPTS_PER_TRANSACTION 100
 
 struct relay_msg {
 	struct relay_msg *next;
@@ -460,21 +462,32 @@ static void job_dns_done(void *ctx, int status, const char *error,
 	free(spool);
 }
 
-static void job_start(struct relay *r, struct relay_msg *m, const char *dest)
+/* One transaction for up to RELAY_RCPTS_PER_TRANSACTION pending
+ * recipients of dest not yet assigned; false when none is left. */
+static bool job_start(struct relay *r, struct relay_msg *m, const char *dest, bool *assigned)
 {
-	struct relay_job *job = xcalloc(1, sizeof(*job));
 	struct queue_entry *e = &m->entry;
+	bool smarthost = strcmp(dest, RELAY_SMARTHOST_KEY) == 0;
+	size_t n = 0;
+	for (size_t i = 0; i < e->rcpt_count; i++) {
+		const struct queue_rcpt *q = &e->rcpts[i];
+		n += !assigned[i] && q->state == QUEUE_RCPT_PENDING && !q->local &&
+		     (smarthost || ascii_strcasecmp(rcpt_domain(q->address), dest) == 0);
+	}
+	if (n == 0)
+		return false;
+	struct relay_job *job = xcalloc(1, sizeof(*job));
 	job->r = r;
 	job->msg = m;
 	snprintf(job->dest, sizeof(job->dest), "%s", dest);
-	job->index = xcalloc(e->rcpt_count, sizeof(*job->index));
-	job->rcpts = xcalloc(e->rcpt_count, sizeof(*job->rcpts));
-	bool smarthost = strcmp(dest, RELAY_SMARTHOST_KEY) == 0;
-	for (size_t i = 0; i < e->rcpt_count; i++) {
+	job->index = xcalloc(n, sizeof(*job->index));
+	job->rcpts = xcalloc(n, sizeof(*job->rcpts));
+	for (size_t i = 0; i < e->rcpt_count && job->count < RELAY_RCPTS_PER_TRANSACTION; i++) {
 		struct queue_rcpt *q = &e->rcpts[i];
-		if (q->state != QUEUE_RCPT_PENDING || q->local ||
+		if (assigned[i] || q->state != QUEUE_RCPT_PENDING || q->local ||
 		    (!smarthost && ascii_strcasecmp(rcpt_domain(q->address), dest) != 0))
 			continue;
+		assigned[i] = true;
 		job->index[job->count] = i;
 		job->rcpts[job->count].address = q->address;
 		job->rcpts[job->count].orcpt = q->orcpt;
@@ -491,6 +504,7 @@ static void job_start(struct relay *r, struct relay_msg *m, const char *dest)
 					     job);
 	else
 		job->lookup = relay_dns_mx(r->dns, dest, r->cfg->relay_mx_port, job_dns_done, job);
+	return true;
 }
 
 /* ---- local recipients ---- */
@@ -683,11 +697,14 @@ static bool attempt_start(struct relay *r, const struct queue_entry *entry)
 		}
 	}
 	/* dests point into m->entry; job_start copies them */
+	bool *assigned = xcalloc(m->entry.rcpt_count + 1, sizeof(bool));
 	for (size_t k = 0; k < ndest; k++) {
 		char dest[256];
 		snprintf(dest, sizeof(dest), "%s", dests[k]);
-		job_start(r, m, dest);
+		while (job_start(r, m, dest, assigned))
+			;
 	}
+	free(assigned);
 	free(dests);
 	if (m->jobs == 0)
 		finish_attempt(r, m);

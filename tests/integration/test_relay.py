@@ -658,3 +658,17 @@ def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
         assert "relay-abandon" not in log          # drained, not cut off
     finally:
         ctl.stop()
+
+
+def test_many_recipients_are_split_into_transactions_of_100(server_factory, dns):
+    port = mx_domain(dns, "many.example", "127.0.0.14")
+    mini = MiniSMTP("127.0.0.14", port, ["PIPELINING", "8BITMIME"])
+    try:
+        srv = relay_server(server_factory, dns, port)
+        rcpts = ["p%d@many.example" % i for i in range(150)]
+        inject(srv, rcpts, "many")
+        wait_queue_empty(srv)
+        assert sorted(len(b[0]) for b in mini.bodies) == [50, 100]
+        assert sorted(a for b in mini.bodies for a in b[0]) == sorted(rcpts)
+    finally:
+        mini.stop()
