@@ -34,7 +34,9 @@ struct relay_msg {
 	struct relay_msg *next;
 	struct queue_entry entry;
 	int jobs;                /* SMTP transactions in flight */
-	bool *failed_now;        /* recipients that failed in this attempt */
+	/* per recipient, what this attempt did that may need a DSN: an
+	 * enum dsn_action + 1 (failed, delivered, relayed), 0 = nothing */
+	unsigned char *outcome;
 };
 
 struct relay_job {
@@ -219,9 +221,10 @@ static void log_result(const struct queue_entry *e, const struct queue_rcpt *q, 
 		 (long long)(time(NULL) - e->arrival), clean);
 }
 
-/* Records one recipient's result in the entry. */
+/* Records one recipient's result in the entry; success is the DSN
+ * action a 2xx may report (-1: none, the peer passes NOTIFY on). */
 static void apply_result(struct relay_msg *m, size_t i, int code, const char *reply,
-			 const char *host)
+			 const char *host, int success)
 {
 	struct queue_rcpt *q = &m->entry.rcpts[i];
 	q->attempts++;
@@ -229,9 +232,11 @@ static void apply_result(struct relay_msg *m, size_t i, int code, const char *re
 	set_str(&q->last_host, host != NULL && host[0] != '\0' ? host : NULL);
 	if (code >= 200 && code < 300) {
 		q->state = QUEUE_RCPT_DONE;
+		if (success >= 0)
+			m->outcome[i] = (unsigned char)(success + 1);
 	} else if (code >= 500) {
 		q->state = QUEUE_RCPT_FAILED;
-		m->failed_now[i] = true;
+		m->outcome[i] = DSN_FAILED + 1;
 	}
 }
 
@@ -246,7 +251,7 @@ static void msg_free(struct relay *r, struct relay_msg *m)
 		}
 	}
 	queue_entry_free(&m->entry);
-	free(m->failed_now);
+	free(m->outcome);
 	free(m);
 }
 
@@ -257,20 +262,24 @@ static void finish_attempt(struct relay *r, struct relay_msg *m)
 	const char *error;
 	e->attempts++;
 	e->last_attempt = now;
-	bool *which = xcalloc(e->rcpt_count + 1, sizeof(bool));
-	bool any = false;
-	for (size_t i = 0; i < e->rcpt_count; i++) {
-		which[i] = m->failed_now[i] && dsn_wanted(&e->rcpts[i], DSN_FAILED);
-		any |= which[i];
-	}
 	size_t pending = pending_count(e);
 	/* is the record still there (`postern queue delete`)? */
 	struct queue_entry current;
 	int exists = queue_entry_get(r->svc->queue, e->id, &current, &error);
 	if (exists == 1)
 		queue_entry_free(&current);
-	if (exists != 0 && any)
-		send_dsn(r, e, which, DSN_FAILED);
+	static const enum dsn_action reported[] = { DSN_FAILED, DSN_DELIVERED, DSN_RELAYED };
+	bool *which = xcalloc(e->rcpt_count + 1, sizeof(bool));
+	for (size_t k = 0; exists != 0 && k < sizeof(reported) / sizeof(reported[0]); k++) {
+		bool any = false;
+		for (size_t i = 0; i < e->rcpt_count; i++) {
+			which[i] = m->outcome[i] == reported[k] + 1 &&
+				   dsn_wanted(&e->rcpts[i], reported[k]);
+			any |= which[i];
+		}
+		if (any)
+			send_dsn(r, e, which, reported[k]);
+	}
 	free(which);
 	if (exists == 0) {
 		log_info("event=relay-attempt-done id=%s note=\"deleted meanwhile\"", e->id);
@@ -358,14 +367,14 @@ static void job_free(struct relay *r, struct relay_job *job)
 }
 
 static void job_finish(struct relay_job *job, const char *host, const char *ip,
-		       const char *tls)
+		       const char *tls, bool peer_dsn)
 {
 	struct relay *r = job->r;
 	struct relay_msg *m = job->msg;
 	for (size_t k = 0; k < job->count; k++) {
 		struct smtp_client_rcpt *c = &job->rcpts[k];
 		size_t i = job->index[k];
-		apply_result(m, i, c->code, c->reply, host);
+		apply_result(m, i, c->code, c->reply, host, peer_dsn ? -1 : DSN_RELAYED);
 		log_result(&m->entry, &m->entry.rcpts[i], c->code, host, ip, tls, c->reply);
 	}
 	/* done recipients are recorded at once: a restart must not resend
@@ -387,7 +396,7 @@ static void job_all_failed(struct relay_job *job, int code, const char *reply)
 		job->rcpts[k].code = code;
 		set_str(&job->rcpts[k].reply, reply);
 	}
-	job_finish(job, "", "", "");
+	job_finish(job, "", "", "", false);
 }
 
 static void job_client_done(void *ctx)
@@ -397,10 +406,11 @@ static void job_client_done(void *ctx)
 	snprintf(host, sizeof(host), "%s", smtp_client_host(job->client));
 	snprintf(ip, sizeof(ip), "%s", smtp_client_ip(job->client));
 	snprintf(tls, sizeof(tls), "%s", smtp_client_tls(job->client));
+	bool peer_dsn = smtp_client_peer_dsn(job->client);
 	job->client = NULL;   /* it says QUIT and frees itself */
 	log_debug("event=relay-transaction-done id=%s dest=%s ms=%ld", job->msg->entry.id,
 		  job->dest, elapsed_ms(&job->started));
-	job_finish(job, host, ip, tls);
+	job_finish(job, host, ip, tls, peer_dsn);
 }
 
 static void job_dns_done(void *ctx, int status, const char *error,
@@ -528,7 +538,7 @@ static void resolve_hosted(struct relay *r, struct relay_msg *m)
 			char reply[300];
 			snprintf(reply, sizeof(reply), unknown ? "550 5.1.1 no such user here" :
 				 "451 4.3.0 account lookup failed");
-			apply_result(m, i, unknown ? 550 : 451, reply, NULL);
+			apply_result(m, i, unknown ? 550 : 451, reply, NULL, -1);
 			log_result(e, &e->rcpts[i], unknown ? 550 : 451, "", "", "", reply);
 			auth_recipients_free(&list);
 			continue;
@@ -539,9 +549,8 @@ static void resolve_hosted(struct relay *r, struct relay_msg *m)
 				t = &e->rcpts[i];
 			} else {
 				e->rcpts = xrealloc(e->rcpts, (e->rcpt_count + 1) * sizeof(*e->rcpts));
-				m->failed_now = xrealloc(m->failed_now,
-							 (e->rcpt_count + 1) * sizeof(bool));
-				m->failed_now[e->rcpt_count] = false;
+				m->outcome = xrealloc(m->outcome, e->rcpt_count + 1);
+				m->outcome[e->rcpt_count] = 0;
 				t = &e->rcpts[e->rcpt_count++];
 				memset(t, 0, sizeof(*t));
 				t->notify = e->rcpts[i].notify;
@@ -628,7 +637,7 @@ static void deliver_local(struct relay *r, struct relay_msg *m)
 			snprintf(reply, sizeof(reply), "451 4.3.0 local delivery failed: %s",
 				 why ? why : "store error");
 		}
-		apply_result(m, idx[k], code, reply, NULL);
+		apply_result(m, idx[k], code, reply, NULL, DSN_DELIVERED);
 		log_result(e, &e->rcpts[idx[k]], code, "local", "", "", reply);
 	}
 	store_delivery_free(&d);
@@ -668,7 +677,7 @@ static bool attempt_start(struct relay *r, const struct queue_entry *entry)
 		free(m);
 		return true;
 	}
-	m->failed_now = xcalloc(m->entry.rcpt_count + 1, sizeof(bool));
+	m->outcome = xcalloc(m->entry.rcpt_count + 1, 1);
 	m->next = r->msgs;
 	r->msgs = m;
 	resolve_hosted(r, m);

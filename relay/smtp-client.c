@@ -113,6 +113,11 @@ const char *smtp_client_tls(const struct smtp_client *c)
 	return c->tls;
 }
 
+bool smtp_client_peer_dsn(const struct smtp_client *c)
+{
+	return c->cap_dsn;
+}
+
 int smtp_reply_parse_line(const char *line, size_t len, int *code_r, bool *more_r,
 			  const char **text_r)
 {

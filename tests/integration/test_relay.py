@@ -318,7 +318,7 @@ def test_null_mx_nxdomain_bounce_servfail_defers(server_factory, dns):
     assert "Final-Recipient: rfc822; x@nullmx.example" in text and "Status: 5.1.10" in text
     assert "Final-Recipient: rfc822; y@nxdomain.example" in text and "Status: 5.1.2" in text
     srv.wait_log(r"id=%s rcpt=z@servfail\.example .* status=deferred code=451 .*4\.4\.3" % qid)
-    assert queue_ids(srv) == [qid]
+    wait_for(lambda: queue_ids(srv) == [qid], what="only the SERVFAIL message queued")
     assert "servfail" not in text
 
 
@@ -418,8 +418,11 @@ def test_local_recipients_never_leave(server_factory, dns):
     srv.add_user("henry@" + LOCAL, "secret-password-2")
     srv.cli("alias", "add", "team@" + LOCAL, "henry@" + LOCAL)
     inject(srv, ["team@" + LOCAL], "shortcut")
-    inject(srv, ["--local", "henry@" + LOCAL], "retry-local")
+    inject(srv, ["--notify", "success", "--local", "henry@" + LOCAL], "retry-local")
     wait_queue_empty(srv)
+    delivered = dsn_for(srv, "delivered")[0]
+    assert "Final-Recipient: rfc822; henry@%s" % LOCAL in delivered
+    assert "Subject: Successful Mail Delivery Report" in delivered
     got = wait_for(lambda: inbox(srv, "henry@" + LOCAL) if len(inbox(srv, "henry@" + LOCAL)) == 2
                    else None, what="local deliveries")
     assert any("Subject: shortcut" in m for m in got)
@@ -614,9 +617,13 @@ def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
         inject(srv, ["l@old.example"], "utf8", extra=("--smtputf8",))
         inject(srv, ["m@old.example"], "plain")
         wait_queue_empty(srv)
-        inject(srv, ["n@bare.example"], "implicit")
+        inject(srv, ["n@bare.example"], "implicit", extra=("--notify", "success,failure"))
         wait_queue_empty(srv)
+        relayed = dsn_for(srv, "relayed")[0]        # the peer has no DSN to pass it on
+        assert "Final-Recipient: rfc822; n@bare.example" in relayed
+        assert "Status: 2.0.0" in relayed and "text/rfc822-headers" in relayed
         text = "\n".join(dsn_for(srv, "failed", count=2))
+        assert "relayed" not in text
         assert "Final-Recipient: rfc822; k@old.example" in text and "Status: 5.6.3" in text
         assert "Final-Recipient: utf-8; l@old.example" in text and "Status: 5.6.7" in text
         assert [b[0] for b in mini.bodies] == [["m@old.example"], ["n@bare.example"]]
