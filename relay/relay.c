@@ -611,8 +611,15 @@ static void deliver_local(struct relay *r, struct relay_msg *m)
 	struct store_delivery *d = NULL;
 	const char *error = NULL;
 	char *spool = queue_spool_path(r->svc->queue, e->id);
+	/* final delivery: the envelope sender goes in front (RFC 5321 4.4) */
+	struct buf rp = BUF_INIT;
+	buf_append_str(&rp, "Return-Path: <");
+	buf_append_sanitized(&rp, e->sender, strlen(e->sender));
+	buf_append_str(&rp, ">\r\n");
 	bool written = store_delivery_begin(r->svc->store, &d, &error) == 0 &&
+		       store_delivery_write(d, rp.data, rp.len, &error) == 0 &&
 		       store_write(d, spool, &error) == 0;
+	buf_free(&rp);
 	free(spool);
 	if (written)
 		store_delivery_commit(d, sr, n);

@@ -426,6 +426,8 @@ def test_local_recipients_never_leave(server_factory, dns):
     got = wait_for(lambda: inbox(srv, "henry@" + LOCAL) if len(inbox(srv, "henry@" + LOCAL)) == 2
                    else None, what="local deliveries")
     assert any("Subject: shortcut" in m for m in got)
+    assert all(m.startswith("Return-Path: <%s>\r\n" % SENDER) for m in got)
+    assert all(m.startswith("Return-Path: <>\r\n") for m in inbox(srv))   # the DSN
     assert "connecting" not in srv.read_log()
 
 
