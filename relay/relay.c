@@ -1108,10 +1108,11 @@ int relay_main(const struct config *cfg, struct services *services)
 		explicit_bzero(r.auth_pass, strlen(r.auth_pass));
 	free(r.auth_user);
 	free(r.auth_pass);
-	if (r.lock_fd >= 0)
-		close(r.lock_fd);
 	event_base_free(r.base);
 	log_info("event=relay-stopped");
+	/* the next relay (after a reload) may start only now */
+	if (r.lock_fd >= 0)
+		close(r.lock_fd);
 	return 0;
 }
 

@@ -662,7 +662,8 @@ def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
         log = srv.read_log()
         assert len(old) == 1 and old[0] not in srv.relay_pids()
         # the new relay started its runner only after the old one stopped
-        assert log.index("event=relay-stopped slot") < log.rindex("event=relay-running")
+        assert log.index("postern[%d] info event=relay-stopped" % old[0]) < \
+            log.rindex("event=relay-running")
         assert len(srv.worker_pids()) == 2
         assert "relay-abandon" not in log          # drained, not cut off
     finally:
