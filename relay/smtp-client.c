@@ -618,6 +618,13 @@ static void transaction_reply(struct smtp_client *c, int code, const char *reply
 			}
 			return;
 		}
+		char text[600];
+		if (code < 400) {
+			/* anything but 354 means no body went: never count it as sent */
+			snprintf(text, sizeof(text), "451 4.5.0 unexpected reply to DATA: %s", reply);
+			code = 451;
+			reply = text;
+		}
 		for (size_t i = 0; i < n; i++) {
 			if (c->accepted[i])
 				set_rcpt_result(&c->p.rcpts[i], code, reply);

@@ -507,8 +507,9 @@ import socketserver  # noqa: E402
 
 
 class MiniSMTP:
-    def __init__(self, ip, port, extensions, rules=None):
+    def __init__(self, ip, port, extensions, rules=None, data_reply="354 go ahead"):
         self.extensions = extensions
+        self.data_reply = data_reply
         self.rules = rules or {}
         self.commands = []
         self.bodies = []
@@ -558,7 +559,9 @@ class MiniSMTP:
                 if not rcpts:
                     reply("554 5.5.1 no valid recipients")
                     continue
-                reply("354 go ahead")
+                reply(self.data_reply)
+                if not self.data_reply.startswith("354"):
+                    continue
                 body = b""
                 while True:
                     data = rfile.readline()
@@ -680,5 +683,18 @@ def test_many_recipients_are_split_into_transactions_of_100(server_factory, dns)
         wait_queue_empty(srv)
         assert sorted(len(b[0]) for b in mini.bodies) == [50, 100]
         assert sorted(a for b in mini.bodies for a in b[0]) == sorted(rcpts)
+    finally:
+        mini.stop()
+
+
+def test_a_wrong_reply_to_data_is_never_taken_for_delivery(server_factory, dns):
+    port = mx_domain(dns, "odd.example", "127.0.0.15")
+    mini = MiniSMTP("127.0.0.15", port, ["8BITMIME"], data_reply="250 2.0.0 sure")
+    try:
+        srv = relay_server(server_factory, dns, port, retry_schedule="1h")
+        qid = inject(srv, ["q@odd.example"], "odd")
+        srv.wait_log(r"id=%s rcpt=q@odd\.example .*status=deferred code=451 .*"
+                     r"unexpected reply to DATA" % qid)
+        assert queue_ids(srv) == [qid] and mini.bodies == []
     finally:
         mini.stop()
