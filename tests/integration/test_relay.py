@@ -109,6 +109,25 @@ class Sink:
         return "250 2.0.0 accepted"
 
 
+class SlowSink(Sink):
+    """A Sink that takes its time before answering the final dot."""
+
+    def __init__(self, delay):
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+        await asyncio.sleep(self.delay)
+        return await Sink.handle_DATA(self, server, session, envelope)
+
+
+def subjects_received(sink, prefix):
+    """Sorted subjects "PREFIX N" of every message the sink took."""
+    return sorted(re.search(rb"Subject: (%s \d+)" % prefix.encode(), m[2]).group(1).decode()
+                  for m in sink.messages)
+
+
 def start_smtp(ip, port, handler, tls=None, implicit=False, auth=None):
     kwargs = {}
     if tls is not None and not implicit:
@@ -472,14 +491,7 @@ def test_queue_cli(server_factory, dns):
 
 def test_restart_with_a_full_queue_delivers_everything_once(server_factory, dns):
     port = mx_domain(dns, "bulk.example", "127.0.0.9")
-
-    class SlowSink(Sink):
-        async def handle_DATA(self, server, session, envelope):
-            import asyncio
-            await asyncio.sleep(0.1)
-            return await Sink.handle_DATA(self, server, session, envelope)
-
-    sink = SlowSink()
+    sink = SlowSink(0.1)
     ctl = start_smtp("127.0.0.9", port, sink)
     try:
         srv = relay_server(server_factory, dns, port)
@@ -492,9 +504,7 @@ def test_restart_with_a_full_queue_delivers_everything_once(server_factory, dns)
         assert len(queue_ids(srv)) < 30
         srv.start()
         wait_queue_empty(srv, timeout=30)
-        subjects = sorted(re.search(rb"Subject: (bulk \d+)", m[2]).group(1).decode()
-                          for m in sink.messages)
-        assert subjects == sorted("bulk %d" % i for i in range(30)), subjects
+        assert subjects_received(sink, "bulk") == sorted("bulk %d" % i for i in range(30))
         assert len(ids) == 30
     finally:
         ctl.stop()
@@ -641,14 +651,7 @@ def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
 
 def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
     port = mx_domain(dns, "reload.example", "127.0.0.13")
-
-    class SlowSink(Sink):
-        async def handle_DATA(self, server, session, envelope):
-            import asyncio
-            await asyncio.sleep(0.2)
-            return await Sink.handle_DATA(self, server, session, envelope)
-
-    sink = SlowSink()
+    sink = SlowSink(0.2)
     ctl = start_smtp("127.0.0.13", port, sink)
     try:
         srv = relay_server(server_factory, dns, port)
@@ -659,9 +662,7 @@ def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
         srv.proc.send_signal(signal.SIGHUP)
         srv.wait_log(r"event=relay-started", count=2)
         wait_queue_empty(srv, timeout=30)
-        subjects = sorted(re.search(rb"Subject: (reload \d+)", m[2]).group(1).decode()
-                          for m in sink.messages)
-        assert subjects == sorted("reload %d" % i for i in range(12)), subjects
+        assert subjects_received(sink, "reload") == sorted("reload %d" % i for i in range(12))
         log = srv.read_log()
         assert len(old) == 1 and old[0] not in srv.relay_pids()
         # the new relay started its runner only after the old one stopped
