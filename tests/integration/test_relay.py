@@ -662,6 +662,7 @@ def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
         srv.proc.send_signal(signal.SIGHUP)
         srv.wait_log(r"event=relay-started", count=2)
         wait_queue_empty(srv, timeout=30)
+        srv.wait_log(r"event=relay-running", count=2)
         assert subjects_received(sink, "reload") == sorted("reload %d" % i for i in range(12))
         log = srv.read_log()
         assert len(old) == 1 and old[0] not in srv.relay_pids()
