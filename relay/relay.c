@@ -26,9 +26,11 @@
 
 #define RELAY_LOCK_RETRY_MS 200
 #define RELAY_IDLE_WAKE 3600
+#define RELAY_POLL_SECS 1        /* without inotify */
 
 static void relay_scan_soon(struct relay *r);
 static void backlog_drain(struct relay *r);
+static void relay_notified(evutil_socket_t fd, short what, void *arg);
 
 static void set_str(char **field, const char *value)
 {
@@ -225,12 +227,30 @@ static int scan_one(const struct queue_entry *e, void *ctx)
 	return 0;
 }
 
+/* inotify on the queue directory; false when the kernel refuses one
+ * (fs.inotify.max_user_instances is per user and shared by every process
+ * of run_as): then the scans poll. */
+static bool relay_watch_queue(struct relay *r)
+{
+	if (r->notify_ev != NULL)
+		return true;
+	int fd = queue_notify_fd(r->svc->queue);
+	if (fd < 0)
+		return false;
+	r->notify_ev = event_new(r->base, fd, EV_READ | EV_PERSIST, relay_notified, r);
+	event_add(r->notify_ev, NULL);
+	log_info("event=relay-watching-queue");
+	return true;
+}
+
 static void relay_scan(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	if (r->stopping)
 		return;
 	struct scan s = { r, time(NULL), time(NULL) + RELAY_IDLE_WAKE };
+	if (!relay_watch_queue(r))
+		s.wake = s.now + RELAY_POLL_SECS;
 	const char *error;
 	r->backlog_count = 0;
 	if (queue_list(r->svc->queue, scan_one, &s, &error) < 0)
@@ -414,13 +434,9 @@ static void relay_begin(struct relay *r)
 	const char *error;
 	if (queue_recover(r->svc->queue, &error) < 0)
 		log_error("event=relay-recover-failed error=\"%s\"", error);
-	int fd = queue_notify_fd(r->svc->queue);
-	if (fd >= 0) {
-		r->notify_ev = event_new(r->base, fd, EV_READ | EV_PERSIST, relay_notified, r);
-		event_add(r->notify_ev, NULL);
-	} else {
-		log_warn("event=relay-no-inotify note=\"new mail waits for the next timer\"");
-	}
+	if (!relay_watch_queue(r))
+		log_warn("event=relay-no-inotify error=\"%s\" note=\"polling every %ds until it "
+			 "works\"", strerror(errno), RELAY_POLL_SECS);
 	r->timer_ev = evtimer_new(r->base, relay_scan, r);
 	r->finished_ev = event_new(r->base, -1, 0, finished_commit, r);
 	r->scan_ev = event_new(r->base, -1, 0, relay_scan, r);

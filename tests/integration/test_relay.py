@@ -702,3 +702,42 @@ def test_a_wrong_reply_to_data_is_never_taken_for_delivery(server_factory, dns):
         assert queue_ids(srv) == [qid] and mini.bodies == []
     finally:
         mini.stop()
+
+
+class CountingSink(SlowSink):
+    """Counts the transactions it has open at once."""
+
+    def __init__(self):
+        super().__init__(0.3)
+        self.now = self.most = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await SlowSink.handle_DATA(self, server, session, envelope)
+        finally:
+            self.now -= 1
+
+
+@pytest.mark.parametrize("limit", ["max_per_destination", "max_connections"])
+def test_concurrency_is_bounded(server_factory, dns, limit):
+    domains = ["busy.example"] if limit == "max_per_destination" else \
+        ["busy%d.example" % i for i in range(4)]
+    port = free_port_on(["127.0.0.16"])
+    for d in domains:
+        dns.zone[d] = {"MX": [(10, "mx.busy.example")]}
+    dns.zone["mx.busy.example"] = {"A": ["127.0.0.16"]}
+    sink = CountingSink()
+    ctl = start_smtp("127.0.0.16", port, sink)
+    try:
+        srv = relay_server(server_factory, dns, port, **{limit: 2})
+        srv.stop()
+        for i in range(8):
+            inject(srv, ["c%d@%s" % (i, domains[i % len(domains)])], "busy %d" % i)
+        srv.start()
+        wait_queue_empty(srv)
+        assert subjects_received(sink, "busy") == sorted("busy %d" % i for i in range(8))
+        assert sink.most == 2
+    finally:
+        ctl.stop()
