@@ -18,10 +18,30 @@
 #define DSN_FULL_DEFAULT_MAX (256 * 1024)
 #define DSN_FULL_MAX (10 * 1024 * 1024)
 
+static const char *const action_names[] = { "failed", "delayed", "delivered", "relayed" };
+static const char *const action_subjects[] = {
+	"Undelivered Mail Returned to Sender",
+	"Delayed Mail (still being retried)",
+	"Successful Mail Delivery Report",
+	"Successful Mail Delivery Report (relayed)",
+};
+static const char *const action_texts[] = {
+	"Your message could not be delivered to the following recipients. It will\r\n"
+	"not be retried.\r\n",
+	"Your message has not been delivered yet to the following recipients.\r\n"
+	"Delivery is still being attempted; you need not send it again.\r\n",
+	"Your message was delivered to the following recipients, as you asked.\r\n",
+	"Your message was relayed to the following recipients' mail system, which\r\n"
+	"cannot report its final delivery.\r\n",
+};
+static const char *const action_status[] = { "5.0.0", "4.0.0", "2.0.0", "2.0.0" };
+
 bool dsn_wanted(const struct queue_rcpt *r, enum dsn_action action)
 {
 	if (r->notify & QUEUE_NOTIFY_NEVER)
 		return false;
+	if (action == DSN_DELIVERED || action == DSN_RELAYED)
+		return (r->notify & QUEUE_NOTIFY_SUCCESS) != 0;
 	if (r->notify == 0)
 		return true;   /* RFC 3461 4.1: FAILURE (and, by our choice, DELAY) */
 	return (r->notify & (action == DSN_FAILED ? QUEUE_NOTIFY_FAILURE : QUEUE_NOTIFY_DELAY)) != 0;
@@ -56,7 +76,7 @@ static void status_of(const struct queue_rcpt *r, enum dsn_action action, char *
 			return;
 		}
 	}
-	snprintf(out, size, "%s", action == DSN_FAILED ? "5.0.0" : "4.0.0");
+	snprintf(out, size, "%s", action_status[action]);
 }
 
 static int emit(dsn_write_fn *write, void *ctx, struct buf *b, const char **error_r)
@@ -132,16 +152,16 @@ int dsn_compose(const char *hostname, const struct queue_entry *e, const bool *w
 {
 	struct buf b = BUF_INIT;
 	time_t now = time(NULL);
+	bool success = action == DSN_DELIVERED || action == DSN_RELAYED;
+	/* a success report carries the whole message only when RET=FULL */
 	bool full = e->ret == QUEUE_RET_FULL ? e->size <= DSN_FULL_MAX :
-		    e->ret == QUEUE_RET_HDRS ? false : e->size <= DSN_FULL_DEFAULT_MAX;
+		    e->ret == QUEUE_RET_HDRS || success ? false : e->size <= DSN_FULL_DEFAULT_MAX;
 	char boundary[96];
 	snprintf(boundary, sizeof(boundary), "=_postern-dsn-%s-%lld", e->id, (long long)now);
 
 	buf_printf(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", hostname);
 	buf_printf(&b, "To: <%s>\r\n", e->sender);
-	buf_printf(&b, "Subject: %s\r\n", action == DSN_FAILED ?
-		   "Undelivered Mail Returned to Sender" :
-		   "Delayed Mail (still being retried)");
+	buf_printf(&b, "Subject: %s\r\n", action_subjects[action]);
 	buf_append_str(&b, "Date: ");
 	put_date(&b, now);
 	buf_printf(&b, "\r\nMessage-ID: <%s.%lld.dsn@%s>\r\n", e->id, (long long)now, hostname);
@@ -154,13 +174,8 @@ int dsn_compose(const char *hostname, const struct queue_entry *e, const bool *w
 	buf_printf(&b, "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 		       "Content-Transfer-Encoding: 8bit\r\n\r\n", boundary);
 	buf_printf(&b, "This is the mail system at %s.\r\n\r\n", hostname);
-	if (action == DSN_FAILED)
-		buf_append_str(&b, "Your message could not be delivered to the following "
-				   "recipients. It will not be retried.\r\n\r\n");
-	else
-		buf_append_str(&b, "Your message has not been delivered yet to the following "
-				   "recipients. Delivery is still being attempted;\r\n"
-				   "you need not send it again.\r\n\r\n");
+	buf_append_str(&b, action_texts[action]);
+	buf_append_str(&b, "\r\n");
 	for (size_t i = 0; i < e->rcpt_count; i++) {
 		if (!which[i])
 			continue;
@@ -196,7 +211,7 @@ int dsn_compose(const char *hostname, const struct queue_entry *e, const bool *w
 		buf_printf(&b, "Final-Recipient: %s; %s\r\n", e->smtputf8 ? "utf-8" : "rfc822",
 			   r->address);
 		buf_printf(&b, "Action: %s\r\nStatus: %s\r\n",
-			   action == DSN_FAILED ? "failed" : "delayed", status);
+			   action_names[action], status);
 		if (r->last_host != NULL)
 			buf_printf(&b, "Remote-MTA: dns; %s\r\n", r->last_host);
 		if (r->last_error != NULL)
@@ -286,7 +301,7 @@ int dsn_send(const struct config *cfg, struct services *services,
 	ret = queue_writer_commit(w, &dsn, error_r);
 	if (ret == 0)
 		log_info("event=dsn-queued id=%s dsn_id=%s action=%s to=%s recipients=%zu", e->id,
-			 dsn.id, action == DSN_FAILED ? "failed" : "delayed", e->sender, wanted);
+			 dsn.id, action_names[action], e->sender, wanted);
 	free(dsn.rcpts);
 out:
 	queue_writer_free(&w);

@@ -116,6 +116,8 @@ void smtp_client_free_all(struct smtp_client **registry);
 const char *smtp_client_host(const struct smtp_client *client);
 const char *smtp_client_ip(const struct smtp_client *client);
 const char *smtp_client_tls(const struct smtp_client *client);
+/* Did the peer that answered offer DSN (RFC 3461)? */
+bool smtp_client_peer_dsn(const struct smtp_client *client);
 
 /* One reply line "250-SIZE 100" -> code 250, more = '-', text "SIZE 100".
  * -1 when not a reply line. Exposed for tests and the fuzz target. */
@@ -124,7 +126,9 @@ int smtp_reply_parse_line(const char *line, size_t len, int *code_r, bool *more_
 
 /* ---- dsn.c: delivery status notifications (RFC 3464) ---- */
 
-enum dsn_action { DSN_FAILED, DSN_DELAYED };
+/* failed (5xx or expired), delayed (delay warning), delivered (into a
+ * mailbox here) and relayed (to a peer that cannot pass NOTIFY=SUCCESS on) */
+enum dsn_action { DSN_FAILED, DSN_DELAYED, DSN_DELIVERED, DSN_RELAYED };
 
 /* Writes the DSN for the recipients of entry selected by which[i] into
  * write(ctx, ...), streaming the original from spool_path (all of it or

@@ -1,4 +1,5 @@
-/* The relay process: runs the outbound queue in its own event loop.
+/* The relay process: runs the outbound queue in its own event loop
+ * (one attempt of one message is attempt.c).
  *
  * A scan walks the queue records: due messages start an attempt (local
  * recipients go to the store at once, remote ones are grouped by domain
@@ -8,9 +9,8 @@
  * A recipient is marked done in its record right after the peer's 250,
  * before anything else happens, so a restart never sends it twice. */
 #include "relay/relay.h"
-#include "relay/relay-private.h"
+#include "relay/runner.h"
 #include "auth/auth.h"
-#include "store/store.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -24,80 +24,21 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define RELAY_SMARTHOST_KEY "[smarthost]"
 #define RELAY_LOCK_RETRY_MS 200
 #define RELAY_IDLE_WAKE 3600
-
-struct relay_msg {
-	struct relay_msg *next;
-	struct queue_entry entry;
-	int jobs;                /* SMTP transactions in flight */
-	bool *failed_now;        /* recipients that failed in this attempt */
-};
-
-struct relay_job {
-	struct relay_job *next;
-	struct relay *r;
-	struct relay_msg *msg;
-	char dest[256];          /* domain, or RELAY_SMARTHOST_KEY */
-	size_t *index;           /* into msg->entry.rcpts */
-	struct smtp_client_rcpt *rcpts;
-	size_t count;
-	struct relay_addr *addrs;
-	size_t addr_count;
-	struct timeval started;
-	struct relay_dns_lookup *lookup;
-	struct smtp_client *client;
-};
-
-struct down_host {
-	struct down_host *next;
-	char ip[64];
-	time_t until;
-};
-
-struct relay {
-	const struct config *cfg;
-	struct services *svc;
-	struct event_base *base;
-	struct relay_dns *dns;
-	SSL_CTX *tls_ctx;
-	SSL_CTX *smarthost_tls_ctx;    /* verifies, unless smarthost_tls_verify = no */
-	char *auth_user, *auth_pass;
-	char smarthost[256];
-	int smarthost_port;
-	struct event *notify_ev, *timer_ev, *scan_ev, *term_ev, *drain_ev, *lock_ev;
-	struct relay_msg *msgs;
-	struct relay_job *jobs;
-	int job_count;
-	struct smtp_client *clients;   /* every live client, QUIT included */
-	/* due messages the limits held back, in arrival order: the end of
-	 * an attempt starts the next of them without a whole scan */
-	char (*backlog)[QUEUE_ID_LEN + 1];
-	size_t backlog_count, backlog_cap;
-	bool backlog_draining;
-	/* messages whose every recipient has its answer, removed together
-	 * once the loop has run the current batch of callbacks (one durable
-	 * commit for many; until then scans skip them) */
-	char (*finished)[QUEUE_ID_LEN + 1];
-	int *finished_attempts;
-	size_t finished_count, finished_cap;
-	struct event *finished_ev;
-	time_t wake;                   /* when the timer fires */
-	struct down_host *down;
-	int lock_fd;
-	bool stopping;
-};
+#define RELAY_POLL_SECS 1        /* without inotify */
 
 static void relay_scan_soon(struct relay *r);
-static void relay_wake_at(struct relay *r, time_t t);
 static void backlog_drain(struct relay *r);
-static bool finished_has(struct relay *r, const char *id);
-static void finished_push(struct relay *r, const struct queue_entry *e);
+static void relay_notified(evutil_socket_t fd, short what, void *arg);
 
-/* ---- small helpers ---- */
+static void set_str(char **field, const char *value)
+{
+	free(*field);
+	*field = value != NULL ? xstrdup(value) : NULL;
+}
 
-static int entry_dup(const struct queue_entry *src, struct queue_entry *dst)
+int relay_entry_dup(const struct queue_entry *src, struct queue_entry *dst)
 {
 	size_t len;
 	char *data = queue_entry_serialize(src, &len);
@@ -106,19 +47,7 @@ static int entry_dup(const struct queue_entry *src, struct queue_entry *dst)
 	return ret;
 }
 
-static void set_str(char **field, const char *value)
-{
-	free(*field);
-	*field = value != NULL ? xstrdup(value) : NULL;
-}
-
-static const char *rcpt_domain(const char *address)
-{
-	const char *at = strrchr(address, '@');
-	return at != NULL ? at + 1 : "";
-}
-
-static size_t pending_count(const struct queue_entry *e)
+size_t relay_pending_count(const struct queue_entry *e)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < e->rcpt_count; i++)
@@ -126,76 +55,14 @@ static size_t pending_count(const struct queue_entry *e)
 	return n;
 }
 
-static struct relay_msg *msg_find(struct relay *r, const char *id)
-{
-	for (struct relay_msg *m = r->msgs; m != NULL; m = m->next) {
-		if (strcmp(m->entry.id, id) == 0)
-			return m;
-	}
-	return NULL;
-}
-
-static int jobs_for(struct relay *r, const char *dest)
-{
-	int n = 0;
-	for (struct relay_job *j = r->jobs; j != NULL; j = j->next)
-		n += ascii_strcasecmp(j->dest, dest) == 0 ? 1 : 0;
-	return n;
-}
-
-static bool host_is_down(struct relay *r, const char *ip, time_t now)
-{
-	for (struct down_host **p = &r->down; *p != NULL;) {
-		struct down_host *d = *p;
-		if (d->until <= now) {
-			*p = d->next;
-			free(d);
-			continue;
-		}
-		if (strcmp(d->ip, ip) == 0)
-			return true;
-		p = &d->next;
-	}
-	return false;
-}
-
-static void host_unreachable(void *ctx, const struct relay_addr *addr)
-{
-	struct relay_job *job = ctx;
-	struct relay *r = job->r;
-	if (r->cfg->relay_host_down_time <= 0 || host_is_down(r, addr->ip, time(NULL)))
-		return;
-	struct down_host *d = xcalloc(1, sizeof(*d));
-	snprintf(d->ip, sizeof(d->ip), "%s", addr->ip);
-	d->until = time(NULL) + r->cfg->relay_host_down_time;
-	d->next = r->down;
-	r->down = d;
-	log_info("event=relay-host-down ip=%s host=%s for=%ds", addr->ip, addr->host,
-		 r->cfg->relay_host_down_time);
-}
-
-/* Next attempt after `attempts` attempts: the schedule's gaps, the last
- * one repeating, never past the end of the message's lifetime (it is
- * then bounced on time). */
-static time_t next_attempt_time(const struct config *cfg, const struct queue_entry *e,
-				time_t now)
-{
-	int n = e->attempts < 1 ? 0 : e->attempts - 1;
-	if (n >= cfg->relay_retry_count)
-		n = cfg->relay_retry_count - 1;
-	time_t next = now + cfg->relay_retry_schedule[n];
-	time_t deadline = e->arrival + cfg->relay_max_lifetime;
-	return next > deadline ? deadline : next;
-}
-
-static void save_entry(struct relay *r, const struct queue_entry *e)
+void relay_save_entry(struct relay *r, const struct queue_entry *e)
 {
 	const char *error;
 	if (queue_entry_replace(r->svc->queue, e, &error) < 0)
 		log_error("event=relay-record-failed id=%s error=\"%s\"", e->id, error);
 }
 
-static void send_dsn(struct relay *r, const struct queue_entry *e, const bool *which,
+void relay_send_dsn(struct relay *r, const struct queue_entry *e, const bool *which,
 		     enum dsn_action action)
 {
 	const char *error;
@@ -204,94 +71,6 @@ static void send_dsn(struct relay *r, const struct queue_entry *e, const bool *w
 		log_error("event=dsn-failed id=%s error=\"%s\"", e->id, error);
 }
 
-static void log_result(const struct queue_entry *e, const struct queue_rcpt *q, int code,
-		       const char *host, const char *ip, const char *tls, const char *reply)
-{
-	const char *status = code >= 200 && code < 300 ? "sent" :
-			     code >= 500 ? "bounced" : "deferred";
-	char clean[512];
-	log_sanitize(clean, sizeof(clean), reply, strlen(reply));
-	log_info("event=relay-delivery id=%s rcpt=%s host=%s ip=%s tls=\"%s\" status=%s code=%d "
-		 "delay=%llds reply=\"%s\"", e->id, q->address, host[0] ? host : "-",
-		 ip[0] ? ip : "-", tls[0] ? tls : "none", status, code,
-		 (long long)(time(NULL) - e->arrival), clean);
-}
-
-/* Records one recipient's result in the entry. */
-static void apply_result(struct relay_msg *m, size_t i, int code, const char *reply,
-			 const char *host)
-{
-	struct queue_rcpt *q = &m->entry.rcpts[i];
-	q->attempts++;
-	set_str(&q->last_error, reply);
-	set_str(&q->last_host, host != NULL && host[0] != '\0' ? host : NULL);
-	if (code >= 200 && code < 300) {
-		q->state = QUEUE_RCPT_DONE;
-	} else if (code >= 500) {
-		q->state = QUEUE_RCPT_FAILED;
-		m->failed_now[i] = true;
-	}
-}
-
-/* ---- an attempt ends ---- */
-
-static void msg_free(struct relay *r, struct relay_msg *m)
-{
-	for (struct relay_msg **p = &r->msgs; *p != NULL; p = &(*p)->next) {
-		if (*p == m) {
-			*p = m->next;
-			break;
-		}
-	}
-	queue_entry_free(&m->entry);
-	free(m->failed_now);
-	free(m);
-}
-
-static void finish_attempt(struct relay *r, struct relay_msg *m)
-{
-	struct queue_entry *e = &m->entry;
-	time_t now = time(NULL);
-	const char *error;
-	e->attempts++;
-	e->last_attempt = now;
-	bool *which = xcalloc(e->rcpt_count + 1, sizeof(bool));
-	bool any = false;
-	for (size_t i = 0; i < e->rcpt_count; i++) {
-		which[i] = m->failed_now[i] && dsn_wanted(&e->rcpts[i], DSN_FAILED);
-		any |= which[i];
-	}
-	size_t pending = pending_count(e);
-	/* is the record still there (`postern queue delete`)? */
-	struct queue_entry current;
-	int exists = queue_entry_get(r->svc->queue, e->id, &current, &error);
-	if (exists == 1)
-		queue_entry_free(&current);
-	if (exists != 0 && any)
-		send_dsn(r, e, which, DSN_FAILED);
-	free(which);
-	if (exists == 0) {
-		log_info("event=relay-attempt-done id=%s note=\"deleted meanwhile\"", e->id);
-	} else if (pending == 0) {
-		finished_push(r, e);
-	} else {
-		e->next_attempt = next_attempt_time(r->cfg, e, now);
-		save_entry(r, e);
-		log_info("event=relay-attempt-done id=%s pending=%zu next_in=%llds", e->id, pending,
-			 (long long)(e->next_attempt - now));
-		relay_wake_at(r, e->next_attempt);
-	}
-	msg_free(r, m);
-	if (!r->stopping)
-		backlog_drain(r);
-}
-
-static long elapsed_ms(const struct timeval *since)
-{
-	struct timeval now;
-	gettimeofday(&now, NULL);
-	return (now.tv_sec - since->tv_sec) * 1000L + (now.tv_usec - since->tv_usec) / 1000;
-}
 
 static bool finished_has(struct relay *r, const char *id)
 {
@@ -302,7 +81,7 @@ static bool finished_has(struct relay *r, const char *id)
 	return false;
 }
 
-static void finished_push(struct relay *r, const struct queue_entry *e)
+void relay_finished(struct relay *r, const struct queue_entry *e)
 {
 	if (r->finished_count == r->finished_cap) {
 		r->finished_cap = r->finished_cap == 0 ? 64 : r->finished_cap * 2;
@@ -336,364 +115,10 @@ static void finished_commit(evutil_socket_t fd, short what, void *arg)
 	r->finished_count = 0;
 }
 
-static void job_free(struct relay *r, struct relay_job *job)
+void relay_attempt_ended(struct relay *r)
 {
-	for (struct relay_job **p = &r->jobs; *p != NULL; p = &(*p)->next) {
-		if (*p == job) {
-			*p = job->next;
-			break;
-		}
-	}
-	r->job_count--;
-	relay_dns_cancel(&job->lookup);
-	smtp_client_free(&job->client);
-	for (size_t i = 0; i < job->count; i++)
-		free(job->rcpts[i].reply);
-	free(job->rcpts);
-	free(job->index);
-	free(job->addrs);
-	free(job);
-}
-
-static void job_finish(struct relay_job *job, const char *host, const char *ip,
-		       const char *tls)
-{
-	struct relay *r = job->r;
-	struct relay_msg *m = job->msg;
-	for (size_t k = 0; k < job->count; k++) {
-		struct smtp_client_rcpt *c = &job->rcpts[k];
-		size_t i = job->index[k];
-		apply_result(m, i, c->code, c->reply, host);
-		log_result(&m->entry, &m->entry.rcpts[i], c->code, host, ip, tls, c->reply);
-	}
-	/* done recipients are recorded at once: a restart must not resend
-	 * them (the last transaction of an attempt leaves that to
-	 * finish_attempt, which removes or rewrites the record: one durable
-	 * commit instead of two) */
-	if (m->jobs > 1)
-		save_entry(r, &m->entry);
-	job_free(r, job);
-	if (--m->jobs == 0)
-		finish_attempt(r, m);
-	if (r->stopping && r->job_count == 0)
-		event_base_loopexit(r->base, NULL);   /* drained */
-}
-
-static void job_all_failed(struct relay_job *job, int code, const char *reply)
-{
-	for (size_t k = 0; k < job->count; k++) {
-		job->rcpts[k].code = code;
-		set_str(&job->rcpts[k].reply, reply);
-	}
-	job_finish(job, "", "", "");
-}
-
-static void job_client_done(void *ctx)
-{
-	struct relay_job *job = ctx;
-	char host[256], ip[64], tls[128];
-	snprintf(host, sizeof(host), "%s", smtp_client_host(job->client));
-	snprintf(ip, sizeof(ip), "%s", smtp_client_ip(job->client));
-	snprintf(tls, sizeof(tls), "%s", smtp_client_tls(job->client));
-	job->client = NULL;   /* it says QUIT and frees itself */
-	log_debug("event=relay-transaction-done id=%s dest=%s ms=%ld", job->msg->entry.id,
-		  job->dest, elapsed_ms(&job->started));
-	job_finish(job, host, ip, tls);
-}
-
-static void job_dns_done(void *ctx, int status, const char *error,
-			 const struct relay_addr *addrs, size_t count)
-{
-	struct relay_job *job = ctx;
-	struct relay *r = job->r;
-	job->lookup = NULL;
-	char reply[400];
-	log_debug("event=relay-dns-done id=%s dest=%s status=%d addresses=%zu ms=%ld",
-		  job->msg->entry.id, job->dest, status, count, elapsed_ms(&job->started));
-	if (status != 0) {
-		snprintf(reply, sizeof(reply), "%d %s", status == 5 ? 550 : 451, error);
-		job_all_failed(job, status == 5 ? 550 : 451, reply);
-		return;
-	}
-	time_t now = time(NULL);
-	job->addrs = xcalloc(count + 1, sizeof(*job->addrs));
-	for (size_t i = 0; i < count; i++) {
-		if (!host_is_down(r, addrs[i].ip, now))
-			job->addrs[job->addr_count++] = addrs[i];
-	}
-	if (job->addr_count == 0) {
-		snprintf(reply, sizeof(reply),
-			 "451 4.4.1 every host of %s was unreachable recently", job->dest);
-		job_all_failed(job, 451, reply);
-		return;
-	}
-	struct smtp_client_params p;
-	memset(&p, 0, sizeof(p));
-	p.base = r->base;
-	p.tls_ctx = r->tls_ctx;
-	bool smarthost = strcmp(job->dest, RELAY_SMARTHOST_KEY) == 0;
-	if (smarthost && r->smarthost_tls_ctx != NULL) {
-		p.tls_ctx = r->smarthost_tls_ctx;
-		p.verify_name = r->smarthost;
-	}
-	if (smarthost && strcmp(r->cfg->relay_smarthost_tls, "implicit") == 0)
-		p.tls = SMTP_TLS_IMPLICIT;
-	else if (r->cfg->relay_require_tls || (smarthost && r->auth_user != NULL))
-		p.tls = SMTP_TLS_REQUIRED;
-	else
-		p.tls = SMTP_TLS_OPPORTUNISTIC;
-	p.helo = r->cfg->hostname;
-	p.auth_user = smarthost ? r->auth_user : NULL;
-	p.auth_pass = smarthost ? r->auth_pass : NULL;
-	p.entry = &job->msg->entry;
-	char *spool = queue_spool_path(r->svc->queue, job->msg->entry.id);
-	p.spool_path = spool;
-	p.addrs = job->addrs;
-	p.addr_count = job->addr_count;
-	p.rcpts = job->rcpts;
-	p.rcpt_count = job->count;
-	p.unreachable = host_unreachable;
-	p.done = job_client_done;
-	p.ctx = job;
-	p.registry = &r->clients;
-	job->client = smtp_client_start(&p);   /* opens the spool at once */
-	free(spool);
-}
-
-static void job_start(struct relay *r, struct relay_msg *m, const char *dest)
-{
-	struct relay_job *job = xcalloc(1, sizeof(*job));
-	struct queue_entry *e = &m->entry;
-	job->r = r;
-	job->msg = m;
-	snprintf(job->dest, sizeof(job->dest), "%s", dest);
-	job->index = xcalloc(e->rcpt_count, sizeof(*job->index));
-	job->rcpts = xcalloc(e->rcpt_count, sizeof(*job->rcpts));
-	bool smarthost = strcmp(dest, RELAY_SMARTHOST_KEY) == 0;
-	for (size_t i = 0; i < e->rcpt_count; i++) {
-		struct queue_rcpt *q = &e->rcpts[i];
-		if (q->state != QUEUE_RCPT_PENDING || q->local ||
-		    (!smarthost && ascii_strcasecmp(rcpt_domain(q->address), dest) != 0))
-			continue;
-		job->index[job->count] = i;
-		job->rcpts[job->count].address = q->address;
-		job->rcpts[job->count].orcpt = q->orcpt;
-		job->rcpts[job->count].notify = q->notify;
-		job->count++;
-	}
-	gettimeofday(&job->started, NULL);
-	job->next = r->jobs;
-	r->jobs = job;
-	r->job_count++;
-	m->jobs++;
-	if (smarthost)
-		job->lookup = relay_dns_host(r->dns, r->smarthost, r->smarthost_port, job_dns_done,
-					     job);
-	else
-		job->lookup = relay_dns_mx(r->dns, dest, r->cfg->relay_mx_port, job_dns_done, job);
-}
-
-/* ---- local recipients ---- */
-
-/* Recipients in hosted domains never leave: resolve them here (aliases,
- * catch-alls) into hosted mailboxes flagged local. */
-static void resolve_hosted(struct relay *r, struct relay_msg *m)
-{
-	struct queue_entry *e = &m->entry;
-	size_t n = e->rcpt_count;
-	for (size_t i = 0; i < n; i++) {
-		struct queue_rcpt *q = &e->rcpts[i];
-		if (q->state != QUEUE_RCPT_PENDING || q->local ||
-		    !auth_domain_is_local(r->svc->auth, rcpt_domain(q->address)))
-			continue;
-		struct auth_recipients list = { NULL, 0 };
-		const char *error;
-		int rc = auth_resolve_recipient(r->svc->auth, q->address, &list, &error);
-		if (rc <= 0) {
-			bool unknown = rc == 0;
-			char reply[300];
-			snprintf(reply, sizeof(reply), unknown ? "550 5.1.1 no such user here" :
-				 "451 4.3.0 account lookup failed");
-			apply_result(m, i, unknown ? 550 : 451, reply, NULL);
-			log_result(e, &e->rcpts[i], unknown ? 550 : 451, "", "", "", reply);
-			auth_recipients_free(&list);
-			continue;
-		}
-		for (size_t k = 0; k < list.count; k++) {
-			struct queue_rcpt *t;
-			if (k == 0) {
-				t = &e->rcpts[i];
-			} else {
-				e->rcpts = xrealloc(e->rcpts, (e->rcpt_count + 1) * sizeof(*e->rcpts));
-				m->failed_now = xrealloc(m->failed_now,
-							 (e->rcpt_count + 1) * sizeof(bool));
-				m->failed_now[e->rcpt_count] = false;
-				t = &e->rcpts[e->rcpt_count++];
-				memset(t, 0, sizeof(*t));
-				t->notify = e->rcpts[i].notify;
-				t->orcpt = e->rcpts[i].orcpt != NULL ? xstrdup(e->rcpts[i].orcpt) : NULL;
-			}
-			if (t->orcpt == NULL && ascii_strcasecmp(t->address != NULL ? t->address : "",
-								 list.items[k].address) != 0 && k == 0)
-				t->orcpt = xasprintf("rfc822;%s", e->rcpts[i].address);
-			set_str(&t->address, list.items[k].address);
-			t->local = list.items[k].local;
-		}
-		auth_recipients_free(&list);
-	}
-}
-
-static int store_write(struct store_delivery *d, const char *spool, const char **error_r)
-{
-	int fd = open(spool, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		*error_r = "cannot open the spool file";
-		return -1;
-	}
-	char chunk[65536];
-	ssize_t n;
-	int ret = 0;
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			*error_r = "cannot read the spool file";
-			ret = -1;
-			break;
-		}
-		if (store_delivery_write(d, chunk, (size_t)n, error_r) < 0) {
-			ret = -1;
-			break;
-		}
-	}
-	close(fd);
-	return ret;
-}
-
-/* Hosted mailboxes get the message through the store, now. */
-static void deliver_local(struct relay *r, struct relay_msg *m)
-{
-	struct queue_entry *e = &m->entry;
-	size_t n = 0;
-	struct store_recipient *sr = xcalloc(e->rcpt_count + 1, sizeof(*sr));
-	size_t *idx = xcalloc(e->rcpt_count + 1, sizeof(*idx));
-	for (size_t i = 0; i < e->rcpt_count; i++) {
-		if (e->rcpts[i].state == QUEUE_RCPT_PENDING && e->rcpts[i].local) {
-			sr[n].address = e->rcpts[i].address;
-			idx[n++] = i;
-		}
-	}
-	if (n == 0)
-		goto out;
-	struct store_delivery *d = NULL;
-	const char *error = NULL;
-	char *spool = queue_spool_path(r->svc->queue, e->id);
-	bool written = store_delivery_begin(r->svc->store, &d, &error) == 0 &&
-		       store_write(d, spool, &error) == 0;
-	free(spool);
-	if (written)
-		store_delivery_commit(d, sr, n);
-	for (size_t k = 0; k < n; k++) {
-		int code;
-		char reply[300];
-		int result = written ? sr[k].result : STORE_ERR_INTERNAL;
-		const char *why = written ? sr[k].error : error;
-		if (result == 0) {
-			code = 250;
-			snprintf(reply, sizeof(reply), "250 2.0.0 delivered to the mailbox (uid %u)",
-				 sr[k].uid);
-		} else if (result == STORE_ERR_NOTFOUND) {
-			code = 550;
-			snprintf(reply, sizeof(reply), "550 5.1.1 mailbox unavailable: %s",
-				 why ? why : "no such account");
-		} else if (result == STORE_ERR_OVERQUOTA) {
-			code = 452;
-			snprintf(reply, sizeof(reply), "452 4.2.2 mailbox full");
-		} else {
-			code = 451;
-			snprintf(reply, sizeof(reply), "451 4.3.0 local delivery failed: %s",
-				 why ? why : "store error");
-		}
-		apply_result(m, idx[k], code, reply, NULL);
-		log_result(e, &e->rcpts[idx[k]], code, "local", "", "", reply);
-	}
-	store_delivery_free(&d);
-out:
-	free(sr);
-	free(idx);
-}
-
-/* ---- starting an attempt ---- */
-
-/* Distinct remote destinations of the pending recipients. */
-static size_t remote_dests(struct relay *r, const struct queue_entry *e, const char **dests,
-			   size_t max)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < e->rcpt_count; i++) {
-		const struct queue_rcpt *q = &e->rcpts[i];
-		if (q->state != QUEUE_RCPT_PENDING || q->local)
-			continue;
-		const char *d = r->cfg->relay_mode == RELAY_SMARTHOST ? RELAY_SMARTHOST_KEY :
-				rcpt_domain(q->address);
-		bool seen = false;
-		for (size_t k = 0; k < n && !seen; k++)
-			seen = ascii_strcasecmp(dests[k], d) == 0;
-		if (!seen && n < max)
-			dests[n++] = d;
-	}
-	return n;
-}
-
-/* Starts an attempt for a due message; false when the concurrency
- * limits say not now. */
-static bool attempt_start(struct relay *r, const struct queue_entry *entry)
-{
-	struct relay_msg *m = xcalloc(1, sizeof(*m));
-	if (entry_dup(entry, &m->entry) < 0) {
-		free(m);
-		return true;
-	}
-	m->failed_now = xcalloc(m->entry.rcpt_count + 1, sizeof(bool));
-	m->next = r->msgs;
-	r->msgs = m;
-	resolve_hosted(r, m);
-
-	const char **dests = xcalloc(m->entry.rcpt_count + 1, sizeof(*dests));
-	size_t ndest = remote_dests(r, &m->entry, dests, m->entry.rcpt_count);
-	if (r->cfg->relay_mode == RELAY_NONE)
-		ndest = 0;
-	bool busy = ndest > 0 && r->job_count > 0 &&
-		    r->job_count + (int)ndest > r->cfg->relay_max_connections;
-	for (size_t k = 0; k < ndest && !busy; k++)
-		busy = jobs_for(r, dests[k]) >= r->cfg->relay_max_per_destination;
-	if (busy) {
-		free(dests);
-		msg_free(r, m);
-		return false;
-	}
-	deliver_local(r, m);
-	if (r->cfg->relay_mode == RELAY_NONE) {
-		for (size_t i = 0; i < m->entry.rcpt_count; i++) {
-			struct queue_rcpt *q = &m->entry.rcpts[i];
-			if (q->state == QUEUE_RCPT_PENDING && !q->local) {
-				q->attempts++;
-				set_str(&q->last_error, "451 4.3.2 relaying is disabled here");
-			}
-		}
-	}
-	/* dests point into m->entry; job_start copies them */
-	for (size_t k = 0; k < ndest; k++) {
-		char dest[256];
-		snprintf(dest, sizeof(dest), "%s", dests[k]);
-		job_start(r, m, dest);
-	}
-	free(dests);
-	if (m->jobs == 0)
-		finish_attempt(r, m);
-	else
-		save_entry(r, &m->entry);   /* local results and resolved recipients */
-	return true;
+	if (!r->stopping)
+		backlog_drain(r);
 }
 
 /* ---- expiry and delay warnings ---- */
@@ -702,7 +127,7 @@ static void expire(struct relay *r, const struct queue_entry *entry)
 {
 	struct queue_entry e;
 	const char *error;
-	if (entry_dup(entry, &e) < 0)
+	if (relay_entry_dup(entry, &e) < 0)
 		return;
 	bool *which = xcalloc(e.rcpt_count + 1, sizeof(bool));
 	for (size_t i = 0; i < e.rcpt_count; i++) {
@@ -716,7 +141,7 @@ static void expire(struct relay *r, const struct queue_entry *entry)
 		log_info("event=relay-expired id=%s rcpt=%s age=%llds last_error=\"%s\"", e.id,
 			 q->address, (long long)(time(NULL) - e.arrival), q->last_error);
 	}
-	send_dsn(r, &e, which, DSN_FAILED);
+	relay_send_dsn(r, &e, which, DSN_FAILED);
 	if (queue_entry_remove(r->svc->queue, e.id, &error) < 0)
 		log_error("event=relay-remove-failed id=%s error=\"%s\"", e.id, error);
 	free(which);
@@ -731,9 +156,9 @@ static void delay_warning(struct relay *r, struct queue_entry *e)
 	for (size_t i = 0; i < e->rcpt_count; i++)
 		which[i] = e->rcpts[i].state == QUEUE_RCPT_PENDING &&
 			   dsn_wanted(&e->rcpts[i], DSN_DELAYED);
-	send_dsn(r, e, which, DSN_DELAYED);
+	relay_send_dsn(r, e, which, DSN_DELAYED);
 	e->delay_warned = true;
-	save_entry(r, e);
+	relay_save_entry(r, e);
 	free(which);
 }
 
@@ -767,10 +192,10 @@ static int scan_one(const struct queue_entry *e, void *ctx)
 	const struct config *cfg = r->cfg;
 	if (r->stopping)
 		return 1;
-	if (msg_find(r, e->id) != NULL || finished_has(r, e->id))
+	if (attempt_in_flight(r, e->id) || finished_has(r, e->id))
 		return 0;   /* in flight, or done and about to go */
 	const char *error;
-	if (pending_count(e) == 0) {
+	if (relay_pending_count(e) == 0) {
 		queue_entry_remove(r->svc->queue, e->id, &error);
 		return 0;
 	}
@@ -784,7 +209,7 @@ static int scan_one(const struct queue_entry *e, void *ctx)
 	bool warned_now = false;
 	if (cfg->relay_delay_warning > 0 && !e->delay_warned && e->sender[0] != '\0') {
 		time_t warn = e->arrival + cfg->relay_delay_warning;
-		if (s->now >= warn && e->attempts > 0 && entry_dup(e, &warned) == 0) {
+		if (s->now >= warn && e->attempts > 0 && relay_entry_dup(e, &warned) == 0) {
 			delay_warning(r, &warned);
 			warned_now = true;
 			e = &warned;
@@ -802,12 +227,30 @@ static int scan_one(const struct queue_entry *e, void *ctx)
 	return 0;
 }
 
+/* inotify on the queue directory; false when the kernel refuses one
+ * (fs.inotify.max_user_instances is per user and shared by every process
+ * of run_as): then the scans poll. */
+static bool relay_watch_queue(struct relay *r)
+{
+	if (r->notify_ev != NULL)
+		return true;
+	int fd = queue_notify_fd(r->svc->queue);
+	if (fd < 0)
+		return false;
+	r->notify_ev = event_new(r->base, fd, EV_READ | EV_PERSIST, relay_notified, r);
+	event_add(r->notify_ev, NULL);
+	log_info("event=relay-watching-queue");
+	return true;
+}
+
 static void relay_scan(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
 	if (r->stopping)
 		return;
 	struct scan s = { r, time(NULL), time(NULL) + RELAY_IDLE_WAKE };
+	if (!relay_watch_queue(r))
+		s.wake = s.now + RELAY_POLL_SECS;
 	const char *error;
 	r->backlog_count = 0;
 	if (queue_list(r->svc->queue, scan_one, &s, &error) < 0)
@@ -816,7 +259,7 @@ static void relay_scan(evutil_socket_t fd, short what, void *arg)
 	relay_wake_at(r, s.wake);
 }
 
-static void relay_wake_at(struct relay *r, time_t t)
+void relay_wake_at(struct relay *r, time_t t)
 {
 	if (r->stopping || r->timer_ev == NULL)
 		return;
@@ -846,10 +289,10 @@ static void backlog_drain(struct relay *r)
 		}
 		struct queue_entry e;
 		const char *error;
-		if (msg_find(r, id) != NULL || finished_has(r, id) ||
+		if (attempt_in_flight(r, id) || finished_has(r, id) ||
 		    queue_entry_get(r->svc->queue, id, &e, &error) != 1)
 			continue;
-		if (e.next_attempt <= now && pending_count(&e) > 0 && !attempt_start(r, &e))
+		if (e.next_attempt <= now && relay_pending_count(&e) > 0 && !attempt_start(r, &e))
 			memcpy(r->backlog[keep++], id, sizeof(id));
 		queue_entry_free(&e);
 	}
@@ -991,13 +434,9 @@ static void relay_begin(struct relay *r)
 	const char *error;
 	if (queue_recover(r->svc->queue, &error) < 0)
 		log_error("event=relay-recover-failed error=\"%s\"", error);
-	int fd = queue_notify_fd(r->svc->queue);
-	if (fd >= 0) {
-		r->notify_ev = event_new(r->base, fd, EV_READ | EV_PERSIST, relay_notified, r);
-		event_add(r->notify_ev, NULL);
-	} else {
-		log_warn("event=relay-no-inotify note=\"new mail waits for the next timer\"");
-	}
+	if (!relay_watch_queue(r))
+		log_warn("event=relay-no-inotify error=\"%s\" note=\"polling every %ds until it "
+			 "works\"", strerror(errno), RELAY_POLL_SECS);
 	r->timer_ev = evtimer_new(r->base, relay_scan, r);
 	r->finished_ev = event_new(r->base, -1, 0, finished_commit, r);
 	r->scan_ev = event_new(r->base, -1, 0, relay_scan, r);
@@ -1047,10 +486,7 @@ int relay_main(const struct config *cfg, struct services *services)
 	if (r.finished_ev != NULL)
 		finished_commit(-1, 0, &r);
 
-	while (r.jobs != NULL)
-		job_free(&r, r.jobs);
-	while (r.msgs != NULL)
-		msg_free(&r, r.msgs);
+	attempt_abandon_all(&r);
 	smtp_client_free_all(&r.clients);
 	free(r.backlog);
 	free(r.finished);
@@ -1075,10 +511,11 @@ int relay_main(const struct config *cfg, struct services *services)
 		explicit_bzero(r.auth_pass, strlen(r.auth_pass));
 	free(r.auth_user);
 	free(r.auth_pass);
-	if (r.lock_fd >= 0)
-		close(r.lock_fd);
 	event_base_free(r.base);
 	log_info("event=relay-stopped");
+	/* the next relay (after a reload) may start only now */
+	if (r.lock_fd >= 0)
+		close(r.lock_fd);
 	return 0;
 }
 

@@ -113,6 +113,11 @@ const char *smtp_client_tls(const struct smtp_client *c)
 	return c->tls;
 }
 
+bool smtp_client_peer_dsn(const struct smtp_client *c)
+{
+	return c->cap_dsn;
+}
+
 int smtp_reply_parse_line(const char *line, size_t len, int *code_r, bool *more_r,
 			  const char **text_r)
 {
@@ -612,6 +617,13 @@ static void transaction_reply(struct smtp_client *c, int code, const char *reply
 				client_send(c, ".");
 			}
 			return;
+		}
+		char text[600];
+		if (code < 400) {
+			/* anything but 354 means no body went: never count it as sent */
+			snprintf(text, sizeof(text), "451 4.5.0 unexpected reply to DATA: %s", reply);
+			code = 451;
+			reply = text;
 		}
 		for (size_t i = 0; i < n; i++) {
 			if (c->accepted[i])

@@ -109,6 +109,25 @@ class Sink:
         return "250 2.0.0 accepted"
 
 
+class SlowSink(Sink):
+    """A Sink that takes its time before answering the final dot."""
+
+    def __init__(self, delay):
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+        await asyncio.sleep(self.delay)
+        return await Sink.handle_DATA(self, server, session, envelope)
+
+
+def subjects_received(sink, prefix):
+    """Sorted subjects "PREFIX N" of every message the sink took."""
+    return sorted(re.search(rb"Subject: (%s \d+)" % prefix.encode(), m[2]).group(1).decode()
+                  for m in sink.messages)
+
+
 def start_smtp(ip, port, handler, tls=None, implicit=False, auth=None):
     kwargs = {}
     if tls is not None and not implicit:
@@ -184,7 +203,7 @@ def relay_server(server_factory, dns, port, **relay):
     section.update({k: str(v) for k, v in relay.items()})
     srv = server_factory(sections={"relay": section})
     srv.add_user(SENDER, "secret-password-1")
-    srv.wait_log(r"event=relay-running")
+    srv.wait_log(r"event=relay-running", timeout=30)
     return srv
 
 
@@ -205,7 +224,7 @@ def inbox(srv, address=SENDER):
     return out
 
 
-def wait_for(predicate, timeout=15, what="condition"):
+def wait_for(predicate, timeout=30, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
@@ -219,7 +238,7 @@ def queue_ids(srv):
     return [line.split("\t")[0] for line in srv.cli("queue", "list").stdout.splitlines()]
 
 
-def wait_queue_empty(srv, timeout=15):
+def wait_queue_empty(srv, timeout=30):
     wait_for(lambda: queue_ids(srv) == [], timeout,
              lambda: "an empty queue:\n" + srv.read_log()[-5000:])
 
@@ -261,7 +280,7 @@ def test_451_then_250_is_retried_and_delivered_once(server_factory, dns):
     try:
         srv = relay_server(server_factory, dns, port)
         qid = inject(srv, ["carol@retry.example"], "retry")
-        srv.wait_log(r"id=%s rcpt=carol@retry\.example .* status=deferred code=451" % qid)
+        srv.wait_log(r"id=%s rcpt=carol@retry\.example .* status=deferred code=451" % qid, timeout=30)
         wait_queue_empty(srv)
         assert len(sink.messages) == 1
         assert sink.rcpt_log.count("carol@retry.example") == 2
@@ -270,7 +289,7 @@ def test_451_then_250_is_retried_and_delivered_once(server_factory, dns):
         ctl.stop()
 
 
-def dsn_for(srv, action, count=1, timeout=15):
+def dsn_for(srv, action, count=1, timeout=30):
     return wait_for(lambda: [m for m in inbox(srv) if "Action: %s" % action in m]
                     if len([m for m in inbox(srv) if "Action: %s" % action in m]) >= count
                     else None, timeout, lambda: "a DSN (%s):\n%s" % (action, srv.read_log()[-5000:]))
@@ -317,8 +336,8 @@ def test_null_mx_nxdomain_bounce_servfail_defers(server_factory, dns):
     text = "\n".join(dsns)
     assert "Final-Recipient: rfc822; x@nullmx.example" in text and "Status: 5.1.10" in text
     assert "Final-Recipient: rfc822; y@nxdomain.example" in text and "Status: 5.1.2" in text
-    srv.wait_log(r"id=%s rcpt=z@servfail\.example .* status=deferred code=451 .*4\.4\.3" % qid)
-    assert queue_ids(srv) == [qid]
+    srv.wait_log(r"id=%s rcpt=z@servfail\.example .* status=deferred code=451 .*4\.4\.3" % qid, timeout=30)
+    wait_for(lambda: queue_ids(srv) == [qid], what="only the SERVFAIL message queued")
     assert "servfail" not in text
 
 
@@ -327,12 +346,14 @@ def test_expiry_with_a_delay_dsn_first(server_factory, dns):
     sink = Sink({"dave@slow.example": ["451 4.2.0 busy, come back"]})
     ctl = start_smtp("127.0.0.6", port, sink)
     try:
-        srv = relay_server(server_factory, dns, port, max_lifetime="5s", delay_warning="2s")
+        # generous for a loaded machine: the delay DSN needs one attempt
+        # within the lifetime
+        srv = relay_server(server_factory, dns, port, max_lifetime="8s", delay_warning="2s")
         qid = inject(srv, ["dave@slow.example"], "expiry")
         delayed = dsn_for(srv, "delayed")[0]
         assert "Final-Recipient: rfc822; dave@slow.example" in delayed
         assert "Will-Retry-Until:" in delayed and "Status: 4.2.0" in delayed
-        failed = dsn_for(srv, "failed", timeout=15)[0]
+        failed = dsn_for(srv, "failed")[0]
         assert "Final-Recipient: rfc822; dave@slow.example" in failed
         assert "451 4.2.0 busy, come back" in failed
         assert "event=relay-expired id=%s" % qid in srv.read_log()
@@ -350,7 +371,7 @@ def test_require_tls_without_starttls_defers(server_factory, dns):
     try:
         srv = relay_server(server_factory, dns, port, require_tls="yes")
         qid = inject(srv, ["erin@notls.example"], "notls")
-        srv.wait_log(r"id=%s rcpt=erin@notls\.example .*status=deferred code=451 .*4\.7\.10" % qid)
+        srv.wait_log(r"id=%s rcpt=erin@notls\.example .*status=deferred code=451 .*4\.7\.10" % qid, timeout=30)
         assert sink.messages == [] and queue_ids(srv) == [qid]
         assert "4.7.10" in srv.cli("queue", "show", qid).stdout
     finally:
@@ -405,7 +426,7 @@ def test_smarthost_with_an_untrusted_certificate_gets_no_credentials(server_fact
     try:
         srv = relay_server(server_factory, dns, port, **relay)
         qid = inject(srv, ["olga@anywhere.example"], "untrusted")
-        srv.wait_log(r"id=%s rcpt=olga@anywhere\.example .*status=deferred code=451" % qid)
+        srv.wait_log(r"id=%s rcpt=olga@anywhere\.example .*status=deferred code=451" % qid, timeout=30)
         assert "certificate verify failed" in srv.read_log()
         assert seen == [] and sink.messages == []
         assert queue_ids(srv) == [qid]
@@ -418,11 +439,16 @@ def test_local_recipients_never_leave(server_factory, dns):
     srv.add_user("henry@" + LOCAL, "secret-password-2")
     srv.cli("alias", "add", "team@" + LOCAL, "henry@" + LOCAL)
     inject(srv, ["team@" + LOCAL], "shortcut")
-    inject(srv, ["--local", "henry@" + LOCAL], "retry-local")
+    inject(srv, ["--notify", "success", "--local", "henry@" + LOCAL], "retry-local")
     wait_queue_empty(srv)
+    delivered = dsn_for(srv, "delivered")[0]
+    assert "Final-Recipient: rfc822; henry@%s" % LOCAL in delivered
+    assert "Subject: Successful Mail Delivery Report" in delivered
     got = wait_for(lambda: inbox(srv, "henry@" + LOCAL) if len(inbox(srv, "henry@" + LOCAL)) == 2
                    else None, what="local deliveries")
     assert any("Subject: shortcut" in m for m in got)
+    assert all(m.startswith("Return-Path: <%s>\r\n" % SENDER) for m in got)
+    assert all(m.startswith("Return-Path: <>\r\n") for m in inbox(srv))   # the DSN
     assert "connecting" not in srv.read_log()
 
 
@@ -431,7 +457,7 @@ def test_queue_cli(server_factory, dns):
                        retry_schedule="1h")
     a = inject(srv, ["ivan@remote.example", "--local", SENDER], "first")
     b = inject(srv, ["judy@remote.example"], "second", extra=("--notify", "failure"))
-    srv.wait_log(r"relay-attempt-done id=%s" % b)
+    srv.wait_log(r"relay-attempt-done id=%s" % b, timeout=30)
     listing = srv.cli("queue", "list").stdout.splitlines()
     assert sorted(l.split("\t")[0] for l in listing) == sorted([a, b])
     first = [l for l in listing if l.startswith(a)][0].split("\t")
@@ -446,11 +472,11 @@ def test_queue_cli(server_factory, dns):
     assert srv.cli("queue", "show", "0000000000000000", check=False).returncode == 1
     # flush: retried now
     srv.cli("queue", "flush", a)
-    srv.wait_log(r"relay-attempt-done id=%s" % a, count=2)
+    srv.wait_log(r"relay-attempt-done id=%s" % a, count=2, timeout=30)
     assert "attempts=2" in [l for l in srv.cli("queue", "list").stdout.splitlines()
                             if l.startswith(a)][0]
     srv.cli("queue", "flush")
-    srv.wait_log(r"relay-attempt-done id=%s" % b, count=2)
+    srv.wait_log(r"relay-attempt-done id=%s" % b, count=2, timeout=30)
     # delete without and with a bounce
     before = len(inbox(srv))
     srv.cli("queue", "delete", a)
@@ -467,14 +493,7 @@ def test_queue_cli(server_factory, dns):
 
 def test_restart_with_a_full_queue_delivers_everything_once(server_factory, dns):
     port = mx_domain(dns, "bulk.example", "127.0.0.9")
-
-    class SlowSink(Sink):
-        async def handle_DATA(self, server, session, envelope):
-            import asyncio
-            await asyncio.sleep(0.1)
-            return await Sink.handle_DATA(self, server, session, envelope)
-
-    sink = SlowSink()
+    sink = SlowSink(0.1)
     ctl = start_smtp("127.0.0.9", port, sink)
     try:
         srv = relay_server(server_factory, dns, port)
@@ -487,9 +506,7 @@ def test_restart_with_a_full_queue_delivers_everything_once(server_factory, dns)
         assert len(queue_ids(srv)) < 30
         srv.start()
         wait_queue_empty(srv, timeout=30)
-        subjects = sorted(re.search(rb"Subject: (bulk \d+)", m[2]).group(1).decode()
-                          for m in sink.messages)
-        assert subjects == sorted("bulk %d" % i for i in range(30)), subjects
+        assert subjects_received(sink, "bulk") == sorted("bulk %d" % i for i in range(30))
         assert len(ids) == 30
     finally:
         ctl.stop()
@@ -502,8 +519,9 @@ import socketserver  # noqa: E402
 
 
 class MiniSMTP:
-    def __init__(self, ip, port, extensions, rules=None):
+    def __init__(self, ip, port, extensions, rules=None, data_reply="354 go ahead"):
         self.extensions = extensions
+        self.data_reply = data_reply
         self.rules = rules or {}
         self.commands = []
         self.bodies = []
@@ -553,7 +571,9 @@ class MiniSMTP:
                 if not rcpts:
                     reply("554 5.5.1 no valid recipients")
                     continue
-                reply("354 go ahead")
+                reply(self.data_reply)
+                if not self.data_reply.startswith("354"):
+                    continue
                 body = b""
                 while True:
                     data = rfile.readline()
@@ -596,7 +616,7 @@ def test_pipelining_dsn_parameters_and_a_large_dot_stuffed_body(server_factory, 
                         "ORCPT=rfc822;Orig@pipe.example",
                         "RCPT TO:<no@pipe.example> NOTIFY=NEVER"]
         # NOTIFY=NEVER: no DSN for the refused one
-        srv.wait_log(r"id=%s rcpt=no@pipe\.example .*status=bounced code=550" % qid)
+        srv.wait_log(r"id=%s rcpt=no@pipe\.example .*status=bounced code=550" % qid, timeout=30)
         time.sleep(0.5)
         assert inbox(srv) == []
         assert "dsn-queued" not in srv.read_log()
@@ -614,9 +634,13 @@ def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
         inject(srv, ["l@old.example"], "utf8", extra=("--smtputf8",))
         inject(srv, ["m@old.example"], "plain")
         wait_queue_empty(srv)
-        inject(srv, ["n@bare.example"], "implicit")
+        inject(srv, ["n@bare.example"], "implicit", extra=("--notify", "success,failure"))
         wait_queue_empty(srv)
+        relayed = dsn_for(srv, "relayed")[0]        # the peer has no DSN to pass it on
+        assert "Final-Recipient: rfc822; n@bare.example" in relayed
+        assert "Status: 2.0.0" in relayed and "text/rfc822-headers" in relayed
         text = "\n".join(dsn_for(srv, "failed", count=2))
+        assert "relayed" not in text
         assert "Final-Recipient: rfc822; k@old.example" in text and "Status: 5.6.3" in text
         assert "Final-Recipient: utf-8; l@old.example" in text and "Status: 5.6.7" in text
         assert [b[0] for b in mini.bodies] == [["m@old.example"], ["n@bare.example"]]
@@ -629,14 +653,7 @@ def test_8bit_and_smtputf8_to_a_peer_without_them_bounce(server_factory, dns):
 
 def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
     port = mx_domain(dns, "reload.example", "127.0.0.13")
-
-    class SlowSink(Sink):
-        async def handle_DATA(self, server, session, envelope):
-            import asyncio
-            await asyncio.sleep(0.2)
-            return await Sink.handle_DATA(self, server, session, envelope)
-
-    sink = SlowSink()
+    sink = SlowSink(0.2)
     ctl = start_smtp("127.0.0.13", port, sink)
     try:
         srv = relay_server(server_factory, dns, port)
@@ -645,16 +662,82 @@ def test_reload_hands_the_queue_to_the_new_relay_once(server_factory, dns):
         wait_for(lambda: len(sink.messages) >= 2, what="first deliveries")
         old = srv.relay_pids()
         srv.proc.send_signal(signal.SIGHUP)
-        srv.wait_log(r"event=relay-started", count=2)
+        srv.wait_log(r"event=relay-started", count=2, timeout=30)
         wait_queue_empty(srv, timeout=30)
-        subjects = sorted(re.search(rb"Subject: (reload \d+)", m[2]).group(1).decode()
-                          for m in sink.messages)
-        assert subjects == sorted("reload %d" % i for i in range(12)), subjects
+        srv.wait_log(r"event=relay-running", count=2, timeout=30)
+        assert subjects_received(sink, "reload") == sorted("reload %d" % i for i in range(12))
         log = srv.read_log()
         assert len(old) == 1 and old[0] not in srv.relay_pids()
         # the new relay started its runner only after the old one stopped
-        assert log.index("event=relay-stopped slot") < log.rindex("event=relay-running")
+        assert log.index("postern[%d] info event=relay-stopped" % old[0]) < \
+            log.rindex("event=relay-running")
         assert len(srv.worker_pids()) == 2
         assert "relay-abandon" not in log          # drained, not cut off
+    finally:
+        ctl.stop()
+
+
+def test_many_recipients_are_split_into_transactions_of_100(server_factory, dns):
+    port = mx_domain(dns, "many.example", "127.0.0.14")
+    mini = MiniSMTP("127.0.0.14", port, ["PIPELINING", "8BITMIME"])
+    try:
+        srv = relay_server(server_factory, dns, port)
+        rcpts = ["p%d@many.example" % i for i in range(150)]
+        inject(srv, rcpts, "many")
+        wait_queue_empty(srv)
+        assert sorted(len(b[0]) for b in mini.bodies) == [50, 100]
+        assert sorted(a for b in mini.bodies for a in b[0]) == sorted(rcpts)
+    finally:
+        mini.stop()
+
+
+def test_a_wrong_reply_to_data_is_never_taken_for_delivery(server_factory, dns):
+    port = mx_domain(dns, "odd.example", "127.0.0.15")
+    mini = MiniSMTP("127.0.0.15", port, ["8BITMIME"], data_reply="250 2.0.0 sure")
+    try:
+        srv = relay_server(server_factory, dns, port, retry_schedule="1h")
+        qid = inject(srv, ["q@odd.example"], "odd")
+        srv.wait_log(r"id=%s rcpt=q@odd\.example .*status=deferred code=451 .*"
+                     r"unexpected reply to DATA" % qid, timeout=30)
+        assert queue_ids(srv) == [qid] and mini.bodies == []
+    finally:
+        mini.stop()
+
+
+class CountingSink(SlowSink):
+    """Counts the transactions it has open at once."""
+
+    def __init__(self):
+        super().__init__(0.3)
+        self.now = self.most = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await SlowSink.handle_DATA(self, server, session, envelope)
+        finally:
+            self.now -= 1
+
+
+@pytest.mark.parametrize("limit", ["max_per_destination", "max_connections"])
+def test_concurrency_is_bounded(server_factory, dns, limit):
+    domains = ["busy.example"] if limit == "max_per_destination" else \
+        ["busy%d.example" % i for i in range(4)]
+    port = free_port_on(["127.0.0.16"])
+    for d in domains:
+        dns.zone[d] = {"MX": [(10, "mx.busy.example")]}
+    dns.zone["mx.busy.example"] = {"A": ["127.0.0.16"]}
+    sink = CountingSink()
+    ctl = start_smtp("127.0.0.16", port, sink)
+    try:
+        srv = relay_server(server_factory, dns, port, **{limit: 2})
+        srv.stop()
+        for i in range(8):
+            inject(srv, ["c%d@%s" % (i, domains[i % len(domains)])], "busy %d" % i)
+        srv.start()
+        wait_queue_empty(srv)
+        assert subjects_received(sink, "busy") == sorted("busy %d" % i for i in range(8))
+        assert sink.most == 2
     finally:
         ctl.stop()
