@@ -173,6 +173,11 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_reply(s, "554 5.7.1 Relay access denied: this server delivers only locally");
 			return;
 		}
+		/* the relay has no BDAT: binary content could only bounce later */
+		if (t->params.body == SMTP_BODY_BINARYMIME) {
+			smtp_reply(s, "554 5.6.3 BINARYMIME cannot be relayed to other servers");
+			return;
+		}
 	}
 
 	if (t->rcpt_count == t->rcpt_cap) {

@@ -513,3 +513,12 @@ def test_local_and_remote_in_one_message(mta):
     with open(os.path.join(qdir, spooled[0]), "rb") as f:
         assert f.read() == local[0]       # the same bytes, written once
     assert os.listdir(os.path.join(mta.data_dir, "tmp")) == []
+
+
+def test_binarymime_only_for_local_recipients(mta):
+    s = submit(mta)
+    assert s.mail(USER, ["BODY=BINARYMIME"])[0] == 250
+    code, text = s.rcpt("far@elsewhere.example")
+    assert code == 554 and text.startswith(b"5.6.3")
+    assert s.rcpt("bob@example.org")[0] == 250
+    s.quit()
