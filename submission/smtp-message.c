@@ -95,23 +95,29 @@ static bool scan_word(struct addr_scan *s, struct buf *out)
 	return true;
 }
 
+/* word *("." word): a dot-atom local part or domain (obsolete forms with
+ * comments around the dots allowed). */
+static bool scan_dotted(struct addr_scan *s, struct buf *out)
+{
+	if (!scan_word(s, out))
+		return false;
+	for (;;) {
+		skip_cfws(s);
+		if (s->p >= s->end || *s->p != '.')
+			return true;
+		s->p++;
+		buf_append_char(out, '.');
+		if (!scan_word(s, out))
+			return false;
+	}
+}
+
 /* addr-spec = local-part "@" domain; the domain is lowercased. */
 static char *scan_addr_spec(struct addr_scan *s)
 {
 	struct buf a = BUF_INIT;
-	if (!scan_word(s, &a))
+	if (!scan_dotted(s, &a))
 		goto fail;
-	for (;;) {
-		skip_cfws(s);
-		if (s->p < s->end && *s->p == '.') {
-			s->p++;
-			buf_append_char(&a, '.');
-			if (!scan_word(s, &a))
-				goto fail;
-			continue;
-		}
-		break;
-	}
 	if (s->p >= s->end || *s->p != '@')
 		goto fail;
 	s->p++;
@@ -126,20 +132,8 @@ static char *scan_addr_spec(struct addr_scan *s)
 			goto fail;
 		s->p++;
 		buf_append(&a, start, (size_t)(s->p - start));
-	} else {
-		if (!scan_word(s, &a))
-			goto fail;
-		for (;;) {
-			skip_cfws(s);
-			if (s->p < s->end && *s->p == '.') {
-				s->p++;
-				buf_append_char(&a, '.');
-				if (!scan_word(s, &a))
-					goto fail;
-				continue;
-			}
-			break;
-		}
+	} else if (!scan_dotted(s, &a)) {
+		goto fail;
 	}
 	for (size_t i = domain_at; i < a.len; i++) {
 		if (a.data[i] >= 'A' && a.data[i] <= 'Z')

@@ -188,6 +188,19 @@ class Server:
                                                   self.read_log())}
         return [p for p in self.child_pids() if p in workers]
 
+    def crash(self):
+        """The whole server dies at once (SIGKILL to the master and every
+        child), like a power cut for the processes; start() brings it back."""
+        children = self.child_pids()
+        self.proc.kill()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.stop()
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         """Stops the server; returns its exit status (None if not running)."""
         if self.proc is None:

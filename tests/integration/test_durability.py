@@ -132,15 +132,7 @@ def test_acknowledged_mail_survives_sigkill(server_factory):
             action += 1
             if action % 5 == 0:
                 # the whole server at once, then a restart
-                pids = srv.worker_pids()
-                srv.proc.kill()
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                srv.proc.wait()
-                srv.stop()
+                srv.crash()
                 srv.start()
                 assert srv.proc is not None
                 restarts += 1

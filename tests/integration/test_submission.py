@@ -4,7 +4,6 @@ read back from the Maildir the store wrote."""
 
 import base64
 import os
-import signal
 import smtplib
 import socket
 import subprocess
@@ -431,16 +430,7 @@ def test_kill_after_250_keeps_message(mta):
     s = submit(mta)
     s.sendmail(USER, ["bob@example.org"], message(subject="durable"))
     # no QUIT: the whole server dies at once
-    os.killpg(os.getpgid(mta.proc.pid), signal.SIGKILL) if False else None
-    pids = mta.worker_pids()
-    mta.proc.kill()
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    mta.proc.wait()
-    mta.stop()
+    mta.crash()
     mta.start()
     msgs = mta.messages("bob@example.org")
     assert len(msgs) == 1 and b"Subject: durable" in msgs[0]
