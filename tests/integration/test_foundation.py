@@ -17,7 +17,7 @@ import time
 import pytest
 
 from harness import (client_context, make_cert, raw_connect, read_line, read_until,
-                     run_postern, run_as_user, POSTERN)
+                     run_postern, run_as_user)
 
 
 def still_serving(server):

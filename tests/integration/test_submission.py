@@ -5,13 +5,12 @@ read back from the Maildir the store wrote."""
 import base64
 import os
 import smtplib
-import socket
 import subprocess
 import time
 
 import pytest
 
-from harness import client_context, raw_connect, read_line, read_until, POSTERN
+from harness import client_context, raw_connect, read_line, read_until
 import scram
 
 PASSWORD = 'p"a ss#w%rd\\x'     # quoting trouble for every client config
