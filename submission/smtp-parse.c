@@ -222,6 +222,10 @@ static int parse_path(const char **pp, bool is_mail, bool utf8_ok, struct pool *
 		return -1;
 	}
 	size_t len = (size_t)(end - start);
+	if (end[1] != '\0' && end[1] != ' ') {   /* parameters follow a space */
+		*reply_r = bad;
+		return -1;
+	}
 	if (len > SMTP_MAX_PATH) {
 		*reply_r = is_mail ? "501 5.1.7 Sender address too long" :
 				     "501 5.1.3 Recipient address too long";
@@ -309,10 +313,6 @@ int smtp_parse_mail(const char *args, struct pool *pool, struct smtp_path *path_
 	 * accept it here and check once the parameters are known */
 	if (parse_path(&p, true, true, pool, path_r, reply_r) < 0)
 		return -1;
-	if (*p != '\0' && *p != ' ') {
-		*reply_r = "501 5.1.7 Bad sender address syntax";
-		return -1;
-	}
 	char *key, *value;
 	while (next_param(&p, pool, &key, &value, reply_r)) {
 		if (key == NULL)
@@ -435,10 +435,6 @@ int smtp_parse_rcpt(const char *args, struct pool *pool, struct smtp_path *path_
 	const char *p = args + 3;
 	if (parse_path(&p, false, true, pool, path_r, reply_r) < 0)
 		return -1;
-	if (*p != '\0' && *p != ' ') {
-		*reply_r = "501 5.1.3 Bad recipient address syntax";
-		return -1;
-	}
 	char *key, *value;
 	while (next_param(&p, pool, &key, &value, reply_r)) {
 		if (key == NULL)
