@@ -423,10 +423,10 @@ int config_load(struct config *cfg, const char *path, const char **error_r)
 int config_validate(const struct config *cfg, const char **error_r)
 {
 	static char msg[700];
-	bool any_tls = false;
+	bool any_listener = false;
 	for (int i = 0; i < LISTEN_COUNT; i++) {
 		if (cfg->listen[i] != NULL)
-			any_tls = true;   /* every listener offers TLS */
+			any_listener = true;   /* and every listener offers TLS */
 	}
 	if (cfg->hostname == NULL || cfg->hostname[0] == '\0') {
 		*error_r = "hostname: must not be empty";
@@ -436,7 +436,7 @@ int config_validate(const struct config *cfg, const char **error_r)
 		*error_r = "data_dir: must be an absolute path";
 		return -1;
 	}
-	if (any_tls) {
+	if (any_listener) {
 		const char *files[2] = { cfg->tls_cert, cfg->tls_key };
 		const char *names[2] = { "[tls] cert", "[tls] key" };
 		for (int i = 0; i < 2; i++) {

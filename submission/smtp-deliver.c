@@ -76,7 +76,7 @@ static void fill_queue_rcpt(struct queue_rcpt *q, const struct target *tg)
 	q->address = (char *)tg->address;
 	q->notify = p->notify;
 	/* RFC 3461 4.2: keep what the client named, for Original-Recipient */
-	q->orcpt = p->orcpt != NULL ? p->orcpt : NULL;
+	q->orcpt = p->orcpt;
 	q->local = tg->local;
 	q->state = QUEUE_RCPT_PENDING;
 }
