@@ -2,6 +2,7 @@
 #include "core/buf.h"
 
 #include <ini.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -175,6 +176,13 @@ int config_split_hostport(const char *text, char *host, size_t host_size,
 	}
 	if (hlen == 0 || hlen >= host_size)
 		return -1;
+	for (size_t i = 0; i < hlen; i++) {
+		char ch = hstart[i];
+		if (!isalnum((unsigned char)ch) && strchr(".-_:%*", ch) == NULL)
+			return -1;
+	}
+	if (!isdigit((unsigned char)colon[1]))
+		return -1;
 	char *end;
 	errno = 0;
 	long port = strtol(colon + 1, &end, 10);
@@ -235,6 +243,14 @@ static const char *config_set(struct config *cfg, const struct config_key *key,
 	int iv;
 	size_t sv;
 	char host[256];
+
+	/* what `postern check` prints must read back the same */
+	for (const char *p = value; p != NULL && *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return "control character in value";
+	}
+	if (value != NULL && value[0] == ';')
+		return "a value cannot start with ';' (a comment)";
 
 	switch (key->type) {
 	case CT_STRING:
@@ -348,6 +364,42 @@ struct load_ctx {
 	bool failed;
 };
 
+/* inih's line source. It would split a line longer than its buffer into
+ * two lines and join an indented line to the value before it; here a long
+ * line or a NUL byte is an error (reported by config_load_stream), and
+ * leading blanks are dropped, so indenting a key only indents it. */
+struct config_reader {
+	FILE *f;
+	int lineno;
+	const char *error;      /* why reading stopped early, or NULL */
+};
+
+static char *config_read_line(char *str, int num, void *stream)
+{
+	struct config_reader *r = stream;
+	int c = getc(r->f);
+	if (c == EOF)
+		return NULL;
+	r->lineno++;
+	while (c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r')
+		c = getc(r->f);
+	int len = 0;
+	for (; c != EOF && c != '\n'; c = getc(r->f)) {
+		if (c == '\0') {
+			r->error = "NUL byte in line";
+			return NULL;
+		}
+		if (len + 2 >= num) {
+			r->error = "line too long";
+			return NULL;
+		}
+		str[len++] = (char)c;
+	}
+	str[len++] = '\n';
+	str[len] = '\0';
+	return str;
+}
+
 static int config_ini_handler(void *user, const char *section, const char *name,
 			      const char *value)
 {
@@ -370,7 +422,7 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 		}
 	}
 	size_t len = strlen(clean);
-	while (len > 0 && (clean[len - 1] == ' ' || clean[len - 1] == '\t'))
+	while (len > 0 && isspace((unsigned char)clean[len - 1]))   /* as inih does */
 		clean[--len] = '\0';
 	value = clean;
 	const struct config_key *key = config_find(section, name);
@@ -404,10 +456,23 @@ int config_load(struct config *cfg, const char *path, const char **error_r)
 		*error_r = msg;
 		return -1;
 	}
-	struct load_ctx ctx = { cfg, false };
-	config_error[0] = '\0';
-	int line = ini_parse_file(f, config_ini_handler, &ctx);
+	int ret = config_load_stream(cfg, f, path, error_r);
 	fclose(f);
+	return ret;
+}
+
+int config_load_stream(struct config *cfg, FILE *f, const char *path,
+		       const char **error_r)
+{
+	static char msg[700];
+	struct load_ctx ctx = { cfg, false };
+	struct config_reader reader = { f, 0, NULL };
+	config_error[0] = '\0';
+	int line = ini_parse_stream(config_read_line, &reader, config_ini_handler, &ctx);
+	if (line == 0 && reader.error != NULL) {
+		line = reader.lineno;
+		snprintf(config_error, sizeof(config_error), "%s", reader.error);
+	}
 	if (line != 0) {
 		if (config_error[0] == '\0')
 			snprintf(config_error, sizeof(config_error), "syntax error");

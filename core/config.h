@@ -88,6 +88,9 @@ void config_init_defaults(struct config *cfg);
 /* Loads path over the defaults. On error returns -1 and a message
  * "FILE:LINE: what is wrong" in error_r (static storage). */
 int config_load(struct config *cfg, const char *path, const char **error_r);
+/* The same from an open stream; PATH names it in messages. */
+int config_load_stream(struct config *cfg, FILE *f, const char *path,
+		       const char **error_r);
 /* Cross-key checks that need every key read (files readable, ...). */
 int config_validate(const struct config *cfg, const char **error_r);
 /* Prints every effective setting as INI, one key a line. */

@@ -2,6 +2,7 @@
 #include "core/config.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static const char *write_file(const char *name, const char *text)
 {
@@ -57,6 +58,17 @@ static void test_full_file(void)
 	TEST_ASSERT_INT(cfg.relay_retry_schedule[2], 3);
 	TEST_ASSERT_INT(cfg.relay_max_lifetime, 7200);
 	config_free(&cfg);
+
+	/* an indented key is just a key, not the continuation of the one
+	 * before it; CRLF line ends are fine */
+	path = write_file("indent.conf", "hostname = a.example\r\n   workers = 2\r\n"
+			  "[smtp]\r\n\tmax_message_size = 1M\r\n");
+	config_init_defaults(&cfg);
+	TEST_ASSERT_INT(config_load(&cfg, path, &error), 0);
+	TEST_ASSERT_STR(cfg.hostname, "a.example");
+	TEST_ASSERT_INT(cfg.workers, 2);
+	TEST_ASSERT_INT(cfg.smtp_max_message_size, 1024 * 1024);
+	config_free(&cfg);
 }
 
 static void expect_error(const char *text, const char *want)
@@ -86,6 +98,25 @@ static void test_errors(void)
 	expect_error("[relay]\nretry_schedule = \n", "bad.conf:2");
 	expect_error("[smtp]\nmax_message_size = lots\n", "max_message_size: must be a size");
 	expect_error("this is not ini\n", "bad.conf:1:");
+	/* inih would split a long line in two and read the tail as a line */
+	char long_line[400];
+	snprintf(long_line, sizeof(long_line), "hostname = a\ndata_dir = /%0300d\n", 0);
+	expect_error(long_line, "bad.conf:2: line too long");
+	{
+		static const char nul_text[] = "workers = 2\nhostname = a\0b\n";
+		FILE *f = fmemopen((void *)nul_text, sizeof(nul_text) - 1, "r");
+		struct config cfg;
+		const char *error = NULL;
+		config_init_defaults(&cfg);
+		TEST_ASSERT_INT(config_load_stream(&cfg, f, "nul.conf", &error), -1);
+		TEST_ASSERT(error != NULL && strstr(error, "nul.conf:2: NUL byte") != NULL);
+		fclose(f);
+		config_free(&cfg);
+	}
+	expect_error("hostname = a\vb\n", "bad.conf:1: hostname: control character");
+	expect_error("hostname =;x\n", "bad.conf:1: hostname: a value cannot start with ';'");
+	expect_error("[listen]\nimap = a b:143\n", "bad.conf:2: imap: must be ADDRESS:PORT");
+	expect_error("[listen]\nimap = 1.2.3.4: 143\n", "bad.conf:2: imap: must be ADDRESS:PORT");
 
 	struct config cfg;
 	const char *error = NULL;
