@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """POP3 load, Postern against Dovecot's pop3 (Debian's dovecot-pop3d), side
 by side in one run on copies of the same Maildirs.
 

@@ -368,15 +368,18 @@ static bool job_start(struct relay *r, struct relay_msg *m, const char *dest, bo
 
 /* Recipients in hosted domains never leave: resolve them here (aliases,
  * catch-alls) into hosted mailboxes flagged local. */
-static void resolve_hosted(struct relay *r, struct relay_msg *m)
+/* Returns whether it changed any recipient. */
+static bool resolve_hosted(struct relay *r, struct relay_msg *m)
 {
 	struct queue_entry *e = &m->entry;
 	size_t n = e->rcpt_count;
+	bool changed = false;
 	for (size_t i = 0; i < n; i++) {
 		struct queue_rcpt *q = &e->rcpts[i];
 		if (q->state != QUEUE_RCPT_PENDING || q->local ||
 		    !auth_domain_is_local(r->svc->auth, rcpt_domain(q->address)))
 			continue;
+		changed = true;
 		struct auth_recipients list = { NULL, 0 };
 		const char *error;
 		int rc = auth_resolve_recipient(r->svc->auth, q->address, &list, &error);
@@ -411,6 +414,7 @@ static void resolve_hosted(struct relay *r, struct relay_msg *m)
 		}
 		auth_recipients_free(&list);
 	}
+	return changed;
 }
 
 static int store_write(struct store_delivery *d, const char *spool, const char **error_r)
@@ -440,8 +444,9 @@ static int store_write(struct store_delivery *d, const char *spool, const char *
 	return ret;
 }
 
-/* Hosted mailboxes get the message through the store, now. */
-static void deliver_local(struct relay *r, struct relay_msg *m)
+/* Hosted mailboxes get the message through the store, now. Returns
+ * whether there were any. */
+static bool deliver_local(struct relay *r, struct relay_msg *m)
 {
 	struct queue_entry *e = &m->entry;
 	size_t n = 0;
@@ -498,6 +503,7 @@ static void deliver_local(struct relay *r, struct relay_msg *m)
 out:
 	free(sr);
 	free(idx);
+	return n > 0;
 }
 
 /* ---- starting an attempt ---- */
@@ -534,7 +540,7 @@ bool attempt_start(struct relay *r, const struct queue_entry *entry)
 	m->outcome = xcalloc(m->entry.rcpt_count + 1, 1);
 	m->next = r->msgs;
 	r->msgs = m;
-	resolve_hosted(r, m);
+	bool changed = resolve_hosted(r, m);
 
 	const char **dests = xcalloc(m->entry.rcpt_count + 1, sizeof(*dests));
 	size_t ndest = remote_dests(r, &m->entry, dests, m->entry.rcpt_count);
@@ -549,8 +555,9 @@ bool attempt_start(struct relay *r, const struct queue_entry *entry)
 		msg_free(r, m);
 		return false;
 	}
-	deliver_local(r, m);
+	changed |= deliver_local(r, m);
 	if (r->cfg->relay_mode == RELAY_NONE) {
+		changed = true;
 		for (size_t i = 0; i < m->entry.rcpt_count; i++) {
 			struct queue_rcpt *q = &m->entry.rcpts[i];
 			if (q->state == QUEUE_RCPT_PENDING && !q->local) {
@@ -571,7 +578,7 @@ bool attempt_start(struct relay *r, const struct queue_entry *entry)
 	free(dests);
 	if (m->jobs == 0)
 		finish_attempt(r, m);
-	else
+	else if (changed)
 		relay_save_entry(r, &m->entry);   /* local results and resolved recipients */
 	return true;
 }

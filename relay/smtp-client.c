@@ -18,6 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -819,6 +821,13 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_client *c = arg;
 	if (what & BEV_EVENT_CONNECTED) {
+		/* commands and the message go out in whole writes of ours;
+		 * Nagle would hold the last small one (".", QUIT) for an ACK
+		 * the peer delays */
+		int one = 1;
+		if (c->state == CS_CONNECTING)
+			(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+					 &one, sizeof(one));
 		if (c->state == CS_TLS_HANDSHAKE || c->p.tls == SMTP_TLS_IMPLICIT) {
 			SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 			c->tls_active = ssl != NULL;
