@@ -203,9 +203,11 @@ int store_mailbox_create(struct store_account *acct, const char *name,
  * children of a \NonExistent parent). INBOX cannot be deleted. */
 int store_mailbox_delete(struct store_account *acct, const char *name,
 			 const char **error_r);
-/* Renames the mailbox and all its children. Renaming INBOX creates the
- * new mailbox and moves every INBOX message into it; INBOX stays, empty
- * (RFC 3501 6.3.5). */
+/* Renames the mailbox and all its children; their subscriptions (also
+ * those of names under it that do not exist) move to the new names, as in
+ * Dovecot. Renaming INBOX creates the new mailbox and moves every INBOX
+ * message into it; INBOX stays, empty, and stays subscribed (RFC 3501
+ * 6.3.5). */
 int store_mailbox_rename(struct store_account *acct, const char *old_name,
 			 const char *new_name, const char **error_r);
 int store_mailbox_subscribe(struct store_account *acct, const char *name,

@@ -506,6 +506,66 @@ static void test_mailbox_ops(void)
 	close_store();
 }
 
+/* The subscribed names matching pattern, joined with spaces. */
+static const char *subscribed(struct store_account *acct, const char *pattern)
+{
+	static char out[1024];
+	struct store_list list;
+	const char *error;
+	out[0] = '\0';
+	TEST_ASSERT_INT(store_mailbox_list(acct, pattern, true, &list, &error), 0);
+	for (size_t i = 0; i < list.count; i++) {
+		if ((list.entries[i].attrs & STORE_LIST_SUBSCRIBED) == 0)
+			continue;
+		size_t len = strlen(out);
+		snprintf(out + len, sizeof(out) - len, "%s%s", len > 0 ? " " : "",
+			 list.entries[i].name);
+	}
+	store_list_free(&list);
+	return out;
+}
+
+static void test_rename_subscriptions(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "r@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Work", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Work/Äb", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Workshop", 0, &error), 0);
+	const char *subs[] = { "Work", "Work/Äb", "Work/Gone", "Workshop", "Other" };
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+		TEST_ASSERT_INT(store_mailbox_subscribe(acct, subs[i], true, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Work", "Old/Job", &error), 0);
+	/* the mailbox, its children (also a subscribed name that does not
+	 * exist) move; "Workshop" is not a child */
+	TEST_ASSERT_STR(subscribed(acct, "Old/*"), "Old/Job Old/Job/Gone Old/Job/Äb");
+	TEST_ASSERT_STR(subscribed(acct, "Work*"), "Workshop");
+	TEST_ASSERT_STR(subscribed(acct, "Other"), "Other");
+
+	/* a failed rename moves nothing */
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Old/Job", "Workshop", &error),
+			STORE_ERR_EXISTS);
+	TEST_ASSERT_STR(subscribed(acct, "Old/*"), "Old/Job Old/Job/Gone Old/Job/Äb");
+
+	/* up the hierarchy: the new name of one is the old name of another */
+	TEST_ASSERT_INT(store_mailbox_create(acct, "A/B", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_subscribe(acct, "A/B/B/C", true, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_subscribe(acct, "A/B/C", true, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "A/B", "A", &error), 0);
+	TEST_ASSERT_STR(subscribed(acct, "A/*"), "A/B/C A/C");
+
+	/* renaming INBOX leaves INBOX (and its subscription) in place */
+	TEST_ASSERT_INT(deliver("r@d", msg1, NULL), 0);
+	TEST_ASSERT_STR(subscribed(acct, "INBOX"), "INBOX");
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "INBOX", "Saved", &error), 0);
+	TEST_ASSERT_STR(subscribed(acct, "INBOX"), "INBOX");
+	TEST_ASSERT_STR(subscribed(acct, "Saved"), "");
+	store_account_close(&acct);
+	close_store();
+}
+
 static void test_patterns_and_names(void)
 {
 	TEST_ASSERT(store_pattern_match("*", "a/b/c"));
@@ -954,6 +1014,7 @@ int main(void)
 	test_run("flags_modseq", test_flags_modseq);
 	test_run("copy_move", test_copy_move);
 	test_run("mailbox_ops", test_mailbox_ops);
+	test_run("rename_subscriptions", test_rename_subscriptions);
 	test_run("patterns_and_names", test_patterns_and_names);
 	test_run("self_heal", test_self_heal);
 	test_run("dovecot_import", test_dovecot_import);
