@@ -91,6 +91,52 @@ int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_
 	return 0;
 }
 
+static int modseq_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Drops the oldest expunge records of the mailbox down to
+ * STORE_EXPUNGE_LOG_KEEP; the floor moves to the newest one dropped (every
+ * MODSEQ is used once per mailbox, so exactly the surplus goes). */
+static void expunge_log_prune(struct store_account *acct, MDB_txn *txn,
+			      struct mbox_rec *mrec)
+{
+	MDB_cursor *cur;
+	if (mdb_cursor_open(txn, acct->db_expunged, &cur) != 0)
+		return;
+	uint64_t *modseqs = NULL;
+	size_t count = 0, cap = 0;
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, mrec->id, 0, &started, &uid, &v)) {
+		if (count == cap) {
+			cap = cap == 0 ? STORE_EXPUNGE_LOG_MAX + 1 : cap * 2;
+			modseqs = xrealloc(modseqs, cap * sizeof(*modseqs));
+		}
+		memcpy(&modseqs[count++], v.mv_data, sizeof(*modseqs));
+	}
+	if (count > STORE_EXPUNGE_LOG_KEEP) {
+		qsort(modseqs, count, sizeof(*modseqs), modseq_cmp);
+		uint64_t floor = modseqs[count - STORE_EXPUNGE_LOG_KEEP - 1];
+		started = false;
+		while (index_id_next(cur, mrec->id, 0, &started, &uid, &v)) {
+			uint64_t m;
+			memcpy(&m, v.mv_data, sizeof(m));
+			if (m <= floor)
+				mdb_cursor_del(cur, 0);
+		}
+		if (floor > mrec->expunge_floor)
+			mrec->expunge_floor = floor;
+		count = STORE_EXPUNGE_LOG_KEEP;
+	}
+	mrec->expunge_log = (uint32_t)count;
+	mdb_cursor_close(cur);
+	free(modseqs);
+}
+
 int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name,
 		      struct mbox_rec *mrec, uint32_t uid, const struct msg_rec *rec,
 		      const char *base)
@@ -108,6 +154,8 @@ int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name
 	if (ret != 0)
 		return acct_fail(acct, NULL, STORE_ERR_INTERNAL, "index: expunge: %s",
 				 mdb_strerror(ret));
+	if (++mrec->expunge_log > STORE_EXPUNGE_LOG_MAX)
+		expunge_log_prune(acct, txn, mrec);
 	msgrec_account(mrec, &copy, -1);
 	index_quota_add(acct, txn, -(int64_t)copy.size);
 	/* unlink before the commit: a crash in between leaves a vanished

@@ -14,6 +14,15 @@
 #define STORE_MAPSIZE ((size_t)8 << 30)
 #define STORE_MAXREADERS 1024
 #define STORE_IDLE_ACCOUNTS 8    /* closed accounts kept open per process */
+/* Expunge log per mailbox (QRESYNC VANISHED): at STORE_EXPUNGE_LOG_MAX
+ * records the oldest are dropped down to STORE_EXPUNGE_LOG_KEEP. A count,
+ * not an age: it bounds the space (about 40 bytes a record, so < 500 KB a
+ * mailbox) whatever the expunge rate, and the window only decides how
+ * exact an answer is, never whether it is right: a client behind the
+ * window is told every UID of its range that no longer exists. The slack
+ * makes the pruning scan cost ~6 record reads per expunge. */
+#define STORE_EXPUNGE_LOG_KEEP 10000
+#define STORE_EXPUNGE_LOG_MAX 12000
 
 struct store {
 	char *data_dir;
@@ -82,6 +91,12 @@ struct mbox_rec {
 				    the store's own change */
 	uint32_t needs_rescan;   /* a change may have been lost (a crash, a
 				    reboot): only a full scan clears it */
+	/* the expunge log (db_expunged) is bounded: it holds every expunge
+	 * with a MODSEQ > expunge_floor (0: every one since creation) */
+	uint64_t expunge_floor;
+	uint32_t expunge_log;    /* records in it (approximate for records
+				    written before it was counted) */
+	uint32_t pad;
 };
 
 /* The store's own change to a mailbox's directories, made under the writer
@@ -151,7 +166,8 @@ int index_meta_put(struct store_account *acct, MDB_txn *txn, const char *key, ui
 void msgrec_account(struct mbox_rec *mrec, const struct msg_rec *msg, int sign);
 int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
 		  const struct msg_rec *rec, const char *base);
-/* Removes the message: index, counters, expunge log, quota, the file. */
+/* Removes the message: index, counters, expunge log (pruned to its bound,
+ * moving mrec->expunge_floor), quota, the file. */
 int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name,
 		      struct mbox_rec *mrec, uint32_t uid, const struct msg_rec *rec,
 		      const char *base);

@@ -398,7 +398,10 @@ int store_msg_expunge(struct store_mailbox *mbox, const struct store_uidset *set
 		      const char **error_r);
 
 /* CONDSTORE/QRESYNC: messages whose MODSEQ > modseq (changed_r) and UIDs
- * expunged with a MODSEQ > modseq (vanished_r), both ascending. */
+ * expunged with a MODSEQ > modseq (vanished_r), both ascending. The
+ * expunge log is bounded; for a modseq older than what it still covers,
+ * vanished_r is every UID below UIDNEXT that no longer exists (a superset
+ * that RFC 7162 allows for VANISHED (EARLIER)), so callers need not know. */
 int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 			struct store_uids *changed_r, struct store_uids *vanished_r,
 			const char **error_r);
