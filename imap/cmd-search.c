@@ -1,11 +1,16 @@
 /* SEARCH and UID SEARCH (RFC 3501 6.4.4 / RFC 9051 6.4.4) with ESEARCH
  * result options (RFC 4731) and SEARCHRES (RFC 5182). Keys are parsed
  * into a tree and evaluated per message, cheapest data first: the index
- * record (flags, sizes, dates), then the cache (envelope fields, Date:),
- * then the file (HEADER, BODY, TEXT). */
+ * record (flags, sizes, dates), then the cache (envelope fields, Date:,
+ * HEADER on a cached field), then the file (other HEADER fields, BODY,
+ * TEXT). One store iterator walks the whole mailbox in one read snapshot;
+ * the cache record is looked at in place, only for messages that get that
+ * far, and nothing is allocated per message on the index/cache paths. */
 #include "imap/imap-private.h"
 #include "store/store.h"
 
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,28 +269,18 @@ static struct search_key *parse_key(struct search_parser *p)
 
 struct search_msg {
 	struct store_mailbox *mbox;
+	struct store_iter *iter;   /* positioned on msg */
 	struct store_msg msg;
 	bool have_cache;
-	struct store_cache cache;
+	struct store_cache cache;  /* points into the iterator's snapshot */
 	bool failed;
 };
-
-static bool contains_ci(const char *hay, size_t hlen, const char *needle)
-{
-	size_t nlen = strlen(needle);
-	if (nlen == 0)
-		return true;
-	for (size_t i = 0; i + nlen <= hlen; i++)
-		if (ascii_strncasecmp(hay + i, needle, nlen) == 0)
-			return true;
-	return false;
-}
 
 static const struct store_cache *msg_cache(struct search_msg *m)
 {
 	const char *error;
 	if (!m->have_cache) {
-		if (store_msg_cache(m->mbox, m->msg.uid, &m->cache, &error) < 0) {
+		if (store_iter_cache(m->iter, &m->cache, &error) < 0) {
 			m->failed = true;
 			return NULL;
 		}
@@ -299,18 +294,60 @@ static time_t day_of(time_t t)
 	return t - (t % 86400 + 86400) % 86400;
 }
 
+/* HEADER name value from the cache's decoded fields: 1 or 0, or -1 when
+ * the cache cannot tell and the file must be read. The cache holds the
+ * unfolded, RFC 2047-decoded value with leading white space trimmed: the
+ * last Subject:/Message-ID:/In-Reply-To:/References: (as ENVELOPE and
+ * SUBJECT see a repeated one) and every From:/To:/Cc:/Bcc: joined by
+ * ", ", and "" for a field that is absent. */
+static int header_from_cache(const struct store_cache *c, const char *name,
+			     const char *value)
+{
+	static const struct { const char *name; size_t offset; bool list; } fields[] = {
+		{ "Subject", offsetof(struct store_cache, subject), false },
+		{ "From", offsetof(struct store_cache, from), true },
+		{ "To", offsetof(struct store_cache, to), true },
+		{ "Cc", offsetof(struct store_cache, cc), true },
+		{ "Bcc", offsetof(struct store_cache, bcc), true },
+		{ "Message-ID", offsetof(struct store_cache, message_id), false },
+		{ "In-Reply-To", offsetof(struct store_cache, in_reply_to), false },
+		{ "References", offsetof(struct store_cache, references), false },
+	};
+	size_t i = 0;
+	while (i < sizeof(fields) / sizeof(fields[0]) && ascii_strcasecmp(name, fields[i].name) != 0)
+		i++;
+	if (i == sizeof(fields) / sizeof(fields[0]))
+		return -1;
+	const char *cached = *(const char *const *)((const char *)c + fields[i].offset);
+	if (cached == NULL)
+		return -1;
+	/* "" is also what an absent field gives: only a value says present */
+	if (value[0] == '\0')
+		return cached[0] != '\0' ? 1 : -1;
+	/* the trimmed leading white space, or a match across two joined
+	 * fields, is for the file to decide */
+	if (value[0] == ' ' || value[0] == '\t')
+		return -1;
+	if (!store_contains_ci(cached, strlen(cached), value))
+		return 0;
+	return fields[i].list && strchr(value, ',') != NULL ? -1 : 1;
+}
+
 static bool header_matches(struct search_msg *m, const char *name, const char *value)
 {
 	const struct store_cache *c = msg_cache(m);
 	if (c == NULL || c->part_count == 0)
 		return false;
+	int cached = header_from_cache(c, name, value);
+	if (cached >= 0)
+		return cached == 1;
 	uint64_t len = c->parts[0].body_offset - c->parts[0].header_offset;
 	if (len > 1024 * 1024)
 		len = 1024 * 1024;
-	int fd;
+	/* the iterator's path first; the store finds a file that moved */
+	int fd = open(m->msg.path, O_RDONLY | O_CLOEXEC);
 	const char *error;
-	m->have_cache = false;   /* opening the file is a store call */
-	if (store_msg_open_fd(m->mbox, m->msg.uid, &fd, &error) < 0)
+	if (fd < 0 && store_msg_open_fd(m->mbox, m->msg.uid, &fd, &error) < 0)
 		return false;
 	char *header = xmalloc((size_t)len + 1);
 	ssize_t n = pread(fd, header, (size_t)len, 0);
@@ -331,7 +368,7 @@ static bool header_matches(struct search_msg *m, const char *name, const char *v
 							   (next[1] != ' ' && next[1] != '\t'))))
 			next++;
 		char *decoded = store_decode_header(colon + 1, (size_t)(next - colon - 1));
-		found = decoded != NULL && contains_ci(decoded, strlen(decoded), value);
+		found = decoded != NULL && store_contains_ci(decoded, strlen(decoded), value);
 		free(decoded);
 		p = next + 1;
 	}
@@ -391,7 +428,6 @@ static bool key_match(struct imap_session *s, struct search_key *k, struct searc
 		return header_matches(m, k->name, k->value);
 	case KEY_BODY:
 	case KEY_TEXT:
-		m->have_cache = false;
 		if (store_msg_text_contains(s->mbox, m->msg.uid, k->value, k->kind == KEY_BODY, &found,
 					    &error) < 0)
 			return false;
@@ -409,6 +445,51 @@ static bool key_match(struct imap_session *s, struct search_key *k, struct searc
 		return true;
 	}
 	return false;
+}
+
+/* Orders every AND list cheapest first (stable) and returns what the key
+ * needs: 0 the index record, 1 the cache, 2 the file. A message that
+ * fails a flag or size test never gets its cache or file looked at. */
+static int key_order(struct imap_cmd *cmd, struct search_key *k)
+{
+	int cost = 0, c;
+	switch (k->kind) {
+	case KEY_SENTBEFORE:
+	case KEY_SENTON:
+	case KEY_SENTSINCE:
+	case KEY_FIELD:
+		return 1;
+	case KEY_HEADER:
+	case KEY_BODY:
+	case KEY_TEXT:
+		return 2;
+	case KEY_NOT:
+		return key_order(cmd, k->a);
+	case KEY_OR:
+		cost = key_order(cmd, k->a);
+		c = key_order(cmd, k->b);
+		return c > cost ? c : cost;
+	case KEY_AND:
+		break;
+	default:
+		return 0;
+	}
+	/* a counting sort on three costs: linear however long the list */
+	unsigned char *costs = pool_alloc(cmd->pool, k->count ? k->count : 1);
+	struct search_key **sorted = pool_alloc(cmd->pool, (k->count ? k->count : 1) *
+						sizeof(*sorted));
+	for (size_t i = 0; i < k->count; i++) {
+		costs[i] = (unsigned char)key_order(cmd, k->list[i]);
+		if (costs[i] > cost)
+			cost = costs[i];
+	}
+	size_t n = 0;
+	for (unsigned char want = 0; want <= 2; want++)
+		for (size_t i = 0; i < k->count; i++)
+			if (costs[i] == want)
+				sorted[n++] = k->list[i];
+	memcpy(k->list, sorted, k->count * sizeof(*sorted));
+	return cost;
 }
 
 static void key_free(struct search_key *k)
@@ -529,11 +610,18 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	 * calls below may refresh view memory */
 	uint32_t *list = xmalloc((count ? count : 1) * sizeof(*list));
 	memcpy(list, view, count * sizeof(*list));
-	for (size_t i = 0; i < count; i++) {
-		struct search_msg m = { .mbox = s->mbox };
-		const char *error;
-		if (store_msg_get(s->mbox, list[i], &m.msg, &error) < 0)
+	key_order(cmd, root);
+	/* the index walks in UID order like the view: merge the two; a UID
+	 * of the view that the index no longer has was expunged meanwhile */
+	struct search_msg m = { .mbox = s->mbox };
+	m.iter = store_iter_new(s->mbox, NULL);
+	bool more = count > 0 && store_iter_next(m.iter, &m.msg);
+	for (size_t i = 0; i < count && more; i++) {
+		while (more && m.msg.uid < list[i])
+			more = store_iter_next(m.iter, &m.msg);
+		if (!more || m.msg.uid != list[i])
 			continue;
+		m.have_cache = false;
 		if (key_match(s, root, &m)) {
 			if (p.modseq && m.msg.modseq > highest)
 				highest = m.msg.modseq;
@@ -541,6 +629,7 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 			store_uids_push(&numbers, cmd->uid ? list[i] : (uint32_t)(i + 1));
 		}
 	}
+	store_iter_free(&m.iter);
 	free(list);
 	key_free(root);
 	if (ret & RET_SAVE)

@@ -440,14 +440,28 @@ int store_search_index(struct store_mailbox *mbox, const struct store_search *c,
 	return 0;
 }
 
+static unsigned char ascii_fold(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* The first byte is compared inline: SEARCH runs this over every cached
+ * field of a mailbox. */
 static bool contains_ci(const char *hay, size_t hay_len, const char *needle, size_t nlen)
 {
 	if (nlen == 0)
 		return true;
+	unsigned char first = ascii_fold((unsigned char)needle[0]);
 	for (size_t i = 0; i + nlen <= hay_len; i++)
-		if (ascii_strncasecmp(hay + i, needle, nlen) == 0)
+		if (ascii_fold((unsigned char)hay[i]) == first &&
+		    ascii_strncasecmp(hay + i + 1, needle + 1, nlen - 1) == 0)
 			return true;
 	return false;
+}
+
+bool store_contains_ci(const char *hay, size_t len, const char *needle)
+{
+	return contains_ci(hay, len, needle, strlen(needle));
 }
 
 bool store_cache_field_contains(const struct store_cache *cache,

@@ -412,6 +412,9 @@ enum store_search_field {
 	STORE_SEARCH_SUBJECT, STORE_SEARCH_FROM, STORE_SEARCH_TO, STORE_SEARCH_CC,
 	STORE_SEARCH_BCC, STORE_SEARCH_MESSAGE_ID,
 };
+/* The substring test of every text search key: needle in hay[0..len),
+ * ASCII letters folded, other bytes (UTF-8) compared as they are. */
+bool store_contains_ci(const char *hay, size_t len, const char *needle);
 /* Case-insensitive (ASCII and UTF-8 text compared bytewise after ASCII
  * folding) substring test on a cached, decoded header value. */
 bool store_cache_field_contains(const struct store_cache *cache,
