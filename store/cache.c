@@ -126,7 +126,7 @@ int cache_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t ui
 {
 	uint64_t key = msg_key(id, uid);
 	MDB_val k = { sizeof(key), &key }, v = { blob->len, blob->data };
-	int ret = mdb_put(txn, acct->db_cache, &k, &v, 0);
+	int ret = index_note(acct, mdb_put(txn, acct->db_cache, &k, &v, 0));
 	if (ret != 0)
 		return acct_fail(acct, NULL, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
 				 : STORE_ERR_INTERNAL, "index: cache put: %s", mdb_strerror(ret));

@@ -23,9 +23,33 @@ int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
 	return 0;
 }
 
+int index_note(struct store_account *acct, int rc)
+{
+	if (rc == MDB_MAP_FULL)
+		acct->map_full = true;
+	return rc;
+}
+
+int index_grow(struct store_account *acct)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(acct->env, &info) != 0 || info.me_mapsize >= STORE_MAPSIZE_MAX)
+		return -1;
+	size_t size = info.me_mapsize * 2 < STORE_MAPSIZE_MAX ? info.me_mapsize * 2
+		: STORE_MAPSIZE_MAX;
+	int rc = mdb_env_set_mapsize(acct->env, size);
+	if (rc != 0) {
+		log_warn("event=store_index_grow_failed account=%s error=\"%s\"", acct->address,
+			 mdb_strerror(rc));
+		return -1;
+	}
+	log_info("event=store_index_grown account=%s mapsize=%zu", acct->address, size);
+	return 0;
+}
+
 int index_txn_commit(struct store_account *acct, MDB_txn *txn, const char **error_r)
 {
-	int ret = mdb_txn_commit(txn);
+	int ret = index_note(acct, mdb_txn_commit(txn));
 	if (ret != 0)
 		return acct_fail(acct, error_r, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
 				 : STORE_ERR_INTERNAL, "index: commit: %s", mdb_strerror(ret));
@@ -48,7 +72,8 @@ int index_mbox_put(struct store_account *acct, MDB_txn *txn, const char *name,
 		   const struct mbox_rec *rec)
 {
 	MDB_val k = { strlen(name), (void *)name }, v = { sizeof(*rec), (void *)rec };
-	return mdb_put(txn, acct->db_mbox, &k, &v, 0) == 0 ? 0 : STORE_ERR_INTERNAL;
+	return index_note(acct, mdb_put(txn, acct->db_mbox, &k, &v, 0)) == 0 ? 0
+		: STORE_ERR_INTERNAL;
 }
 
 uint64_t index_meta_get(struct store_account *acct, MDB_txn *txn, const char *key)
@@ -63,7 +88,8 @@ uint64_t index_meta_get(struct store_account *acct, MDB_txn *txn, const char *ke
 int index_meta_put(struct store_account *acct, MDB_txn *txn, const char *key, uint64_t value)
 {
 	MDB_val k = { strlen(key), (void *)key }, v = { sizeof(value), &value };
-	return mdb_put(txn, acct->db_meta, &k, &v, 0) == 0 ? 0 : STORE_ERR_INTERNAL;
+	return index_note(acct, mdb_put(txn, acct->db_meta, &k, &v, 0)) == 0 ? 0
+		: STORE_ERR_INTERNAL;
 }
 
 void msgrec_account(struct mbox_rec *mrec, const struct msg_rec *msg, int sign)
@@ -82,7 +108,7 @@ int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_
 	size_t blen = strlen(base) + 1;
 	uint64_t key = msg_key(id, uid);
 	MDB_val k = { sizeof(key), &key }, v = { sizeof(*rec) + blen, NULL };
-	int ret = mdb_put(txn, acct->db_msg, &k, &v, MDB_RESERVE);
+	int ret = index_note(acct, mdb_put(txn, acct->db_msg, &k, &v, MDB_RESERVE));
 	if (ret != 0)
 		return acct_fail(acct, NULL, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
 				 : STORE_ERR_INTERNAL, "index: put: %s", mdb_strerror(ret));
@@ -233,7 +259,7 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 	uint32_t i = mrec->keyword_count++;
 	uint64_t key = msg_key(mrec->id, i);
 	MDB_val k = { sizeof(key), &key }, v = { strlen(keyword), (void *)keyword };
-	if (mdb_put(txn, acct->db_kw, &k, &v, 0) != 0)
+	if (index_note(acct, mdb_put(txn, acct->db_kw, &k, &v, 0)) != 0)
 		return -1;
 	if (name != NULL) {
 		char *dir = maildir_path(acct, name);

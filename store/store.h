@@ -99,6 +99,10 @@ void store_uids_clear(struct store_uids *list);
  * NULL). Removes stale delivery temp files (older than 36 hours). */
 int store_open(const char *data_dir, const char *run_as, struct store **store_r,
 	       const char **error_r);
+/* The LMDB map size of account indexes opened from now on (default
+ * 8 GiB, address space only). A delivery or APPEND that finds the map
+ * full doubles it and tries again; tests start small to see that. */
+void store_set_index_mapsize(struct store *store, size_t bytes);
 /* Closes the accounts kept open while idle; every account handle must
  * have been closed before (a warning is logged for each that was not). */
 void store_free(struct store **store);

@@ -680,6 +680,54 @@ static void test_expunge_log_bounded(void)
 	TEST_ASSERT_INT(logged, 10002);   /* pruned at 12,001 (twice) to 10,000 */
 }
 
+/* A delivery that finds the index's map full grows it and goes on. */
+static void test_map_grows(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	/* a 30 KB Subject: ~90 KB of cache (Subject, ENVELOPE) a message */
+	size_t subject_len = 30000;
+	char *text = xmalloc(subject_len + 64);
+	memcpy(text, "Subject: ", 9);
+	memset(text + 9, 'x', subject_len);
+	strcpy(text + 9 + subject_len, "\r\nFrom: a@b\r\n\r\nbody\r\n");
+	for (int round = 0; round < 2; round++) {
+		/* a map this small holds the new account and a few messages */
+		store_set_index_mapsize(store, 256 * 1024);
+		TEST_ASSERT_INT(store_account_open(store, "g@d", &acct, &error), 0);
+		for (unsigned int i = 1; i <= 12; i++) {
+			uint32_t uid = 0;
+			TEST_ASSERT_INT(deliver("g@d", text, &uid), 0);
+			TEST_ASSERT_INT(uid, round * 13 + i);
+		}
+		uint32_t uid = 0;
+		TEST_ASSERT_INT(append(acct, "INBOX", text, STORE_FLAG_SEEN, "$big", &uid), 0);
+		TEST_ASSERT_INT(uid, round * 13 + 13);
+		TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+		struct store_status st;
+		store_mailbox_get_status(mbox, &st);
+		TEST_ASSERT_INT(st.messages, round * 13 + 13);
+		struct store_cache cache;
+		TEST_ASSERT_INT(store_msg_cache(mbox, round * 13 + 12, &cache, &error), 0);
+		TEST_ASSERT_INT(strlen(cache.subject), subject_len);
+		store_mailbox_close(&mbox);
+		store_account_close(&acct);
+		/* reopened with the small map again (the file holds more):
+		 * deliveries grow it again */
+		close_store();
+		TEST_ASSERT_INT(store_open(data, NULL, &store, &error), 0);
+	}
+	char path[600];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/mail/d/g/postern-index.lmdb", data);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+	TEST_ASSERT(st.st_size > 1024 * 1024);
+	close_store();
+	free(text);
+}
+
 static void test_patterns_and_names(void)
 {
 	TEST_ASSERT(store_pattern_match("*", "a/b/c"));
@@ -1130,6 +1178,7 @@ int main(void)
 	test_run("mailbox_ops", test_mailbox_ops);
 	test_run("rename_subscriptions", test_rename_subscriptions);
 	test_run("expunge_log_bounded", test_expunge_log_bounded);
+	test_run("map_grows", test_map_grows);
 	test_run("patterns_and_names", test_patterns_and_names);
 	test_run("self_heal", test_self_heal);
 	test_run("dovecot_import", test_dovecot_import);
