@@ -3,13 +3,18 @@
  * into a tree and evaluated per message, cheapest data first: the index
  * record (flags, sizes, dates), then the cache (envelope fields, Date:,
  * HEADER on a cached field), then the file (other HEADER fields, BODY,
- * TEXT). One store iterator walks the whole mailbox in one read snapshot;
- * the cache record is looked at in place, only for messages that get that
- * far, and nothing is allocated per message on the index/cache paths. */
+ * TEXT).
+ *
+ * Two passes. The first walks the whole mailbox with one store iterator
+ * (one read snapshot), looks at each cache record in place only for the
+ * messages that get that far, allocates nothing per message, and makes
+ * no other store call: a transaction begun meanwhile may remap the index
+ * (a map grown by another process) under the snapshot. It settles every
+ * message it can; those whose answer needs the file are left "unknown"
+ * and the second pass, with the iterator gone, reads them one by one. */
 #include "imap/imap-private.h"
 #include "store/store.h"
 
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,12 +272,16 @@ static struct search_key *parse_key(struct search_parser *p)
 
 /* ---- evaluation --------------------------------------------------------- */
 
+/* A key's answer; UNKNOWN only in the first pass (the file is needed). */
+enum match { MATCH_NO, MATCH_YES, MATCH_UNKNOWN };
+
 struct search_msg {
 	struct store_mailbox *mbox;
-	struct store_iter *iter;   /* positioned on msg */
+	struct store_iter *iter;   /* first pass: positioned on msg; else NULL */
 	struct store_msg msg;
 	bool have_cache;
-	struct store_cache cache;  /* points into the iterator's snapshot */
+	struct store_cache cache;  /* into the iterator's snapshot, or the view's
+				      buffer (valid until the next store call) */
 	bool failed;
 };
 
@@ -280,7 +289,8 @@ static const struct store_cache *msg_cache(struct search_msg *m)
 {
 	const char *error;
 	if (!m->have_cache) {
-		if (store_iter_cache(m->iter, &m->cache, &error) < 0) {
+		if ((m->iter != NULL ? store_iter_cache(m->iter, &m->cache, &error)
+		     : store_msg_cache(m->mbox, m->msg.uid, &m->cache, &error)) < 0) {
 			m->failed = true;
 			return NULL;
 		}
@@ -333,21 +343,19 @@ static int header_from_cache(const struct store_cache *c, const char *name,
 	return fields[i].list && strchr(value, ',') != NULL ? -1 : 1;
 }
 
-static bool header_matches(struct search_msg *m, const char *name, const char *value)
+/* HEADER from the file: each field of that name, its value decoded. */
+static bool header_from_file(struct search_msg *m, const char *name, const char *value)
 {
 	const struct store_cache *c = msg_cache(m);
 	if (c == NULL || c->part_count == 0)
 		return false;
-	int cached = header_from_cache(c, name, value);
-	if (cached >= 0)
-		return cached == 1;
 	uint64_t len = c->parts[0].body_offset - c->parts[0].header_offset;
 	if (len > 1024 * 1024)
 		len = 1024 * 1024;
-	/* the iterator's path first; the store finds a file that moved */
-	int fd = open(m->msg.path, O_RDONLY | O_CLOEXEC);
+	int fd;
 	const char *error;
-	if (fd < 0 && store_msg_open_fd(m->mbox, m->msg.uid, &fd, &error) < 0)
+	m->have_cache = false;   /* opening the file is a store call */
+	if (store_msg_open_fd(m->mbox, m->msg.uid, &fd, &error) < 0)
 		return false;
 	char *header = xmalloc((size_t)len + 1);
 	ssize_t n = pread(fd, header, (size_t)len, 0);
@@ -376,75 +384,112 @@ static bool header_matches(struct search_msg *m, const char *name, const char *v
 	return found;
 }
 
-static bool key_match(struct imap_session *s, struct search_key *k, struct search_msg *m)
+static enum match header_matches(struct search_msg *m, const char *name, const char *value)
 {
-	const struct store_cache *c;
+	const struct store_cache *c = msg_cache(m);
+	if (c == NULL || c->part_count == 0)
+		return MATCH_NO;
+	int cached = header_from_cache(c, name, value);
+	if (cached >= 0)
+		return cached == 1 ? MATCH_YES : MATCH_NO;
+	if (m->iter != NULL)
+		return MATCH_UNKNOWN;
+	return header_from_file(m, name, value) ? MATCH_YES : MATCH_NO;
+}
+
+static bool text_matches(struct imap_session *s, struct search_key *k, struct search_msg *m)
+{
 	bool found = false;
 	const char *error;
+	m->have_cache = false;   /* the store reuses the view's cache buffer */
+	if (store_msg_text_contains(s->mbox, m->msg.uid, k->value, k->kind == KEY_BODY, &found,
+				    &error) < 0)
+		return false;
+	return found;
+}
+
+static enum match match_of(bool b)
+{
+	return b ? MATCH_YES : MATCH_NO;
+}
+
+/* Three-valued: NOT, OR and AND settle what they can without the
+ * unknown parts (NO and anything is NO, YES or anything is YES). */
+static enum match key_match(struct imap_session *s, struct search_key *k, struct search_msg *m)
+{
+	const struct store_cache *c;
+	enum match r, r2;
 	int idx;
+	bool found;
 	switch (k->kind) {
 	case KEY_ALL:
-		return true;
+		return MATCH_YES;
 	case KEY_SET:
-		return store_uidset_contains(&k->set, m->msg.uid);
+		return match_of(store_uidset_contains(&k->set, m->msg.uid));
 	case KEY_FLAGS_SET:
-		return (m->msg.flags & k->flags) == k->flags;
+		return match_of((m->msg.flags & k->flags) == k->flags);
 	case KEY_FLAGS_UNSET:
-		return (m->msg.flags & k->flags) == 0;
+		return match_of((m->msg.flags & k->flags) == 0);
 	case KEY_KEYWORD:
 	case KEY_UNKEYWORD:
 		idx = store_mailbox_keyword_index(s->mbox, k->name);
 		found = idx >= 0 && (m->msg.keywords & (UINT64_C(1) << idx));
-		return k->kind == KEY_KEYWORD ? found : !found;
+		return match_of(k->kind == KEY_KEYWORD ? found : !found);
 	case KEY_RECENT:
-		return store_mailbox_is_recent(s->mbox, m->msg.uid);
+		return match_of(store_mailbox_is_recent(s->mbox, m->msg.uid));
 	case KEY_OLD:
-		return !store_mailbox_is_recent(s->mbox, m->msg.uid);
+		return match_of(!store_mailbox_is_recent(s->mbox, m->msg.uid));
 	case KEY_NEW:
-		return store_mailbox_is_recent(s->mbox, m->msg.uid) &&
-		       !(m->msg.flags & STORE_FLAG_SEEN);
+		return match_of(store_mailbox_is_recent(s->mbox, m->msg.uid) &&
+				!(m->msg.flags & STORE_FLAG_SEEN));
 	case KEY_LARGER:
-		return m->msg.crlf_size > k->number;
+		return match_of(m->msg.crlf_size > k->number);
 	case KEY_SMALLER:
-		return m->msg.crlf_size < k->number;
+		return match_of(m->msg.crlf_size < k->number);
 	case KEY_BEFORE:
-		return day_of(m->msg.internaldate) < k->date;
+		return match_of(day_of(m->msg.internaldate) < k->date);
 	case KEY_ON:
-		return day_of(m->msg.internaldate) == k->date;
+		return match_of(day_of(m->msg.internaldate) == k->date);
 	case KEY_SINCE:
-		return day_of(m->msg.internaldate) >= k->date;
+		return match_of(day_of(m->msg.internaldate) >= k->date);
 	case KEY_SENTBEFORE:
 	case KEY_SENTON:
 	case KEY_SENTSINCE:
 		if ((c = msg_cache(m)) == NULL || c->date == 0)
-			return false;
+			return MATCH_NO;
 		if (k->kind == KEY_SENTBEFORE)
-			return day_of(c->date) < k->date;
-		return k->kind == KEY_SENTON ? day_of(c->date) == k->date
-					     : day_of(c->date) >= k->date;
+			return match_of(day_of(c->date) < k->date);
+		return match_of(k->kind == KEY_SENTON ? day_of(c->date) == k->date
+						      : day_of(c->date) >= k->date);
 	case KEY_FIELD:
-		return (c = msg_cache(m)) != NULL && store_cache_field_contains(c, k->field, k->value);
+		return match_of((c = msg_cache(m)) != NULL &&
+				store_cache_field_contains(c, k->field, k->value));
 	case KEY_HEADER:
 		return header_matches(m, k->name, k->value);
 	case KEY_BODY:
 	case KEY_TEXT:
-		if (store_msg_text_contains(s->mbox, m->msg.uid, k->value, k->kind == KEY_BODY, &found,
-					    &error) < 0)
-			return false;
-		return found;
+		return m->iter != NULL ? MATCH_UNKNOWN : match_of(text_matches(s, k, m));
 	case KEY_MODSEQ:
-		return m->msg.modseq >= k->number;
+		return match_of(m->msg.modseq >= k->number);
 	case KEY_NOT:
-		return !key_match(s, k->a, m);
+		r = key_match(s, k->a, m);
+		return r == MATCH_UNKNOWN ? r : match_of(r == MATCH_NO);
 	case KEY_OR:
-		return key_match(s, k->a, m) || key_match(s, k->b, m);
+		if ((r = key_match(s, k->a, m)) == MATCH_YES)
+			return r;
+		r2 = key_match(s, k->b, m);
+		return r2 == MATCH_YES || r2 == r ? r2 : MATCH_UNKNOWN;
 	case KEY_AND:
-		for (size_t i = 0; i < k->count; i++)
-			if (!key_match(s, k->list[i], m))
-				return false;
-		return true;
+		r = MATCH_YES;
+		for (size_t i = 0; i < k->count; i++) {
+			if ((r2 = key_match(s, k->list[i], m)) == MATCH_NO)
+				return r2;
+			if (r2 == MATCH_UNKNOWN)
+				r = r2;
+		}
+		return r;
 	}
-	return false;
+	return MATCH_NO;
 }
 
 /* Orders every AND list cheapest first (stable) and returns what the key
@@ -611,8 +656,11 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	uint32_t *list = xmalloc((count ? count : 1) * sizeof(*list));
 	memcpy(list, view, count * sizeof(*list));
 	key_order(cmd, root);
-	/* the index walks in UID order like the view: merge the two; a UID
-	 * of the view that the index no longer has was expunged meanwhile */
+	/* first pass: the index walks in UID order like the view, merge the
+	 * two; a UID of the view that the index no longer has was expunged
+	 * meanwhile (no match) */
+	unsigned char *verdicts = xcalloc(count ? count : 1, 1);
+	size_t unknown = 0;
 	struct search_msg m = { .mbox = s->mbox };
 	m.iter = store_iter_new(s->mbox, NULL);
 	bool more = count > 0 && store_iter_next(m.iter, &m.msg);
@@ -622,14 +670,33 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 		if (!more || m.msg.uid != list[i])
 			continue;
 		m.have_cache = false;
-		if (key_match(s, root, &m)) {
-			if (p.modseq && m.msg.modseq > highest)
-				highest = m.msg.modseq;
+		verdicts[i] = (unsigned char)key_match(s, root, &m);
+		if (verdicts[i] == MATCH_YES && p.modseq && m.msg.modseq > highest)
+			highest = m.msg.modseq;
+		unknown += verdicts[i] == MATCH_UNKNOWN;
+	}
+	store_iter_free(&m.iter);
+	/* second pass: what needs the files, one message at a time */
+	for (size_t i = 0; i < count && unknown > 0; i++) {
+		const char *error;
+		if (verdicts[i] != MATCH_UNKNOWN)
+			continue;
+		unknown--;
+		m.have_cache = false;
+		verdicts[i] = MATCH_NO;
+		if (store_msg_get(s->mbox, list[i], &m.msg, &error) < 0)
+			continue;
+		verdicts[i] = (unsigned char)key_match(s, root, &m);
+		if (verdicts[i] == MATCH_YES && p.modseq && m.msg.modseq > highest)
+			highest = m.msg.modseq;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (verdicts[i] == MATCH_YES) {
 			store_uids_push(&uids, list[i]);
 			store_uids_push(&numbers, cmd->uid ? list[i] : (uint32_t)(i + 1));
 		}
 	}
-	store_iter_free(&m.iter);
+	free(verdicts);
 	free(list);
 	key_free(root);
 	if (ret & RET_SAVE)

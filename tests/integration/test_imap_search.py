@@ -179,6 +179,14 @@ def hdr(server):
     ("OR HEADER Cc copy HEADER Received relay", "1 3"),
     ("HEADER Received relay UNSEEN", "1"),
     ("(HEADER To first) (NOT SEEN) 2:3", "2"),
+    # what needs the file is settled after the index/cache pass
+    ("NOT HEADER Received relay", "2 3"),
+    ("OR HEADER Received relay HEADER X-Mailer tool", "1 3"),
+    ("OR BODY nothing-like-this HEADER Cc copy", "3"),
+    ("NOT (BODY body HEADER Received relay)", "2 3"),
+    ("OR NOT BODY body SUBJECT lait", "1"),
+    ("OR HEADER Subject \"\" BODY nothing-like-this", "1 3"),
+    ("HEADER To \"\" NOT HEADER Subject \"\"", "2"),
 ])
 def test_search_header_cached_and_not(hdr, criteria, result):
     r = raw_session(hdr, "INBOX")
