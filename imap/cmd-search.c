@@ -1,11 +1,21 @@
 /* SEARCH and UID SEARCH (RFC 3501 6.4.4 / RFC 9051 6.4.4) with ESEARCH
  * result options (RFC 4731) and SEARCHRES (RFC 5182). Keys are parsed
  * into a tree and evaluated per message, cheapest data first: the index
- * record (flags, sizes, dates), then the cache (envelope fields, Date:),
- * then the file (HEADER, BODY, TEXT). */
+ * record (flags, sizes, dates), then the cache (envelope fields, Date:,
+ * HEADER on a cached field), then the file (other HEADER fields, BODY,
+ * TEXT).
+ *
+ * Two passes. The first walks the whole mailbox with one store iterator
+ * (one read snapshot), looks at each cache record in place only for the
+ * messages that get that far, allocates nothing per message, and makes
+ * no other store call: a transaction begun meanwhile may remap the index
+ * (a map grown by another process) under the snapshot. It settles every
+ * message it can; those whose answer needs the file are left "unknown"
+ * and the second pass, with the iterator gone, reads them one by one. */
 #include "imap/imap-private.h"
 #include "store/store.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,30 +272,25 @@ static struct search_key *parse_key(struct search_parser *p)
 
 /* ---- evaluation --------------------------------------------------------- */
 
+/* A key's answer; UNKNOWN only in the first pass (the file is needed). */
+enum match { MATCH_NO, MATCH_YES, MATCH_UNKNOWN };
+
 struct search_msg {
 	struct store_mailbox *mbox;
+	struct store_iter *iter;   /* first pass: positioned on msg; else NULL */
 	struct store_msg msg;
 	bool have_cache;
-	struct store_cache cache;
+	struct store_cache cache;  /* into the iterator's snapshot, or the view's
+				      buffer (valid until the next store call) */
 	bool failed;
 };
-
-static bool contains_ci(const char *hay, size_t hlen, const char *needle)
-{
-	size_t nlen = strlen(needle);
-	if (nlen == 0)
-		return true;
-	for (size_t i = 0; i + nlen <= hlen; i++)
-		if (ascii_strncasecmp(hay + i, needle, nlen) == 0)
-			return true;
-	return false;
-}
 
 static const struct store_cache *msg_cache(struct search_msg *m)
 {
 	const char *error;
 	if (!m->have_cache) {
-		if (store_msg_cache(m->mbox, m->msg.uid, &m->cache, &error) < 0) {
+		if ((m->iter != NULL ? store_iter_cache(m->iter, &m->cache, &error)
+		     : store_msg_cache(m->mbox, m->msg.uid, &m->cache, &error)) < 0) {
 			m->failed = true;
 			return NULL;
 		}
@@ -299,7 +304,47 @@ static time_t day_of(time_t t)
 	return t - (t % 86400 + 86400) % 86400;
 }
 
-static bool header_matches(struct search_msg *m, const char *name, const char *value)
+/* HEADER name value from the cache's decoded fields: 1 or 0, or -1 when
+ * the cache cannot tell and the file must be read. The cache holds the
+ * unfolded, RFC 2047-decoded value with leading white space trimmed: the
+ * last Subject:/Message-ID:/In-Reply-To:/References: (as ENVELOPE and
+ * SUBJECT see a repeated one) and every From:/To:/Cc:/Bcc: joined by
+ * ", ", and "" for a field that is absent. */
+static int header_from_cache(const struct store_cache *c, const char *name,
+			     const char *value)
+{
+	static const struct { const char *name; size_t offset; bool list; } fields[] = {
+		{ "Subject", offsetof(struct store_cache, subject), false },
+		{ "From", offsetof(struct store_cache, from), true },
+		{ "To", offsetof(struct store_cache, to), true },
+		{ "Cc", offsetof(struct store_cache, cc), true },
+		{ "Bcc", offsetof(struct store_cache, bcc), true },
+		{ "Message-ID", offsetof(struct store_cache, message_id), false },
+		{ "In-Reply-To", offsetof(struct store_cache, in_reply_to), false },
+		{ "References", offsetof(struct store_cache, references), false },
+	};
+	size_t i = 0;
+	while (i < sizeof(fields) / sizeof(fields[0]) && ascii_strcasecmp(name, fields[i].name) != 0)
+		i++;
+	if (i == sizeof(fields) / sizeof(fields[0]))
+		return -1;
+	const char *cached = *(const char *const *)((const char *)c + fields[i].offset);
+	if (cached == NULL)
+		return -1;
+	/* "" is also what an absent field gives: only a value says present */
+	if (value[0] == '\0')
+		return cached[0] != '\0' ? 1 : -1;
+	/* the trimmed leading white space, or a match across two joined
+	 * fields, is for the file to decide */
+	if (value[0] == ' ' || value[0] == '\t')
+		return -1;
+	if (!store_contains_ci(cached, strlen(cached), value))
+		return 0;
+	return fields[i].list && strchr(value, ',') != NULL ? -1 : 1;
+}
+
+/* HEADER from the file: each field of that name, its value decoded. */
+static bool header_from_file(struct search_msg *m, const char *name, const char *value)
 {
 	const struct store_cache *c = msg_cache(m);
 	if (c == NULL || c->part_count == 0)
@@ -331,7 +376,7 @@ static bool header_matches(struct search_msg *m, const char *name, const char *v
 							   (next[1] != ' ' && next[1] != '\t'))))
 			next++;
 		char *decoded = store_decode_header(colon + 1, (size_t)(next - colon - 1));
-		found = decoded != NULL && contains_ci(decoded, strlen(decoded), value);
+		found = decoded != NULL && store_contains_ci(decoded, strlen(decoded), value);
 		free(decoded);
 		p = next + 1;
 	}
@@ -339,76 +384,157 @@ static bool header_matches(struct search_msg *m, const char *name, const char *v
 	return found;
 }
 
-static bool key_match(struct imap_session *s, struct search_key *k, struct search_msg *m)
+static enum match header_matches(struct search_msg *m, const char *name, const char *value)
 {
-	const struct store_cache *c;
+	const struct store_cache *c = msg_cache(m);
+	if (c == NULL || c->part_count == 0)
+		return MATCH_NO;
+	int cached = header_from_cache(c, name, value);
+	if (cached >= 0)
+		return cached == 1 ? MATCH_YES : MATCH_NO;
+	if (m->iter != NULL)
+		return MATCH_UNKNOWN;
+	return header_from_file(m, name, value) ? MATCH_YES : MATCH_NO;
+}
+
+static bool text_matches(struct imap_session *s, struct search_key *k, struct search_msg *m)
+{
 	bool found = false;
 	const char *error;
+	m->have_cache = false;   /* the store reuses the view's cache buffer */
+	if (store_msg_text_contains(s->mbox, m->msg.uid, k->value, k->kind == KEY_BODY, &found,
+				    &error) < 0)
+		return false;
+	return found;
+}
+
+static enum match match_of(bool b)
+{
+	return b ? MATCH_YES : MATCH_NO;
+}
+
+/* Three-valued: NOT, OR and AND settle what they can without the
+ * unknown parts (NO and anything is NO, YES or anything is YES). */
+static enum match key_match(struct imap_session *s, struct search_key *k, struct search_msg *m)
+{
+	const struct store_cache *c;
+	enum match r, r2;
 	int idx;
+	bool found;
 	switch (k->kind) {
 	case KEY_ALL:
-		return true;
+		return MATCH_YES;
 	case KEY_SET:
-		return store_uidset_contains(&k->set, m->msg.uid);
+		return match_of(store_uidset_contains(&k->set, m->msg.uid));
 	case KEY_FLAGS_SET:
-		return (m->msg.flags & k->flags) == k->flags;
+		return match_of((m->msg.flags & k->flags) == k->flags);
 	case KEY_FLAGS_UNSET:
-		return (m->msg.flags & k->flags) == 0;
+		return match_of((m->msg.flags & k->flags) == 0);
 	case KEY_KEYWORD:
 	case KEY_UNKEYWORD:
 		idx = store_mailbox_keyword_index(s->mbox, k->name);
 		found = idx >= 0 && (m->msg.keywords & (UINT64_C(1) << idx));
-		return k->kind == KEY_KEYWORD ? found : !found;
+		return match_of(k->kind == KEY_KEYWORD ? found : !found);
 	case KEY_RECENT:
-		return store_mailbox_is_recent(s->mbox, m->msg.uid);
+		return match_of(store_mailbox_is_recent(s->mbox, m->msg.uid));
 	case KEY_OLD:
-		return !store_mailbox_is_recent(s->mbox, m->msg.uid);
+		return match_of(!store_mailbox_is_recent(s->mbox, m->msg.uid));
 	case KEY_NEW:
-		return store_mailbox_is_recent(s->mbox, m->msg.uid) &&
-		       !(m->msg.flags & STORE_FLAG_SEEN);
+		return match_of(store_mailbox_is_recent(s->mbox, m->msg.uid) &&
+				!(m->msg.flags & STORE_FLAG_SEEN));
 	case KEY_LARGER:
-		return m->msg.crlf_size > k->number;
+		return match_of(m->msg.crlf_size > k->number);
 	case KEY_SMALLER:
-		return m->msg.crlf_size < k->number;
+		return match_of(m->msg.crlf_size < k->number);
 	case KEY_BEFORE:
-		return day_of(m->msg.internaldate) < k->date;
+		return match_of(day_of(m->msg.internaldate) < k->date);
 	case KEY_ON:
-		return day_of(m->msg.internaldate) == k->date;
+		return match_of(day_of(m->msg.internaldate) == k->date);
 	case KEY_SINCE:
-		return day_of(m->msg.internaldate) >= k->date;
+		return match_of(day_of(m->msg.internaldate) >= k->date);
 	case KEY_SENTBEFORE:
 	case KEY_SENTON:
 	case KEY_SENTSINCE:
 		if ((c = msg_cache(m)) == NULL || c->date == 0)
-			return false;
+			return MATCH_NO;
 		if (k->kind == KEY_SENTBEFORE)
-			return day_of(c->date) < k->date;
-		return k->kind == KEY_SENTON ? day_of(c->date) == k->date
-					     : day_of(c->date) >= k->date;
+			return match_of(day_of(c->date) < k->date);
+		return match_of(k->kind == KEY_SENTON ? day_of(c->date) == k->date
+						      : day_of(c->date) >= k->date);
 	case KEY_FIELD:
-		return (c = msg_cache(m)) != NULL && store_cache_field_contains(c, k->field, k->value);
+		return match_of((c = msg_cache(m)) != NULL &&
+				store_cache_field_contains(c, k->field, k->value));
 	case KEY_HEADER:
 		return header_matches(m, k->name, k->value);
 	case KEY_BODY:
 	case KEY_TEXT:
-		m->have_cache = false;
-		if (store_msg_text_contains(s->mbox, m->msg.uid, k->value, k->kind == KEY_BODY, &found,
-					    &error) < 0)
-			return false;
-		return found;
+		return m->iter != NULL ? MATCH_UNKNOWN : match_of(text_matches(s, k, m));
 	case KEY_MODSEQ:
-		return m->msg.modseq >= k->number;
+		return match_of(m->msg.modseq >= k->number);
 	case KEY_NOT:
-		return !key_match(s, k->a, m);
+		r = key_match(s, k->a, m);
+		return r == MATCH_UNKNOWN ? r : match_of(r == MATCH_NO);
 	case KEY_OR:
-		return key_match(s, k->a, m) || key_match(s, k->b, m);
+		if ((r = key_match(s, k->a, m)) == MATCH_YES)
+			return r;
+		r2 = key_match(s, k->b, m);
+		return r2 == MATCH_YES || r2 == r ? r2 : MATCH_UNKNOWN;
 	case KEY_AND:
-		for (size_t i = 0; i < k->count; i++)
-			if (!key_match(s, k->list[i], m))
-				return false;
-		return true;
+		r = MATCH_YES;
+		for (size_t i = 0; i < k->count; i++) {
+			if ((r2 = key_match(s, k->list[i], m)) == MATCH_NO)
+				return r2;
+			if (r2 == MATCH_UNKNOWN)
+				r = r2;
+		}
+		return r;
 	}
-	return false;
+	return MATCH_NO;
+}
+
+/* Orders every AND list cheapest first (stable) and returns what the key
+ * needs: 0 the index record, 1 the cache, 2 the file. A message that
+ * fails a flag or size test never gets its cache or file looked at. */
+static int key_order(struct imap_cmd *cmd, struct search_key *k)
+{
+	int cost = 0, c;
+	switch (k->kind) {
+	case KEY_SENTBEFORE:
+	case KEY_SENTON:
+	case KEY_SENTSINCE:
+	case KEY_FIELD:
+		return 1;
+	case KEY_HEADER:
+	case KEY_BODY:
+	case KEY_TEXT:
+		return 2;
+	case KEY_NOT:
+		return key_order(cmd, k->a);
+	case KEY_OR:
+		cost = key_order(cmd, k->a);
+		c = key_order(cmd, k->b);
+		return c > cost ? c : cost;
+	case KEY_AND:
+		break;
+	default:
+		return 0;
+	}
+	/* a counting sort on three costs: linear however long the list */
+	unsigned char *costs = pool_alloc(cmd->pool, k->count ? k->count : 1);
+	struct search_key **sorted = pool_alloc(cmd->pool, (k->count ? k->count : 1) *
+						sizeof(*sorted));
+	for (size_t i = 0; i < k->count; i++) {
+		costs[i] = (unsigned char)key_order(cmd, k->list[i]);
+		if (costs[i] > cost)
+			cost = costs[i];
+	}
+	size_t n = 0;
+	for (unsigned char want = 0; want <= 2; want++)
+		for (size_t i = 0; i < k->count; i++)
+			if (costs[i] == want)
+				sorted[n++] = k->list[i];
+	memcpy(k->list, sorted, k->count * sizeof(*sorted));
+	return cost;
 }
 
 static void key_free(struct search_key *k)
@@ -529,18 +655,48 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	 * calls below may refresh view memory */
 	uint32_t *list = xmalloc((count ? count : 1) * sizeof(*list));
 	memcpy(list, view, count * sizeof(*list));
-	for (size_t i = 0; i < count; i++) {
-		struct search_msg m = { .mbox = s->mbox };
+	key_order(cmd, root);
+	/* first pass: the index walks in UID order like the view, merge the
+	 * two; a UID of the view that the index no longer has was expunged
+	 * meanwhile (no match) */
+	unsigned char *verdicts = xcalloc(count ? count : 1, 1);
+	size_t unknown = 0;
+	struct search_msg m = { .mbox = s->mbox };
+	m.iter = store_iter_new(s->mbox, NULL);
+	bool more = count > 0 && store_iter_next(m.iter, &m.msg);
+	for (size_t i = 0; i < count && more; i++) {
+		while (more && m.msg.uid < list[i])
+			more = store_iter_next(m.iter, &m.msg);
+		if (!more || m.msg.uid != list[i])
+			continue;
+		m.have_cache = false;
+		verdicts[i] = (unsigned char)key_match(s, root, &m);
+		if (verdicts[i] == MATCH_YES && p.modseq && m.msg.modseq > highest)
+			highest = m.msg.modseq;
+		unknown += verdicts[i] == MATCH_UNKNOWN;
+	}
+	store_iter_free(&m.iter);
+	/* second pass: what needs the files, one message at a time */
+	for (size_t i = 0; i < count && unknown > 0; i++) {
 		const char *error;
+		if (verdicts[i] != MATCH_UNKNOWN)
+			continue;
+		unknown--;
+		m.have_cache = false;
+		verdicts[i] = MATCH_NO;
 		if (store_msg_get(s->mbox, list[i], &m.msg, &error) < 0)
 			continue;
-		if (key_match(s, root, &m)) {
-			if (p.modseq && m.msg.modseq > highest)
-				highest = m.msg.modseq;
+		verdicts[i] = (unsigned char)key_match(s, root, &m);
+		if (verdicts[i] == MATCH_YES && p.modseq && m.msg.modseq > highest)
+			highest = m.msg.modseq;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (verdicts[i] == MATCH_YES) {
 			store_uids_push(&uids, list[i]);
 			store_uids_push(&numbers, cmd->uid ? list[i] : (uint32_t)(i + 1));
 		}
 	}
+	free(verdicts);
 	free(list);
 	key_free(root);
 	if (ret & RET_SAVE)

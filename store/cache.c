@@ -14,6 +14,7 @@
 
 #define CACHE_VERSION 1u
 #define CACHE_FIELDS 11
+#define CACHE_PREFETCH_MAX 4096
 
 struct cache_part_rec {
 	uint32_t parent, first_child, next_sibling, flags;
@@ -61,6 +62,11 @@ int cache_deserialize(const void *data, size_t len, struct store_cache *cache,
 {
 	const char *p = data, *end = p + len;
 	uint32_t version;
+	/* each field's offset depends on the previous one's length: left to
+	 * itself the walk waits for one cache miss after the other (SEARCH
+	 * over a whole mailbox). Ask for the record's lines all at once. */
+	for (size_t off = 0; off < len && off < CACHE_PREFETCH_MAX; off += 64)
+		__builtin_prefetch(p + off);
 	memset(cache, 0, sizeof(*cache));
 	if (len < sizeof(version))
 		return -1;
@@ -126,7 +132,7 @@ int cache_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t ui
 {
 	uint64_t key = msg_key(id, uid);
 	MDB_val k = { sizeof(key), &key }, v = { blob->len, blob->data };
-	int ret = mdb_put(txn, acct->db_cache, &k, &v, 0);
+	int ret = index_note(acct, mdb_put(txn, acct->db_cache, &k, &v, 0));
 	if (ret != 0)
 		return acct_fail(acct, NULL, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
 				 : STORE_ERR_INTERNAL, "index: cache put: %s", mdb_strerror(ret));

@@ -347,6 +347,28 @@ int store_msg_expunge(struct store_mailbox *mbox, const struct store_uidset *set
 	return finish_write(mbox, txn, &rec, error_r);
 }
 
+/* Every UID below UIDNEXT that the index no longer has: what a client
+ * whose modseq is older than the expunge log may have seen vanish (RFC
+ * 7162 3.2.5.2 lets VANISHED (EARLIER) name UIDs it never saw). */
+static void vanished_by_gaps(struct store_account *acct, MDB_txn *txn, uint32_t id,
+			     uint32_t uidnext, struct store_uids *vanished_r)
+{
+	MDB_cursor *cur;
+	if (mdb_cursor_open(txn, acct->db_msg, &cur) != 0)
+		return;
+	MDB_val v;
+	uint32_t uid, next = 1;
+	bool started = false;
+	while (index_id_next(cur, id, 0, &started, &uid, &v)) {
+		for (; next < uid; next++)
+			store_uids_push(vanished_r, next);
+		next = uid + 1;
+	}
+	for (; next < uidnext; next++)
+		store_uids_push(vanished_r, next);
+	mdb_cursor_close(cur);
+}
+
 int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 			struct store_uids *changed_r, struct store_uids *vanished_r,
 			const char **error_r)
@@ -355,6 +377,14 @@ int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 	int ret = index_txn_begin(mbox->acct, false, &txn, error_r);
 	if (ret < 0)
 		return ret;
+	/* the expunge log holds every expunge above its floor only */
+	struct mbox_rec mrec;
+	if (index_mbox_get(mbox->acct, txn, mbox->name, &mrec) < 0 || mrec.id != mbox->id)
+		mrec = mbox->rec;
+	if (vanished_r != NULL && modseq < mrec.expunge_floor) {
+		vanished_by_gaps(mbox->acct, txn, mbox->id, mrec.uidnext, vanished_r);
+		vanished_r = NULL;
+	}
 	MDB_dbi dbis[2] = { mbox->acct->db_msg, mbox->acct->db_expunged };
 	struct store_uids *outs[2] = { changed_r, vanished_r };
 	for (int d = 0; d < 2; d++) {
@@ -410,14 +440,28 @@ int store_search_index(struct store_mailbox *mbox, const struct store_search *c,
 	return 0;
 }
 
+static unsigned char ascii_fold(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+/* The first byte is compared inline: SEARCH runs this over every cached
+ * field of a mailbox. */
 static bool contains_ci(const char *hay, size_t hay_len, const char *needle, size_t nlen)
 {
 	if (nlen == 0)
 		return true;
+	unsigned char first = ascii_fold((unsigned char)needle[0]);
 	for (size_t i = 0; i + nlen <= hay_len; i++)
-		if (ascii_strncasecmp(hay + i, needle, nlen) == 0)
+		if (ascii_fold((unsigned char)hay[i]) == first &&
+		    ascii_strncasecmp(hay + i + 1, needle + 1, nlen - 1) == 0)
 			return true;
 	return false;
+}
+
+bool store_contains_ci(const char *hay, size_t len, const char *needle)
+{
+	return contains_ci(hay, len, needle, strlen(needle));
 }
 
 bool store_cache_field_contains(const struct store_cache *cache,

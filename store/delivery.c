@@ -219,6 +219,28 @@ out:
 	return ret;
 }
 
+/* deliver_into(), again with a grown map when the index's map was full:
+ * the failed try left nothing (its transaction aborted, its file
+ * unlinked), so the retry is a delivery like any other. Other writes
+ * still answer STORE_ERR_LIMIT on a full map: a delivery is what must
+ * not be refused for it (mail would bounce). */
+static int deliver_into_growing(struct store_delivery *d, struct store_account *acct,
+				const char *name, uint32_t flags,
+				const char *const *keywords, size_t keyword_count,
+				time_t internaldate, uint32_t *uidvalidity_r,
+				uint32_t *uid_r, const char **error_r)
+{
+	for (int attempt = 0;; attempt++) {
+		acct->map_full = false;
+		int ret = deliver_into(d, acct, name, flags, keywords, keyword_count,
+				       internaldate, uidvalidity_r, uid_r, error_r);
+		if (ret == 0 || !acct->map_full)
+			return ret;
+		if (attempt == 8 || index_grow(acct) < 0)
+			return acct_fail(acct, error_r, STORE_ERR_LIMIT, "index: map full");
+	}
+}
+
 int store_delivery_commit(struct store_delivery *d, struct store_recipient *rcpts,
 			  size_t count)
 {
@@ -242,12 +264,13 @@ int store_delivery_commit(struct store_delivery *d, struct store_recipient *rcpt
 			char *name = r->mailbox != NULL ? maildir_canonical_name(r->mailbox)
 							: xstrdup("INBOX");
 			r->result = name == NULL ? STORE_ERR_NOTFOUND :
-				deliver_into(d, acct, name, 0, NULL, 0, 0, &r->uidvalidity,
-					     &r->uid, &error);
+				deliver_into_growing(d, acct, name, 0, NULL, 0, 0,
+						     &r->uidvalidity, &r->uid, &error);
 			if (r->result == STORE_ERR_NOTFOUND && strcmp(name != NULL ? name : "",
 								      "INBOX") != 0)
-				r->result = deliver_into(d, acct, "INBOX", 0, NULL, 0, 0,
-							 &r->uidvalidity, &r->uid, &error);
+				r->result = deliver_into_growing(d, acct, "INBOX", 0, NULL, 0,
+								 0, &r->uidvalidity, &r->uid,
+								 &error);
 			free(name);
 			store_account_close(&acct);
 		}
@@ -279,8 +302,8 @@ int store_delivery_append(struct store_delivery *d, struct store_account *acct,
 	char *name = maildir_canonical_name(mailbox);
 	if (name == NULL)
 		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
-	ret = deliver_into(d, acct, name, flags, keywords, keyword_count, internaldate,
-			   uidvalidity_r, uid_r, error_r);
+	ret = deliver_into_growing(d, acct, name, flags, keywords, keyword_count,
+				   internaldate, uidvalidity_r, uid_r, error_r);
 	free(name);
 	return ret;
 }

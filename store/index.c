@@ -23,9 +23,33 @@ int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
 	return 0;
 }
 
+int index_note(struct store_account *acct, int rc)
+{
+	if (rc == MDB_MAP_FULL)
+		acct->map_full = true;
+	return rc;
+}
+
+int index_grow(struct store_account *acct)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(acct->env, &info) != 0 || info.me_mapsize >= STORE_MAPSIZE_MAX)
+		return -1;
+	size_t size = info.me_mapsize * 2 < STORE_MAPSIZE_MAX ? info.me_mapsize * 2
+		: STORE_MAPSIZE_MAX;
+	int rc = mdb_env_set_mapsize(acct->env, size);
+	if (rc != 0) {
+		log_warn("event=store_index_grow_failed account=%s error=\"%s\"", acct->address,
+			 mdb_strerror(rc));
+		return -1;
+	}
+	log_info("event=store_index_grown account=%s mapsize=%zu", acct->address, size);
+	return 0;
+}
+
 int index_txn_commit(struct store_account *acct, MDB_txn *txn, const char **error_r)
 {
-	int ret = mdb_txn_commit(txn);
+	int ret = index_note(acct, mdb_txn_commit(txn));
 	if (ret != 0)
 		return acct_fail(acct, error_r, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
 				 : STORE_ERR_INTERNAL, "index: commit: %s", mdb_strerror(ret));
@@ -48,7 +72,8 @@ int index_mbox_put(struct store_account *acct, MDB_txn *txn, const char *name,
 		   const struct mbox_rec *rec)
 {
 	MDB_val k = { strlen(name), (void *)name }, v = { sizeof(*rec), (void *)rec };
-	return mdb_put(txn, acct->db_mbox, &k, &v, 0) == 0 ? 0 : STORE_ERR_INTERNAL;
+	return index_note(acct, mdb_put(txn, acct->db_mbox, &k, &v, 0)) == 0 ? 0
+		: STORE_ERR_INTERNAL;
 }
 
 uint64_t index_meta_get(struct store_account *acct, MDB_txn *txn, const char *key)
@@ -63,7 +88,8 @@ uint64_t index_meta_get(struct store_account *acct, MDB_txn *txn, const char *ke
 int index_meta_put(struct store_account *acct, MDB_txn *txn, const char *key, uint64_t value)
 {
 	MDB_val k = { strlen(key), (void *)key }, v = { sizeof(value), &value };
-	return mdb_put(txn, acct->db_meta, &k, &v, 0) == 0 ? 0 : STORE_ERR_INTERNAL;
+	return index_note(acct, mdb_put(txn, acct->db_meta, &k, &v, 0)) == 0 ? 0
+		: STORE_ERR_INTERNAL;
 }
 
 void msgrec_account(struct mbox_rec *mrec, const struct msg_rec *msg, int sign)
@@ -82,13 +108,59 @@ int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_
 	size_t blen = strlen(base) + 1;
 	uint64_t key = msg_key(id, uid);
 	MDB_val k = { sizeof(key), &key }, v = { sizeof(*rec) + blen, NULL };
-	int ret = mdb_put(txn, acct->db_msg, &k, &v, MDB_RESERVE);
+	int ret = index_note(acct, mdb_put(txn, acct->db_msg, &k, &v, MDB_RESERVE));
 	if (ret != 0)
 		return acct_fail(acct, NULL, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
 				 : STORE_ERR_INTERNAL, "index: put: %s", mdb_strerror(ret));
 	memcpy(v.mv_data, rec, sizeof(*rec));
 	memcpy((char *)v.mv_data + sizeof(*rec), base, blen);
 	return 0;
+}
+
+static int modseq_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Drops the oldest expunge records of the mailbox down to
+ * STORE_EXPUNGE_LOG_KEEP; the floor moves to the newest one dropped (every
+ * MODSEQ is used once per mailbox, so exactly the surplus goes). */
+static void expunge_log_prune(struct store_account *acct, MDB_txn *txn,
+			      struct mbox_rec *mrec)
+{
+	MDB_cursor *cur;
+	if (mdb_cursor_open(txn, acct->db_expunged, &cur) != 0)
+		return;
+	uint64_t *modseqs = NULL;
+	size_t count = 0, cap = 0;
+	MDB_val v;
+	uint32_t uid;
+	bool started = false;
+	while (index_id_next(cur, mrec->id, 0, &started, &uid, &v)) {
+		if (count == cap) {
+			cap = cap == 0 ? STORE_EXPUNGE_LOG_MAX + 1 : cap * 2;
+			modseqs = xrealloc(modseqs, cap * sizeof(*modseqs));
+		}
+		memcpy(&modseqs[count++], v.mv_data, sizeof(*modseqs));
+	}
+	if (count > STORE_EXPUNGE_LOG_KEEP) {
+		qsort(modseqs, count, sizeof(*modseqs), modseq_cmp);
+		uint64_t floor = modseqs[count - STORE_EXPUNGE_LOG_KEEP - 1];
+		started = false;
+		while (index_id_next(cur, mrec->id, 0, &started, &uid, &v)) {
+			uint64_t m;
+			memcpy(&m, v.mv_data, sizeof(m));
+			if (m <= floor)
+				mdb_cursor_del(cur, 0);
+		}
+		if (floor > mrec->expunge_floor)
+			mrec->expunge_floor = floor;
+		count = STORE_EXPUNGE_LOG_KEEP;
+	}
+	mrec->expunge_log = (uint32_t)count;
+	mdb_cursor_close(cur);
+	free(modseqs);
 }
 
 int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name,
@@ -108,6 +180,8 @@ int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name
 	if (ret != 0)
 		return acct_fail(acct, NULL, STORE_ERR_INTERNAL, "index: expunge: %s",
 				 mdb_strerror(ret));
+	if (++mrec->expunge_log > STORE_EXPUNGE_LOG_MAX)
+		expunge_log_prune(acct, txn, mrec);
 	msgrec_account(mrec, &copy, -1);
 	index_quota_add(acct, txn, -(int64_t)copy.size);
 	/* unlink before the commit: a crash in between leaves a vanished
@@ -185,7 +259,7 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 	uint32_t i = mrec->keyword_count++;
 	uint64_t key = msg_key(mrec->id, i);
 	MDB_val k = { sizeof(key), &key }, v = { strlen(keyword), (void *)keyword };
-	if (mdb_put(txn, acct->db_kw, &k, &v, 0) != 0)
+	if (index_note(acct, mdb_put(txn, acct->db_kw, &k, &v, 0)) != 0)
 		return -1;
 	if (name != NULL) {
 		char *dir = maildir_path(acct, name);

@@ -138,6 +138,61 @@ static bool is_child_of(const char *name, const char *parent)
 	return strncmp(name, parent, len) == 0 && name[len] == '/';
 }
 
+/* The keys of a name-keyed database that are name or under it. */
+static char **names_under(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t *count_r)
+{
+	char **names = NULL;
+	size_t count = 0;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	if (mdb_cursor_open(txn, dbi, &cur) == 0) {
+		for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+		     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			char *n = xstrndup(k.mv_data, k.mv_size);
+			if (strcmp(n, name) == 0 || is_child_of(n, name)) {
+				names = xrealloc(names, (count + 1) * sizeof(*names));
+				names[count++] = n;
+			} else {
+				free(n);
+			}
+		}
+		mdb_cursor_close(cur);
+	}
+	*count_r = count;
+	return names;
+}
+
+/* Subscriptions follow a rename (as in Dovecot): "from" and every name
+ * under it, subscribed or not existing, now go by the new name. Not used
+ * for INBOX, whose rename leaves INBOX in place. */
+static int rename_subscriptions(struct store_account *acct, MDB_txn *txn,
+				const char *from, const char *to, const char **error_r)
+{
+	size_t count;
+	char **names = names_under(txn, acct->db_subs, from, &count);
+	/* all deletes before any put: with "a/b" renamed to "a", the new
+	 * name of "a/b/b/c" is the old name of "a/b/c" */
+	int ret = 0;
+	for (size_t i = 0; i < count && ret == 0; i++) {
+		MDB_val ok = { strlen(names[i]), names[i] };
+		ret = mdb_del(txn, acct->db_subs, &ok, NULL);
+	}
+	for (size_t i = 0; i < count && ret == 0; i++) {
+		char *target = xasprintf("%s%s", to, names[i] + strlen(from));
+		MDB_val nk = { strlen(target), target }, nv = { 0, (void *)"" };
+		ret = mdb_put(txn, acct->db_subs, &nk, &nv, 0);
+		free(target);
+	}
+	for (size_t i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	if (ret != 0)
+		return acct_fail(acct, error_r, ret == MDB_MAP_FULL ? STORE_ERR_LIMIT
+				 : STORE_ERR_INTERNAL, "index: subscriptions: %s",
+				 mdb_strerror(ret));
+	return 0;
+}
+
 static int rename_inbox(struct store_account *acct, const char *new_name,
 			const char **error_r)
 {
@@ -188,22 +243,8 @@ int store_mailbox_rename(struct store_account *acct, const char *old_name,
 	}
 	/* collect the mailbox and its children first, then move them */
 	struct mbox_rec rec;
-	char **names = NULL;
-	size_t count = 0;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	mdb_cursor_open(txn, acct->db_mbox, &cur);
-	for (int r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
-	     r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		char *n = xstrndup(k.mv_data, k.mv_size);
-		if (strcmp(n, from) == 0 || is_child_of(n, from)) {
-			names = xrealloc(names, (count + 1) * sizeof(*names));
-			names[count++] = n;
-		} else {
-			free(n);
-		}
-	}
-	mdb_cursor_close(cur);
+	size_t count;
+	char **names = names_under(txn, acct->db_mbox, from, &count);
 	if (count == 0)
 		ret = acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
 	for (size_t i = 0; ret == 0 && i < count; i++) {
@@ -227,6 +268,8 @@ int store_mailbox_rename(struct store_account *acct, const char *old_name,
 		free(dst_dir);
 		free(target);
 	}
+	if (ret == 0)
+		ret = rename_subscriptions(acct, txn, from, to, error_r);
 	if (ret == 0)
 		ret = index_txn_commit(acct, txn, error_r);
 	else

@@ -11,9 +11,19 @@
 
 #define STORE_INDEX_NAME "postern-index.lmdb"
 #define STORE_NOTIFY_NAME "postern-notify"
-#define STORE_MAPSIZE ((size_t)8 << 30)
+#define STORE_MAPSIZE ((size_t)8 << 30)     /* the first map of an index */
+#define STORE_MAPSIZE_MAX ((size_t)1 << 40)  /* growth stops there */
 #define STORE_MAXREADERS 1024
 #define STORE_IDLE_ACCOUNTS 8    /* closed accounts kept open per process */
+/* Expunge log per mailbox (QRESYNC VANISHED): at STORE_EXPUNGE_LOG_MAX
+ * records the oldest are dropped down to STORE_EXPUNGE_LOG_KEEP. A count,
+ * not an age: it bounds the space (about 40 bytes a record, so < 500 KB a
+ * mailbox) whatever the expunge rate, and the window only decides how
+ * exact an answer is, never whether it is right: a client behind the
+ * window is told every UID of its range that no longer exists. The slack
+ * makes the pruning scan cost ~6 record reads per expunge. */
+#define STORE_EXPUNGE_LOG_KEEP 10000
+#define STORE_EXPUNGE_LOG_MAX 12000
 
 struct store {
 	char *data_dir;
@@ -23,6 +33,7 @@ struct store {
 	char *hostname;
 	unsigned int counter;
 	uint64_t idle_clock;
+	size_t mapsize;           /* of indexes opened from now on */
 	int watch_fd;             /* one inotify instance for the process */
 	struct store_account *accounts;   /* open ones, linked */
 	char error[512];
@@ -43,6 +54,7 @@ struct store_account {
 	MDB_dbi db_kw;          /* u64 (id<<32|index) -> keyword name */
 	MDB_dbi db_meta;        /* string -> u64 */
 	MDB_dbi db_subs;        /* name -> "" */
+	bool map_full;            /* a write since the last reset hit MDB_MAP_FULL */
 	int watch_wd[3];          /* inotify watches: notify file, new/, cur/ */
 	uint64_t changes;
 	uint64_t changes_consumed;  /* for store_account_watch_consume() */
@@ -82,6 +94,12 @@ struct mbox_rec {
 				    the store's own change */
 	uint32_t needs_rescan;   /* a change may have been lost (a crash, a
 				    reboot): only a full scan clears it */
+	/* the expunge log (db_expunged) is bounded: it holds every expunge
+	 * with a MODSEQ > expunge_floor (0: every one since creation) */
+	uint64_t expunge_floor;
+	uint32_t expunge_log;    /* records in it (approximate for records
+				    written before it was counted) */
+	uint32_t pad;
 };
 
 /* The store's own change to a mailbox's directories, made under the writer
@@ -141,6 +159,12 @@ void store_give(struct store *store, const char *path);
 int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
 		    const char **error_r);
 int index_txn_commit(struct store_account *acct, MDB_txn *txn, const char **error_r);
+/* Notes an LMDB result: MDB_MAP_FULL sets acct->map_full. Returns rc. */
+int index_note(struct store_account *acct, int rc);
+/* After a transaction died of MDB_MAP_FULL (and was aborted): doubles the
+ * map, up to STORE_MAPSIZE_MAX. Only with no transaction of this process
+ * open on the account (the map moves). 0, or -1 when it cannot grow. */
+int index_grow(struct store_account *acct);
 int index_mbox_get(struct store_account *acct, MDB_txn *txn, const char *name,
 		   struct mbox_rec *rec_r);
 int index_mbox_put(struct store_account *acct, MDB_txn *txn, const char *name,
@@ -151,7 +175,8 @@ int index_meta_put(struct store_account *acct, MDB_txn *txn, const char *key, ui
 void msgrec_account(struct mbox_rec *mrec, const struct msg_rec *msg, int sign);
 int index_msg_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
 		  const struct msg_rec *rec, const char *base);
-/* Removes the message: index, counters, expunge log, quota, the file. */
+/* Removes the message: index, counters, expunge log (pruned to its bound,
+ * moving mrec->expunge_floor), quota, the file. */
 int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name,
 		      struct mbox_rec *mrec, uint32_t uid, const struct msg_rec *rec,
 		      const char *base);

@@ -140,6 +140,11 @@ static int remove_stale_tmp(const char *dir)
 	return 0;
 }
 
+void store_set_index_mapsize(struct store *store, size_t bytes)
+{
+	store->mapsize = bytes;
+}
+
 int store_open(const char *data_dir, const char *run_as, struct store **store_r,
 	       const char **error_r)
 {
@@ -148,6 +153,7 @@ int store_open(const char *data_dir, const char *run_as, struct store **store_r,
 	store->mail_dir = xasprintf("%s/mail", data_dir);
 	store->tmp_dir = xasprintf("%s/tmp", data_dir);
 	store->run_as = run_as != NULL ? xstrdup(run_as) : NULL;
+	store->mapsize = STORE_MAPSIZE;
 	char host[256];
 	if (gethostname(host, sizeof(host)) != 0)
 		strcpy(host, "localhost");
@@ -228,7 +234,7 @@ static int env_open(struct store_account *acct, const char *path, const char **e
 	if ((ret = mdb_env_create(&acct->env)) != 0)
 		return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "mdb_env_create: %s",
 				 mdb_strerror(ret));
-	mdb_env_set_mapsize(acct->env, STORE_MAPSIZE);
+	mdb_env_set_mapsize(acct->env, acct->store->mapsize);
 	mdb_env_set_maxreaders(acct->env, STORE_MAXREADERS);
 	mdb_env_set_maxdbs(acct->env, 16);
 	ret = mdb_env_open(acct->env, path, MDB_NOSUBDIR | MDB_NOTLS, 0600);

@@ -99,6 +99,10 @@ void store_uids_clear(struct store_uids *list);
  * NULL). Removes stale delivery temp files (older than 36 hours). */
 int store_open(const char *data_dir, const char *run_as, struct store **store_r,
 	       const char **error_r);
+/* The LMDB map size of account indexes opened from now on (default
+ * 8 GiB, address space only). A delivery or APPEND that finds the map
+ * full doubles it and tries again; tests start small to see that. */
+void store_set_index_mapsize(struct store *store, size_t bytes);
 /* Closes the accounts kept open while idle; every account handle must
  * have been closed before (a warning is logged for each that was not). */
 void store_free(struct store **store);
@@ -203,9 +207,11 @@ int store_mailbox_create(struct store_account *acct, const char *name,
  * children of a \NonExistent parent). INBOX cannot be deleted. */
 int store_mailbox_delete(struct store_account *acct, const char *name,
 			 const char **error_r);
-/* Renames the mailbox and all its children. Renaming INBOX creates the
- * new mailbox and moves every INBOX message into it; INBOX stays, empty
- * (RFC 3501 6.3.5). */
+/* Renames the mailbox and all its children; their subscriptions (also
+ * those of names under it that do not exist) move to the new names, as in
+ * Dovecot. Renaming INBOX creates the new mailbox and moves every INBOX
+ * message into it; INBOX stays, empty, and stays subscribed (RFC 3501
+ * 6.3.5). */
 int store_mailbox_rename(struct store_account *acct, const char *old_name,
 			 const char *new_name, const char **error_r);
 int store_mailbox_subscribe(struct store_account *acct, const char *name,
@@ -396,7 +402,10 @@ int store_msg_expunge(struct store_mailbox *mbox, const struct store_uidset *set
 		      const char **error_r);
 
 /* CONDSTORE/QRESYNC: messages whose MODSEQ > modseq (changed_r) and UIDs
- * expunged with a MODSEQ > modseq (vanished_r), both ascending. */
+ * expunged with a MODSEQ > modseq (vanished_r), both ascending. The
+ * expunge log is bounded; for a modseq older than what it still covers,
+ * vanished_r is every UID below UIDNEXT that no longer exists (a superset
+ * that RFC 7162 allows for VANISHED (EARLIER)), so callers need not know. */
 int store_changes_since(struct store_mailbox *mbox, uint64_t modseq,
 			struct store_uids *changed_r, struct store_uids *vanished_r,
 			const char **error_r);
@@ -407,6 +416,9 @@ enum store_search_field {
 	STORE_SEARCH_SUBJECT, STORE_SEARCH_FROM, STORE_SEARCH_TO, STORE_SEARCH_CC,
 	STORE_SEARCH_BCC, STORE_SEARCH_MESSAGE_ID,
 };
+/* The substring test of every text search key: needle in hay[0..len),
+ * ASCII letters folded, other bytes (UTF-8) compared as they are. */
+bool store_contains_ci(const char *hay, size_t len, const char *needle);
 /* Case-insensitive (ASCII and UTF-8 text compared bytewise after ASCII
  * folding) substring test on a cached, decoded header value. */
 bool store_cache_field_contains(const struct store_cache *cache,

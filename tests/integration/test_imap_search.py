@@ -4,7 +4,7 @@ ESEARCH result options and SEARCHRES ($)."""
 
 import pytest
 
-from imap_helpers import raw_session, USER, Raw, deliver, imap, login_raw, make_account
+from imap_helpers import raw_session, USER, deliver, imap, make_account
 
 
 @pytest.fixture
@@ -118,3 +118,89 @@ def test_imaplib_search(srv):
     assert m.search(None, "FROM", "bob") == ("OK", [b"1 3"])
     assert m.uid("SEARCH", "SUBJECT", "lunch") == ("OK", [b"1"])
     m.logout()
+
+
+# HEADER on the fields the index caches decoded (Subject, From, To, Cc,
+# Bcc, Message-ID, In-Reply-To, References) is answered from the cache;
+# what the cache cannot tell (presence for "", a leading space, a match
+# across two joined address fields) and every other field come from the
+# file. Both must give what reading the header would.
+@pytest.fixture
+def hdr(server):
+    make_account(server)
+    msgs = [
+        # 1: folded, encoded Subject; two To: lines; threading fields
+        "From: Erin <erin@example.net>\r\nTo: first@example.org\r\n"
+        "To: second@example.org\r\n"
+        "Subject: =?ISO-8859-1?Q?Caf=E9?= au\r\n lait =?UTF-8?B?w6dh?=\r\n"
+        "Message-ID: <m1@example.net>\r\nIn-Reply-To: <parent@example.net>\r\n"
+        "References: <root@example.net> <parent@example.net>\r\n"
+        "Received: from relay.example.net by mx\r\n\r\nbody\r\n",
+        # 2: no Subject at all; one To: with a list
+        "From: frank@example.com\r\nTo: first@example.org, second@example.org\r\n"
+        "Message-ID: <m2@example.com>\r\n\r\nbody\r\n",
+        # 3: an empty Subject; Cc and Bcc
+        "From: =?UTF-8?Q?J=C3=BCrgen?= <j@example.de>\r\nTo: x@example.org\r\n"
+        "Cc: Copy <copy@example.org>\r\nBcc: hidden@example.org\r\nSubject: \r\n"
+        "X-Mailer: Tool 1.0\r\n\r\nbody\r\n",
+    ]
+    for m in msgs:
+        deliver(server, USER, m)
+    return server
+
+
+@pytest.mark.parametrize("criteria,result", [
+    ("HEADER Subject \"caf\u00e9 au lait\"", "1"),
+    ("HEADER SUBJECT \"AU LAIT\"", "1"),
+    ("HEADER subject \"lait \u00e7a\"", "1"),
+    ("HEADER Subject \"=?ISO\"", ""),
+    ("HEADER Subject \"\"", "1 3"),
+    ("HEADER Subject \" caf\"", "1"),
+    ("NOT HEADER Subject \"\"", "2"),
+    ("HEADER To second", "1 2"),
+    ("HEADER To \"org, second\"", "2"),
+    ("HEADER To \"\"", "1 2 3"),
+    ("HEADER From \"j\u00fcrgen\"", "3"),
+    ("HEADER From \"ERIN@\"", "1"),
+    ("HEADER Cc copy", "3"),
+    ("HEADER Bcc hidden", "3"),
+    ("HEADER Bcc \"\"", "3"),
+    ("HEADER Message-ID \"<m2@\"", "2"),
+    ("HEADER message-id example", "1 2"),
+    ("HEADER In-Reply-To parent", "1"),
+    ("HEADER References \"<root@\"", "1"),
+    ("HEADER References \"\"", "1"),
+    ("HEADER Received relay", "1"),
+    ("HEADER X-Mailer \"tool 1\"", "3"),
+    ("HEADER X-Mailer \"\"", "3"),
+    ("HEADER X-Missing \"\"", ""),
+    ("SUBJECT lait", "1"),
+    ("FROM example.com", "2"),
+    ("OR HEADER Cc copy HEADER Received relay", "1 3"),
+    ("HEADER Received relay UNSEEN", "1"),
+    ("(HEADER To first) (NOT SEEN) 2:3", "2"),
+    # what needs the file is settled after the index/cache pass
+    ("NOT HEADER Received relay", "2 3"),
+    ("OR HEADER Received relay HEADER X-Mailer tool", "1 3"),
+    ("OR BODY nothing-like-this HEADER Cc copy", "3"),
+    ("NOT (BODY body HEADER Received relay)", "2 3"),
+    ("OR NOT BODY body SUBJECT lait", "1"),
+    ("OR HEADER Subject \"\" BODY nothing-like-this", "1 3"),
+    ("HEADER To \"\" NOT HEADER Subject \"\"", "2"),
+])
+def test_search_header_cached_and_not(hdr, criteria, result):
+    r = raw_session(hdr, "INBOX")
+    lines = r.cmd("a", "SEARCH CHARSET UTF-8 " + criteria)
+    assert lines == [("* SEARCH" + (" " + result if result else "") + "\r\n").encode(),
+                     b"a OK SEARCH completed\r\n"], criteria
+
+
+def test_search_skips_messages_expunged_by_another_session(srv):
+    # the view still has message 1 (no sync yet); the index does not
+    a = raw_session(srv, "INBOX")
+    b = raw_session(srv, "INBOX")
+    b.cmd("s", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.cmd("e", "EXPUNGE")
+    lines = a.cmd("x", "SEARCH FROM bob")
+    assert lines[-1] == b"x OK SEARCH completed\r\n"
+    assert b"* SEARCH 3\r\n" in lines

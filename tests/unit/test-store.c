@@ -3,6 +3,7 @@
 #include "core/core.h"
 
 #include <dirent.h>
+#include <lmdb.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
@@ -506,6 +507,227 @@ static void test_mailbox_ops(void)
 	close_store();
 }
 
+/* The subscribed names matching pattern, joined with spaces. */
+static const char *subscribed(struct store_account *acct, const char *pattern)
+{
+	static char out[1024];
+	struct store_list list;
+	const char *error;
+	out[0] = '\0';
+	TEST_ASSERT_INT(store_mailbox_list(acct, pattern, true, &list, &error), 0);
+	for (size_t i = 0; i < list.count; i++) {
+		if ((list.entries[i].attrs & STORE_LIST_SUBSCRIBED) == 0)
+			continue;
+		size_t len = strlen(out);
+		snprintf(out + len, sizeof(out) - len, "%s%s", len > 0 ? " " : "",
+			 list.entries[i].name);
+	}
+	store_list_free(&list);
+	return out;
+}
+
+static void test_rename_subscriptions(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "r@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Work", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Work/Äb", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Workshop", 0, &error), 0);
+	const char *subs[] = { "Work", "Work/Äb", "Work/Gone", "Workshop", "Other" };
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+		TEST_ASSERT_INT(store_mailbox_subscribe(acct, subs[i], true, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Work", "Old/Job", &error), 0);
+	/* the mailbox, its children (also a subscribed name that does not
+	 * exist) move; "Workshop" is not a child */
+	TEST_ASSERT_STR(subscribed(acct, "Old/*"), "Old/Job Old/Job/Gone Old/Job/Äb");
+	TEST_ASSERT_STR(subscribed(acct, "Work*"), "Workshop");
+	TEST_ASSERT_STR(subscribed(acct, "Other"), "Other");
+
+	/* a failed rename moves nothing */
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Old/Job", "Workshop", &error),
+			STORE_ERR_EXISTS);
+	TEST_ASSERT_STR(subscribed(acct, "Old/*"), "Old/Job Old/Job/Gone Old/Job/Äb");
+
+	/* up the hierarchy: the new name of one is the old name of another */
+	TEST_ASSERT_INT(store_mailbox_create(acct, "A/B", 0, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_subscribe(acct, "A/B/B/C", true, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_subscribe(acct, "A/B/C", true, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "A/B", "A", &error), 0);
+	TEST_ASSERT_STR(subscribed(acct, "A/*"), "A/B/C A/C");
+
+	/* renaming INBOX leaves INBOX (and its subscription) in place */
+	TEST_ASSERT_INT(deliver("r@d", msg1, NULL), 0);
+	TEST_ASSERT_STR(subscribed(acct, "INBOX"), "INBOX");
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "INBOX", "Saved", &error), 0);
+	TEST_ASSERT_STR(subscribed(acct, "INBOX"), "INBOX");
+	TEST_ASSERT_STR(subscribed(acct, "Saved"), "");
+	store_account_close(&acct);
+	close_store();
+}
+
+/* Records in the index's expunge log (the store must be closed). */
+static size_t expunge_log_size(const char *data, const char *account_dir)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/mail/%s/postern-index.lmdb", data, account_dir);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_stat st = { 0 };
+	TEST_ASSERT_INT(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 16);
+	TEST_ASSERT_INT(mdb_env_open(env, path, MDB_NOSUBDIR | MDB_RDONLY, 0600), 0);
+	TEST_ASSERT_INT(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	TEST_ASSERT_INT(mdb_dbi_open(txn, "expunged", MDB_INTEGERKEY, &dbi), 0);
+	mdb_stat(txn, dbi, &st);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return st.ms_entries;
+}
+
+/* uids[0..] starts with exactly lo..hi. */
+static void expect_uid_range(const struct store_uids *uids, uint32_t lo, uint32_t hi)
+{
+	bool in_order = uids->count >= hi - lo + 1;
+	for (size_t i = 0; in_order && i < hi - lo + 1; i++)
+		in_order = uids->uids[i] == lo + i;
+	TEST_ASSERT(in_order);
+}
+
+static void expunge_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi)
+{
+	struct store_uidset set = STORE_UIDSET_INIT;
+	const char *error;
+	store_uidset_add(&set, lo, hi);
+	TEST_ASSERT_INT(store_msg_expunge(mbox, &set, false, NULL, &error), 0);
+	store_uidset_clear(&set);
+}
+
+static void test_expunge_log_bounded(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	uint32_t uid, uidvalidity;
+	TEST_ASSERT_INT(store_account_open(store, "x@d", &acct, &error), 0);
+	TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, NULL, &uid), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	/* 16384 messages: copies of copies, one transaction each */
+	struct store_uidset all = STORE_UIDSET_INIT;
+	store_uidset_add(&all, 1, UINT32_MAX);
+	for (int i = 0; i < 14; i++)
+		TEST_ASSERT_INT(store_msg_copy(mbox, &all, "INBOX", false, &uidvalidity, NULL,
+					       NULL, &error), 0);
+	store_uidset_clear(&all);
+	struct store_status st;
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
+	TEST_ASSERT_INT(st.messages, 16384);
+	uint64_t before = st.highestmodseq;
+
+	/* more expunges than the log keeps, in two steps and then one by one */
+	expunge_range(mbox, 1, 8000);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
+	uint64_t middle = st.highestmodseq;
+	expunge_range(mbox, 8001, 14000);
+	for (uint32_t u = 16384; u > 16380; u--)
+		expunge_range(mbox, u, u);
+	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
+	uint64_t late = st.highestmodseq - 2;   /* before the last two */
+
+	/* a modseq older than the log: every UID gone, none that exists */
+	struct store_uids changed = STORE_UIDS_INIT, vanished = STORE_UIDS_INIT;
+	TEST_ASSERT_INT(store_changes_since(mbox, before, &changed, &vanished, &error), 0);
+	TEST_ASSERT_INT(changed.count, 0);
+	TEST_ASSERT_INT(vanished.count, 14004);
+	expect_uid_range(&vanished, 1, 14000);
+	if (vanished.count == 14004) {
+		TEST_ASSERT_INT(vanished.uids[14000], 16381);
+		TEST_ASSERT_INT(vanished.uids[14003], 16384);
+	}
+	store_uids_clear(&vanished);
+	/* within the log: exact */
+	TEST_ASSERT_INT(store_changes_since(mbox, middle, NULL, &vanished, &error), 0);
+	TEST_ASSERT_INT(vanished.count, 6004);
+	expect_uid_range(&vanished, 8001, 14000);
+	store_uids_clear(&vanished);
+	TEST_ASSERT_INT(store_changes_since(mbox, late, NULL, &vanished, &error), 0);
+	TEST_ASSERT_INT(vanished.count, 2);
+	if (vanished.count == 2) {
+		TEST_ASSERT_INT(vanished.uids[0], 16381);
+		TEST_ASSERT_INT(vanished.uids[1], 16382);
+	}
+	store_uids_clear(&vanished);
+
+	/* a flag change after the pruning still shows as a change only */
+	struct store_uidset one = STORE_UIDSET_INIT;
+	store_uidset_add(&one, 14001, 14001);
+	TEST_ASSERT_INT(store_msg_set_flags(mbox, &one, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL,
+					    0, 0, NULL, &error), 0);
+	store_uidset_clear(&one);
+	TEST_ASSERT_INT(store_changes_since(mbox, before, &changed, &vanished, &error), 0);
+	TEST_ASSERT_INT(changed.count, 1);
+	TEST_ASSERT_INT(vanished.count, 14004);
+	store_uids_clear(&changed);
+	store_uids_clear(&vanished);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+	/* the log is bounded */
+	size_t logged = expunge_log_size(data, "d/x");
+	TEST_ASSERT_INT(logged, 10002);   /* pruned at 12,001 (twice) to 10,000 */
+}
+
+/* A delivery that finds the index's map full grows it and goes on. */
+static void test_map_grows(void)
+{
+	const char *data = fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	/* a 30 KB Subject: ~90 KB of cache (Subject, ENVELOPE) a message */
+	size_t subject_len = 30000;
+	char *text = xmalloc(subject_len + 64);
+	memcpy(text, "Subject: ", 9);
+	memset(text + 9, 'x', subject_len);
+	strcpy(text + 9 + subject_len, "\r\nFrom: a@b\r\n\r\nbody\r\n");
+	for (int round = 0; round < 2; round++) {
+		/* a map this small holds the new account and a few messages */
+		store_set_index_mapsize(store, 256 * 1024);
+		TEST_ASSERT_INT(store_account_open(store, "g@d", &acct, &error), 0);
+		for (unsigned int i = 1; i <= 12; i++) {
+			uint32_t uid = 0;
+			TEST_ASSERT_INT(deliver("g@d", text, &uid), 0);
+			TEST_ASSERT_INT(uid, round * 13 + i);
+		}
+		uint32_t uid = 0;
+		TEST_ASSERT_INT(append(acct, "INBOX", text, STORE_FLAG_SEEN, "$big", &uid), 0);
+		TEST_ASSERT_INT(uid, round * 13 + 13);
+		TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+		struct store_status st;
+		store_mailbox_get_status(mbox, &st);
+		TEST_ASSERT_INT(st.messages, round * 13 + 13);
+		struct store_cache cache;
+		TEST_ASSERT_INT(store_msg_cache(mbox, round * 13 + 12, &cache, &error), 0);
+		TEST_ASSERT_INT(strlen(cache.subject), subject_len);
+		store_mailbox_close(&mbox);
+		store_account_close(&acct);
+		/* reopened with the small map again (the file holds more):
+		 * deliveries grow it again */
+		close_store();
+		TEST_ASSERT_INT(store_open(data, NULL, &store, &error), 0);
+	}
+	char path[600];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/mail/d/g/postern-index.lmdb", data);
+	TEST_ASSERT_INT(stat(path, &st), 0);
+	TEST_ASSERT(st.st_size > 1024 * 1024);
+	close_store();
+	free(text);
+}
+
 static void test_patterns_and_names(void)
 {
 	TEST_ASSERT(store_pattern_match("*", "a/b/c"));
@@ -954,6 +1176,9 @@ int main(void)
 	test_run("flags_modseq", test_flags_modseq);
 	test_run("copy_move", test_copy_move);
 	test_run("mailbox_ops", test_mailbox_ops);
+	test_run("rename_subscriptions", test_rename_subscriptions);
+	test_run("expunge_log_bounded", test_expunge_log_bounded);
+	test_run("map_grows", test_map_grows);
 	test_run("patterns_and_names", test_patterns_and_names);
 	test_run("self_heal", test_self_heal);
 	test_run("dovecot_import", test_dovecot_import);
