@@ -678,6 +678,13 @@ int queue_recover(struct queue *q, const char **error_r)
 	return 0;
 }
 
+void queue_relay_sync_mode(struct queue *q)
+{
+	int rc = mdb_env_set_flags(q->env, MDB_NOMETASYNC, 1);
+	if (rc != 0)
+		log_warn("event=queue-sync-mode-failed error=\"%s\"", mdb_strerror(rc));
+}
+
 void queue_kick(struct queue *q)
 {
 	char *path = xasprintf("%s/%s", q->dir, QUEUE_NOTIFY_NAME);

@@ -113,6 +113,15 @@ char *queue_spool_path(struct queue *q, const char *id);
 /* Removes spool files that have no record and temp files left by a crash. */
 int queue_recover(struct queue *q, const char **error_r);
 
+/* For the relay process only: its commits (results, removals, bounces)
+ * sync the data but leave the meta page to the next sync
+ * (MDB_NOMETASYNC). A crash of the machine may then undo its last
+ * commit: the message is tried again (a duplicate, never a loss: a
+ * bounce is committed before the removal of what it reports on); the
+ * database stays intact, and commits by other processes (acknowledged
+ * mail) stay fully synced. Saves one of the two syncs per commit. */
+void queue_relay_sync_mode(struct queue *q);
+
 /* Wake-up: queue_kick() after a change makes queue_notify_fd() (inotify)
  * readable in every process watching; queue_notify_consume() drains it. */
 void queue_kick(struct queue *q);

@@ -27,6 +27,8 @@
 #define RELAY_LOCK_RETRY_MS 200
 #define RELAY_IDLE_WAKE 3600
 #define RELAY_POLL_SECS 1        /* without inotify */
+#define RELAY_FINISH_WAIT_MS 20  /* finished messages wait this long for one commit */
+#define RELAY_FINISH_BATCH 64    /* or until this many finished */
 
 static void relay_scan_soon(struct relay *r);
 static void backlog_drain(struct relay *r);
@@ -91,7 +93,14 @@ void relay_finished(struct relay *r, const struct queue_entry *e)
 	}
 	memcpy(r->finished[r->finished_count], e->id, QUEUE_ID_LEN + 1);
 	r->finished_attempts[r->finished_count++] = e->attempts;
-	event_active(r->finished_ev, EV_TIMEOUT, 0);
+	/* one commit for what finishes within a few milliseconds: the slot is
+	 * free already; until the commit the message only stays on disk */
+	if (r->finished_count >= RELAY_FINISH_BATCH)
+		event_active(r->finished_ev, EV_TIMEOUT, 0);
+	else if (!evtimer_pending(r->finished_ev, NULL)) {
+		struct timeval tv = { 0, RELAY_FINISH_WAIT_MS * 1000 };
+		evtimer_add(r->finished_ev, &tv);
+	}
 }
 
 static void finished_commit(evutil_socket_t fd, short what, void *arg)
@@ -438,7 +447,8 @@ static void relay_begin(struct relay *r)
 		log_warn("event=relay-no-inotify error=\"%s\" note=\"polling every %ds until it "
 			 "works\"", strerror(errno), RELAY_POLL_SECS);
 	r->timer_ev = evtimer_new(r->base, relay_scan, r);
-	r->finished_ev = event_new(r->base, -1, 0, finished_commit, r);
+	r->finished_ev = evtimer_new(r->base, finished_commit, r);
+	queue_relay_sync_mode(r->svc->queue);
 	r->scan_ev = event_new(r->base, -1, 0, relay_scan, r);
 	log_info("event=relay-running mode=%s", r->cfg->relay_mode == RELAY_MX ? "mx" :
 		 r->cfg->relay_mode == RELAY_SMARTHOST ? "smarthost" : "none");
