@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unbound.h>
 
 #define DNS_MAX_HOSTS 10
@@ -17,10 +19,28 @@
 #define DNS_CLASS_IN 1
 #define DNS_RCODE_SERVFAIL 2
 
+/* Answers (rcode 0, TTL > 0) kept for their TTL (at most
+ * DNS_CACHE_MAX_TTL): a busy destination then costs no round trip through
+ * libunbound's resolver thread per message. Direct-mapped, a newer answer
+ * replaces whatever shares its slot. */
+#define DNS_CACHE_SLOTS 1024
+#define DNS_CACHE_MAX_TTL 300
+
+struct dns_cache_entry {
+	char name[256];
+	int type;
+	time_t expires;         /* 0: empty */
+	bool havedata;
+	int count;
+	char **data;            /* count + 1, NULL-terminated, as ub_result */
+	int *len;
+};
+
 struct relay_dns {
 	struct ub_ctx *ub;
 	struct event *ev;
 	struct relay_dns_lookup *lookups;   /* in flight */
+	struct dns_cache_entry *cache;      /* DNS_CACHE_SLOTS */
 };
 
 struct dns_host {
@@ -51,6 +71,7 @@ struct relay_dns_lookup {
 	struct dns_query queries[1 + 2 * DNS_MAX_HOSTS];
 	size_t query_count;
 	int pending;
+	bool starting;          /* queries still being started: not done yet */
 	/* result, handed over from a deferred event so that callbacks never
 	 * run inside relay_dns_mx() or ub_process()'s own bookkeeping */
 	struct event *done_ev;
@@ -59,6 +80,65 @@ struct relay_dns_lookup {
 	struct relay_addr *addrs;
 	size_t addr_count;
 };
+
+static uint32_t cache_slot(const char *name, int type)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)type;
+	for (const char *p = name; *p != '\0'; p++) {
+		h ^= (unsigned char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		h *= 16777619u;
+	}
+	return h % DNS_CACHE_SLOTS;
+}
+
+static void cache_entry_clear(struct dns_cache_entry *e)
+{
+	for (int i = 0; i < e->count; i++)
+		free(e->data[i]);
+	free(e->data);
+	free(e->len);
+	memset(e, 0, sizeof(*e));
+}
+
+static void cache_put(struct relay_dns *dns, const struct ub_result *result)
+{
+	if (result->rcode != 0 || result->nxdomain || result->ttl <= 0 ||
+	    result->qname == NULL || strlen(result->qname) >= sizeof(dns->cache[0].name))
+		return;
+	int count = 0;
+	while (result->havedata && result->data[count] != NULL && count < 64)
+		count++;
+	struct dns_cache_entry *e = &dns->cache[cache_slot(result->qname, result->qtype)];
+	cache_entry_clear(e);
+	snprintf(e->name, sizeof(e->name), "%s", result->qname);
+	e->type = result->qtype;
+	e->havedata = count > 0;
+	e->count = count;
+	e->data = xcalloc((size_t)count + 1, sizeof(*e->data));
+	e->len = xcalloc((size_t)count + 1, sizeof(*e->len));
+	for (int i = 0; i < count; i++) {
+		e->data[i] = xmalloc((size_t)result->len[i] + 1);
+		memcpy(e->data[i], result->data[i], (size_t)result->len[i]);
+		e->len[i] = result->len[i];
+	}
+	int ttl = result->ttl < DNS_CACHE_MAX_TTL ? result->ttl : DNS_CACHE_MAX_TTL;
+	e->expires = time(NULL) + ttl;
+}
+
+/* A fresh cached answer for name/type as a ub_result (pointing into the
+ * cache; not to be freed), or NULL. */
+static const struct dns_cache_entry *cache_get(struct relay_dns *dns, const char *name,
+					       int type)
+{
+	struct dns_cache_entry *e = &dns->cache[cache_slot(name, type)];
+	if (e->expires == 0 || e->type != type || strcasecmp(e->name, name) != 0)
+		return NULL;
+	if (time(NULL) >= e->expires) {
+		cache_entry_clear(e);
+		return NULL;
+	}
+	return e;
+}
 
 static void dns_readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -103,6 +183,7 @@ int relay_dns_new(struct event_base *base, const char *server, struct relay_dns 
 		free(dns);
 		return -1;
 	}
+	dns->cache = xcalloc(DNS_CACHE_SLOTS, sizeof(*dns->cache));
 	dns->ev = event_new(base, ub_fd(dns->ub), EV_READ | EV_PERSIST, dns_readable, dns);
 	event_add(dns->ev, NULL);
 	*dns_r = dns;
@@ -141,6 +222,9 @@ void relay_dns_free(struct relay_dns **dnsp)
 		lookup_free(dns->lookups);
 	event_free(dns->ev);
 	ub_ctx_delete(dns->ub);
+	for (size_t i = 0; i < DNS_CACHE_SLOTS; i++)
+		cache_entry_clear(&dns->cache[i]);
+	free(dns->cache);
 	free(dns);
 	*dnsp = NULL;
 }
@@ -219,15 +303,31 @@ static void host_add_addr(struct relay_dns_lookup *l, struct dns_host *h, int ty
 }
 
 static void query_answered(void *arg, int err, struct ub_result *result);
+static void query_handle(struct dns_query *q, int err, struct ub_result *result);
 
-static void query_start(struct relay_dns_lookup *l, int host, const char *name, int type)
+/* Starts a query, or answers it at once from the cache; false when the
+ * resolver refused it. */
+static bool query_start(struct relay_dns_lookup *l, int host, const char *name, int type)
 {
 	struct dns_query *q = &l->queries[l->query_count++];
 	q->lookup = l;
 	q->host = host;
 	q->type = type;
-	q->active = true;
 	l->pending++;
+	const struct dns_cache_entry *cached = cache_get(l->dns, name, type);
+	if (cached != NULL) {
+		struct ub_result r;
+		memset(&r, 0, sizeof(r));
+		r.qname = (char *)cached->name;
+		r.qtype = type;
+		r.qclass = DNS_CLASS_IN;
+		r.data = cached->data;
+		r.len = cached->len;
+		r.havedata = cached->havedata;
+		query_handle(q, 0, &r);
+		return true;
+	}
+	q->active = true;
 	int rc = ub_resolve_async(l->dns->ub, name, type, DNS_CLASS_IN, q, query_answered,
 				  &q->async_id);
 	if (rc != 0) {
@@ -236,7 +336,9 @@ static void query_start(struct relay_dns_lookup *l, int host, const char *name, 
 		if (host >= 0)
 			l->hosts[host].temp_failed = true;
 		log_warn("event=dns-error name=%s error=\"%s\"", name, ub_strerror(rc));
+		return false;
 	}
+	return true;
 }
 
 int relay_dns_parse_mx(const unsigned char *rdata, size_t len, int *pref_r, char *name,
@@ -333,10 +435,12 @@ static void mx_answered(struct relay_dns_lookup *l, struct ub_result *result)
 		l->host_count = 1;
 	}
 	hosts_sort(l->hosts, l->host_count);
+	l->starting = true;
 	for (size_t i = 0; i < l->host_count; i++) {
 		query_start(l, (int)i, l->hosts[i].name, DNS_TYPE_AAAA);
 		query_start(l, (int)i, l->hosts[i].name, DNS_TYPE_A);
 	}
+	l->starting = false;
 	if (l->pending == 0)
 		lookup_collect(l);
 }
@@ -344,6 +448,15 @@ static void mx_answered(struct relay_dns_lookup *l, struct ub_result *result)
 static void query_answered(void *arg, int err, struct ub_result *result)
 {
 	struct dns_query *q = arg;
+	if (err == 0 && result != NULL)
+		cache_put(q->lookup->dns, result);
+	query_handle(q, err, result);
+	if (result != NULL)
+		ub_resolve_free(result);
+}
+
+static void query_handle(struct dns_query *q, int err, struct ub_result *result)
+{
 	struct relay_dns_lookup *l = q->lookup;
 	q->active = false;
 	l->pending--;
@@ -363,11 +476,9 @@ static void query_answered(void *arg, int err, struct ub_result *result)
 		else
 			for (int i = 0; result->havedata && result->data[i] != NULL; i++)
 				host_add_addr(l, h, q->type, result->data[i], result->len[i]);
-		if (l->pending == 0)
+		if (l->pending == 0 && !l->starting)
 			lookup_collect(l);
 	}
-	if (result != NULL)
-		ub_resolve_free(result);
 }
 
 static struct relay_dns_lookup *lookup_new(struct relay_dns *dns, struct event_base *base,
@@ -393,8 +504,7 @@ struct relay_dns_lookup *relay_dns_mx(struct relay_dns *dns, const char *domain,
 {
 	struct relay_dns_lookup *l = lookup_new(dns, event_get_base(dns->ev), domain, port, cb,
 						ctx);
-	query_start(l, -1, domain, DNS_TYPE_MX);
-	if (l->pending == 0)
+	if (!query_start(l, -1, domain, DNS_TYPE_MX))
 		lookup_finish(l, 4, "4.4.3 DNS resolver unavailable");
 	return l;
 }
@@ -415,8 +525,10 @@ struct relay_dns_lookup *relay_dns_host(struct relay_dns *dns, const char *host,
 		host_add_addr(l, h, DNS_TYPE_AAAA, (const char *)bin, 16);
 		lookup_collect(l);
 	} else {
+		l->starting = true;
 		query_start(l, 0, host, DNS_TYPE_AAAA);
 		query_start(l, 0, host, DNS_TYPE_A);
+		l->starting = false;
 		if (l->pending == 0)
 			lookup_collect(l);
 	}

@@ -741,3 +741,29 @@ def test_concurrency_is_bounded(server_factory, dns, limit):
         assert sink.most == 2
     finally:
         ctl.stop()
+
+
+def test_dns_answers_are_reused_only_within_their_ttl(server_factory, dns):
+    """The relay keeps DNS answers for their TTL (1 s here): when the MX
+    moves to another address, mail follows it once the TTL is over."""
+    port = free_port_on(["127.0.0.31", "127.0.0.32"])
+    dns.zone["moving.example"] = {"MX": [(10, "mx.moving.example")]}
+    dns.zone["mx.moving.example"] = {"A": ["127.0.0.31"]}
+    old, new = Sink(), Sink()
+    ctl_old = start_smtp("127.0.0.31", port, old)
+    ctl_new = start_smtp("127.0.0.32", port, new)
+    try:
+        srv = relay_server(server_factory, dns, port)
+        inject(srv, ["bob@moving.example"], subject="move 1")
+        wait_for(lambda: len(old.messages) == 1, what="the first message at the old MX")
+        inject(srv, ["bob@moving.example"], subject="move 2")
+        wait_for(lambda: len(old.messages) == 2, what="the second message at the old MX")
+        dns.zone["mx.moving.example"] = {"A": ["127.0.0.32"]}
+        time.sleep(2.5)
+        inject(srv, ["bob@moving.example"], subject="move 3")
+        wait_for(lambda: len(new.messages) == 1, what="the third message at the new MX")
+        assert subjects_received(old, "move") == ["move 1", "move 2"]
+        assert subjects_received(new, "move") == ["move 3"]
+    finally:
+        ctl_old.stop()
+        ctl_new.stop()
