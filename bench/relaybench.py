@@ -20,7 +20,8 @@ Equal concurrency: Postern `[relay] max_connections = CONN`; Postfix sees
 one next hop, so `default_destination_concurrency_limit = CONN` is its
 total too. Postfix keeps its default connection caching (a real feature
 of it: it reuses a connection for the next message to the same host);
-Postern opens one connection per message. Neither offers nor is offered
+Postern keeps a finished connection 2 s for the next message to the same
+host too. Neither offers nor is offered
 STARTTLS (smtp-sink does not announce it): TLS is measured elsewhere.
 Both fsync their queue before accepting and remove it after delivery.
 """

@@ -37,6 +37,11 @@
 #define TIMEOUT_DATA_BLOCK 180
 #define TIMEOUT_DATA_END 600
 #define TIMEOUT_QUIT 30
+/* A connection whose transaction ended cleanly waits this long for the
+ * next message to the same host (Postfix's smtp_connection_cache_time_limit
+ * is 2 s too), at most CLIENT_IDLE_MAX of them at once. */
+#define CLIENT_IDLE_SECS 2
+#define CLIENT_IDLE_MAX 100
 
 enum client_state {
 	CS_CONNECTING,
@@ -53,12 +58,13 @@ enum client_state {
 	CS_DOT,
 	CS_DOT_IGNORED,     /* 354 without any accepted recipient */
 	CS_QUIT,
+	CS_IDLE,            /* transaction over, kept for the next one */
 };
 
 static const char *const state_names[] = {
 	"connecting", "greeting", "ehlo", "helo", "starttls", "tls-handshake", "auth",
 	"auth-login-user", "auth-login-pass", "transaction", "body", "dot",
-	"dot-ignored", "quit",
+	"dot-ignored", "quit", "idle",
 };
 
 struct smtp_client {
@@ -88,6 +94,14 @@ struct smtp_client {
 
 	int spool_fd;
 	bool at_bol, after_cr;
+
+	/* connection reuse: what the connection was made for, kept in the
+	 * client (the params' strings belong to the runner's job) */
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	char verify[256];      /* p.verify_name, "" for none */
+	bool reusable;         /* the last transaction ended with a reply to "." */
+	bool reused;           /* this transaction runs on an adopted connection */
 
 	char error[512];       /* why the current address failed */
 	int error_code;
@@ -221,6 +235,54 @@ static void client_free_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_client_free(&c);
 }
 
+static int idle_count(const struct smtp_client *c)
+{
+	int n = 0;
+	for (const struct smtp_client *o = c->p.registry != NULL ? *c->p.registry : NULL;
+	     o != NULL; o = o->reg_next)
+		n += o->state == CS_IDLE;
+	return n;
+}
+
+/* An idle connection made to the same address for the same purpose. */
+static struct smtp_client *idle_find(const struct smtp_client *c, const struct relay_addr *a)
+{
+	const char *verify = c->p.verify_name != NULL ? c->p.verify_name : "";
+	for (struct smtp_client *o = c->p.registry != NULL ? *c->p.registry : NULL; o != NULL;
+	     o = o->reg_next) {
+		if (o->state == CS_IDLE && o->bev != NULL && o->p.tls == c->p.tls &&
+		    o->p.tls_ctx == c->p.tls_ctx && o->peer_len == a->sa_len &&
+		    memcmp(&o->peer, &a->sa, a->sa_len) == 0 && strcmp(o->host, a->host) == 0 &&
+		    strcmp(o->verify, verify) == 0 && o->p.auth_user == c->p.auth_user &&
+		    strcmp(o->p.helo, c->p.helo) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+/* Takes over idle o's connection and what we learnt about the peer. */
+static void client_adopt(struct smtp_client *c, struct smtp_client *o)
+{
+	c->bev = o->bev;
+	o->bev = NULL;
+	c->tls_active = o->tls_active;
+	memcpy(c->tls, o->tls, sizeof(c->tls));
+	c->cap_starttls = o->cap_starttls;
+	c->cap_pipelining = o->cap_pipelining;
+	c->cap_size = o->cap_size;
+	c->cap_8bitmime = o->cap_8bitmime;
+	c->cap_smtputf8 = o->cap_smtputf8;
+	c->cap_dsn = o->cap_dsn;
+	c->cap_auth_plain = o->cap_auth_plain;
+	c->cap_auth_login = o->cap_auth_login;
+	c->size_max = o->size_max;
+	memcpy(&c->peer, &o->peer, sizeof(c->peer));
+	c->peer_len = o->peer_len;
+	c->reused = true;
+	client_destroy_later(o);
+	client_bind(c);
+}
+
 /* Every recipient has its result: tell the runner, then say goodbye.
  * The runner forgets the client in done(); it frees itself later. */
 static void client_done(struct smtp_client *c)
@@ -235,7 +297,17 @@ static void client_done(struct smtp_client *c)
 		}
 	}
 	c->done_called = true;
-	if (c->bev != NULL) {
+	if (c->bev != NULL && c->reusable && idle_count(c) < CLIENT_IDLE_MAX &&
+	    c->p.registry != NULL) {
+		/* RFC 5321 4.1.4: after the reply to "." the session is back at
+		 * its start: the next MAIL may follow */
+		client_set_state(c, CS_IDLE);
+		client_timeout(c, CLIENT_IDLE_SECS, CLIENT_IDLE_SECS);
+		if (c->spool_fd >= 0) {
+			close(c->spool_fd);
+			c->spool_fd = -1;
+		}
+	} else if (c->bev != NULL) {
 		client_set_state(c, CS_QUIT);
 		client_send(c, "QUIT");
 		client_timeout(c, TIMEOUT_QUIT, TIMEOUT_QUIT);
@@ -591,8 +663,24 @@ static void start_body(struct smtp_client *c)
 
 /* ---- replies ---- */
 
+static void client_connect(struct smtp_client *c);
+
+/* An adopted connection the peer closed meanwhile (EOF, or 421 before
+ * anything of ours was answered): no fault of the host, connect anew. */
+static bool reuse_failed(struct smtp_client *c)
+{
+	if (!c->reused || c->cmd_replied != 0)
+		return false;
+	c->reused = false;
+	client_release_bev(c);
+	client_connect(c);
+	return true;
+}
+
 static void transaction_reply(struct smtp_client *c, int code, const char *reply)
 {
+	if (code == 421 && reuse_failed(c))
+		return;
 	size_t index = c->cmd_replied++;
 	size_t n = c->p.rcpt_count;
 	bool ok = code >= 200 && code < 300;
@@ -741,12 +829,15 @@ static void reply_complete(struct smtp_client *c, int code, const char *reply)
 			if (c->accepted[i])
 				set_rcpt_result(&c->p.rcpts[i], code, reply);
 		}
+		c->reusable = code != 421;
 		client_done(c);
 		return;
 	case CS_DOT_IGNORED:
+		c->reusable = code != 421;
 		client_done(c);
 		return;
 	case CS_QUIT:
+	case CS_IDLE:           /* a 421 or anything else unasked: done with it */
 		client_destroy_later(c);
 		return;
 	default:
@@ -765,7 +856,9 @@ static void client_process_input(struct smtp_client *c)
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {
 			if (evbuffer_get_length(in) > SMTP_REPLY_LINE_MAX) {
-				if (c->state >= CS_TRANSACTION && c->state != CS_QUIT)
+				if (c->state == CS_QUIT || c->state == CS_IDLE)
+					client_destroy_later(c);   /* done() was called */
+				else if (c->state >= CS_TRANSACTION)
 					client_transaction_failed(c, "reply line too long");
 				else
 					client_address_failed(c, 451, "451 4.5.0 reply line too long");
@@ -778,7 +871,9 @@ static void client_process_input(struct smtp_client *c)
 		if (smtp_reply_parse_line(line, len, &code, &more, &text) < 0 ||
 		    (c->reply.len > 0 && code != c->reply_code)) {
 			free(line);
-			if (c->state >= CS_TRANSACTION && c->state != CS_QUIT)
+			if (c->state == CS_QUIT || c->state == CS_IDLE)
+				client_destroy_later(c);   /* done() was called */
+			else if (c->state >= CS_TRANSACTION)
 				client_transaction_failed(c, "malformed reply");
 			else
 				client_address_failed(c, 451, "451 4.5.0 malformed reply from %s",
@@ -843,10 +938,18 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		client_process_input(c);
 		return;
 	}
-	if (c->state == CS_QUIT) {
+	if (c->state == CS_IDLE && (what & BEV_EVENT_TIMEOUT)) {
+		c->state = CS_QUIT;     /* not client_set_state: the entry is gone */
+		client_send(c, "QUIT");
+		client_timeout(c, TIMEOUT_QUIT, TIMEOUT_QUIT);
+		return;
+	}
+	if (c->state == CS_QUIT || c->state == CS_IDLE) {
 		client_destroy_later(c);
 		return;
 	}
+	if (c->state == CS_TRANSACTION && !(what & BEV_EVENT_TIMEOUT) && reuse_failed(c))
+		return;
 	const char *why = (what & BEV_EVENT_TIMEOUT) ? "timed out" :
 			  (what & BEV_EVENT_EOF) ? "connection closed" : "connection failed";
 	char detail[200] = "";
@@ -904,6 +1007,24 @@ static void client_next_address(struct smtp_client *c)
 	c->accepted_count = 0;
 	memset(c->accepted, 0, c->p.rcpt_count * sizeof(*c->accepted));
 	buf_reset(&c->reply);
+	struct smtp_client *idle = idle_find(c, a);
+	if (idle != NULL) {
+		client_adopt(c, idle);
+		log_debug("event=relay-connection-reused id=%s host=%s ip=%s", c->p.entry->id,
+			  c->host, c->ip);
+		start_transaction(c);
+		return;
+	}
+	client_connect(c);
+}
+
+/* A new connection to the current address. */
+static void client_connect(struct smtp_client *c)
+{
+	const struct relay_addr *a = &c->p.addrs[c->addr_index];
+	memcpy(&c->peer, &a->sa, a->sa_len);
+	c->peer_len = a->sa_len;
+	c->reusable = false;
 	int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
 	if (c->p.tls == SMTP_TLS_IMPLICIT) {
 		SSL *ssl = client_ssl_new(c);
@@ -939,6 +1060,8 @@ struct smtp_client *smtp_client_start(const struct smtp_client_params *params)
 		*c->p.registry = c;
 	}
 	c->accepted = xcalloc(c->p.rcpt_count + 1, sizeof(*c->accepted));
+	snprintf(c->verify, sizeof(c->verify), "%s",
+		 c->p.verify_name != NULL ? c->p.verify_name : "");
 	c->free_ev = event_new(c->p.base, -1, 0, client_free_cb, c);
 	c->spool_fd = open(c->p.spool_path, O_RDONLY | O_CLOEXEC);
 	if (c->spool_fd < 0) {
