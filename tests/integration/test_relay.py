@@ -809,8 +809,9 @@ class ClosingPeer:
     keeps the connection and closes it without a word when the next MAIL
     comes (as if its idle timeout struck just then)."""
 
-    def __init__(self, ip, port, late=False):
+    def __init__(self, ip, port, late=False, quit_reply=b"221 bye\r\n"):
         self.late = late
+        self.quit_reply = quit_reply
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((ip, port))
@@ -858,7 +859,9 @@ class ClosingPeer:
                         time.sleep(0.05)
                         return   # and close
                 elif verb == b"QUIT":
-                    conn.sendall(b"221 bye\r\n")
+                    self.quits = getattr(self, "quits", 0) + 1
+                    conn.sendall(self.quit_reply)
+                    time.sleep(0.2)
                     return
                 else:
                     conn.sendall(b"250 ok\r\n")
@@ -886,5 +889,25 @@ def test_peer_closing_a_kept_connection_costs_nothing(server_factory, dns, late)
         assert len(peer.messages) == 3
         assert peer.connections == 3
         assert "status=deferred" not in srv.read_log()
+    finally:
+        peer.stop()
+
+
+def test_garbage_reply_to_quit_is_harmless(server_factory, dns):
+    """A kept connection is closed with QUIT after its 2 s; a peer that
+    answers that with garbage must not disturb the relay (the job it
+    served is long gone): the next message still goes."""
+    port = mx_domain(dns, "rude.example", "127.0.0.35")
+    peer = ClosingPeer("127.0.0.35", port, late=True, quit_reply=b"garbage\r\n")
+    try:
+        srv = relay_server(server_factory, dns, port)
+        inject(srv, ["dave@rude.example"], subject="rude 1")
+        wait_for(lambda: getattr(peer, "quits", 0) == 1, timeout=15, what="the QUIT")
+        time.sleep(0.5)
+        inject(srv, ["dave@rude.example"], subject="rude 2")
+        wait_for(lambda: len(peer.messages) == 2, what="the second message")
+        wait_queue_empty(srv)
+        assert "status=deferred" not in srv.read_log()
+        assert not re.search(r"event=\S+-(died|exited) ", srv.read_log())
     finally:
         peer.stop()
