@@ -95,11 +95,15 @@ static void sync_changed_flags(struct imap_session *s, const struct store_uids *
 
 void imap_sync(struct imap_session *s, bool allow_expunge)
 {
-	if (s->mbox == NULL || !allow_expunge)
+	if (allow_expunge)
+		s->updates_pending = false;   /* nothing more is owed */
+	if (s->mbox == NULL)
 		return;
 	struct store_sync sync;
 	const char *error;
-	if (store_mailbox_sync(s->mbox, &sync, &error) < 0) {
+	int ret = allow_expunge ? store_mailbox_sync(s->mbox, &sync, &error)
+				: store_mailbox_sync_keep_expunged(s->mbox, &sync, &error);
+	if (ret < 0) {
 		log_error("event=mailbox-sync-failed error=\"%s\"", error);
 		return;
 	}
@@ -479,9 +483,10 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid status item");
 		return;
 	}
-	buf_printf(&b, "\r\n%s OK STATUS completed\r\n", cmd->tag);
+	buf_append_str(&b, "\r\n");
 	imap_write_buf(s, &b);
 	buf_free(&b);
+	imap_ok(s, cmd->tag, "STATUS completed");
 }
 
 void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *cmd)
@@ -490,13 +495,12 @@ void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid arguments");
 		return;
 	}
-	conn_printf(s->conn, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n%s OK NAMESPACE completed\r\n",
-		    cmd->tag);
+	conn_write_str(s->conn, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+	imap_ok(s, cmd->tag, "NAMESPACE completed");
 }
 
 void imap_cmd_check(struct imap_session *s, struct imap_cmd *cmd)
 {
-	imap_sync(s, true);
 	imap_ok(s, cmd->tag, "CHECK completed");
 }
 

@@ -92,6 +92,11 @@ struct imap_session {
 	char *idle_tag;
 	struct event *idle_ev;
 
+	/* untagged updates owed before the running command's tagged reply
+	 * (RFC 3501 7.4.1); expunges only when the command allows them */
+	bool updates_pending;
+	bool updates_expunge;
+
 	/* a command that finishes later (streaming FETCH) */
 	bool cmd_async;
 	void *cmd_ctx;
@@ -122,6 +127,10 @@ void imap_bad(struct imap_session *s, const char *tag, const char *text);
 /* Writes reply (a whole line, CRLF included) after ms, reading no input
  * meanwhile. */
 void imap_reply_delayed(struct imap_session *s, const char *reply, unsigned ms);
+/* Sends the untagged updates the running command owes (once), before its
+ * tagged reply: imap_ok/imap_no do it; handlers that format the tagged
+ * line themselves call it first. */
+void imap_command_updates(struct imap_session *s);
 /* An asynchronous command is over: clears its pool and reads on. */
 void imap_command_done(struct imap_session *s);
 
