@@ -259,6 +259,10 @@ int store_mailbox_status(struct store_account *acct, const char *name,
 int store_mailbox_open(struct store_account *acct, const char *name, bool read_only,
 		       struct store_mailbox **mbox_r, const char **error_r);
 void store_mailbox_close(struct store_mailbox **mbox);
+/* Expunges the messages set of mailbox name whatever their flags (an
+ * APPEND undone), through a view that takes no \Recent. */
+int store_mailbox_expunge_uids(struct store_account *acct, const char *name,
+			       const struct store_uidset *set, const char **error_r);
 /* The status as of the last open/sync. */
 void store_mailbox_get_status(struct store_mailbox *mbox, struct store_status *status_r);
 const char *store_mailbox_name(struct store_mailbox *mbox);
