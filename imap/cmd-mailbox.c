@@ -28,7 +28,7 @@ static uint32_t expunged_seq(const uint32_t *uids, size_t count, uint32_t uid)
 	return (uint32_t)imap_uid_lower_bound(uids, count, uid) + 1;
 }
 
-static void own_flags_remember(struct imap_session *s, const struct store_msg *msg)
+void imap_own_flags_remember(struct imap_session *s, const struct store_msg *msg)
 {
 	if (s->own_count == s->own_cap) {
 		s->own_cap = s->own_cap ? s->own_cap * 2 : 16;
@@ -72,7 +72,7 @@ void imap_append_fetch_flags(struct imap_session *s, struct buf *b, uint32_t uid
 	uint32_t seq = store_mailbox_uid_to_seq(s->mbox, uid);
 	if (seq == 0 || store_msg_get(s->mbox, uid, &msg, &error) < 0)
 		return;
-	own_flags_remember(s, &msg);
+	imap_own_flags_remember(s, &msg);
 	if (b != NULL)
 		append_fetch_flags(s, b, &msg, seq, with_uid);
 }
