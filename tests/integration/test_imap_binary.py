@@ -67,7 +67,7 @@ def test_unknown_cte_is_no_unknown_cte(srv):
     assert r.cmd("d", "FETCH 1 BODY.PEEK[1]")[-1] == b"d OK FETCH completed\r\n"
     assert r.cmd("e", "FETCH 1 BINARY.PEEK[2]") == [
         b"* 1 FETCH (BINARY[2] {23}\r\nplain text\r\nsecond line)\r\n", b"e OK FETCH completed\r\n"]
-    # nothing was marked \Seen by the failed BINARY
+    # PEEK, even failing, left \Seen alone
     assert r.cmd("f", "FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS (\\Recent))\r\n"
 
 
