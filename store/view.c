@@ -199,14 +199,16 @@ struct sync_ctx {
 	struct store_uids next_view;
 	size_t old_pos;
 	bool keep_expunged;
+	size_t kept;           /* expunged UIDs left in the snapshot */
 };
 
 /* A UID of the old snapshot that is no longer in the index. */
 static void sync_gone(struct sync_ctx *ctx, uint32_t uid)
 {
-	if (ctx->keep_expunged)
+	if (ctx->keep_expunged) {
 		store_uids_push(&ctx->next_view, uid);
-	else
+		ctx->kept++;
+	} else
 		store_uids_push(&ctx->sync->expunged, uid);
 }
 
@@ -268,7 +270,13 @@ static int view_sync(struct store_mailbox *mbox, bool keep_expunged,
 			sync_r->uidvalidity_changed = true;
 		return ret < 0 ? ret : 0;
 	}
-	struct sync_ctx ctx = { mbox, sync_r, STORE_UIDS_INIT, 0, keep_expunged };
+	if (!write && !mbox->kept_expunged && mbox->rec.highestmodseq == mbox->view_modseq) {
+		/* every change takes a MODSEQ: nothing happened (the common
+		 * case after most commands, without a walk of the mailbox) */
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	struct sync_ctx ctx = { mbox, sync_r, STORE_UIDS_INIT, 0, keep_expunged, 0 };
 	view_walk(mbox, txn, 0, sync_visit, &ctx);
 	while (ctx.old_pos < mbox->view.count)
 		sync_gone(&ctx, mbox->view.uids[ctx.old_pos++]);
@@ -283,6 +291,7 @@ static int view_sync(struct store_mailbox *mbox, bool keep_expunged,
 	store_uids_clear(&mbox->view);
 	mbox->view = ctx.next_view;
 	mbox->view_modseq = mbox->rec.highestmodseq;
+	mbox->kept_expunged = ctx.kept > 0;
 	return 0;
 }
 
