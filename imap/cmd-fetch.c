@@ -462,19 +462,26 @@ static bool items_have(const struct fetch_ctx *ctx, enum fetch_kind kind)
 	return false;
 }
 
+/* A header [start, end) of the open file into out (at most
+ * FETCH_MAX_HEADER bytes of it). */
+static void header_read(struct fetch_ctx *ctx, uint64_t start, uint64_t end, struct buf *out)
+{
+	uint64_t len = end - start;
+	if (len > FETCH_MAX_HEADER)
+		len = FETCH_MAX_HEADER;
+	if (ctx->fd >= 0 && len > 0) {
+		buf_reserve(out, (size_t)len);
+		ssize_t n = pread(ctx->fd, out->data, (size_t)len, (off_t)start);
+		out->len = n > 0 ? (size_t)n : 0;
+	}
+}
+
 /* Second pass: HEADER.FIELDS sections read from the open file. */
 static void fields_render(struct fetch_ctx *ctx, struct fetch_seg *seg)
 {
 	const struct fetch_item *it = seg->item;
 	struct buf header = BUF_INIT, filtered = BUF_INIT;
-	uint64_t len = seg->end - seg->start;
-	if (len > FETCH_MAX_HEADER)
-		len = FETCH_MAX_HEADER;
-	if (ctx->fd >= 0 && len > 0) {
-		buf_reserve(&header, (size_t)len);
-		ssize_t n = pread(ctx->fd, header.data, (size_t)len, (off_t)seg->start);
-		header.len = n > 0 ? (size_t)n : 0;
-	}
+	header_read(ctx, seg->start, seg->end, &header);
 	store_header_filter(header.data != NULL ? header.data : "", header.len, it->names,
 			    it->name_count, it->sec == SEC_FIELDS_NOT, &filtered);
 	uint64_t skip, left;
@@ -536,14 +543,7 @@ static void binary_render(struct fetch_ctx *ctx, struct fetch_seg *seg)
 {
 	const struct fetch_item *it = seg->item;
 	struct buf header = BUF_INIT;
-	uint64_t hlen = seg->body - seg->start;
-	if (hlen > FETCH_MAX_HEADER)
-		hlen = FETCH_MAX_HEADER;
-	if (ctx->fd >= 0 && hlen > 0) {
-		buf_reserve(&header, (size_t)hlen);
-		ssize_t n = pread(ctx->fd, header.data, (size_t)hlen, (off_t)seg->start);
-		header.len = n > 0 ? (size_t)n : 0;
-	}
+	header_read(ctx, seg->start, seg->body, &header);
 	seg->cte = imap_binary_cte(header.data != NULL ? header.data : "", header.len);
 	buf_free(&header);
 	seg->kind = SEG_TEXT;
