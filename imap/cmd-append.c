@@ -141,6 +141,25 @@ static int append_parse(struct imap_cmd *cmd, struct append_msg *msgs, size_t *c
 	return n > 0 ? 0 : -1;
 }
 
+/* RFC 3502 3: when one message of a MULTIAPPEND fails, none is appended.
+ * Bad arguments, literals and sizes are refused before anything is
+ * committed; a failure at commit (quota, disk) removes the messages
+ * already committed. (They were visible meanwhile: one store transaction
+ * for all of them would avoid that.) */
+static void append_undo(struct imap_session *s, const char *mailbox,
+			const struct store_uids *uids)
+{
+	if (uids->count == 0)
+		return;
+	struct store_uidset set = STORE_UIDSET_INIT;
+	const char *error;
+	for (size_t i = 0; i < uids->count; i++)
+		store_uidset_add(&set, uids->uids[i], uids->uids[i]);
+	if (store_mailbox_expunge_uids(s->account, mailbox, &set, &error) < 0)
+		log_error("event=append-undo-failed mailbox=\"%s\" error=\"%s\"", mailbox, error);
+	store_uidset_clear(&set);
+}
+
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 {
 	const char *raw, *mailbox, *error;
@@ -160,25 +179,25 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 		imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
 		return;
 	}
+	for (size_t i = 0; i < count; i++) {
+		if (msgs[i].literal->len != 0 || s->appends[i] == NULL) {
+			imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
+			return;
+		}
+	}
 	struct store_uids uids = STORE_UIDS_INIT;
 	uint32_t uidvalidity = 0;
 	for (size_t i = 0; i < count; i++) {
 		uint32_t uid;
-		if (msgs[i].literal->len != 0 || s->appends[i] == NULL) {
-			imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
-			store_uids_clear(&uids);
-			return;
-		}
 		int ret = store_delivery_append(s->appends[i], s->account, mailbox, msgs[i].flags,
 						msgs[i].keywords, msgs[i].kw_count, msgs[i].date,
 						&uidvalidity, &uid, &error);
-		if (ret == STORE_ERR_NOTFOUND) {
-			imap_no(s, cmd->tag, "[TRYCREATE] Mailbox does not exist");
-			store_uids_clear(&uids);
-			return;
-		}
 		if (ret < 0) {
-			imap_store_error(s, cmd->tag, ret, error);
+			append_undo(s, mailbox, &uids);
+			if (ret == STORE_ERR_NOTFOUND)
+				imap_no(s, cmd->tag, "[TRYCREATE] Mailbox does not exist");
+			else
+				imap_store_error(s, cmd->tag, ret, error);
 			store_uids_clear(&uids);
 			return;
 		}

@@ -38,7 +38,11 @@ struct fetch_item {
 	const char *label;           /* the response's name: "BODY[HEADER]<0>", "RFC822" */
 };
 
-enum seg_kind { SEG_TEXT, SEG_FILE, SEG_FIELDS, SEG_BINARY };
+enum seg_kind {
+	SEG_TEXT, SEG_FILE, SEG_FIELDS,
+	SEG_BINARY,   /* laid out; becomes SEG_DECODE (or text) once the file is open */
+	SEG_DECODE,   /* text [from, to), then the part decoded as it streams */
+};
 
 struct fetch_seg {
 	enum seg_kind kind;
@@ -46,7 +50,8 @@ struct fetch_seg {
 	uint64_t start, end;         /* SEG_FILE / SEG_FIELDS / SEG_BINARY: file range */
 	uint64_t body;               /* SEG_BINARY: where the part's body starts */
 	uint64_t skip, left;         /* converted bytes to skip, then to send */
-	bool started;
+	enum imap_cte cte;           /* SEG_DECODE */
+	bool started, label_sent;
 	const struct fetch_item *item;
 };
 
@@ -66,6 +71,14 @@ struct fetch_ctx {
 	int fd;
 	uint64_t fpos;
 	bool prev_cr;
+	/* BINARY: the decoder and its buffers (allocated on first use) */
+	struct fetch_decode {
+		struct imap_decoder dec;
+		char in[IMAP_DECODER_CHUNK];
+		char out[IMAP_DECODER_OUT_MAX];
+	} *decode;
+	bool msg_unknown_cte;       /* this message has a part we cannot decode */
+	bool unknown_cte;           /* some message had: NO [UNKNOWN-CTE] */
 };
 
 /* ---- parsing the items -------------------------------------------------- */
@@ -409,6 +422,8 @@ static void item_simple(struct imap_session *s, struct fetch_ctx *ctx,
 	struct buf *b = &ctx->text;
 	switch (it->kind) {
 	case FETCH_FLAGS:
+		if (ctx->add_flags)   /* \Seen set by this FETCH: told here */
+			imap_own_flags_remember(s, msg);
 		buf_append_str(b, "FLAGS ");
 		imap_append_flags(b, s->mbox, msg->flags, msg->keywords,
 				  imap_is_recent(s, msg->uid));
@@ -447,19 +462,26 @@ static bool items_have(const struct fetch_ctx *ctx, enum fetch_kind kind)
 	return false;
 }
 
+/* A header [start, end) of the open file into out (at most
+ * FETCH_MAX_HEADER bytes of it). */
+static void header_read(struct fetch_ctx *ctx, uint64_t start, uint64_t end, struct buf *out)
+{
+	uint64_t len = end - start;
+	if (len > FETCH_MAX_HEADER)
+		len = FETCH_MAX_HEADER;
+	if (ctx->fd >= 0 && len > 0) {
+		buf_reserve(out, (size_t)len);
+		ssize_t n = pread(ctx->fd, out->data, (size_t)len, (off_t)start);
+		out->len = n > 0 ? (size_t)n : 0;
+	}
+}
+
 /* Second pass: HEADER.FIELDS sections read from the open file. */
 static void fields_render(struct fetch_ctx *ctx, struct fetch_seg *seg)
 {
 	const struct fetch_item *it = seg->item;
 	struct buf header = BUF_INIT, filtered = BUF_INIT;
-	uint64_t len = seg->end - seg->start;
-	if (len > FETCH_MAX_HEADER)
-		len = FETCH_MAX_HEADER;
-	if (ctx->fd >= 0 && len > 0) {
-		buf_reserve(&header, (size_t)len);
-		ssize_t n = pread(ctx->fd, header.data, (size_t)len, (off_t)seg->start);
-		header.len = n > 0 ? (size_t)n : 0;
-	}
+	header_read(ctx, seg->start, seg->end, &header);
 	store_header_filter(header.data != NULL ? header.data : "", header.len, it->names,
 			    it->name_count, it->sec == SEC_FIELDS_NOT, &filtered);
 	uint64_t skip, left;
@@ -473,42 +495,83 @@ static void fields_render(struct fetch_ctx *ctx, struct fetch_seg *seg)
 	buf_free(&filtered);
 }
 
-/* Second pass: BINARY[part] decoded from the open file (the part is read
- * whole: BINARY is not streamed). */
+/* Decodes file bytes [pos, end) of a part a chunk at a time into the
+ * decoder's out buffer; returns the bytes produced, 0 at the end. */
+static size_t decode_next(struct fetch_ctx *ctx, uint64_t *pos, uint64_t end)
+{
+	struct fetch_decode *fd = ctx->decode;
+	while (*pos < end) {
+		size_t want = end - *pos < IMAP_DECODER_CHUNK ? (size_t)(end - *pos)
+							      : IMAP_DECODER_CHUNK;
+		ssize_t n = ctx->fd >= 0 ? pread(ctx->fd, fd->in, want, (off_t)*pos) : 0;
+		if (n <= 0) {
+			*pos = end;   /* shorter than the index said */
+			return 0;
+		}
+		*pos += (uint64_t)n;
+		size_t o = imap_decoder_run(&fd->dec, fd->in, (size_t)n, *pos == end, fd->out);
+		if (o > 0)
+			return o;
+	}
+	return 0;
+}
+
+/* First pass over a part: its decoded size, and whether the octets
+ * [lo, hi) of it hold a NUL (then a literal8 is needed). */
+static uint64_t decode_measure(struct fetch_ctx *ctx, const struct fetch_seg *seg,
+			       uint64_t lo, uint64_t hi, bool *nul_r)
+{
+	uint64_t pos = seg->start, total = 0;
+	size_t o;
+	*nul_r = false;
+	imap_decoder_init(&ctx->decode->dec, seg->cte);
+	while ((o = decode_next(ctx, &pos, seg->end)) > 0) {
+		uint64_t from = lo > total ? lo - total : 0;
+		uint64_t to = hi - total < o ? hi - total : o;
+		if (hi > total && from < to &&
+		    memchr(ctx->decode->out + from, '\0', (size_t)(to - from)) != NULL)
+			*nul_r = true;
+		total += o;
+	}
+	return total;
+}
+
+/* Second pass: BINARY[part] and BINARY.SIZE[part], once the file is open.
+ * The part's header says how to decode it; the body is decoded once to
+ * measure it, and again as it streams (SEG_DECODE): never whole in memory. */
 static void binary_render(struct fetch_ctx *ctx, struct fetch_seg *seg)
 {
 	const struct fetch_item *it = seg->item;
-	struct buf raw = BUF_INIT;
-	uint64_t len = seg->end - seg->start;
-	if (ctx->fd >= 0 && len > 0) {
-		buf_reserve(&raw, (size_t)len);
-		ssize_t n = pread(ctx->fd, raw.data, (size_t)len, (off_t)seg->start);
-		raw.len = n > 0 ? (size_t)n : 0;
-	}
-	size_t hlen = seg->body - seg->start < raw.len ? (size_t)(seg->body - seg->start) : raw.len;
-	size_t dlen = 0;
-	char *decoded = store_decode_body(raw.data != NULL ? raw.data : "", hlen,
-					  raw.data != NULL ? raw.data + hlen : "", raw.len - hlen,
-					  false, &dlen);
-	if (decoded == NULL) {
-		decoded = xstrdup("");
-		dlen = 0;
-	}
+	struct buf header = BUF_INIT;
+	header_read(ctx, seg->start, seg->body, &header);
+	seg->cte = imap_binary_cte(header.data != NULL ? header.data : "", header.len);
+	buf_free(&header);
 	seg->kind = SEG_TEXT;
-	seg->from = ctx->text.len;
-	if (it->sec == SEC_BINARY_SIZE) {
-		buf_printf(&ctx->text, "%s %zu", it->label, dlen);
-	} else {
-		uint64_t skip, left;
-		partial_window(it, dlen, &skip, &left);
-		bool nul = memchr(decoded + skip, '\0', (size_t)left) != NULL;
-		buf_printf(&ctx->text, "%s %s{%llu}\r\n", it->label, nul ? "~" : "",
-			   (unsigned long long)left);
-		buf_append(&ctx->text, decoded + skip, (size_t)left);
+	seg->from = seg->to = ctx->text.len;
+	if (seg->cte == IMAP_CTE_UNKNOWN) {
+		/* RFC 3516 4.2: the command fails with NO [UNKNOWN-CTE] */
+		ctx->msg_unknown_cte = true;
+		return;
 	}
+	if (ctx->decode == NULL)
+		ctx->decode = xmalloc(sizeof(*ctx->decode));
+	seg->start = seg->body;
+	bool nul;
+	uint64_t lo = it->partial ? it->origin : 0;
+	uint64_t hi = !it->partial ? UINT64_MAX
+		    : it->count > UINT64_MAX - it->origin ? UINT64_MAX : it->origin + it->count;
+	uint64_t total = decode_measure(ctx, seg, lo, hi, &nul);
+	if (it->sec == SEC_BINARY_SIZE) {
+		buf_printf(&ctx->text, "%s %llu", it->label, (unsigned long long)total);
+		seg->to = ctx->text.len;
+		return;
+	}
+	partial_window(it, total, &seg->skip, &seg->left);
+	buf_printf(&ctx->text, "%s %s{%llu}\r\n", it->label, nul ? "~" : "",
+		   (unsigned long long)seg->left);
 	seg->to = ctx->text.len;
-	free(decoded);
-	buf_free(&raw);
+	seg->kind = SEG_DECODE;
+	seg->started = seg->label_sent = false;
 }
 
 /* Lays out the response for one message as segments; false to skip it. */
@@ -574,6 +637,13 @@ static bool fetch_build(struct imap_session *s, struct fetch_ctx *ctx, uint32_t 
 		else if (ctx->segs[i].kind == SEG_BINARY)
 			binary_render(ctx, &ctx->segs[i]);
 	}
+	if (ctx->msg_unknown_cte) {
+		/* what can be sent is, for the other messages (one FETCH
+		 * response cannot leave out an item) */
+		ctx->msg_unknown_cte = false;
+		ctx->unknown_cte = true;
+		ctx->seg_count = ctx->seg_pos = 0;
+	}
 	return true;
 }
 
@@ -618,6 +688,28 @@ static void stream_chunk(struct imap_session *s, struct fetch_ctx *ctx, struct f
 	seg->left -= send;
 }
 
+/* Sends the next piece of a decoded part (SEG_DECODE). */
+static void decode_chunk(struct imap_session *s, struct fetch_ctx *ctx, struct fetch_seg *seg)
+{
+	if (!seg->started) {
+		seg->started = true;
+		ctx->fpos = seg->start;
+		imap_decoder_init(&ctx->decode->dec, seg->cte);
+	}
+	size_t o = decode_next(ctx, &ctx->fpos, seg->end);
+	if (o == 0) {
+		/* the part changed under us: keep the literal's promise */
+		log_error("event=fetch-short-decode left=%llu", (unsigned long long)seg->left);
+		o = seg->left < IMAP_DECODER_CHUNK ? (size_t)seg->left : IMAP_DECODER_CHUNK;
+		memset(ctx->decode->out, ' ', o);
+	}
+	size_t skip = seg->skip < o ? (size_t)seg->skip : o;
+	seg->skip -= skip;
+	size_t send = o - skip < seg->left ? o - skip : (size_t)seg->left;
+	conn_write(s->conn, ctx->decode->out + skip, send);
+	seg->left -= send;
+}
+
 /* Emits segments until done (true) or the output is full (false). */
 static bool fetch_emit(struct imap_session *s, struct fetch_ctx *ctx)
 {
@@ -630,11 +722,18 @@ static bool fetch_emit(struct imap_session *s, struct fetch_ctx *ctx)
 			ctx->seg_pos++;
 			continue;
 		}
+		if (seg->kind == SEG_DECODE && !seg->label_sent) {
+			conn_write(s->conn, ctx->text.data + seg->from, seg->to - seg->from);
+			seg->label_sent = true;
+		}
 		if (seg->left == 0) {
 			ctx->seg_pos++;
 			continue;
 		}
-		stream_chunk(s, ctx, seg);
+		if (seg->kind == SEG_DECODE)
+			decode_chunk(s, ctx, seg);
+		else
+			stream_chunk(s, ctx, seg);
 	}
 	return true;
 }
@@ -650,6 +749,7 @@ static void fetch_ctx_free(struct fetch_ctx *ctx)
 {
 	fetch_close_file(ctx);
 	buf_free(&ctx->text);
+	free(ctx->decode);
 	free(ctx->segs);
 	free(ctx->uids);
 	free(ctx->tag);
@@ -687,7 +787,10 @@ static void fetch_run(struct imap_session *s)
 		if (!fetch_build(s, ctx, uid))
 			ctx->seg_count = ctx->seg_pos = 0;
 	}
-	imap_ok(s, ctx->tag, "%s", ctx->done_text);
+	if (ctx->unknown_cte)
+		imap_no(s, ctx->tag, "[UNKNOWN-CTE] Cannot decode a part's Content-Transfer-Encoding");
+	else
+		imap_ok(s, ctx->tag, "%s", ctx->done_text);
 	bool async = s->cmd_async;
 	fetch_ctx_free(ctx);
 	s->cmd_ctx = NULL;

@@ -221,9 +221,9 @@ static void list_run(struct imap_session *s, struct imap_cmd *cmd, struct list_o
 			return;
 		}
 	}
-	buf_printf(&b, "%s OK %s completed\r\n", cmd->tag, cmd->name);
 	imap_write_buf(s, &b);
 	buf_free(&b);
+	imap_ok(s, cmd->tag, "%s completed", cmd->name);
 }
 
 void imap_cmd_list(struct imap_session *s, struct imap_cmd *cmd)

@@ -28,7 +28,7 @@ static uint32_t expunged_seq(const uint32_t *uids, size_t count, uint32_t uid)
 	return (uint32_t)imap_uid_lower_bound(uids, count, uid) + 1;
 }
 
-static void own_flags_remember(struct imap_session *s, const struct store_msg *msg)
+void imap_own_flags_remember(struct imap_session *s, const struct store_msg *msg)
 {
 	if (s->own_count == s->own_cap) {
 		s->own_cap = s->own_cap ? s->own_cap * 2 : 16;
@@ -72,7 +72,7 @@ void imap_append_fetch_flags(struct imap_session *s, struct buf *b, uint32_t uid
 	uint32_t seq = store_mailbox_uid_to_seq(s->mbox, uid);
 	if (seq == 0 || store_msg_get(s->mbox, uid, &msg, &error) < 0)
 		return;
-	own_flags_remember(s, &msg);
+	imap_own_flags_remember(s, &msg);
 	if (b != NULL)
 		append_fetch_flags(s, b, &msg, seq, with_uid);
 }
@@ -95,11 +95,15 @@ static void sync_changed_flags(struct imap_session *s, const struct store_uids *
 
 void imap_sync(struct imap_session *s, bool allow_expunge)
 {
-	if (s->mbox == NULL || !allow_expunge)
+	if (allow_expunge)
+		s->updates_pending = false;   /* nothing more is owed */
+	if (s->mbox == NULL)
 		return;
 	struct store_sync sync;
 	const char *error;
-	if (store_mailbox_sync(s->mbox, &sync, &error) < 0) {
+	int ret = allow_expunge ? store_mailbox_sync(s->mbox, &sync, &error)
+				: store_mailbox_sync_keep_expunged(s->mbox, &sync, &error);
+	if (ret < 0) {
 		log_error("event=mailbox-sync-failed error=\"%s\"", error);
 		return;
 	}
@@ -203,29 +207,120 @@ static bool seqset_has(const struct imap_seqset *set, uint32_t n)
 	return false;
 }
 
-/* QRESYNC (uidvalidity modseq [known-uids [seq-match]]): what vanished and
- * what changed since the client's modseq, when its UIDVALIDITY is current. */
+/* A QRESYNC set: a sequence-set without "*" (RFC 7162 7); its number of
+ * elements in *size_r. */
+static int qresync_set(struct pool *pool, const struct imap_arg *arg, struct imap_seqset *set_r,
+		       uint64_t *size_r)
+{
+	const char *text;
+	if (!imap_arg_atom(arg, &text) || imap_seqset_parse(pool, text, false, set_r) < 0)
+		return -1;
+	*size_r = 0;
+	for (size_t i = 0; i < set_r->count; i++) {
+		if (set_r->ranges[i].hi == IMAP_SEQ_STAR)
+			return -1;
+		*size_r += (uint64_t)set_r->ranges[i].hi - set_r->ranges[i].lo + 1;
+	}
+	return 0;
+}
+
+/* The elements of a set in the order the client gave them. */
+struct set_walk {
+	const struct imap_seqset *set;
+	size_t range;
+	uint64_t next;   /* 0: start of the current range */
+};
+
+static bool set_walk_next(struct set_walk *w, uint32_t *value_r)
+{
+	while (w->range < w->set->count) {
+		const struct imap_seq_range *r = &w->set->ranges[w->range];
+		if (w->next == 0)
+			w->next = r->lo;
+		if (w->next <= r->hi) {
+			*value_r = (uint32_t)w->next++;
+			return true;
+		}
+		w->range++;
+		w->next = 0;
+	}
+	return false;
+}
+
+/* RFC 7162 3.2.5.2, message sequence match data: the pairs (sequence
+ * number, UID) are compared in order with the mailbox as it is now; up to
+ * the first pair that does not match, the client knows every expunge at
+ * or below the UID of the last pair that did. Returns that UID (0: none). */
+static uint32_t qresync_known_floor(struct imap_session *s, const struct imap_seqset *seqs,
+				    const struct imap_seqset *uids)
+{
+	size_t count;
+	const uint32_t *view = store_mailbox_uids(s->mbox, &count);
+	struct set_walk ws = { seqs, 0, 0 }, wu = { uids, 0, 0 };
+	uint32_t seq, uid, floor = 0;
+	while (set_walk_next(&ws, &seq) && set_walk_next(&wu, &uid)) {
+		if (seq == 0 || seq > count || view[seq - 1] != uid)
+			break;
+		floor = uid;
+	}
+	return floor;
+}
+
+struct qresync_params {
+	uint64_t uidvalidity, modseq;
+	struct imap_seqset known;        /* known-uids */
+	bool have_known, have_match;
+	struct imap_seqset match_seqs, match_uids;
+};
+
+/* (uidvalidity modseq [known-uids] [(known-sequence-set known-uid-set)]) */
+static int qresync_parse(struct imap_cmd *cmd, const struct imap_arg *q,
+			 struct qresync_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	uint64_t n1, n2;
+	if (q->count < 2 || q->count > 4 || !imap_arg_number(&q->items[0], &p->uidvalidity) ||
+	    p->uidvalidity == 0 || !imap_arg_number(&q->items[1], &p->modseq) || p->modseq == 0)
+		return -1;
+	size_t i = 2;
+	if (i < q->count && q->items[i].type != IMAP_ARG_LIST) {
+		if (qresync_set(cmd->pool, &q->items[i], &p->known, &n1) < 0)
+			return -1;
+		p->have_known = true;
+		i++;
+	}
+	if (i < q->count) {
+		const struct imap_arg *m = &q->items[i];
+		if (m->type != IMAP_ARG_LIST || m->count != 2 ||
+		    qresync_set(cmd->pool, &m->items[0], &p->match_seqs, &n1) < 0 ||
+		    qresync_set(cmd->pool, &m->items[1], &p->match_uids, &n2) < 0 || n1 != n2)
+			return -1;
+		p->have_match = true;
+		i++;
+	}
+	return i == q->count ? 0 : -1;
+}
+
+/* QRESYNC: what vanished and what changed since the client's modseq, when
+ * its UIDVALIDITY is current; VANISHED (EARLIER) only names UIDs of
+ * known-uids, above what the sequence match data shows the client knows. */
 static int select_qresync(struct imap_session *s, struct imap_cmd *cmd,
 			  const struct imap_arg *q, uint32_t uidvalidity, struct buf *b)
 {
-	uint64_t valid, modseq;
-	struct imap_seqset known = { NULL, 0, false };
-	const char *text;
-	if (q->count < 2 || !imap_arg_number(&q->items[0], &valid) ||
-	    !imap_arg_number(&q->items[1], &modseq) || modseq == 0 ||
-	    (q->count >= 3 && (!imap_arg_atom(&q->items[2], &text) ||
-			       imap_seqset_parse(cmd->pool, text, false, &known) < 0)))
+	struct qresync_params p;
+	if (qresync_parse(cmd, q, &p) < 0)
 		return -1;
-	if (valid != uidvalidity)
+	if (p.uidvalidity != uidvalidity)
 		return 0;
 	struct store_uids changed = STORE_UIDS_INIT, vanished = STORE_UIDS_INIT, shown = STORE_UIDS_INIT;
 	const char *error;
-	if (store_changes_since(s->mbox, modseq, &changed, &vanished, &error) < 0) {
+	if (store_changes_since(s->mbox, p.modseq, &changed, &vanished, &error) < 0) {
 		log_error("event=qresync-failed error=\"%s\"", error);
 		return 0;
 	}
+	uint32_t floor = p.have_match ? qresync_known_floor(s, &p.match_seqs, &p.match_uids) : 0;
 	for (size_t i = 0; i < vanished.count; i++)
-		if (q->count < 3 || seqset_has(&known, vanished.uids[i]))
+		if (vanished.uids[i] > floor && (!p.have_known || seqset_has(&p.known, vanished.uids[i])))
 			store_uids_push(&shown, vanished.uids[i]);
 	if (shown.count > 0) {
 		buf_append_str(b, "* VANISHED (EARLIER) ");
@@ -479,9 +574,10 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid status item");
 		return;
 	}
-	buf_printf(&b, "\r\n%s OK STATUS completed\r\n", cmd->tag);
+	buf_append_str(&b, "\r\n");
 	imap_write_buf(s, &b);
 	buf_free(&b);
+	imap_ok(s, cmd->tag, "STATUS completed");
 }
 
 void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *cmd)
@@ -490,13 +586,12 @@ void imap_cmd_namespace(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid arguments");
 		return;
 	}
-	conn_printf(s->conn, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n%s OK NAMESPACE completed\r\n",
-		    cmd->tag);
+	conn_write_str(s->conn, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+	imap_ok(s, cmd->tag, "NAMESPACE completed");
 }
 
 void imap_cmd_check(struct imap_session *s, struct imap_cmd *cmd)
 {
-	imap_sync(s, true);
 	imap_ok(s, cmd->tag, "CHECK completed");
 }
 

@@ -66,6 +66,7 @@ static void store_modified(struct imap_session *s, struct imap_cmd *cmd,
 			store_uids_push(&numbers, n);
 	}
 	struct buf b = BUF_INIT;
+	imap_command_updates(s);
 	buf_printf(&b, "%s OK [MODIFIED ", cmd->tag);
 	imap_append_uid_list(&b, numbers.uids, numbers.count);
 	buf_printf(&b, "] Conditional %s failed\r\n", cmd->name);
@@ -254,6 +255,7 @@ static void copy_or_move(struct imap_session *s, struct imap_cmd *cmd, bool move
 			imap_sync(s, true);
 			buf_printf(&b, "%s OK %s completed\r\n", cmd->tag, cmd->name);
 		} else {
+			imap_command_updates(s);
 			buf_printf(&b, "%s OK ", cmd->tag);
 			if (src.count > 0) {
 				copyuid(&b, uidvalidity, &src, &dst);

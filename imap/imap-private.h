@@ -92,6 +92,11 @@ struct imap_session {
 	char *idle_tag;
 	struct event *idle_ev;
 
+	/* untagged updates owed before the running command's tagged reply
+	 * (RFC 3501 7.4.1); expunges only when the command allows them */
+	bool updates_pending;
+	bool updates_expunge;
+
 	/* a command that finishes later (streaming FETCH) */
 	bool cmd_async;
 	void *cmd_ctx;
@@ -122,6 +127,10 @@ void imap_bad(struct imap_session *s, const char *tag, const char *text);
 /* Writes reply (a whole line, CRLF included) after ms, reading no input
  * meanwhile. */
 void imap_reply_delayed(struct imap_session *s, const char *reply, unsigned ms);
+/* Sends the untagged updates the running command owes (once), before its
+ * tagged reply: imap_ok/imap_no do it; handlers that format the tagged
+ * line themselves call it first. */
+void imap_command_updates(struct imap_session *s);
 /* An asynchronous command is over: clears its pool and reads on. */
 void imap_command_done(struct imap_session *s);
 
@@ -166,6 +175,9 @@ void imap_mailbox_close(struct imap_session *s);
  * NULL: only remembered as this session's own change). */
 void imap_append_fetch_flags(struct imap_session *s, struct buf *b, uint32_t uid, bool with_uid);
 
+/* Flags this session tells the client itself (the next sync does not
+ * repeat them). */
+void imap_own_flags_remember(struct imap_session *s, const struct store_msg *msg);
 int imap_status_items(const struct imap_arg *items, const struct store_status *st,
 		      struct buf *b);
 
@@ -193,6 +205,34 @@ enum imap_literal_action imap_append_literal(void *ctx, const char *cmd, size_t 
 					     uint64_t size);
 void imap_append_stream(void *ctx, const void *data, size_t len);
 void imap_append_reset(struct imap_session *s);
+
+/* imap-binary.c: BINARY's decoding, a chunk at a time */
+enum imap_cte {
+	IMAP_CTE_IDENTITY,   /* none, 7bit, 8bit: text, line ends made CRLF */
+	IMAP_CTE_BINARY,     /* as is */
+	IMAP_CTE_BASE64,
+	IMAP_CTE_QP,
+	IMAP_CTE_UNKNOWN,    /* NO [UNKNOWN-CTE] */
+};
+#define IMAP_DECODER_CHUNK 32768   /* at most this much input per call */
+#define IMAP_DECODER_CARRY 128
+/* Output of one call: at most this many bytes. */
+#define IMAP_DECODER_OUT_MAX (2 * (IMAP_DECODER_CHUNK + IMAP_DECODER_CARRY))
+struct imap_decoder {
+	enum imap_cte cte;
+	unsigned int acc;
+	int bits;
+	bool prev_cr;
+	char carry[IMAP_DECODER_CARRY];
+	size_t carry_len;
+};
+/* The Content-Transfer-Encoding of a part from its header. */
+enum imap_cte imap_binary_cte(const char *header, size_t len);
+void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte);
+/* Decodes in[0..len) (len <= IMAP_DECODER_CHUNK) into out, keeping what
+ * depends on input not seen yet unless last; returns the bytes written. */
+size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool last,
+			char *out);
 
 /* cmd-idle.c */
 imap_cmd_fn imap_cmd_idle;

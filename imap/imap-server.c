@@ -16,6 +16,10 @@ enum {
 	CMD_AUTH = 1 << 1,       /* after login (authenticated or selected) */
 	CMD_SELECTED = 1 << 2,   /* a mailbox is selected */
 	CMD_UID = 1 << 3,        /* also as "UID <name>" */
+	CMD_NOSYNC = 1 << 4,     /* no untagged updates at the end (it changes
+				    or leaves the selected mailbox) */
+	CMD_NOEXPUNGE = 1 << 5,  /* RFC 3501 7.4.1: no EXPUNGE (nor VANISHED)
+				    during the sequence-number form */
 	CMD_ANY = CMD_NOTAUTH | CMD_AUTH | CMD_SELECTED,
 };
 
@@ -67,9 +71,18 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 }
 
+void imap_command_updates(struct imap_session *s)
+{
+	if (!s->updates_pending)
+		return;
+	s->updates_pending = false;
+	imap_sync(s, s->updates_expunge);
+}
+
 static void imap_vreply(struct imap_session *s, const char *tag, const char *word,
 			const char *fmt, va_list ap)
 {
+	imap_command_updates(s);
 	struct buf b = BUF_INIT;
 	buf_printf(&b, "%s %s ", tag, word);
 	buf_vprintf(&b, fmt, ap);
@@ -156,15 +169,17 @@ static void imap_cmd_capability(struct imap_session *s, struct imap_cmd *cmd)
 	struct buf b = BUF_INIT;
 	buf_append_str(&b, "* CAPABILITY ");
 	imap_capabilities(s, &b);
-	buf_printf(&b, "\r\n%s OK CAPABILITY completed\r\n", cmd->tag);
+	buf_append_str(&b, "\r\n");
+	imap_write_buf(s, &b);
+	imap_command_updates(s);
+	buf_printf(&b, "%s OK CAPABILITY completed\r\n", cmd->tag);
 	imap_write_buf(s, &b);
 	buf_free(&b);
 }
 
 static void imap_cmd_noop(struct imap_session *s, struct imap_cmd *cmd)
 {
-	if (s->state == IMAP_STATE_SELECTED)
-		imap_sync(s, true);
+	/* the updates come with the tagged reply, as after every command */
 	imap_ok(s, cmd->tag, "%s completed", cmd->name);
 }
 
@@ -201,7 +216,8 @@ static void imap_cmd_id(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid arguments");
 		return;
 	}
-	conn_printf(s->conn, "* ID (\"name\" \"Postern\")\r\n%s OK ID completed\r\n", cmd->tag);
+	conn_write_str(s->conn, "* ID (\"name\" \"Postern\")\r\n");
+	imap_ok(s, cmd->tag, "ID completed");
 }
 
 /* RFC 5161. Nothing we announce needs enabling yet. */
@@ -231,22 +247,23 @@ static void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
 					      : bit & IMAP_ENABLED_IMAP4REV2 ? "IMAP4rev2" : "CONDSTORE");
 		}
 	}
-	buf_printf(&b, "\r\n%s OK ENABLE completed\r\n", cmd->tag);
+	buf_append_str(&b, "\r\n");
 	imap_write_buf(s, &b);
+	imap_ok(s, cmd->tag, "ENABLE completed");
 	buf_free(&b);
 }
 
 static const struct imap_command imap_commands[] = {
 	{ "CAPABILITY", imap_cmd_capability, CMD_ANY },
 	{ "NOOP", imap_cmd_noop, CMD_ANY },
-	{ "LOGOUT", imap_cmd_logout, CMD_ANY },
+	{ "LOGOUT", imap_cmd_logout, CMD_ANY | CMD_NOSYNC },
 	{ "ID", imap_cmd_id, CMD_ANY },
 	{ "STARTTLS", imap_cmd_starttls, CMD_NOTAUTH },
 	{ "LOGIN", imap_cmd_login, CMD_NOTAUTH },
 	{ "AUTHENTICATE", imap_cmd_authenticate, CMD_NOTAUTH },
 	{ "ENABLE", imap_cmd_enable, CMD_AUTH | CMD_SELECTED },
-	{ "SELECT", imap_cmd_select, CMD_AUTH | CMD_SELECTED },
-	{ "EXAMINE", imap_cmd_select, CMD_AUTH | CMD_SELECTED },
+	{ "SELECT", imap_cmd_select, CMD_AUTH | CMD_SELECTED | CMD_NOSYNC },
+	{ "EXAMINE", imap_cmd_select, CMD_AUTH | CMD_SELECTED | CMD_NOSYNC },
 	{ "CREATE", imap_cmd_create, CMD_AUTH | CMD_SELECTED },
 	{ "DELETE", imap_cmd_delete, CMD_AUTH | CMD_SELECTED },
 	{ "RENAME", imap_cmd_rename, CMD_AUTH | CMD_SELECTED },
@@ -259,11 +276,11 @@ static const struct imap_command imap_commands[] = {
 	{ "APPEND", imap_cmd_append, CMD_AUTH | CMD_SELECTED },
 	{ "IDLE", imap_cmd_idle, CMD_AUTH | CMD_SELECTED },
 	{ "CHECK", imap_cmd_check, CMD_SELECTED },
-	{ "CLOSE", imap_cmd_close, CMD_SELECTED },
-	{ "UNSELECT", imap_cmd_unselect, CMD_SELECTED },
-	{ "FETCH", imap_cmd_fetch, CMD_SELECTED | CMD_UID },
-	{ "SEARCH", imap_cmd_search, CMD_SELECTED | CMD_UID },
-	{ "STORE", imap_cmd_store, CMD_SELECTED | CMD_UID },
+	{ "CLOSE", imap_cmd_close, CMD_SELECTED | CMD_NOSYNC },
+	{ "UNSELECT", imap_cmd_unselect, CMD_SELECTED | CMD_NOSYNC },
+	{ "FETCH", imap_cmd_fetch, CMD_SELECTED | CMD_UID | CMD_NOEXPUNGE },
+	{ "SEARCH", imap_cmd_search, CMD_SELECTED | CMD_UID | CMD_NOEXPUNGE },
+	{ "STORE", imap_cmd_store, CMD_SELECTED | CMD_UID | CMD_NOEXPUNGE },
 	{ "EXPUNGE", imap_cmd_expunge, CMD_SELECTED | CMD_UID },
 	{ "COPY", imap_cmd_copy, CMD_SELECTED | CMD_UID },
 	{ "MOVE", imap_cmd_move, CMD_SELECTED | CMD_UID },
@@ -293,6 +310,7 @@ static unsigned int imap_state_flag(const struct imap_session *s)
 
 void imap_command_done(struct imap_session *s)
 {
+	s->updates_pending = false;
 	s->cmd_async = false;
 	s->cmd_ctx = NULL;
 	pool_clear(s->cmd_pool);
@@ -350,9 +368,14 @@ static void imap_command_run(struct imap_session *s, const char *data, size_t le
 		pool_clear(s->cmd_pool);
 		return;
 	}
+	s->updates_pending = s->state == IMAP_STATE_SELECTED && !(def->flags & CMD_NOSYNC);
+	/* the UID forms name no sequence numbers: expunges may be told */
+	s->updates_expunge = cmd.uid || !(def->flags & CMD_NOEXPUNGE);
 	def->fn(s, &cmd);
-	if (!s->cmd_async)
+	if (!s->cmd_async) {
+		s->updates_pending = false;
 		pool_clear(s->cmd_pool);
+	}
 }
 
 static void imap_reader_event(struct imap_session *s, enum imap_read_status st)

@@ -132,7 +132,8 @@ struct store_mailbox {
 	struct mbox_rec rec;
 	struct store_uids view;        /* snapshot */
 	uint64_t view_modseq;          /* HIGHESTMODSEQ at snapshot time */
-	uint32_t recent_lo, recent_hi; /* \Recent: lo <= uid < hi */
+	struct store_uidset recent;    /* \Recent in this view (RFC 3501 2.3.2) */
+	bool kept_expunged;            /* the snapshot holds expunged UIDs */
 	char *keywords[STORE_MAX_KEYWORDS];
 	struct buf scratch;            /* for returned strings */
 	struct buf cache_buf;

@@ -259,11 +259,16 @@ int store_mailbox_status(struct store_account *acct, const char *name,
 /* ---- mailbox views ------------------------------------------------------ */
 
 /* Opens a view (SELECT/EXAMINE/POP3 login): heals from disk, snapshots
- * the UID list. A read-write view takes the \Recent messages (those that
- * arrived since the previous read-write open); a read-only one does not. */
+ * the UID list. A read-write view takes the \Recent messages (those no
+ * read-write view has taken yet), at the open and at every sync; a
+ * read-only one does not. */
 int store_mailbox_open(struct store_account *acct, const char *name, bool read_only,
 		       struct store_mailbox **mbox_r, const char **error_r);
 void store_mailbox_close(struct store_mailbox **mbox);
+/* Expunges the messages set of mailbox name whatever their flags (an
+ * APPEND undone), through a view that takes no \Recent. */
+int store_mailbox_expunge_uids(struct store_account *acct, const char *name,
+			       const struct store_uidset *set, const char **error_r);
 /* The status as of the last open/sync. */
 void store_mailbox_get_status(struct store_mailbox *mbox, struct store_status *status_r);
 const char *store_mailbox_name(struct store_mailbox *mbox);
@@ -288,6 +293,12 @@ struct store_sync {
  * CHECK, and after the view's own EXPUNGE. */
 int store_mailbox_sync(struct store_mailbox *mbox, struct store_sync *sync_r,
 		       const char **error_r);
+/* The same, except that messages expunged meanwhile stay in the snapshot
+ * (sequence numbers unchanged; looking them up finds nothing) until a
+ * later store_mailbox_sync() reports them: for IMAP commands during which
+ * EXPUNGE must not be sent (RFC 3501 7.4.1). */
+int store_mailbox_sync_keep_expunged(struct store_mailbox *mbox, struct store_sync *sync_r,
+				     const char **error_r);
 void store_sync_free(struct store_sync *sync);
 
 /* One message as the index knows it. Strings point into the view and stay

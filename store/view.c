@@ -53,6 +53,20 @@ static void collect_uid(void *ctx, uint32_t uid, const struct msg_rec *rec, cons
 	store_uids_push(ctx, uid);
 }
 
+/* Inside a write transaction, with mbox->rec just read in it: this view
+ * takes the messages no read-write view has seen yet as \Recent (RFC 3501
+ * 2.3.2: only the first session to learn of a message sees it so). Not
+ * committed through index_txn_commit(): nothing another session is shown
+ * changes, so the others are not woken. */
+static void view_claim_recent(struct store_mailbox *mbox, MDB_txn *txn)
+{
+	if (mbox->rec.first_recent_uid >= mbox->rec.uidnext)
+		return;
+	store_uidset_add(&mbox->recent, mbox->rec.first_recent_uid, mbox->rec.uidnext - 1);
+	mbox->rec.first_recent_uid = mbox->rec.uidnext;
+	index_mbox_put(mbox->acct, txn, mbox->name, &mbox->rec);
+}
+
 int store_mailbox_open(struct store_account *acct, const char *name, bool read_only,
 		       struct store_mailbox **mbox_r, const char **error_r)
 {
@@ -83,13 +97,7 @@ int store_mailbox_open(struct store_account *acct, const char *name, bool read_o
 	view_walk(mbox, txn, 0, collect_uid, &mbox->view);
 	view_load_keywords(mbox, txn);
 	if (!read_only) {
-		/* this view takes the \Recent messages */
-		mbox->recent_lo = mbox->rec.first_recent_uid;
-		mbox->recent_hi = mbox->rec.uidnext;
-		if (mbox->rec.first_recent_uid != mbox->rec.uidnext) {
-			mbox->rec.first_recent_uid = mbox->rec.uidnext;
-			index_mbox_put(acct, txn, canon, &mbox->rec);
-		}
+		view_claim_recent(mbox, txn);
 		if (mdb_txn_commit(txn) != 0) {
 			store_mailbox_close(&mbox);
 			return acct_fail(acct, error_r, STORE_ERR_INTERNAL, "index: commit failed");
@@ -101,6 +109,24 @@ int store_mailbox_open(struct store_account *acct, const char *name, bool read_o
 	return 0;
 }
 
+int store_mailbox_expunge_uids(struct store_account *acct, const char *name,
+			       const struct store_uidset *set, const char **error_r)
+{
+	struct store_mailbox *mbox;
+	int ret = store_mailbox_open(acct, name, true, &mbox, error_r);
+	if (ret < 0)
+		return ret;
+	/* read-only only in that it took no \Recent: this does write */
+	mbox->read_only = false;
+	ret = store_msg_expunge(mbox, set, false, NULL, error_r);
+	if (ret < 0) {
+		snprintf(acct->error, sizeof(acct->error), "%s", *error_r);
+		*error_r = acct->error;
+	}
+	store_mailbox_close(&mbox);
+	return ret;
+}
+
 void store_mailbox_close(struct store_mailbox **mboxp)
 {
 	struct store_mailbox *mbox = *mboxp;
@@ -110,6 +136,7 @@ void store_mailbox_close(struct store_mailbox **mboxp)
 	for (unsigned int i = 0; i < STORE_MAX_KEYWORDS; i++)
 		free(mbox->keywords[i]);
 	store_uids_clear(&mbox->view);
+	store_uidset_clear(&mbox->recent);
 	buf_free(&mbox->scratch);
 	buf_free(&mbox->cache_buf);
 	free(mbox->parts);
@@ -161,7 +188,7 @@ uint32_t store_mailbox_uid_to_seq(struct store_mailbox *mbox, uint32_t uid)
 
 bool store_mailbox_is_recent(struct store_mailbox *mbox, uint32_t uid)
 {
-	return uid >= mbox->recent_lo && uid < mbox->recent_hi;
+	return store_uidset_contains(&mbox->recent, uid);
 }
 
 /* ---- sync ---- */
@@ -171,7 +198,19 @@ struct sync_ctx {
 	struct store_sync *sync;
 	struct store_uids next_view;
 	size_t old_pos;
+	bool keep_expunged;
+	size_t kept;           /* expunged UIDs left in the snapshot */
 };
+
+/* A UID of the old snapshot that is no longer in the index. */
+static void sync_gone(struct sync_ctx *ctx, uint32_t uid)
+{
+	if (ctx->keep_expunged) {
+		store_uids_push(&ctx->next_view, uid);
+		ctx->kept++;
+	} else
+		store_uids_push(&ctx->sync->expunged, uid);
+}
 
 static void sync_visit(void *ctx_, uint32_t uid, const struct msg_rec *rec, const char *base)
 {
@@ -179,7 +218,7 @@ static void sync_visit(void *ctx_, uint32_t uid, const struct msg_rec *rec, cons
 	struct sync_ctx *ctx = ctx_;
 	const struct store_uids *old = &ctx->mbox->view;
 	while (ctx->old_pos < old->count && old->uids[ctx->old_pos] < uid)
-		store_uids_push(&ctx->sync->expunged, old->uids[ctx->old_pos++]);
+		sync_gone(ctx, old->uids[ctx->old_pos++]);
 	bool known = ctx->old_pos < old->count && old->uids[ctx->old_pos] == uid;
 	if (known) {
 		ctx->old_pos++;
@@ -193,34 +232,79 @@ static void sync_visit(void *ctx_, uint32_t uid, const struct msg_rec *rec, cons
 	store_uids_push(&ctx->next_view, uid);
 }
 
-int store_mailbox_sync(struct store_mailbox *mbox, struct store_sync *sync_r,
-		       const char **error_r)
+/* The mailbox's record in a read transaction, or, when this read-write
+ * view has \Recent messages to take, in a write transaction. */
+static int sync_begin(struct store_mailbox *mbox, MDB_txn **txn_r, bool *write_r,
+		      const char **error_r)
+{
+	*write_r = false;
+	for (;;) {
+		int ret = index_txn_begin(mbox->acct, *write_r, txn_r, error_r);
+		if (ret < 0)
+			return ret;
+		struct mbox_rec rec;
+		if (index_mbox_get(mbox->acct, *txn_r, mbox->name, &rec) < 0 ||
+		    rec.uidvalidity != mbox->rec.uidvalidity || rec.id != mbox->id) {
+			mdb_txn_abort(*txn_r);
+			return 1;
+		}
+		mbox->rec = rec;
+		if (*write_r || mbox->read_only || rec.first_recent_uid >= rec.uidnext)
+			return 0;
+		mdb_txn_abort(*txn_r);
+		*write_r = true;
+	}
+}
+
+static int view_sync(struct store_mailbox *mbox, bool keep_expunged,
+		     struct store_sync *sync_r, const char **error_r)
 {
 	memset(sync_r, 0, sizeof(*sync_r));
 	int ret = heal_mailbox(mbox->acct, mbox->name, false, error_r);
 	if (ret < 0)
 		return ret;
 	MDB_txn *txn;
-	if ((ret = index_txn_begin(mbox->acct, false, &txn, error_r)) < 0)
-		return ret;
-	struct mbox_rec rec;
-	if (index_mbox_get(mbox->acct, txn, mbox->name, &rec) < 0 ||
-	    rec.uidvalidity != mbox->rec.uidvalidity || rec.id != mbox->id) {
+	bool write;
+	if ((ret = sync_begin(mbox, &txn, &write, error_r)) != 0) {
+		if (ret > 0)
+			sync_r->uidvalidity_changed = true;
+		return ret < 0 ? ret : 0;
+	}
+	if (!write && !mbox->kept_expunged && mbox->rec.highestmodseq == mbox->view_modseq) {
+		/* every change takes a MODSEQ: nothing happened (the common
+		 * case after most commands, without a walk of the mailbox) */
 		mdb_txn_abort(txn);
-		sync_r->uidvalidity_changed = true;
 		return 0;
 	}
-	mbox->rec = rec;
-	struct sync_ctx ctx = { mbox, sync_r, STORE_UIDS_INIT, 0 };
+	struct sync_ctx ctx = { mbox, sync_r, STORE_UIDS_INIT, 0, keep_expunged, 0 };
 	view_walk(mbox, txn, 0, sync_visit, &ctx);
 	while (ctx.old_pos < mbox->view.count)
-		store_uids_push(&sync_r->expunged, mbox->view.uids[ctx.old_pos++]);
+		sync_gone(&ctx, mbox->view.uids[ctx.old_pos++]);
 	view_load_keywords(mbox, txn);
-	mdb_txn_abort(txn);
+	if (write) {
+		view_claim_recent(mbox, txn);
+		if (mdb_txn_commit(txn) != 0)
+			log_warn("event=recent-claim-failed mailbox=\"%s\"", mbox->name);
+	} else {
+		mdb_txn_abort(txn);
+	}
 	store_uids_clear(&mbox->view);
 	mbox->view = ctx.next_view;
-	mbox->view_modseq = rec.highestmodseq;
+	mbox->view_modseq = mbox->rec.highestmodseq;
+	mbox->kept_expunged = ctx.kept > 0;
 	return 0;
+}
+
+int store_mailbox_sync(struct store_mailbox *mbox, struct store_sync *sync_r,
+		       const char **error_r)
+{
+	return view_sync(mbox, false, sync_r, error_r);
+}
+
+int store_mailbox_sync_keep_expunged(struct store_mailbox *mbox, struct store_sync *sync_r,
+				     const char **error_r)
+{
+	return view_sync(mbox, true, sync_r, error_r);
 }
 
 void store_sync_free(struct store_sync *sync)

@@ -1,8 +1,10 @@
 /* libFuzzer target for the IMAP command reader and parser: the input is
  * read whole and in input-chosen pieces (the events must agree), and every
- * command read is parsed, its atoms also as sequence sets. */
+ * command read is parsed, its atoms also as sequence sets. The same input
+ * also goes through BINARY's decoder whole and in pieces. */
 #include "core/core.h"
 #include "imap/imap-parser.h"
+#include "imap/imap-private.h"
 
 #include <event2/buffer.h>
 #include <stdint.h>
@@ -92,6 +94,40 @@ static void read_all(const uint8_t *data, size_t size, size_t step, bool parse, 
 	buf_free(&streamed);
 }
 
+static void decode_all(enum imap_cte cte, const uint8_t *data, size_t size, size_t step,
+		       struct buf *out)
+{
+	static char o[IMAP_DECODER_OUT_MAX];
+	struct imap_decoder d;
+	imap_decoder_init(&d, cte);
+	size_t pos = 0;
+	do {
+		size_t n = size - pos < step ? size - pos : step;
+		if (n > IMAP_DECODER_CHUNK)
+			n = IMAP_DECODER_CHUNK;
+		size_t got = imap_decoder_run(&d, (const char *)data + pos, n, pos + n == size, o);
+		if (got > IMAP_DECODER_OUT_MAX)
+			abort();
+		buf_append(out, o, got);
+		pos += n;
+	} while (pos < size);
+}
+
+static void check_decoder(const uint8_t *data, size_t size, size_t step)
+{
+	static const enum imap_cte ctes[] = { IMAP_CTE_IDENTITY, IMAP_CTE_BASE64, IMAP_CTE_QP };
+	for (size_t i = 0; i < sizeof(ctes) / sizeof(ctes[0]); i++) {
+		struct buf whole = BUF_INIT, split = BUF_INIT;
+		decode_all(ctes[i], data, size, size, &whole);
+		decode_all(ctes[i], data, size, step, &split);
+		if (whole.len != split.len ||
+		    (whole.len > 0 && memcmp(whole.data, split.data, whole.len) != 0))
+			abort();
+		buf_free(&whole);
+		buf_free(&split);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -106,5 +142,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	buf_free(&whole);
 	buf_free(&split);
+	check_decoder(data + 1, size - 1, step);
 	return 0;
 }

@@ -2,10 +2,13 @@
  * byte by byte (and in other piece sizes) must give the same events. */
 #include "core/core.h"
 #include "imap/imap-parser.h"
+#include "imap/imap-private.h"
+#include "store/store.h"
 #include "test.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* APPEND-style streaming: literals of odd size go to a sink, the command
@@ -307,6 +310,73 @@ static void test_seqset(void)
 	check_seqset("a", false, "ERR");
 }
 
+/* BINARY's decoder: fed in pieces of every size from 1 to 7 it gives what
+ * it gives fed whole, and that is what the store's whole-part decoder
+ * gives (for input whose line ends are already CRLF). */
+static void decode_pieces(enum imap_cte cte, const char *in, size_t len, size_t piece,
+			  struct buf *out)
+{
+	struct imap_decoder d;
+	char o[IMAP_DECODER_OUT_MAX];
+	imap_decoder_init(&d, cte);
+	buf_reset(out);
+	size_t pos = 0;
+	do {
+		size_t n = len - pos < piece ? len - pos : piece;
+		size_t got = imap_decoder_run(&d, in + pos, n, pos + n == len, o);
+		buf_append(out, o, got);
+		pos += n;
+	} while (pos < len);
+	buf_append(out, "", 0);
+}
+
+static void test_binary_decoder(void)
+{
+	static const struct { enum imap_cte cte; const char *name, *in, *want; } cases[] = {
+		{ IMAP_CTE_QP, "quoted-printable",
+		  "caf=C3=A9 =\r\nsoft=20\r\nend=3D=\r\n", "caf\xc3\xa9 soft \r\nend=" },
+		{ IMAP_CTE_QP, "quoted-printable", "a= \t\r\nb=4", "ab=4" },
+		{ IMAP_CTE_QP, "quoted-printable", "x=\r", "x=\r" },
+		{ IMAP_CTE_QP, "quoted-printable", "==41=zz=\n", "=A=zz" },
+		{ IMAP_CTE_BASE64, "base64", "aGVs\r\nbG8g d29y bGQ=", "hello world" },
+		{ IMAP_CTE_BASE64, "base64", "aGk=aGk=", "hihi" },
+		{ IMAP_CTE_IDENTITY, "7bit", "a\r\nb\r\n", "a\r\nb\r\n" },
+	};
+	struct buf whole = BUF_INIT, split = BUF_INIT, header = BUF_INIT;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].in), dlen;
+		decode_pieces(cases[i].cte, cases[i].in, len, len > 0 ? len : 1, &whole);
+		TEST_ASSERT_STR(buf_str(&whole), cases[i].want);
+		for (size_t piece = 1; piece <= 7; piece++) {
+			decode_pieces(cases[i].cte, cases[i].in, len, piece, &split);
+			TEST_ASSERT_STR(buf_str(&split), buf_str(&whole));
+		}
+		buf_reset(&header);
+		buf_printf(&header, "Content-Transfer-Encoding: %s\r\n\r\n", cases[i].name);
+		TEST_ASSERT(imap_binary_cte(header.data, header.len) == cases[i].cte);
+		char *store = store_decode_body(header.data, header.len, cases[i].in, len, false, &dlen);
+		TEST_ASSERT_STR(store, buf_str(&whole));
+		free(store);
+	}
+	/* bare LF in text becomes CRLF; "binary" is left alone */
+	decode_pieces(IMAP_CTE_IDENTITY, "a\nb\r\nc\n", 7, 2, &whole);
+	TEST_ASSERT_STR(buf_str(&whole), "a\r\nb\r\nc\r\n");
+	decode_pieces(IMAP_CTE_BINARY, "a\nb", 3, 1, &whole);
+	TEST_ASSERT_STR(buf_str(&whole), "a\nb");
+	static const struct { const char *header; enum imap_cte cte; } ctes[] = {
+		{ "Subject: x\r\n\r\n", IMAP_CTE_IDENTITY },
+		{ "Content-Transfer-Encoding: 8BIT\r\n\r\n", IMAP_CTE_IDENTITY },
+		{ "Content-Transfer-Encoding:\r\n Base64 (folded)\r\n\r\n", IMAP_CTE_BASE64 },
+		{ "Content-Transfer-Encoding: binary\r\n\r\n", IMAP_CTE_BINARY },
+		{ "Content-Transfer-Encoding: x-uuencode\r\n\r\n", IMAP_CTE_UNKNOWN },
+	};
+	for (size_t i = 0; i < sizeof(ctes) / sizeof(ctes[0]); i++)
+		TEST_ASSERT(imap_binary_cte(ctes[i].header, strlen(ctes[i].header)) == ctes[i].cte);
+	buf_free(&whole);
+	buf_free(&split);
+	buf_free(&header);
+}
+
 int main(void)
 {
 	pool = pool_new(4096);
@@ -317,6 +387,7 @@ int main(void)
 	test_run("parse", test_parse);
 	test_run("args", test_args);
 	test_run("seqset", test_seqset);
+	test_run("binary_decoder", test_binary_decoder);
 	pool_free(&pool);
 	return test_end();
 }
