@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import client_context
-from imap_helpers import (PASSWORD, USER, Raw, imap, imaps, login_raw, make_account, quote,
+from imap_helpers import (PASSWORD, USER, Raw, imaps, login_raw, make_account, quote,
                           scram_client_final, scram_username)
 
 

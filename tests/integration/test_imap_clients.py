@@ -4,17 +4,10 @@ that changes nothing."""
 
 import hashlib
 import os
-import shutil
 import ssl
 import subprocess
 
-import pytest
-
 from imap_helpers import PASSWORD, USER, deliver, imap, make_account, message
-
-need_mbsync = pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync not installed")
-need_offlineimap = pytest.mark.skipif(shutil.which("offlineimap") is None,
-                                      reason="offlineimap3 not installed")
 
 
 def mbsync_config(srv, workdir):
@@ -92,7 +85,6 @@ def seed(server, prefix, inbox_count):
     deliver(server, USER, message("%swork 0" % prefix), mailbox="Work")
 
 
-@need_mbsync
 def test_mbsync_two_way(server, workdir):
     seed(server, "", 3)
     conf, local = mbsync_config(server, workdir)
@@ -177,7 +169,6 @@ def run_offlineimap(conf):
     assert "ERROR" not in out.stdout + out.stderr, out.stdout + out.stderr
 
 
-@need_offlineimap
 def test_offlineimap_two_way(server, workdir):
     seed(server, "oi ", 2)
     conf, local = offlineimap_config(server, workdir)

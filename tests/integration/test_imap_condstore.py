@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from imap_helpers import raw_session, USER, Raw, deliver, login_raw, make_account, message
+from imap_helpers import raw_session, USER, deliver, make_account, message
 
 
 @pytest.fixture

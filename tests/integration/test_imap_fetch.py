@@ -4,7 +4,6 @@ files), partial fetches, HEADER.FIELDS(.NOT), \\Seen, large messages."""
 
 import email
 import glob
-import imaplib
 import os
 import re
 import subprocess

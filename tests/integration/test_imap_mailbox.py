@@ -3,13 +3,12 @@ RENAME, SUBSCRIBE, LIST (extended, status, special-use), LSUB, STATUS,
 NAMESPACE, CLOSE, UNSELECT, CHECK, NOOP, ENABLE, ID, IDLE."""
 
 import re
-import socket
 import subprocess
 import time
 
 import pytest
 
-from imap_helpers import raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
+from imap_helpers import raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, make_account, message
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ import base64
 import os
 import poplib
 import re
-import socket
 import time
 
 import pytest
 
 from harness import client_context, raw_connect, read_line
-from pop3util import (DOTS, LF_ONLY, PASSWORD, PLAIN, USER, Scram, b64, crlf, drop_file,
+from pop3util import (DOTS, LF_ONLY, PASSWORD, PLAIN, USER, Scram, b64, crlf,
                       fill_mailbox, fix_owner, maildir, multiline, pop3, retr_bytes, send)
 
 

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import time
 
-from pop3util import (PASSWORD, PLAIN, USER, crlf, fill_mailbox, fix_owner, maildir, pop3,
+from pop3util import (PASSWORD, PLAIN, USER, fill_mailbox, fix_owner, maildir, pop3,
                       retr_bytes)
 
 
