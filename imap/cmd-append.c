@@ -141,25 +141,6 @@ static int append_parse(struct imap_cmd *cmd, struct append_msg *msgs, size_t *c
 	return n > 0 ? 0 : -1;
 }
 
-/* RFC 3502 3: when one message of a MULTIAPPEND fails, none is appended.
- * Bad arguments, literals and sizes are refused before anything is
- * committed; a failure at commit (quota, disk) removes the messages
- * already committed. (They were visible meanwhile: one store transaction
- * for all of them would avoid that.) */
-static void append_undo(struct imap_session *s, const char *mailbox,
-			const struct store_uids *uids)
-{
-	if (uids->count == 0)
-		return;
-	struct store_uidset set = STORE_UIDSET_INIT;
-	const char *error;
-	for (size_t i = 0; i < uids->count; i++)
-		store_uidset_add(&set, uids->uids[i], uids->uids[i]);
-	if (store_mailbox_expunge_uids(s->account, mailbox, &set, &error) < 0)
-		log_error("event=append-undo-failed mailbox=\"%s\" error=\"%s\"", mailbox, error);
-	store_uidset_clear(&set);
-}
-
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 {
 	const char *raw, *mailbox, *error;
@@ -185,24 +166,26 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 			return;
 		}
 	}
-	struct store_uids uids = STORE_UIDS_INIT;
-	uint32_t uidvalidity = 0;
+	/* RFC 3502 3: all of a MULTIAPPEND in one store transaction, or none */
+	struct store_append_item *items = pool_alloc(cmd->pool, (count + 1) * sizeof(*items));
 	for (size_t i = 0; i < count; i++) {
-		uint32_t uid;
-		int ret = store_delivery_append(s->appends[i], s->account, mailbox, msgs[i].flags,
-						msgs[i].keywords, msgs[i].kw_count, msgs[i].date,
-						&uidvalidity, &uid, &error);
-		if (ret < 0) {
-			append_undo(s, mailbox, &uids);
-			if (ret == STORE_ERR_NOTFOUND)
-				imap_no(s, cmd->tag, "[TRYCREATE] Mailbox does not exist");
-			else
-				imap_store_error(s, cmd->tag, ret, error);
-			store_uids_clear(&uids);
-			return;
-		}
-		store_uids_push(&uids, uid);
+		items[i] = (struct store_append_item){ s->appends[i], msgs[i].flags,
+						       msgs[i].keywords, msgs[i].kw_count,
+						       msgs[i].date, 0 };
 	}
+	uint32_t uidvalidity = 0;
+	int ret = store_delivery_append_many(items, count, s->account, mailbox, &uidvalidity,
+					     &error);
+	if (ret < 0) {
+		if (ret == STORE_ERR_NOTFOUND)
+			imap_no(s, cmd->tag, "[TRYCREATE] Mailbox does not exist");
+		else
+			imap_store_error(s, cmd->tag, ret, error);
+		return;
+	}
+	struct store_uids uids = STORE_UIDS_INIT;
+	for (size_t i = 0; i < count; i++)
+		store_uids_push(&uids, items[i].uid);
 	imap_sync(s, true);
 	struct buf b = BUF_INIT;
 	buf_printf(&b, "%s OK [APPENDUID %u ", cmd->tag, uidvalidity);

@@ -122,11 +122,13 @@ static int place_file(struct store_delivery *d, const char *dest)
 	return close(out);
 }
 
-/* Adds the finished message to one mailbox. */
-static int deliver_into(struct store_delivery *d, struct store_account *acct,
-			const char *name, uint32_t flags, const char *const *keywords,
-			size_t keyword_count, time_t internaldate, uint32_t *uidvalidity_r,
-			uint32_t *uid_r, const char **error_r)
+/* Adds finished messages to one mailbox in one index transaction: all of
+ * them or none (RFC 3502 MULTIAPPEND). Files are placed, their
+ * directories fsynced, then the records committed; on any failure the
+ * placed files are removed again. */
+static int deliver_many(struct store_account *acct, const char *name,
+			struct store_append_item *items, size_t n, uint32_t *uidvalidity_r,
+			const char **error_r)
 {
 	MDB_txn *txn;
 	struct mbox_rec mrec;
@@ -137,108 +139,146 @@ static int deliver_into(struct store_delivery *d, struct store_account *acct,
 		mdb_txn_abort(txn);
 		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
 	}
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += items[i].d->msg.size;
 	uint64_t limit = index_meta_get(acct, txn, "quota_limit");
-	if (limit != 0 && index_meta_get(acct, txn, "quota_used") + d->msg.size > limit) {
+	if (limit != 0 && index_meta_get(acct, txn, "quota_used") + total > limit) {
 		mdb_txn_abort(txn);
 		return acct_fail(acct, error_r, STORE_ERR_OVERQUOTA, "mailbox is full");
 	}
-	struct msg_rec rec;
-	memset(&rec, 0, sizeof(rec));
-	rec.flags = flags & STORE_FLAG_ALL;
-	for (size_t i = 0; i < keyword_count; i++) {
-		int k = index_keyword_lookup(acct, txn, name, &mrec, keywords[i], true);
-		if (k < 0) {
-			mdb_txn_abort(txn);
-			return acct_fail(acct, error_r, STORE_ERR_LIMIT,
-					 "too many keywords, or not a keyword");
-		}
-		rec.keywords |= (uint64_t)1 << k;
-	}
-	if (rec.flags == 0 && rec.keywords == 0)
-		rec.flags |= MSG_IN_NEW;
-	rec.size = d->msg.size;
-	rec.crlf_size = d->msg.crlf_size;
-	rec.internaldate = internaldate != 0 ? internaldate : time(NULL);
+	struct msg_rec *recs = xcalloc(n + 1, sizeof(*recs));
+	char **bases = xcalloc(n + 1, sizeof(*bases));
+	struct buf *paths = xcalloc(n + 1, sizeof(*paths));
+	size_t placed = 0;
+	bool in_new = false, in_cur = false;
 	char *dir = maildir_path(acct, name);
 	struct own_change oc;
 	heal_own_begin(&oc, acct, txn, dir, mrec.id);
-	char *base = maildir_new_base(acct->store, rec.size, rec.crlf_size);
-	struct buf path = BUF_INIT;
-	maildir_msg_path(&path, dir, &rec, base);
-	if (place_file(d, path.data) < 0) {
-		ret = acct_fail(acct, error_r, STORE_ERR_INTERNAL, "link %s: %s", path.data,
-				strerror(errno));
-		goto out;
+	ret = 0;
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		struct store_append_item *it = &items[i];
+		struct msg_rec *rec = &recs[i];
+		rec->flags = it->flags & STORE_FLAG_ALL;
+		for (size_t k = 0; k < it->keyword_count; k++) {
+			int kw = index_keyword_lookup(acct, txn, name, &mrec, it->keywords[k], true);
+			if (kw < 0) {
+				ret = acct_fail(acct, error_r, STORE_ERR_LIMIT,
+						"too many keywords, or not a keyword");
+				break;
+			}
+			rec->keywords |= (uint64_t)1 << kw;
+		}
+		if (ret < 0)
+			break;
+		if (rec->flags == 0 && rec->keywords == 0)
+			rec->flags |= MSG_IN_NEW;
+		rec->size = it->d->msg.size;
+		rec->crlf_size = it->d->msg.crlf_size;
+		rec->internaldate = it->internaldate != 0 ? it->internaldate : time(NULL);
+		bases[i] = maildir_new_base(acct->store, rec->size, rec->crlf_size);
+		buf_init(&paths[i]);
+		maildir_msg_path(&paths[i], dir, rec, bases[i]);
+		if (place_file(it->d, paths[i].data) < 0) {
+			ret = acct_fail(acct, error_r, STORE_ERR_INTERNAL, "link %s: %s",
+					paths[i].data, strerror(errno));
+			break;
+		}
+		placed++;
+		if (it->internaldate != 0) {
+			/* Maildir keeps INTERNALDATE as the file's mtime */
+			struct timespec ts[2] = { { it->internaldate, 0 }, { it->internaldate, 0 } };
+			utimensat(AT_FDCWD, paths[i].data, ts, 0);
+		}
+		if (rec->flags & MSG_IN_NEW)
+			in_new = true;
+		else
+			in_cur = true;
 	}
-	if (internaldate != 0) {
-		/* Maildir keeps INTERNALDATE as the file's mtime */
-		struct timespec ts[2] = { { internaldate, 0 }, { internaldate, 0 } };
-		utimensat(AT_FDCWD, path.data, ts, 0);
-	}
-	struct buf sub = BUF_INIT;
-	buf_printf(&sub, "%s/%s", dir, (rec.flags & MSG_IN_NEW) ? "new" : "cur");
-	if (fsync_dir(sub.data) < 0) {
-		ret = acct_fail(acct, error_r, STORE_ERR_INTERNAL, "fsync %s: %s", sub.data,
-				strerror(errno));
+	for (int k = 0; k < 2 && ret == 0; k++) {
+		if (!(k == 0 ? in_new : in_cur))
+			continue;
+		struct buf sub = BUF_INIT;
+		buf_printf(&sub, "%s/%s", dir, k == 0 ? "new" : "cur");
+		if (fsync_dir(sub.data) < 0)
+			ret = acct_fail(acct, error_r, STORE_ERR_INTERNAL, "fsync %s: %s", sub.data,
+					strerror(errno));
 		buf_free(&sub);
-		unlink(path.data);
-		goto out;
 	}
-	buf_free(&sub);
-	uint32_t uid = mrec.uidnext++;
-	rec.modseq = ++mrec.highestmodseq;
-	msgrec_account(&mrec, &rec, 1);
-	if ((ret = index_msg_put(acct, txn, mrec.id, uid, &rec, base)) == 0 &&
-	    (ret = cache_put(acct, txn, mrec.id, uid, &d->cache_blob)) == 0 &&
-	    (ret = index_quota_add(acct, txn, (int64_t)rec.size)) == 0) {
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		struct msg_rec *rec = &recs[i];
+		items[i].uid = mrec.uidnext++;
+		rec->modseq = ++mrec.highestmodseq;
+		msgrec_account(&mrec, rec, 1);
+		if ((ret = index_msg_put(acct, txn, mrec.id, items[i].uid, rec, bases[i])) < 0 ||
+		    (ret = cache_put(acct, txn, mrec.id, items[i].uid,
+				     &items[i].d->cache_blob)) < 0 ||
+		    (ret = index_quota_add(acct, txn, (int64_t)rec->size)) < 0)
+			*error_r = acct->error;
+	}
+	if (ret == 0) {
 		heal_own_end(&oc, &mrec);
-		ret = index_mbox_put(acct, txn, name, &mrec);
+		if ((ret = index_mbox_put(acct, txn, name, &mrec)) < 0)
+			*error_r = acct->error;
+	}
+	if (ret == 0) {
+		/* before the commit: the uidlist always covers every UID handed out */
+		for (size_t i = 0; i < n; i++)
+			maildir_uidlist_append(acct->store, dir, mrec.uidvalidity, items[i].uid,
+					       bases[i]);
+		ret = index_txn_commit(acct, txn, error_r);
+		txn = NULL;
 	}
 	if (ret < 0) {
-		*error_r = acct->error;
-		unlink(path.data);
-		goto out;
-	}
-	/* before the commit: the uidlist always covers every UID handed out */
-	maildir_uidlist_append(acct->store, dir, mrec.uidvalidity, uid, base);
-	ret = index_txn_commit(acct, txn, error_r);
-	txn = NULL;
-	if (ret < 0) {
-		unlink(path.data);
+		for (size_t i = 0; i < placed; i++)
+			unlink(paths[i].data);
 	} else {
-		*uid_r = uid;
 		*uidvalidity_r = mrec.uidvalidity;
 	}
-out:
 	if (txn != NULL)
 		mdb_txn_abort(txn);
+	for (size_t i = 0; i < n; i++) {
+		buf_free(&paths[i]);
+		free(bases[i]);
+	}
+	free(paths);
+	free(bases);
+	free(recs);
 	free(oc.dir);
-	buf_free(&path);
-	free(base);
 	free(dir);
 	return ret;
 }
 
-/* deliver_into(), again with a grown map when the index's map was full:
- * the failed try left nothing (its transaction aborted, its file
+/* deliver_many(), again with a grown map when the index's map was full:
+ * the failed try left nothing (its transaction aborted, its files
  * unlinked), so the retry is a delivery like any other. Other writes
  * still answer STORE_ERR_LIMIT on a full map: a delivery is what must
  * not be refused for it (mail would bounce). */
+static int deliver_many_growing(struct store_account *acct, const char *name,
+				struct store_append_item *items, size_t n,
+				uint32_t *uidvalidity_r, const char **error_r)
+{
+	for (int attempt = 0;; attempt++) {
+		acct->map_full = false;
+		int ret = deliver_many(acct, name, items, n, uidvalidity_r, error_r);
+		if (ret == 0 || !acct->map_full)
+			return ret;
+		if (attempt == 8 || index_grow(acct) < 0)
+			return acct_fail(acct, error_r, STORE_ERR_LIMIT, "index: map full");
+	}
+}
+
 static int deliver_into_growing(struct store_delivery *d, struct store_account *acct,
 				const char *name, uint32_t flags,
 				const char *const *keywords, size_t keyword_count,
 				time_t internaldate, uint32_t *uidvalidity_r,
 				uint32_t *uid_r, const char **error_r)
 {
-	for (int attempt = 0;; attempt++) {
-		acct->map_full = false;
-		int ret = deliver_into(d, acct, name, flags, keywords, keyword_count,
-				       internaldate, uidvalidity_r, uid_r, error_r);
-		if (ret == 0 || !acct->map_full)
-			return ret;
-		if (attempt == 8 || index_grow(acct) < 0)
-			return acct_fail(acct, error_r, STORE_ERR_LIMIT, "index: map full");
-	}
+	struct store_append_item item = { d, flags, keywords, keyword_count, internaldate, 0 };
+	int ret = deliver_many_growing(acct, name, &item, 1, uidvalidity_r, error_r);
+	if (ret == 0)
+		*uid_r = item.uid;
+	return ret;
 }
 
 int store_delivery_commit(struct store_delivery *d, struct store_recipient *rcpts,
@@ -304,6 +344,23 @@ int store_delivery_append(struct store_delivery *d, struct store_account *acct,
 		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
 	ret = deliver_into_growing(d, acct, name, flags, keywords, keyword_count,
 				   internaldate, uidvalidity_r, uid_r, error_r);
+	free(name);
+	return ret;
+}
+
+int store_delivery_append_many(struct store_append_item *items, size_t n,
+			       struct store_account *acct, const char *mailbox,
+			       uint32_t *uidvalidity_r, const char **error_r)
+{
+	for (size_t i = 0; i < n; i++) {
+		int ret = delivery_finish(items[i].d, error_r);
+		if (ret < 0)
+			return ret;
+	}
+	char *name = maildir_canonical_name(mailbox);
+	if (name == NULL)
+		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
+	int ret = deliver_many_growing(acct, name, items, n, uidvalidity_r, error_r);
 	free(name);
 	return ret;
 }

@@ -199,6 +199,20 @@ int store_delivery_append(struct store_delivery *d, struct store_account *acct,
 			  time_t internaldate, uint32_t *uidvalidity_r, uint32_t *uid_r,
 			  const char **error_r);
 
+/* MULTIAPPEND (RFC 3502): several messages into one mailbox in one index
+ * transaction, all or none; each item's uid is set on success. */
+struct store_append_item {
+	struct store_delivery *d;
+	uint32_t flags;
+	const char *const *keywords;
+	size_t keyword_count;
+	time_t internaldate;    /* 0 = now */
+	uint32_t uid;           /* result */
+};
+int store_delivery_append_many(struct store_append_item *items, size_t n,
+			       struct store_account *acct, const char *mailbox,
+			       uint32_t *uidvalidity_r, const char **error_r);
+
 /* ---- mailboxes ---------------------------------------------------------- */
 
 int store_mailbox_create(struct store_account *acct, const char *name,
@@ -265,10 +279,6 @@ int store_mailbox_status(struct store_account *acct, const char *name,
 int store_mailbox_open(struct store_account *acct, const char *name, bool read_only,
 		       struct store_mailbox **mbox_r, const char **error_r);
 void store_mailbox_close(struct store_mailbox **mbox);
-/* Expunges the messages set of mailbox name whatever their flags (an
- * APPEND undone), through a view that takes no \Recent. */
-int store_mailbox_expunge_uids(struct store_account *acct, const char *name,
-			       const struct store_uidset *set, const char **error_r);
 /* The status as of the last open/sync. */
 void store_mailbox_get_status(struct store_mailbox *mbox, struct store_status *status_r);
 const char *store_mailbox_name(struct store_mailbox *mbox);

@@ -109,24 +109,6 @@ int store_mailbox_open(struct store_account *acct, const char *name, bool read_o
 	return 0;
 }
 
-int store_mailbox_expunge_uids(struct store_account *acct, const char *name,
-			       const struct store_uidset *set, const char **error_r)
-{
-	struct store_mailbox *mbox;
-	int ret = store_mailbox_open(acct, name, true, &mbox, error_r);
-	if (ret < 0)
-		return ret;
-	/* read-only only in that it took no \Recent: this does write */
-	mbox->read_only = false;
-	ret = store_msg_expunge(mbox, set, false, NULL, error_r);
-	if (ret < 0) {
-		snprintf(acct->error, sizeof(acct->error), "%s", *error_r);
-		*error_r = acct->error;
-	}
-	store_mailbox_close(&mbox);
-	return ret;
-}
-
 void store_mailbox_close(struct store_mailbox **mboxp)
 {
 	struct store_mailbox *mbox = *mboxp;

@@ -95,6 +95,18 @@ def test_missing_mailbox_appends_nothing(srv):
     assert lines == [b"a NO [TRYCREATE] Mailbox does not exist\r\n"]
 
 
+def test_a_failed_multiappend_uses_up_no_uid(srv):
+    """One store transaction for all the messages: a failure leaves not
+    even a trace in UIDNEXT (an append-then-undo would have)."""
+    srv.cli("user", "quota", USER, "3K")
+    r = session(srv)
+    before = r.cmd("s", "STATUS Drafts (UIDNEXT MESSAGES)")[0]
+    lines = r.cmd("a", b"APPEND Drafts " + literal(msg("small")) + b" " + literal(msg("small")) +
+                  b" " + literal(msg("large", body="z" * 5000 + "\r\n")))
+    assert lines[-1].startswith(b"a NO [OVERQUOTA]"), lines
+    assert r.cmd("t", "STATUS Drafts (UIDNEXT MESSAGES)")[0] == before
+
+
 def test_selected_session_sees_nothing_of_a_failed_multiappend(srv):
     srv.cli("user", "quota", USER, "3K")
     r1 = session(srv)
