@@ -67,8 +67,11 @@ class Fetchmail:
 
     def run(self):
         env = dict(os.environ, HOME=self.dir)
+        # as root fetchmail locks /var/run/fetchmail.pid: tests running in
+        # parallel would find "another fetchmail" (exit 8)
         out = subprocess.run(["fetchmail", "-f", self.rc, "--nodetach", "-v",
-                              "--idfile", os.path.join(self.dir, "ids")],
+                              "--idfile", os.path.join(self.dir, "ids"),
+                              "--pidfile", os.path.join(self.dir, "pid")],
                              capture_output=True, env=env, timeout=300)
         return out.returncode, out.stdout.decode("utf-8", "replace")
 
