@@ -84,14 +84,6 @@ def _wait_count(read, pattern, count, what, timeout=600):
         time.sleep(0.02)
 
 
-def _read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
 class RelayBench:
     """One DNS server and one smtp-sink for every round of both servers."""
 
@@ -193,72 +185,29 @@ class RelayBench:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-class PostfixRelay:
-    """Debian's Postfix relaying for 127.0.0.0/8 to [127.0.0.1]:SINK."""
+class PostfixRelay(S.Postfix):
+    """Debian's Postfix (bench/servers.py) relaying for 127.0.0.0/8 to
+    [127.0.0.1]:SINK through a transport map, smtp(8) held until
+    release()."""
 
     def __init__(self, top, sink_port, domains, connections):
-        self.dir = os.path.join(top, "postfix")
-        self.etc = os.path.join(self.dir, "etc")
-        os.makedirs(self.etc)
         os.chmod(top, 0o755)
-        os.chmod(self.dir, 0o755)
-        self.port = S.free_port()
-        self.maillog = os.path.join(self.dir, "maillog")
-        shutil.copy("/etc/postfix/master.cf", self.etc)
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write("compatibility_level = 3.6\n")
-        with open(os.path.join(self.etc, "transport"), "w") as f:
+        transport = os.path.join(top, "transport")
+        with open(transport, "w") as f:
             for d in range(domains):
                 f.write("d%d.bench.example smtp:[127.0.0.1]:%d\n" % (d, sink_port))
-        settings = {
-            "queue_directory": os.path.join(self.dir, "spool"),
-            "data_directory": os.path.join(self.dir, "data"),
-            "myhostname": "bench-postfix.example",
-            "mydestination": "",
-            "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
-            "mynetworks": "127.0.0.0/8",
+        super().__init__(top, [], extra={
+            "virtual_mailbox_domains": "",
             "smtpd_relay_restrictions": "permit_mynetworks, reject",
-            "smtpd_recipient_restrictions": "permit_mynetworks, reject",
-            "transport_maps": "texthash:" + os.path.join(self.etc, "transport"),
+            "transport_maps": "texthash:" + transport,
             "defer_transports": "smtp",
-            "maillog_file": self.maillog,
-            "smtpd_client_connection_count_limit": "0",
-            "default_process_limit": "200",
             "default_destination_concurrency_limit": str(connections),
             "smtp_destination_concurrency_limit": str(connections),
             "smtp_tls_security_level": "none",
             "smtpd_peername_lookup": "no",
-            "alias_maps": "", "alias_database": "",
-        }
-        subprocess.run(["postconf", "-c", self.etc, "-e"] +
-                       ["%s=%s" % kv for kv in settings.items()], check=True)
-        subprocess.run(["postconf", "-c", self.etc, "-M#", "smtp/inet"], check=True)
-        subprocess.run(["postconf", "-c", self.etc, "-M",
-                        "127.0.0.1:%d/inet=127.0.0.1:%d inet n - y - - smtpd"
-                        % (self.port, self.port)], check=True)
-        os.makedirs(os.path.join(self.dir, "spool"), exist_ok=True)
-        subprocess.run(["postfix", "-c", self.etc, "post-install", "create-missing"],
-                       capture_output=True)
-        self.started = False
-
-    def log(self):
-        return _read(self.maillog)
-
-    def start(self):
-        out = subprocess.run(["script", "-qec", "postfix -c %s start" % self.etc, "/dev/null"],
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError("postfix start failed: " + out.stdout + out.stderr)
-        self.started = True
-        S.wait_port(self.port)
+        })
 
     def release(self):
         subprocess.run(["postconf", "-c", self.etc, "-e", "defer_transports="], check=True)
         subprocess.run(["postfix", "-c", self.etc, "reload"], check=True, capture_output=True)
         subprocess.run(["postqueue", "-c", self.etc, "-f"], check=True, capture_output=True)
-
-    def stop(self):
-        if self.started:
-            subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
-            self.started = False

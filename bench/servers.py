@@ -11,7 +11,6 @@ Run as root: Postfix needs it, and the servers drop to `nobody`.
 import crypt
 import multiprocessing
 import os
-import random
 import shutil
 import signal
 import socket
@@ -466,7 +465,7 @@ class Postfix:
 
     name = "postfix"
 
-    def __init__(self, base, users, mail_root=None, transport="virtual"):
+    def __init__(self, base, users, mail_root=None, transport="virtual", extra=None):
         self.dir = os.path.join(base, "postfix")
         self.etc = os.path.join(self.dir, "etc")
         os.makedirs(self.etc, exist_ok=True)
@@ -500,6 +499,8 @@ class Postfix:
             "lmtp_destination_concurrency_limit": "20",
             "alias_maps": "", "alias_database": "",
         }
+        settings.update(extra or {})
+        self.maillog = settings["maillog_file"]
         with open(os.path.join(self.etc, "mailboxes"), "w") as f:
             for user in users:
                 f.write("%s@%s %s/%s/\n" % (user, DOMAIN, DOMAIN, user))
@@ -526,6 +527,13 @@ class Postfix:
             raise RuntimeError("postfix start failed: " + out.stdout + out.stderr)
         self.started = True
         wait_port(self.port)
+
+    def log(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def stop(self):
         if self.started:

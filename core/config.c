@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CONFIG_MAX_VALUE 160
+
 enum config_type {
 	CT_STRING,      /* char *, NULL allowed when the default is NULL */
 	CT_INT,
@@ -251,6 +253,9 @@ static const char *config_set(struct config *cfg, const struct config_key *key,
 	}
 	if (value != NULL && value[0] == ';')
 		return "a value cannot start with ';' (a comment)";
+	/* "key = value" must fit a line (CONFIG_MAX_VALUE + the longest key) */
+	if (value != NULL && strlen(value) > CONFIG_MAX_VALUE)
+		return "value too long (at most 160 bytes)";
 
 	switch (key->type) {
 	case CT_STRING:
@@ -383,6 +388,14 @@ static char *config_read_line(char *str, int num, void *stream)
 	r->lineno++;
 	while (c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r')
 		c = getc(r->f);
+	if (c == '#' || c == ';') {
+		/* a comment line may be of any length */
+		while (c != EOF && c != '\n')
+			c = getc(r->f);
+		str[0] = '\n';
+		str[1] = '\0';
+		return str;
+	}
 	int len = 0;
 	for (; c != EOF && c != '\n'; c = getc(r->f)) {
 		if (c == '\0') {

@@ -114,6 +114,9 @@ static void test_errors(void)
 		config_free(&cfg);
 	}
 	expect_error("hostname = a\vb\n", "bad.conf:1: hostname: control character");
+	char long_value[500];
+	snprintf(long_value, sizeof(long_value), "# %0250d\ndata_dir =/%0165d\n", 0, 0);
+	expect_error(long_value, "bad.conf:2: data_dir: value too long");
 	expect_error("hostname =;x\n", "bad.conf:1: hostname: a value cannot start with ';'");
 	expect_error("[listen]\nimap = a b:143\n", "bad.conf:2: imap: must be ADDRESS:PORT");
 	expect_error("[listen]\nimap = 1.2.3.4: 143\n", "bad.conf:2: imap: must be ADDRESS:PORT");
