@@ -302,8 +302,9 @@ static int qresync_parse(struct imap_cmd *cmd, const struct imap_arg *q,
 }
 
 /* QRESYNC: what vanished and what changed since the client's modseq, when
- * its UIDVALIDITY is current; VANISHED (EARLIER) only names UIDs of
- * known-uids, above what the sequence match data shows the client knows. */
+ * its UIDVALIDITY is current; VANISHED (EARLIER) and the FETCH of changed
+ * flags only name UIDs of known-uids, VANISHED only above what the
+ * sequence match data shows the client knows. */
 static int select_qresync(struct imap_session *s, struct imap_cmd *cmd,
 			  const struct imap_arg *q, uint32_t uidvalidity, struct buf *b)
 {
@@ -327,8 +328,10 @@ static int select_qresync(struct imap_session *s, struct imap_cmd *cmd,
 		imap_append_uid_list(b, shown.uids, shown.count);
 		buf_append_str(b, "\r\n");
 	}
+	/* flag changes too only for the messages the client says it has */
 	for (size_t i = 0; i < changed.count; i++)
-		imap_append_fetch_flags(s, b, changed.uids[i], true);
+		if (!p.have_known || seqset_has(&p.known, changed.uids[i]))
+			imap_append_fetch_flags(s, b, changed.uids[i], true);
 	store_uids_clear(&changed);
 	store_uids_clear(&vanished);
 	store_uids_clear(&shown);

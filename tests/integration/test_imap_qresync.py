@@ -77,3 +77,22 @@ def test_other_uidvalidity_ignores_the_rest(state):
     r.cmd("e", "ENABLE QRESYNC")
     lines = r.cmd("s", "SELECT INBOX (QRESYNC (%d %d 1:5 (1 1)))" % (uidvalidity + 1, modseq))
     assert lines[-1].startswith(b"s OK") and vanished(lines) is None
+
+
+def test_known_uids_narrow_the_flag_changes_too(state):
+    """Flags changed on 1, 5 and 8 since the saved modseq: with known-uids
+    1:5 only 1 and 5 are reported; without, all three."""
+    server, uidvalidity, modseq = state
+    r = raw_session(server)
+    r.cmd("s", "SELECT INBOX")
+    assert r.cmd("f", "UID STORE 1,5,8 +FLAGS.SILENT (\\Flagged)")[-1].startswith(b"f OK")
+    r.close()
+
+    def flagged(params):
+        r, lines = select(state, params)
+        assert lines[-1] == b"s OK [READ-WRITE] SELECT completed\r\n", lines
+        return sorted(int(re.search(rb"UID (\d+)", line).group(1)) for line in lines
+                      if re.match(rb"\* \d+ FETCH ", line))
+
+    assert flagged(" 1:5") == [1, 5]
+    assert flagged("") == [1, 5, 8]
