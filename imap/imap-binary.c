@@ -55,28 +55,6 @@ void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte)
 	d->carry_len = 0;
 }
 
-static int base64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Text bytes: a bare LF becomes CRLF. */
 static size_t put_text(struct imap_decoder *d, char c, char *out)
 {
@@ -97,7 +75,7 @@ static size_t decode_base64(struct imap_decoder *d, const char *in, size_t len, 
 			d->bits = 0;
 			continue;
 		}
-		int v = base64_value((unsigned char)in[i]);
+		int v = store_base64_value(in[i]);
 		if (v < 0)
 			continue;
 		d->acc = (d->acc << 6) | (unsigned int)v;
@@ -137,8 +115,8 @@ static size_t decode_qp(struct imap_decoder *d, const char *w, size_t n, bool la
 			i = j + 2;
 			continue;
 		}
-		int high = i + 2 < n ? hex_value((unsigned char)w[i + 1]) : -1;
-		int low = i + 2 < n ? hex_value((unsigned char)w[i + 2]) : -1;
+		int high = i + 2 < n ? store_hex_value(w[i + 1]) : -1;
+		int low = i + 2 < n ? store_hex_value(w[i + 2]) : -1;
 		if (high >= 0 && low >= 0) {
 			out[o++] = (char)(high * 16 + low);
 			d->prev_cr = false;

@@ -2,6 +2,7 @@
  * BODY/TEXT, FETCH BINARY) and HEADER.FIELDS filtering. */
 
 #include "store/mime-private.h"
+#include "store/store.h"
 
 /* Quoted-printable (RFC 2045 6.7), leniently: a '=' that starts no valid
  * escape is kept; soft line breaks ("=" at a line end) are removed. */
@@ -23,8 +24,8 @@ static void qp_decode(const char *s, size_t len, struct buf *out)
 			i = j + 1;
 			continue;
 		}
-		int high = i + 2 < len ? mime_hex_value(s[i + 1]) : -1;
-		int low = i + 2 < len ? mime_hex_value(s[i + 2]) : -1;
+		int high = i + 2 < len ? store_hex_value(s[i + 1]) : -1;
+		int low = i + 2 < len ? store_hex_value(s[i + 2]) : -1;
 		if (high >= 0 && low >= 0) {
 			buf_append_char(out, (char)(high * 16 + low));
 			i += 2;

@@ -1,12 +1,13 @@
 /* RFC 2047 encoded words into UTF-8, for SEARCH and SORT. */
 
 #include "store/mime-private.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <iconv.h>
 #include <string.h>
 
-int mime_hex_value(char c)
+int store_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -17,7 +18,7 @@ int mime_hex_value(char c)
 	return -1;
 }
 
-static int base64_value(char c)
+int store_base64_value(char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -38,9 +39,9 @@ static void decode_q(const char *s, size_t len, struct buf *out)
 		if (s[i] == '_') {
 			buf_append_char(out, ' ');
 		} else if (s[i] == '=' && i + 2 < len &&
-			   mime_hex_value(s[i + 1]) >= 0 && mime_hex_value(s[i + 2]) >= 0) {
-			buf_append_char(out, (char)(mime_hex_value(s[i + 1]) * 16 +
-						    mime_hex_value(s[i + 2])));
+			   store_hex_value(s[i + 1]) >= 0 && store_hex_value(s[i + 2]) >= 0) {
+			buf_append_char(out, (char)(store_hex_value(s[i + 1]) * 16 +
+						    store_hex_value(s[i + 2])));
 			i += 2;
 		} else {
 			buf_append_char(out, s[i]);
@@ -60,7 +61,7 @@ void mime_base64_decode(const char *s, size_t len, struct buf *out)
 			bits = 0;
 			continue;
 		}
-		int v = base64_value(s[i]);
+		int v = store_base64_value(s[i]);
 		if (v < 0)
 			continue;
 		acc = (acc << 6) | (unsigned int)v;

@@ -59,8 +59,6 @@ struct mime_header_field {
 bool mime_header_next(const char *data, size_t len, size_t *pos,
 		      struct mime_header_field *field);
 
-/* mime-decode.c: 0-15, or -1 for a byte that is no hex digit */
-int mime_hex_value(char c);
 void mime_headers_free(struct mime_headers *h);
 
 /* What one part's header says, rendered for BODYSTRUCTURE. */

@@ -376,6 +376,12 @@ int store_msg_cache(struct store_mailbox *mbox, uint32_t uid, struct store_cache
  * N.MIME callers look at its first_child (the embedded message). */
 int store_cache_find_part(const struct store_cache *cache, const char *path);
 
+/* The values of the digits of the transfer encodings: 0-15 for a hex
+ * digit (quoted-printable), 0-63 for a base64 character, -1 for any other
+ * byte. The store's decoders and IMAP BINARY's streaming one use them. */
+int store_hex_value(char c);
+int store_base64_value(char c);
+
 /* Helpers over the MIME parser for FETCH and SEARCH (all results
  * malloc'ed or appended):
  * - BODY[HEADER.FIELDS (names)] / .NOT (exclude): the matching fields of
