@@ -53,6 +53,17 @@ def wait_port(port, proc=None, timeout=20):
     raise RuntimeError("nothing listens on %d" % port)
 
 
+def terminate(proc):
+    """SIGTERM, up to 30 s to exit, then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def make_cert(directory):
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     if not os.path.exists(cert):
@@ -328,13 +339,7 @@ class Postern:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc = None
         self.log.close()
 
@@ -444,16 +449,9 @@ service submission-login {
         return self.proc.pid
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
 
 
 class Postfix:
