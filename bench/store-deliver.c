@@ -126,7 +126,7 @@ static void view_open(const char *data_dir, struct bench_view *v)
 	const char *error;
 	if (store_open(data_dir, NULL, &v->store, &error) < 0 ||
 	    store_account_open(v->store, ADDRESS, &v->acct, &error) < 0 ||
-	    store_mailbox_open(v->acct, "INBOX", true, &v->mbox, &error) < 0)
+	    store_mailbox_open(v->acct, "INBOX", STORE_OPEN_READ_ONLY, &v->mbox, &error) < 0)
 		fatal("open: %s", error);
 }
 

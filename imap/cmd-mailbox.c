@@ -353,7 +353,9 @@ void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
 		imap_mailbox_close(s);
 		conn_write_str(s->conn, "* OK [CLOSED] Previous mailbox closed\r\n");
 	}
-	int ret = store_mailbox_open(s->account, name, read_only, &s->mbox, &error);
+	unsigned int flags = (read_only ? STORE_OPEN_READ_ONLY : 0) |
+			     ((s->enabled & IMAP_ENABLED_IMAP4REV2) != 0 ? STORE_OPEN_NO_RECENT : 0);
+	int ret = store_mailbox_open(s->account, name, flags, &s->mbox, &error);
 	if (ret < 0) {
 		imap_store_error(s, cmd->tag, ret, error);
 		return;

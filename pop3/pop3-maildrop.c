@@ -52,7 +52,7 @@ int pop3_maildrop_open(struct pop3_session *s, const char *user)
 		}
 	}
 	if (ret == 0)
-		ret = store_mailbox_open(s->acct, "INBOX", false, &s->mbox, &error);
+		ret = store_mailbox_open(s->acct, "INBOX", 0, &s->mbox, &error);
 	if (ret == 0)
 		ret = maildrop_load(s, &error);
 	if (ret < 0) {

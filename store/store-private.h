@@ -128,6 +128,7 @@ struct store_mailbox {
 	struct store_account *acct;
 	char *name;
 	bool read_only;
+	bool no_recent;               /* never takes \Recent (IMAP4rev2) */
 	uint32_t id;
 	struct mbox_rec rec;
 	struct store_uids view;        /* snapshot */

@@ -275,8 +275,14 @@ int store_mailbox_status(struct store_account *acct, const char *name,
 /* Opens a view (SELECT/EXAMINE/POP3 login): heals from disk, snapshots
  * the UID list. A read-write view takes the \Recent messages (those no
  * read-write view has taken yet), at the open and at every sync; a
- * read-only one does not. */
-int store_mailbox_open(struct store_account *acct, const char *name, bool read_only,
+ * read-only one does not, nor one opened with STORE_OPEN_NO_RECENT (an
+ * IMAP4rev2 session, which never shows \Recent and must not take it
+ * from a rev1 session: RFC 9051 removed the flag). */
+enum store_open_flags {
+	STORE_OPEN_READ_ONLY = 1u << 0,
+	STORE_OPEN_NO_RECENT = 1u << 1,
+};
+int store_mailbox_open(struct store_account *acct, const char *name, unsigned int flags,
 		       struct store_mailbox **mbox_r, const char **error_r);
 void store_mailbox_close(struct store_mailbox **mbox);
 /* The status as of the last open/sync. */

@@ -67,9 +67,10 @@ static void view_claim_recent(struct store_mailbox *mbox, MDB_txn *txn)
 	index_mbox_put(mbox->acct, txn, mbox->name, &mbox->rec);
 }
 
-int store_mailbox_open(struct store_account *acct, const char *name, bool read_only,
+int store_mailbox_open(struct store_account *acct, const char *name, unsigned int flags,
 		       struct store_mailbox **mbox_r, const char **error_r)
 {
+	bool read_only = (flags & STORE_OPEN_READ_ONLY) != 0;
 	char *canon = maildir_canonical_name(name);
 	if (canon == NULL)
 		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
@@ -87,6 +88,7 @@ int store_mailbox_open(struct store_account *acct, const char *name, bool read_o
 	mbox->acct = acct;
 	mbox->name = canon;
 	mbox->read_only = read_only;
+	mbox->no_recent = (flags & STORE_OPEN_NO_RECENT) != 0;
 	if (index_mbox_get(acct, txn, canon, &mbox->rec) < 0) {
 		mdb_txn_abort(txn);
 		store_mailbox_close(&mbox);
@@ -96,7 +98,7 @@ int store_mailbox_open(struct store_account *acct, const char *name, bool read_o
 	mbox->view_modseq = mbox->rec.highestmodseq;
 	view_walk(mbox, txn, 0, collect_uid, &mbox->view);
 	view_load_keywords(mbox, txn);
-	if (!read_only) {
+	if (!read_only && !mbox->no_recent) {
 		view_claim_recent(mbox, txn);
 		if (mdb_txn_commit(txn) != 0) {
 			store_mailbox_close(&mbox);
@@ -231,7 +233,8 @@ static int sync_begin(struct store_mailbox *mbox, MDB_txn **txn_r, bool *write_r
 			return 1;
 		}
 		mbox->rec = rec;
-		if (*write_r || mbox->read_only || rec.first_recent_uid >= rec.uidnext)
+		if (*write_r || mbox->read_only || mbox->no_recent ||
+		    rec.first_recent_uid >= rec.uidnext)
 			return 0;
 		mdb_txn_abort(*txn_r);
 		*write_r = true;

@@ -82,6 +82,18 @@ def test_no_recent_under_imap4rev2(srv):
     assert r.cmd("a", "NOOP") == [b"* 1 EXISTS\r\n", b"a OK NOOP completed\r\n"]
     assert r.cmd("b", "FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS ())\r\n",
                                            b"b OK FETCH completed\r\n"]
+    # the rev2 session, which cannot show \Recent, left it to a rev1 one
+    r1 = raw_session(srv)
+    assert b"* 1 RECENT\r\n" in r1.cmd("s", "SELECT INBOX")
+    assert r1.cmd("c", "FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (\\Recent))\r\n",
+                                            b"c OK FETCH completed\r\n"]
+    # and one delivered while a rev2 session selects it too
+    r2 = raw_session(srv)
+    r2.cmd("e", "ENABLE IMAP4rev2")
+    fill(srv, 1, 1)
+    assert r2.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+    assert r1.cmd("d", "NOOP") == [b"* 2 EXISTS\r\n", b"* 2 RECENT\r\n",
+                                   b"d OK NOOP completed\r\n"]
 
 
 def other_changes(srv, r2):

@@ -45,7 +45,7 @@ static void worker(unsigned int id)
 	srand(id * 7919u + (unsigned int)getpid());
 	if (store_open(data_dir, NULL, &store, &error) < 0 ||
 	    store_account_open(store, ADDRESS, &acct, &error) < 0 ||
-	    store_mailbox_open(acct, "INBOX", false, &mbox, &error) < 0)
+	    store_mailbox_open(acct, "INBOX", 0, &mbox, &error) < 0)
 		_exit(2);
 	int ledger = open(ledger_path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	for (unsigned int n = 0; n < OPS; n++) {
@@ -106,7 +106,7 @@ static void check_mailbox(struct store_account *acct, const char *name, const ch
 {
 	struct store_mailbox *mbox;
 	const char *error;
-	TEST_ASSERT_INT(store_mailbox_open(acct, name, true, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, name, STORE_OPEN_READ_ONLY, &mbox, &error), 0);
 	struct store_status st;
 	store_mailbox_get_status(mbox, &st);
 	struct store_iter *iter = store_iter_new(mbox, NULL);
@@ -209,7 +209,7 @@ static void test_notify(void)
 	const char *error;
 	TEST_ASSERT_INT(store_open(data_dir, NULL, &store, &error), 0);
 	TEST_ASSERT_INT(store_account_open(store, ADDRESS, &acct, &error), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	/* a second account in the same process shares the one fd */
 	struct store_account *other;
 	TEST_ASSERT_INT(store_account_open(store, "other@test", &other, &error), 0);

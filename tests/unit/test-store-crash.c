@@ -34,7 +34,7 @@ static void child_loop(unsigned int round)
 	int ledger = open(ledger_path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	if (ledger < 0)
 		_exit(2);
-	store_mailbox_open(acct, "INBOX", false, &mbox, &error);
+	store_mailbox_open(acct, "INBOX", 0, &mbox, &error);
 	for (unsigned int n = 0;; n++) {
 		char text[256], token[64];
 		snprintf(token, sizeof(token), "t-%u-%u", round, n);
@@ -96,7 +96,7 @@ static void check_round(void)
 	const char *error;
 	TEST_ASSERT_INT(store_open(data_dir, NULL, &store, &error), 0);
 	TEST_ASSERT_INT(store_account_open(store, ADDRESS, &acct, &error), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", STORE_OPEN_READ_ONLY, &mbox, &error), 0);
 
 	size_t count;
 	store_mailbox_uids(mbox, &count);

@@ -109,7 +109,7 @@ static void test_deliver_and_read(void)
 	TEST_ASSERT_INT(uid1, 1);
 	TEST_ASSERT_INT(uid2, 2);
 	TEST_ASSERT_INT(store_account_open(store, "u@d", &acct, &error), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "inbox", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "inbox", 0, &mbox, &error), 0);
 	size_t count;
 	const uint32_t *uids = store_mailbox_uids(mbox, &count);
 	TEST_ASSERT_INT(count, 2);
@@ -211,7 +211,7 @@ static void test_quota(void)
 	struct store_mailbox *mbox;
 	struct store_uidset set = STORE_UIDSET_INIT;
 	store_uidset_add(&set, 1, 1);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Trash", false, &uid, NULL, NULL, &error),
 			STORE_ERR_OVERQUOTA);
 	TEST_ASSERT_INT(store_msg_expunge(mbox, &set, false, NULL, &error), 0);
@@ -233,7 +233,7 @@ static void test_flags_modseq(void)
 	for (int i = 0; i < 3; i++)
 		TEST_ASSERT_INT(append(acct, "INBOX", msg1, i == 0 ? STORE_FLAG_SEEN : 0,
 				       i == 1 ? "$Important" : NULL, &uid), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	struct store_msg msg;
 	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
 	TEST_ASSERT_INT(msg.flags, STORE_FLAG_SEEN);
@@ -348,7 +348,7 @@ static void test_flags_modseq(void)
 
 	/* read-only views cannot write */
 	struct store_mailbox *ro;
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &ro, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", STORE_OPEN_READ_ONLY, &ro, &error), 0);
 	TEST_ASSERT_INT(store_msg_expunge(ro, &set, false, NULL, &error), STORE_ERR_READONLY);
 	store_mailbox_close(&ro);
 	store_uidset_clear(&set);
@@ -367,7 +367,7 @@ static void test_copy_move(void)
 	TEST_ASSERT_INT(store_account_open(store, "c@d", &acct, &error), 0);
 	for (int i = 0; i < 4; i++)
 		TEST_ASSERT_INT(append(acct, "INBOX", msg1, STORE_FLAG_SEEN, "work", &uid), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	struct store_uidset set = STORE_UIDSET_INIT;
 	store_uidset_add(&set, 2, 3);
 	struct store_uids src = STORE_UIDS_INIT, dst = STORE_UIDS_INIT;
@@ -395,7 +395,7 @@ static void test_copy_move(void)
 	TEST_ASSERT_INT(store_mailbox_status(acct, "INBOX", &st, &error), 0);
 	TEST_ASSERT_INT(st.messages, 2);
 	struct store_mailbox *trash;
-	TEST_ASSERT_INT(store_mailbox_open(acct, "Trash", true, &trash, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "Trash", STORE_OPEN_READ_ONLY, &trash, &error), 0);
 	struct store_msg msg;
 	TEST_ASSERT_INT(store_msg_get(trash, 2, &msg, &error), 0);
 	TEST_ASSERT_INT(msg.flags, STORE_FLAG_SEEN);
@@ -614,7 +614,7 @@ static void test_expunge_log_bounded(void)
 	uint32_t uid, uidvalidity;
 	TEST_ASSERT_INT(store_account_open(store, "x@d", &acct, &error), 0);
 	TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, NULL, &uid), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	/* 16384 messages: copies of copies, one transaction each */
 	struct store_uidset all = STORE_UIDSET_INIT;
 	store_uidset_add(&all, 1, UINT32_MAX);
@@ -705,7 +705,7 @@ static void test_map_grows(void)
 		uint32_t uid = 0;
 		TEST_ASSERT_INT(append(acct, "INBOX", text, STORE_FLAG_SEEN, "$big", &uid), 0);
 		TEST_ASSERT_INT(uid, round * 13 + 13);
-		TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+		TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 		struct store_status st;
 		store_mailbox_get_status(mbox, &st);
 		TEST_ASSERT_INT(st.messages, round * 13 + 13);
@@ -805,7 +805,7 @@ static void test_self_heal(void)
 	TEST_ASSERT_INT(store_account_open(store, "h@d", &acct, &error), 0);
 	TEST_ASSERT_INT(deliver("h@d", msg1, NULL), 0);
 	TEST_ASSERT_INT(deliver("h@d", msg1, NULL), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	char path[700], path2[700];
 	/* another MDA drops a file; an admin flags one by renaming; one vanishes */
 	snprintf(path, sizeof(path), "%s/mail/d/h/new/1700000000.outside.host", data);
@@ -850,7 +850,7 @@ static void test_self_heal(void)
 	TEST_ASSERT_INT(after.uidvalidity, before.uidvalidity);
 	TEST_ASSERT_INT(after.messages, 2);
 	TEST_ASSERT_INT(after.uidnext, 4);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", STORE_OPEN_READ_ONLY, &mbox, &error), 0);
 	size_t count;
 	const uint32_t *uids = store_mailbox_uids(mbox, &count);
 	TEST_ASSERT_INT(count, 2);
@@ -909,7 +909,7 @@ static void test_dovecot_import(void)
 	struct store_mailbox *mbox;
 	const char *error;
 	TEST_ASSERT_INT(store_account_open(store, "dove@example.com", &acct, &error), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	struct store_status st;
 	store_mailbox_get_status(mbox, &st);
 	TEST_ASSERT_INT(st.uidvalidity, 1234567);
@@ -964,7 +964,7 @@ static void test_adopt_after_create(void)
 	TEST_ASSERT_INT(st.uidnext, 10);
 	TEST_ASSERT_INT(st.messages, 3);
 	struct store_mailbox *mbox;
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", STORE_OPEN_READ_ONLY, &mbox, &error), 0);
 	struct store_cache cache;
 	TEST_ASSERT_INT(store_msg_cache(mbox, 6, &cache, &error), 0);
 	TEST_ASSERT_STR(cache.subject, "dup");
@@ -1003,7 +1003,7 @@ static void test_fetch_helpers(void)
 	uint32_t uid;
 	TEST_ASSERT_INT(store_account_open(store, "x@d", &acct, &error), 0);
 	TEST_ASSERT_INT(deliver("x@d", msg_multi, &uid), 0);
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	struct store_cache cache;
 	TEST_ASSERT_INT(store_msg_cache(mbox, uid, &cache, &error), 0);
 	TEST_ASSERT_STR(cache.subject, "Grüße");
@@ -1089,7 +1089,7 @@ static void test_trust_and_intent(void)
 	TEST_ASSERT_INT(store_account_open(store, "t@d", &acct, &error), 0);
 	TEST_ASSERT_INT(deliver("t@d", msg1, NULL), 0);
 	/* the scan sees fresh mtimes (not trusted yet) ... */
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", false, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
 	/* ... and the store's own change puts the index in step: trusted, so
 	 * busy mailboxes are not rescanned at every sync */
 	TEST_ASSERT_INT(deliver("t@d", msg1, NULL), 0);
@@ -1146,7 +1146,7 @@ static void test_run_as(void)
 	TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, "kw", &uid), 0);
 	struct store_mailbox *mbox;
 	struct store_msg msg;
-	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", true, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", STORE_OPEN_READ_ONLY, &mbox, &error), 0);
 	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
 	const char *files[] = { "", "/cur", "/.Sent/new", "/postern-index.lmdb",
 				"/postern-index.lmdb-lock", "/postern-notify", "/postern-intent",
