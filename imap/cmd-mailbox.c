@@ -161,17 +161,15 @@ static bool mailbox_arg(struct imap_session *s, struct imap_cmd *cmd, size_t i,
 /* The first unseen message's sequence number, 0 when none. */
 static uint32_t first_unseen(struct store_mailbox *mbox)
 {
-	struct store_search crit;
-	struct store_uids result = STORE_UIDS_INIT;
-	const char *error;
-	memset(&crit, 0, sizeof(crit));
-	crit.flags_unset = STORE_FLAG_SEEN;
+	/* walks until the first one: often the first message, never more
+	 * than the mailbox */
+	struct store_iter *iter = store_iter_new(mbox, NULL);
+	struct store_msg msg;
 	uint32_t seq = 0;
-	if (store_search_index(mbox, &crit, &result, &error) == 0) {
-		for (size_t i = 0; i < result.count && seq == 0; i++)
-			seq = store_mailbox_uid_to_seq(mbox, result.uids[i]);
-	}
-	store_uids_clear(&result);
+	while (seq == 0 && store_iter_next(iter, &msg))
+		if ((msg.flags & STORE_FLAG_SEEN) == 0)
+			seq = store_mailbox_uid_to_seq(mbox, msg.uid);
+	store_iter_free(&iter);
 	return seq;
 }
 

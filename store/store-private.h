@@ -67,6 +67,14 @@ struct store_account {
 	uint64_t idle_since;
 	struct timespec root_mtime;   /* of the last folder discovery */
 	bool root_mtime_valid;
+	/* the UID list of the last view opened or fully synced, by mailbox
+	 * id, UIDVALIDITY and HIGHESTMODSEQ (see view_snapshot_get()) */
+	struct {
+		uint32_t id, uidvalidity;
+		uint64_t modseq;
+		struct store_uids uids;
+		bool valid;
+	} snapshot;
 	char error[512];
 };
 

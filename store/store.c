@@ -354,6 +354,7 @@ static int account_init_mailboxes(struct store_account *acct, const char **error
 
 static void account_free(struct store_account *acct)
 {
+	store_uids_clear(&acct->snapshot.uids);
 	if (acct->env != NULL)
 		mdb_env_close(acct->env);
 	for (int i = 0; i < 3; i++)

@@ -681,6 +681,59 @@ static void test_expunge_log_bounded(void)
 }
 
 /* A delivery that finds the index's map full grows it and goes on. */
+/* The UID list of views read at one (mailbox, UIDVALIDITY, HIGHESTMODSEQ)
+ * is shared within the process: every change must show in the next open. */
+static void expect_view(struct store_account *acct, const char *name, const uint32_t *want,
+			size_t n)
+{
+	struct store_mailbox *mbox;
+	const char *error;
+	TEST_ASSERT_INT(store_mailbox_open(acct, name, 0, &mbox, &error), 0);
+	size_t count;
+	const uint32_t *uids = store_mailbox_uids(mbox, &count);
+	TEST_ASSERT_INT(count, n);
+	for (size_t i = 0; i < n && i < count; i++)
+		TEST_ASSERT_INT(uids[i], want[i]);
+	store_mailbox_close(&mbox);
+}
+
+static void test_view_snapshot_shared(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *held;
+	const char *error;
+	uint32_t uid;
+	TEST_ASSERT_INT(store_account_open(store, "v@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Other", 0, &error), 0);
+	for (int i = 0; i < 3; i++)
+		TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, NULL, &uid), 0);
+	TEST_ASSERT_INT(append(acct, "Other", msg1, 0, NULL, &uid), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &held, &error), 0);
+	expect_view(acct, "INBOX", (const uint32_t[]){ 1, 2, 3 }, 3);
+	expect_view(acct, "Other", (const uint32_t[]){ 1 }, 1);
+	expect_view(acct, "INBOX", (const uint32_t[]){ 1, 2, 3 }, 3);
+	TEST_ASSERT_INT(deliver("v@d", msg1, NULL), 0);
+	expect_view(acct, "INBOX", (const uint32_t[]){ 1, 2, 3, 4 }, 4);
+	expunge_range(held, 2, 2);
+	expect_view(acct, "INBOX", (const uint32_t[]){ 1, 3, 4 }, 3);
+	/* a sync that walked leaves its list for the next open */
+	struct store_sync sync;
+	TEST_ASSERT_INT(store_mailbox_sync(held, &sync, &error), 0);
+	TEST_ASSERT_INT(sync.expunged.count, 1);
+	TEST_ASSERT_INT(sync.added.count, 1);
+	store_sync_free(&sync);
+	expect_view(acct, "INBOX", (const uint32_t[]){ 1, 3, 4 }, 3);
+	store_mailbox_close(&held);
+	/* a mailbox recreated under the same name is another mailbox */
+	expect_view(acct, "Other", (const uint32_t[]){ 1 }, 1);
+	TEST_ASSERT_INT(store_mailbox_delete(acct, "Other", &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Other", 0, &error), 0);
+	expect_view(acct, "Other", NULL, 0);
+	store_account_close(&acct);
+	close_store();
+}
+
 static void test_map_grows(void)
 {
 	const char *data = fresh_store();
@@ -1178,6 +1231,7 @@ int main(void)
 	test_run("mailbox_ops", test_mailbox_ops);
 	test_run("rename_subscriptions", test_rename_subscriptions);
 	test_run("expunge_log_bounded", test_expunge_log_bounded);
+	test_run("view_snapshot_shared", test_view_snapshot_shared);
 	test_run("map_grows", test_map_grows);
 	test_run("patterns_and_names", test_patterns_and_names);
 	test_run("self_heal", test_self_heal);
