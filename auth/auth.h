@@ -169,6 +169,9 @@ int auth_sasl_init(const struct config *cfg, struct auth_db *db, const char **er
 void auth_sasl_deinit(void);
 /* Tests: replace the clock used by throttling (NULL restores time()). */
 void auth_set_clock(time_t (*now_fn)(void));
+/* Tests: how many password hashes were computed inside a call (not ahead
+ * in a thread, see auth_login_async()). */
+unsigned auth_hashes_inline(void);
 
 struct auth_conn_info {
 	const char *service;       /* "smtp" "imap" "pop" */
@@ -224,6 +227,23 @@ enum auth_result auth_step(struct auth_session *s, const char *response_b64,
 /* USER/PASS and IMAP LOGIN, through the same SASL path (PLAIN inside). */
 enum auth_result auth_login(struct auth_session *s, const char *user,
 			    const char *password);
+/* The same three calls without hashing a password on the event loop: a
+ * password check they would make (PLAIN, LOGIN, USER/PASS) runs first in
+ * one of o's threads (core/offload.h), then the call runs on the loop
+ * with its answer and cb(ctx, result, challenge_b64) follows. Throttling,
+ * the account's state and the SASL exchange are all decided on the loop,
+ * as in the plain calls; only crypt_r moves. Without o, or with no
+ * password to check, cb is called before the function returns. One call
+ * at a time per session; auth_session_free() while one waits is fine (cb
+ * is then never called). */
+struct offload;
+typedef void auth_done_fn(void *ctx, enum auth_result result, const char *challenge_b64);
+void auth_login_async(struct auth_session *s, struct offload *o, const char *user,
+		      const char *password, auth_done_fn *cb, void *ctx);
+void auth_start_async(struct auth_session *s, struct offload *o, const char *mech,
+		      const char *initial_b64, auth_done_fn *cb, void *ctx);
+void auth_step_async(struct auth_session *s, struct offload *o, const char *response_b64,
+		     auth_done_fn *cb, void *ctx);
 /* The canonical address after AUTH_OK, else NULL. */
 const char *auth_username(const struct auth_session *s);
 /* After a failure: delay the reply this long (throttling), 0 otherwise. */

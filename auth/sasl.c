@@ -18,6 +18,7 @@
 #include "auth/auth.h"
 #include "auth/auth-private.h"
 #include "core/core.h"
+#include "core/offload.h"
 
 #include <arpa/inet.h>
 #include <crypt.h>
@@ -54,6 +55,7 @@ struct auth_server {
 	char dummy_hash[CRYPT_OUTPUT_SIZE];
 	time_t (*now)(void);
 	bool db_failed;          /* a lookup failed during the current call */
+	unsigned hashes_inline;  /* crypt_r calls cb_checkpass() made itself */
 };
 
 static struct auth_server server;
@@ -80,7 +82,33 @@ struct auth_session {
 	unsigned delay_ms;
 	char mechs[256];
 	struct buf out;                          /* base64 challenge */
+	char *login_name;                        /* LOGIN: the name given, for the check */
+	struct auth_check *check;                /* for the call in progress */
+	struct offload_job *job;                 /* its hashing, when in another thread */
 };
+
+/* A password check made ahead of the call that needs it (see the async
+ * calls below): the canonical user, the exact password bytes and the hash
+ * they were checked against. */
+struct auth_check {
+	char user[AUTH_ADDRESS_MAX * 4 + 1];
+	char *password;
+	size_t password_len;
+	char hash[CRYPT_OUTPUT_SIZE];
+	bool match;
+};
+
+static void check_free(struct auth_check *c)
+{
+	if (c == NULL)
+		return;
+	if (c->password != NULL) {
+		OPENSSL_cleanse(c->password, c->password_len);
+		free(c->password);
+	}
+	OPENSSL_cleanse(c, sizeof(*c));
+	free(c);
+}
 
 static time_t auth_now(void)
 {
@@ -90,6 +118,11 @@ static time_t auth_now(void)
 struct throttle *auth_sasl_throttle(void)
 {
 	return server.initialised ? server.throttle : NULL;
+}
+
+unsigned auth_hashes_inline(void)
+{
+	return server.hashes_inline;
 }
 
 void auth_set_clock(time_t (*now_fn)(void))
@@ -171,17 +204,39 @@ static bool usable_user(const char *name, struct auth_user *user_r)
 	return found > 0 && user_r->enabled;
 }
 
+/* The check made ahead for exactly this user, password and hash, if any
+ * (consumed either way). */
+static bool check_answers(struct auth_session *s, const char *user, const char *pass,
+			  unsigned passlen, const char *hash, bool *match_r)
+{
+	struct auth_check *c = s->check;
+	s->check = NULL;
+	bool fits = c != NULL && strcmp(c->user, user) == 0 && c->password_len == passlen &&
+		    CRYPTO_memcmp(c->password, pass, passlen) == 0 && strcmp(c->hash, hash) == 0;
+	if (fits)
+		*match_r = c->match;
+	check_free(c);
+	return fits;
+}
+
 static int cb_checkpass(sasl_conn_t *conn, void *context, const char *user,
 			const char *pass, unsigned passlen, struct propctx *propctx)
 {
+	struct auth_session *s = context;
 	struct auth_user record;
 	bool usable = usable_user(user, &record);
 	bool clean = passlen < CREDENTIAL_MAX && memchr(pass, '\0', passlen) == NULL;
-	char *copy = xstrndup(pass, passlen < CREDENTIAL_MAX ? passlen : CREDENTIAL_MAX);
-	/* always one crypt_r, so that timing says nothing about the user */
-	bool match = auth_password_verify(copy, usable ? record.hash : server.dummy_hash);
-	OPENSSL_cleanse(copy, strlen(copy));
-	free(copy);
+	const char *hash = usable ? record.hash : server.dummy_hash;
+	bool match;
+	/* always one crypt_r (here or ahead in a thread), so that timing
+	 * says nothing about the user */
+	if (!check_answers(s, user, pass, passlen, hash, &match)) {
+		server.hashes_inline++;
+		char *copy = xstrndup(pass, passlen < CREDENTIAL_MAX ? passlen : CREDENTIAL_MAX);
+		match = auth_password_verify(copy, hash);
+		OPENSSL_cleanse(copy, strlen(copy));
+		free(copy);
+	}
 	OPENSSL_cleanse(&record, sizeof(record));
 	return usable && clean && match ? SASL_OK : SASL_BADAUTH;
 }
@@ -196,28 +251,36 @@ static void lowercase_copy(char *dst, size_t size, const char *src, size_t len)
 }
 
 /* Canonical form: the lowercased normalised address. A name that is not
- * an address is passed on lowercased; it will simply not be found. */
+ * an address is passed on lowercased; it will simply not be found. False
+ * when it does not fit out. */
+static bool canonical_name(const char *in, size_t inlen, char *out, size_t size)
+{
+	struct auth_address addr;
+	const char *error;
+	if (inlen >= size)
+		return false;
+	/* a NUL cannot be in any account name; refusing here would make
+	 * libsasl2 2.1.28's LOGIN plugin leak its copy of the name, so the
+	 * name is kept unusable instead and fails like any unknown one */
+	for (size_t i = 0; i < inlen; i++)
+		out[i] = in[i] == '\0' ? '\x01' : in[i];
+	out[inlen] = '\0';
+	if (auth_address_parse(out, &addr, &error) == 0)
+		snprintf(out, size, "%s", addr.key);
+	else
+		lowercase_copy(out, size, out, inlen);
+	return true;
+}
+
 static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
 			 unsigned inlen, unsigned flags, const char *user_realm,
 			 char *out, unsigned out_max, unsigned *out_len)
 {
 	struct auth_session *s = context;
-	struct auth_address addr;
-	const char *error;
 	char raw[AUTH_ADDRESS_MAX * 4 + 1];
 
-	if (inlen >= sizeof(raw))
+	if (!canonical_name(in, inlen, raw, sizeof(raw)))
 		return SASL_BADPROT;
-	/* a NUL cannot be in any account name; refusing here would make
-	 * libsasl2 2.1.28's LOGIN plugin leak its copy of the name, so the
-	 * name is kept unusable instead and fails like any unknown one */
-	for (unsigned i = 0; i < inlen; i++)
-		raw[i] = in[i] == '\0' ? '\x01' : in[i];
-	raw[inlen] = '\0';
-	if (auth_address_parse(raw, &addr, &error) == 0)
-		snprintf(raw, sizeof(raw), "%s", addr.key);
-	else
-		lowercase_copy(raw, sizeof(raw), raw, inlen);
 	size_t len = strlen(raw);
 	if (len >= out_max)
 		return SASL_BUFOVER;
@@ -475,6 +538,10 @@ void auth_session_free(struct auth_session **s)
 	if (*s == NULL)
 		return;
 	session_dispose_conn(*s);
+	/* a check still hashing is released when it is done */
+	offload_cancel((*s)->job);
+	check_free((*s)->check);
+	free((*s)->login_name);
 	free((*s)->service);
 	free((*s)->remote_ip);
 	free((*s)->username);
@@ -705,6 +772,8 @@ static void session_begin(struct auth_session *s, const char *mech)
 {
 	free(s->username);
 	s->username = NULL;
+	free(s->login_name);
+	s->login_name = NULL;
 	s->attempted[0] = '\0';
 	s->delay_ms = 0;
 	server.db_failed = false;
@@ -715,8 +784,8 @@ static void session_begin(struct auth_session *s, const char *mech)
 	}
 }
 
-enum auth_result auth_start(struct auth_session *s, const char *mech,
-			    const char *initial_b64, const char **challenge_b64_r)
+static enum auth_result start_now(struct auth_session *s, const char *mech,
+				  const char *initial_b64, const char **challenge_b64_r)
 {
 	char *in = NULL;
 	int in_len = 0;
@@ -749,6 +818,8 @@ enum auth_result auth_start(struct auth_session *s, const char *mech,
 		free(in);
 		return session_failed(s, "credentials");
 	}
+	if (strcmp(s->mech, "LOGIN") == 0 && in_len > 0)
+		s->login_name = xstrndup(in, (size_t)in_len);
 	int rc = sasl_server_start(s->conn, s->mech, in, (unsigned)in_len, &out, &out_len);
 	if (in != NULL) {
 		OPENSSL_cleanse(in, RESPONSE_MAX);
@@ -757,8 +828,8 @@ enum auth_result auth_start(struct auth_session *s, const char *mech,
 	return session_result(s, rc, out, out_len, challenge_b64_r);
 }
 
-enum auth_result auth_step(struct auth_session *s, const char *response_b64,
-			   const char **challenge_b64_r)
+static enum auth_result step_now(struct auth_session *s, const char *response_b64,
+				 const char **challenge_b64_r)
 {
 	const char *out = NULL;
 	unsigned out_len = 0;
@@ -781,6 +852,10 @@ enum auth_result auth_step(struct auth_session *s, const char *response_b64,
 		free(in);
 		return session_failed(s, "credentials");
 	}
+	if (s->login_user_next) {
+		free(s->login_name);
+		s->login_name = xstrndup(in, (size_t)in_len);
+	}
 	s->login_user_next = false;
 	server.db_failed = false;
 	int rc = sasl_server_step(s->conn, in, (unsigned)in_len, &out, &out_len);
@@ -789,7 +864,8 @@ enum auth_result auth_step(struct auth_session *s, const char *response_b64,
 	return session_result(s, rc, out, out_len, challenge_b64_r);
 }
 
-enum auth_result auth_login(struct auth_session *s, const char *user, const char *password)
+static enum auth_result login_now(struct auth_session *s, const char *user,
+				  const char *password)
 {
 	const char *out = NULL;
 	unsigned out_len = 0;
@@ -820,4 +896,228 @@ enum auth_result auth_login(struct auth_session *s, const char *user, const char
 	if (rc == SASL_CONTINUE)
 		return session_failed(s, "credentials");
 	return session_result(s, rc, out, out_len, &out);
+}
+
+/* ---- the calls, now or with the password hashed in another thread ---- */
+
+static enum auth_result drop_check(struct auth_session *s, enum auth_result result)
+{
+	check_free(s->check);
+	s->check = NULL;
+	return result;
+}
+
+enum auth_result auth_start(struct auth_session *s, const char *mech,
+			    const char *initial_b64, const char **challenge_b64_r)
+{
+	return drop_check(s, start_now(s, mech, initial_b64, challenge_b64_r));
+}
+
+enum auth_result auth_step(struct auth_session *s, const char *response_b64,
+			   const char **challenge_b64_r)
+{
+	return drop_check(s, step_now(s, response_b64, challenge_b64_r));
+}
+
+enum auth_result auth_login(struct auth_session *s, const char *user, const char *password)
+{
+	return drop_check(s, login_now(s, user, password));
+}
+
+/* The check cb_checkpass() will make for user and password, or NULL when
+ * the name cannot be an account's. */
+static struct auth_check *check_new(const char *user, size_t user_len, const char *pass,
+				    size_t pass_len)
+{
+	struct auth_check *c = xcalloc(1, sizeof(*c));
+	if (user_len == 0 || !canonical_name(user, user_len, c->user, sizeof(c->user))) {
+		free(c);
+		return NULL;
+	}
+	struct auth_user record;
+	bool usable = usable_user(c->user, &record);
+	snprintf(c->hash, sizeof(c->hash), "%s", usable ? record.hash : server.dummy_hash);
+	OPENSSL_cleanse(&record, sizeof(record));
+	c->password = xmalloc(pass_len + 1);
+	memcpy(c->password, pass, pass_len);
+	c->password[pass_len] = '\0';
+	c->password_len = pass_len;
+	return c;
+}
+
+/* PLAIN's message, authzid NUL authcid NUL password, as base64. */
+static struct auth_check *check_plain(const char *b64)
+{
+	char *in = xmalloc(RESPONSE_MAX);
+	int len = decode_response(b64, in, RESPONSE_MAX);
+	struct auth_check *c = NULL;
+	const char *authcid = len > 0 ? memchr(in, '\0', (size_t)len) : NULL;
+	const char *pass = authcid != NULL ?
+		memchr(authcid + 1, '\0', (size_t)(in + len - (authcid + 1))) : NULL;
+	if (pass != NULL) {
+		authcid++;
+		pass++;
+		c = check_new(authcid, (size_t)(pass - 1 - authcid), pass,
+			      (size_t)(in + len - pass));
+	}
+	OPENSSL_cleanse(in, RESPONSE_MAX);
+	free(in);
+	return c;
+}
+
+/* The password check the call would make, made ahead; NULL when it makes
+ * none (no password in it, refused before any check). */
+static struct auth_check *check_for_login(struct auth_session *s, const char *user,
+					  const char *password)
+{
+	size_t user_len = strlen(user), pass_len = strlen(password);
+	if (!auth_plaintext_allowed(s) || session_blocked(s, "") || user_len >= CREDENTIAL_MAX ||
+	    pass_len == 0 || pass_len >= CREDENTIAL_MAX)
+		return NULL;
+	return check_new(user, user_len, password, pass_len);
+}
+
+static struct auth_check *check_for_start(struct auth_session *s, const char *mech,
+					  const char *initial_b64)
+{
+	if (initial_b64 == NULL || ascii_strcasecmp(mech, "PLAIN") != 0 ||
+	    !auth_plaintext_allowed(s) || session_blocked(s, ""))
+		return NULL;
+	return check_plain(initial_b64);
+}
+
+static struct auth_check *check_for_step(struct auth_session *s, const char *response_b64)
+{
+	if (s->state != SESSION_EXCHANGE || s->conn == NULL || strcmp(response_b64, "*") == 0)
+		return NULL;
+	if (strcmp(s->mech, "PLAIN") == 0)
+		return check_plain(response_b64);
+	if (strcmp(s->mech, "LOGIN") != 0 || s->login_user_next || s->login_name == NULL)
+		return NULL;
+	char *in = xmalloc(RESPONSE_MAX);
+	int len = decode_response(response_b64, in, RESPONSE_MAX);
+	struct auth_check *c = len > 0 ?
+		check_new(s->login_name, strlen(s->login_name), in, (size_t)len) : NULL;
+	OPENSSL_cleanse(in, RESPONSE_MAX);
+	free(in);
+	return c;
+}
+
+enum pending_kind { PENDING_LOGIN, PENDING_START, PENDING_STEP };
+
+/* One call waiting for its check: its arguments (secrets among them). */
+struct auth_pending {
+	enum pending_kind kind;
+	char *args[2];
+	struct auth_check *check;
+	auth_done_fn *cb;
+	void *ctx;
+};
+
+static void pending_free(void *arg)
+{
+	struct auth_pending *p = arg;
+	for (int i = 0; i < 2; i++) {
+		if (p->args[i] != NULL) {
+			OPENSSL_cleanse(p->args[i], strlen(p->args[i]));
+			free(p->args[i]);
+		}
+	}
+	check_free(p->check);
+	free(p);
+}
+
+/* In a pool thread: the hash, and nothing else. As cb_checkpass() does,
+ * at most CREDENTIAL_MAX bytes of the password are hashed. */
+static void pending_work(void *arg)
+{
+	struct auth_check *c = ((struct auth_pending *)arg)->check;
+	char *copy = xstrndup(c->password,
+			      c->password_len < CREDENTIAL_MAX ? c->password_len : CREDENTIAL_MAX);
+	c->match = auth_password_verify(copy, c->hash);
+	OPENSSL_cleanse(copy, strlen(copy));
+	free(copy);
+}
+
+/* Back on the loop: the call itself, with the check's answer. */
+static void pending_done(void *ctx, void *arg)
+{
+	struct auth_session *s = ctx;
+	struct auth_pending *p = arg;
+	const char *challenge = "";
+	enum auth_result result = AUTH_TEMPFAIL;
+	s->job = NULL;
+	check_free(s->check);
+	s->check = p->check;
+	p->check = NULL;
+	switch (p->kind) {
+	case PENDING_LOGIN:
+		result = auth_login(s, p->args[0], p->args[1]);
+		break;
+	case PENDING_START:
+		result = auth_start(s, p->args[0], p->args[1], &challenge);
+		break;
+	case PENDING_STEP:
+		result = auth_step(s, p->args[0], &challenge);
+		break;
+	}
+	auth_done_fn *cb = p->cb;
+	void *cb_ctx = p->ctx;
+	pending_free(p);
+	cb(cb_ctx, result, challenge);
+}
+
+static void pending_run(struct auth_session *s, struct offload *o, struct auth_pending *p)
+{
+	if (s->job != NULL) {   /* the protocol waits for each call: not reached */
+		offload_cancel(s->job);
+		s->job = NULL;
+	}
+	if (o != NULL && p->check != NULL) {
+		s->job = offload_submit(o, pending_work, pending_done, pending_free, p, s);
+		return;
+	}
+	/* nothing to hash ahead (or no threads): the call now */
+	check_free(p->check);
+	p->check = NULL;
+	pending_done(s, p);
+}
+
+static struct auth_pending *pending_new(enum pending_kind kind, const char *a, const char *b,
+					auth_done_fn *cb, void *ctx)
+{
+	struct auth_pending *p = xcalloc(1, sizeof(*p));
+	p->kind = kind;
+	p->args[0] = a != NULL ? xstrdup(a) : NULL;
+	p->args[1] = b != NULL ? xstrdup(b) : NULL;
+	p->cb = cb;
+	p->ctx = ctx;
+	return p;
+}
+
+void auth_login_async(struct auth_session *s, struct offload *o, const char *user,
+		      const char *password, auth_done_fn *cb, void *ctx)
+{
+	struct auth_pending *p = pending_new(PENDING_LOGIN, user, password, cb, ctx);
+	if (o != NULL)
+		p->check = check_for_login(s, user, password);
+	pending_run(s, o, p);
+}
+
+void auth_start_async(struct auth_session *s, struct offload *o, const char *mech,
+		      const char *initial_b64, auth_done_fn *cb, void *ctx)
+{
+	struct auth_pending *p = pending_new(PENDING_START, mech, initial_b64, cb, ctx);
+	if (o != NULL)
+		p->check = check_for_start(s, mech, initial_b64);
+	pending_run(s, o, p);
+}
+
+void auth_step_async(struct auth_session *s, struct offload *o, const char *response_b64,
+		     auth_done_fn *cb, void *ctx)
+{
+	struct auth_pending *p = pending_new(PENDING_STEP, response_b64, NULL, cb, ctx);
+	if (o != NULL)
+		p->check = check_for_step(s, response_b64);
+	pending_run(s, o, p);
 }

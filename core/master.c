@@ -125,7 +125,7 @@ static void master_spawn(struct master *m, int slot, bool relay)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != master)
 			_exit(0);
-		struct services services = { NULL, NULL, NULL, NULL };
+		struct services services = { NULL, NULL, NULL, NULL, NULL };
 		if (m->live_setup.child_init != NULL &&
 		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
 			fatal("event=worker-init-failed error=\"%s\"", error);

@@ -10,12 +10,16 @@ struct auth_db;
 struct store;
 struct queue;
 struct ratelimit;
+struct offload;
 
 struct services {
 	struct auth_db *auth;
 	struct store *store;
 	struct queue *queue;
 	struct ratelimit *ratelimit;
+	/* workers only (NULL elsewhere: do the work inline): threads for
+	 * password hashing, see core/offload.h */
+	struct offload *offload;
 };
 
 #endif

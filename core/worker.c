@@ -1,6 +1,7 @@
 #include "core/server-private.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/offload.h"
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -103,6 +104,11 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 			fatal("event=listener-failed listener=%s", listener_kind_name(i));
 		evconnlistener_set_error_cb(w.listeners[i], worker_accept_error_cb);
 	}
+	/* password hashing off the loop: one thread per core, at most 4 */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	services->offload = offload_new(w.base, cpus < 1 ? 1 : cpus > 4 ? 4 : (unsigned)cpus);
+	if (services->offload == NULL)
+		log_warn("event=offload-unavailable (password checks run on the event loop)");
 	w.sigterm_ev = evsignal_new(w.base, SIGTERM, worker_sigterm_cb, &w);
 	evsignal_add(w.sigterm_ev, NULL);
 	if (setup->child_periodic != NULL) {
@@ -117,6 +123,7 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 	/* drained or timed out: anything still open is cut */
 	while (w.conns != NULL)
 		conn_free(w.conns);
+	offload_free(&services->offload);
 	for (int i = 0; i < LISTEN_COUNT; i++) {
 		if (w.listeners[i] != NULL)
 			evconnlistener_free(w.listeners[i]);

@@ -92,6 +92,9 @@ static void imap_auth_result(struct imap_session *s, const char *tag, enum auth_
 	}
 }
 
+static void imap_auth_wait(struct imap_session *s, const char *tag);
+static void imap_auth_done(void *ctx, enum auth_result result, const char *challenge);
+
 void imap_cmd_login(struct imap_session *s, struct imap_cmd *cmd)
 {
 	const char *user, *password;
@@ -104,13 +107,40 @@ void imap_cmd_login(struct imap_session *s, struct imap_cmd *cmd)
 		conn_printf(s->conn, "%s " REPLY_PRIVACY "\r\n", cmd->tag);
 		return;
 	}
-	imap_auth_result(s, cmd->tag, auth_login(s->auth, user, password));
+	imap_auth_wait(s, cmd->tag);
+	auth_login_async(s->auth, s->services->offload, user, password, imap_auth_done, s);
 }
 
 static void imap_sasl_continue(struct imap_session *s, const char *challenge)
 {
 	conn_printf(s->conn, "+ %s\r\n", challenge != NULL ? challenge : "");
 	imap_set_mode(s, IMAP_INPUT_SASL);
+}
+
+/* LOGIN and AUTHENTICATE wait for the auth module (a password hashed in
+ * another thread) without reading anything else meanwhile. */
+static void imap_auth_wait(struct imap_session *s, const char *tag)
+{
+	free(s->sasl_tag);
+	s->sasl_tag = xstrdup(tag);
+	imap_set_mode(s, IMAP_INPUT_WAIT);
+	conn_pause_input(s->conn);
+}
+
+static void imap_auth_done(void *ctx, enum auth_result result, const char *challenge)
+{
+	struct imap_session *s = ctx;
+	imap_set_mode(s, IMAP_INPUT_COMMAND);
+	if (!conn_is_closing(s->conn))
+		conn_resume_input(s->conn);
+	if (result == AUTH_CONTINUE) {
+		imap_sasl_continue(s, challenge);
+		return;
+	}
+	char *tag = s->sasl_tag;
+	s->sasl_tag = NULL;
+	imap_auth_result(s, tag, result);
+	free(tag);
 }
 
 void imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *cmd)
@@ -121,30 +151,15 @@ void imap_cmd_authenticate(struct imap_session *s, struct imap_cmd *cmd)
 		imap_bad(s, cmd->tag, "Invalid arguments");
 		return;
 	}
-	const char *challenge = NULL;
-	enum auth_result result = auth_start(s->auth, mech, initial, &challenge);
-	if (result != AUTH_CONTINUE) {
-		imap_auth_result(s, cmd->tag, result);
-		return;
-	}
-	free(s->sasl_tag);
-	s->sasl_tag = xstrdup(cmd->tag);
-	imap_sasl_continue(s, challenge);
+	imap_auth_wait(s, cmd->tag);
+	auth_start_async(s->auth, s->services->offload, mech, initial, imap_auth_done, s);
 }
 
 /* One client response line during AUTHENTICATE. */
 void imap_sasl_input(struct imap_session *s, const char *line, size_t len)
 {
 	(void)len;
-	const char *challenge = NULL;
-	enum auth_result result = auth_step(s->auth, line, &challenge);
-	if (result == AUTH_CONTINUE) {
-		imap_sasl_continue(s, challenge);
-		return;
-	}
-	char *tag = s->sasl_tag;
-	s->sasl_tag = NULL;
-	imap_set_mode(s, IMAP_INPUT_COMMAND);
-	imap_auth_result(s, tag, result);
-	free(tag);
+	imap_set_mode(s, IMAP_INPUT_WAIT);
+	conn_pause_input(s->conn);
+	auth_step_async(s->auth, s->services->offload, line, imap_auth_done, s);
 }

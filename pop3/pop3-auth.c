@@ -99,6 +99,21 @@ static void pop3_auth_result(struct pop3_session *s, enum auth_result result)
 	}
 }
 
+static void pop3_auth_continue(struct pop3_session *s, const char *challenge);
+
+/* The auth module's answer, maybe after a password was hashed in another
+ * thread: no command is read meanwhile (the DELAYED state). */
+static void pop3_auth_done(void *ctx, enum auth_result result, const char *challenge)
+{
+	struct pop3_session *s = ctx;
+	if (result == AUTH_CONTINUE)
+		pop3_auth_continue(s, challenge);
+	else
+		pop3_auth_result(s, result);
+	if (s->state != POP3_STATE_DELAYED && !conn_is_closing(s->conn))
+		pop3_resume(s);
+}
+
 void pop3_cmd_user(struct pop3_session *s, const struct pop3_request *req)
 {
 	if (!auth_plaintext_allowed(s->auth)) {
@@ -122,9 +137,10 @@ void pop3_cmd_pass(struct pop3_session *s, const struct pop3_request *req)
 	}
 	char *user = s->user;
 	s->user = NULL;   /* a failed PASS needs a new USER (RFC 1939 7) */
-	enum auth_result result = auth_login(s->auth, user, req->argv[0]);
+	pop3_set_state(s, POP3_STATE_DELAYED);
+	auth_login_async(s->auth, conn_services(s->conn)->offload, user, req->argv[0],
+			 pop3_auth_done, s);
 	free(user);
-	pop3_auth_result(s, result);
 }
 
 void pop3_cmd_apop(struct pop3_session *s, const struct pop3_request *req)
@@ -160,13 +176,9 @@ void pop3_cmd_auth(struct pop3_session *s, const struct pop3_request *req)
 	}
 	free(s->user);
 	s->user = NULL;
-	const char *challenge = NULL;
-	enum auth_result result = auth_start(s->auth, req->argv[0],
-					     req->argc > 1 ? req->argv[1] : NULL, &challenge);
-	if (result == AUTH_CONTINUE)
-		pop3_auth_continue(s, challenge);
-	else
-		pop3_auth_result(s, result);
+	pop3_set_state(s, POP3_STATE_DELAYED);
+	auth_start_async(s->auth, conn_services(s->conn)->offload, req->argv[0],
+			 req->argc > 1 ? req->argv[1] : NULL, pop3_auth_done, s);
 }
 
 void pop3_sasl_response(struct pop3_session *s, const char *line)
@@ -179,11 +191,8 @@ void pop3_sasl_response(struct pop3_session *s, const char *line)
 		pop3_error(s, "-ERR Response line too long");
 		return;
 	}
-	enum auth_result result = auth_step(s->auth, line, &challenge);
-	if (result == AUTH_CONTINUE)
-		pop3_auth_continue(s, challenge);
-	else
-		pop3_auth_result(s, result);
+	pop3_set_state(s, POP3_STATE_DELAYED);
+	auth_step_async(s->auth, conn_services(s->conn)->offload, line, pop3_auth_done, s);
 }
 
 void pop3_auth_free(struct pop3_session *s)

@@ -84,6 +84,21 @@ static void smtp_auth_result(struct smtp_session *s, enum auth_result result,
 	}
 }
 
+/* While a password is hashed in another thread nothing else is read. */
+static void smtp_auth_wait(struct smtp_session *s)
+{
+	smtp_set_state(s, SMTP_STATE_WAIT);
+	conn_pause_input(s->conn);
+}
+
+static void smtp_auth_done(void *ctx, enum auth_result result, const char *challenge)
+{
+	struct smtp_session *s = ctx;
+	smtp_auth_result(s, result, challenge);
+	if (s->state != SMTP_STATE_WAIT && !conn_is_closing(s->conn))
+		conn_resume_input(s->conn);
+}
+
 void smtp_cmd_auth(struct smtp_session *s, const char *args)
 {
 	if (!smtp_is_submission(s)) {
@@ -111,19 +126,18 @@ void smtp_cmd_auth(struct smtp_session *s, const char *args)
 			return;
 		}
 	}
-	const char *challenge = NULL;
-	enum auth_result r = auth_start(s->auth, mech, initial, &challenge);
-	smtp_auth_result(s, r, challenge);
+	smtp_auth_wait(s);
+	auth_start_async(s->auth, conn_services(s->conn)->offload, mech, initial,
+			 smtp_auth_done, s);
 }
 
 void smtp_auth_response(struct smtp_session *s, const char *line)
 {
-	const char *challenge = NULL;
 	if (line == NULL) {   /* an over-long response */
 		smtp_set_state(s, SMTP_STATE_READY);
 		smtp_error(s, "500 5.5.6 Error: authentication response too long");
 		return;
 	}
-	enum auth_result r = auth_step(s->auth, line, &challenge);
-	smtp_auth_result(s, r, challenge);
+	smtp_auth_wait(s);
+	auth_step_async(s->auth, conn_services(s->conn)->offload, line, smtp_auth_done, s);
 }

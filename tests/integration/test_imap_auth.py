@@ -5,6 +5,7 @@ plaintext policy, one failure reply, throttling)."""
 import base64
 import imaplib
 import os
+import select
 import subprocess
 import time
 
@@ -304,3 +305,48 @@ def test_curl_login_options(srv):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert '"INBOX"' in out.stdout or "INBOX" in out.stdout
+
+
+# ---- password hashing off the event loop ----
+
+def test_logins_do_not_stall_other_sessions(server_factory):
+    """Password hashes run in worker threads: with one worker, a logged-in
+    session is answered while many LOGINs are still being hashed. On a
+    loop that hashed inline, every LOGIN read before the NOOP would be
+    answered before it."""
+    srv = server_factory(workers=1)
+    make_account(srv)
+    busy = Raw(srv.port("imap"))
+    login_raw(busy)
+    waiting = [Raw(srv.port("imap")) for _ in range(16)]
+    for i, r in enumerate(waiting):
+        r.send(b"w%d LOGIN %s %s\r\n" % (i, quote(USER).encode(), quote(PASSWORD).encode()))
+    time.sleep(0.05)
+    assert busy.cmd("n", "NOOP") == [b"n OK NOOP completed\r\n"]
+    ready, _, _ = select.select([r.sock for r in waiting], [], [], 0)
+    assert len(ready) < len(waiting)
+    for i, r in enumerate(waiting):
+        assert r.until_tagged("w%d" % i)[-1].startswith(b"w%d OK [CAPABILITY " % i)
+    # a client gone while its password is hashed leaves the worker serving
+    gone = Raw(srv.port("imap"))
+    gone.send(b"g LOGIN %s %s\r\n" % (quote(USER).encode(), quote(PASSWORD).encode()))
+    gone.close()
+    assert busy.cmd("m", "NOOP") == [b"m OK NOOP completed\r\n"]
+    login_raw(Raw(srv.port("imap")))
+
+
+def test_commands_pipelined_after_login_wait_for_it(srv):
+    r = Raw(srv.port("imap"))
+    r.send(b"a LOGIN %s %s\r\nb SELECT INBOX\r\nc LOGOUT\r\n"
+           % (quote(USER).encode(), quote(PASSWORD).encode()))
+    assert r.until_tagged("a")[-1].startswith(b"a OK [CAPABILITY ")
+    assert r.until_tagged("b")[-1] == b"b OK [READ-WRITE] SELECT completed\r\n"
+    assert r.until_tagged("c")[-1] == b"c OK LOGOUT completed\r\n"
+    # AUTHENTICATE PLAIN, its response line and a command behind it
+    r = Raw(srv.port("imap"))
+    cred = b64("\0%s\0%s" % (USER, PASSWORD))
+    r.send(b"a AUTHENTICATE PLAIN\r\n")
+    assert r.line() == b"+ \r\n"
+    r.send(cred.encode() + b"\r\nb NOOP\r\n")
+    assert r.until_tagged("a")[-1].startswith(b"a OK [CAPABILITY ")
+    assert r.until_tagged("b") == [b"b OK NOOP completed\r\n"]

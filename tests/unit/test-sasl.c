@@ -3,7 +3,9 @@
 #include "test.h"
 #include "auth/auth.h"
 #include "core/core.h"
+#include "core/offload.h"
 
+#include <event2/event.h>
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 #include <sys/stat.h>
@@ -16,6 +18,69 @@ static time_t fake_now;
 static time_t test_clock(void)
 {
 	return fake_now;
+}
+
+/* ---- the calls, plain or async ------------------------------------ */
+
+/* With async_mode, every call goes through the *_async form, password
+ * hashes in the offload's threads; the answers must not change. */
+static bool async_mode;
+static struct event_base *base;
+static struct offload *offload;
+
+struct async_answer {
+	bool called;
+	enum auth_result result;
+	char challenge[8192];
+};
+
+static void answer_cb(void *ctx, enum auth_result result, const char *challenge)
+{
+	struct async_answer *a = ctx;
+	a->called = true;
+	a->result = result;
+	snprintf(a->challenge, sizeof(a->challenge), "%s", challenge != NULL ? challenge : "");
+}
+
+static enum auth_result answer_wait(struct async_answer *a, const char **challenge_r)
+{
+	while (!a->called)
+		event_base_loop(base, EVLOOP_ONCE);
+	if (challenge_r != NULL) {
+		static char copy[8192];
+		memcpy(copy, a->challenge, sizeof(copy));
+		*challenge_r = copy;
+	}
+	return a->result;
+}
+
+static enum auth_result t_start(struct auth_session *s, const char *mech, const char *initial,
+				const char **challenge_r)
+{
+	if (!async_mode)
+		return auth_start(s, mech, initial, challenge_r);
+	struct async_answer a = { 0 };
+	auth_start_async(s, offload, mech, initial, answer_cb, &a);
+	return answer_wait(&a, challenge_r);
+}
+
+static enum auth_result t_step(struct auth_session *s, const char *response,
+			       const char **challenge_r)
+{
+	if (!async_mode)
+		return auth_step(s, response, challenge_r);
+	struct async_answer a = { 0 };
+	auth_step_async(s, offload, response, answer_cb, &a);
+	return answer_wait(&a, challenge_r);
+}
+
+static enum auth_result t_login(struct auth_session *s, const char *user, const char *pass)
+{
+	if (!async_mode)
+		return auth_login(s, user, pass);
+	struct async_answer a = { 0 };
+	auth_login_async(s, offload, user, pass, answer_cb, &a);
+	return answer_wait(&a, NULL);
 }
 
 /* ---- the client side ---------------------------------------------- */
@@ -103,7 +168,7 @@ static struct exchange run_as(struct auth_session *s, const char *mech, const ch
 		return ex;
 	}
 	const char *initial = out == NULL ? NULL : out_len == 0 ? "=" : b64(out, out_len);
-	ex.result = auth_start(s, mech, initial, &challenge);
+	ex.result = t_start(s, mech, initial, &challenge);
 	while (ex.result == AUTH_CONTINUE && ex.steps < 10) {
 		unsigned dec_len = 0;
 		ex.steps++;
@@ -112,10 +177,10 @@ static struct exchange run_as(struct auth_session *s, const char *mech, const ch
 		rc = sasl_client_step(client, decoded, dec_len, NULL, &out, &out_len);
 		if (rc != SASL_OK && rc != SASL_CONTINUE) {
 			ex.client_failed = true;
-			ex.result = auth_step(s, "*", &challenge);
+			ex.result = t_step(s, "*", &challenge);
 			break;
 		}
-		ex.result = auth_step(s, out == NULL ? "" : b64(out, out_len), &challenge);
+		ex.result = t_step(s, out == NULL ? "" : b64(out, out_len), &challenge);
 	}
 	sasl_dispose(&client);
 	return ex;
@@ -268,17 +333,17 @@ static void test_initial_responses(void)
 	struct auth_session *s = session("198.51.100.9", true, false);
 	/* AUTH LOGIN with the user name as initial response (RFC 4954 style) */
 	const char *user = "bob@example.org", *pass = "correct horse";
-	TEST_ASSERT_INT(auth_start(s, "LOGIN", b64(user, (unsigned)strlen(user)), &challenge),
+	TEST_ASSERT_INT(t_start(s, "LOGIN", b64(user, (unsigned)strlen(user)), &challenge),
 			AUTH_CONTINUE);
 	/* listing mechanisms meanwhile leaves the exchange alone */
 	TEST_ASSERT(strstr(auth_mechanisms(s), "LOGIN") != NULL);
-	TEST_ASSERT_INT(auth_step(s, b64(pass, (unsigned)strlen(pass)), &challenge), AUTH_OK);
+	TEST_ASSERT_INT(t_step(s, b64(pass, (unsigned)strlen(pass)), &challenge), AUTH_OK);
 	/* SASL-IR with an empty initial response: libsasl2 2.1.28 treats it
 	 * as no initial response for SCRAM and asks again with "" */
-	enum auth_result r = auth_start(s, "SCRAM-SHA-256", "=", &challenge);
+	enum auth_result r = t_start(s, "SCRAM-SHA-256", "=", &challenge);
 	TEST_ASSERT(r == AUTH_FAILED || (r == AUTH_CONTINUE && challenge[0] == '\0'));
 	if (r == AUTH_CONTINUE)
-		TEST_ASSERT_INT(auth_step(s, "", &challenge), AUTH_FAILED);
+		TEST_ASSERT_INT(t_step(s, "", &challenge), AUTH_FAILED);
 	/* asking to act as someone else, with the right password */
 	for (size_t i = 0; i < 4; i++) {
 		fake_now += 3600;
@@ -296,7 +361,7 @@ static void test_initial_responses(void)
 				       .remote_port = 0, .tls = true };
 	struct auth_session *odd = auth_session_new(&info);
 	TEST_ASSERT(strstr(auth_mechanisms(odd), "PLAIN") != NULL);
-	TEST_ASSERT_INT(auth_login(odd, "bob@example.org", "correct horse"), AUTH_OK);
+	TEST_ASSERT_INT(t_login(odd, "bob@example.org", "correct horse"), AUTH_OK);
 	auth_session_free(&odd);
 	/* a quoted local part with a comma: SCRAM escapes it as =2C */
 	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256", "\"j,d\"@example.org", "jd").result, AUTH_OK);
@@ -340,18 +405,18 @@ static void test_login(void)
 {
 	fake_now += 3600;
 	struct auth_session *s = session("198.51.100.6", true, false);
-	TEST_ASSERT_INT(auth_login(s, "bob@example.org", "correct horse"), AUTH_OK);
+	TEST_ASSERT_INT(t_login(s, "bob@example.org", "correct horse"), AUTH_OK);
 	TEST_ASSERT_STR(auth_username(s), "Bob@example.org");
-	TEST_ASSERT_INT(auth_login(s, "bob@example.org", "wrong"), AUTH_FAILED);
+	TEST_ASSERT_INT(t_login(s, "bob@example.org", "wrong"), AUTH_FAILED);
 	TEST_ASSERT(auth_username(s) == NULL);
-	TEST_ASSERT_INT(auth_login(s, "nobody@example.org", "wrong"), AUTH_FAILED);
-	TEST_ASSERT_INT(auth_login(s, "off@example.org", "offpass"), AUTH_FAILED);
-	TEST_ASSERT_INT(auth_login(s, "", ""), AUTH_FAILED);
+	TEST_ASSERT_INT(t_login(s, "nobody@example.org", "wrong"), AUTH_FAILED);
+	TEST_ASSERT_INT(t_login(s, "off@example.org", "offpass"), AUTH_FAILED);
+	TEST_ASSERT_INT(t_login(s, "", ""), AUTH_FAILED);
 	char long_text[3000];
 	memset(long_text, 'a', sizeof(long_text) - 1);
 	long_text[sizeof(long_text) - 1] = '\0';
-	TEST_ASSERT_INT(auth_login(s, long_text, "x"), AUTH_FAILED);
-	TEST_ASSERT_INT(auth_login(s, "bob@example.org", long_text), AUTH_FAILED);
+	TEST_ASSERT_INT(t_login(s, long_text, "x"), AUTH_FAILED);
+	TEST_ASSERT_INT(t_login(s, "bob@example.org", long_text), AUTH_FAILED);
 	auth_session_free(&s);
 }
 
@@ -438,6 +503,73 @@ static void test_throttling(void)
 	auth_session_free(&other);
 }
 
+/* The async calls hash in a thread, bind the answer to the hash it was
+ * checked against, and survive the session going away meanwhile. */
+static void test_async(void)
+{
+	const char *error;
+	fake_now += 3600;
+	struct auth_session *s = session("198.51.100.40", true, false);
+	unsigned inline_before = auth_hashes_inline();
+	struct async_answer a = { 0 };
+	auth_login_async(s, offload, "bob@example.org", "correct horse", answer_cb, &a);
+	TEST_ASSERT(!a.called);   /* the hash runs in a thread */
+	TEST_ASSERT_INT(answer_wait(&a, NULL), AUTH_OK);
+	TEST_ASSERT_STR(auth_username(s), "Bob@example.org");
+	struct async_answer b = { 0 };
+	auth_login_async(s, offload, "nobody@example.org", "x", answer_cb, &b);
+	TEST_ASSERT(!b.called);   /* an unknown user is hashed alike */
+	TEST_ASSERT_INT(answer_wait(&b, NULL), AUTH_FAILED);
+	TEST_ASSERT_INT(auth_hashes_inline(), inline_before);
+
+	/* the password changes while the old one is being checked: the
+	 * check no longer answers, the call hashes again and refuses */
+	fake_now += 3600;
+	struct async_answer c = { 0 };
+	auth_login_async(s, offload, "chg@example.org", "before", answer_cb, &c);
+	TEST_ASSERT_INT(auth_user_set_password(db, "chg@example.org", "after", &error), 0);
+	TEST_ASSERT_INT(answer_wait(&c, NULL), AUTH_FAILED);
+	TEST_ASSERT_INT(auth_hashes_inline(), inline_before + 1);
+	inline_before = auth_hashes_inline();
+
+	/* nothing to hash (SCRAM's first step, a refused mechanism): the
+	 * answer comes at once; so it does without an offload */
+	struct async_answer d = { 0 };
+	auth_start_async(s, offload, "NOPE", NULL, answer_cb, &d);
+	TEST_ASSERT(d.called);
+	TEST_ASSERT_INT(d.result, AUTH_NOMECH);
+	struct async_answer e = { 0 };
+	auth_login_async(s, NULL, "bob@example.org", "correct horse", answer_cb, &e);
+	TEST_ASSERT(e.called);
+	TEST_ASSERT_INT(e.result, AUTH_OK);
+	TEST_ASSERT_INT(auth_hashes_inline(), inline_before + 1);
+
+	/* the session goes away while its hash runs: no answer, nothing leaks */
+	struct auth_session *gone = session("198.51.100.41", true, false);
+	struct async_answer f = { 0 };
+	auth_login_async(gone, offload, "bob@example.org", "correct horse", answer_cb, &f);
+	auth_session_free(&gone);
+	struct async_answer g = { 0 };
+	auth_login_async(s, offload, "ann@example.org", "annpass", answer_cb, &g);
+	TEST_ASSERT_INT(answer_wait(&g, NULL), AUTH_OK);
+	TEST_ASSERT(!f.called);
+	auth_session_free(&s);
+}
+
+/* Every exchange again through the async calls: same answers, and every
+ * password hashed ahead in a thread. */
+static void test_all_async(void)
+{
+	unsigned before = auth_hashes_inline();
+	async_mode = true;
+	test_right_password();
+	test_failures_look_alike();
+	test_initial_responses();
+	test_login();
+	async_mode = false;
+	TEST_ASSERT_INT(auth_hashes_inline(), before);
+}
+
 int main(void)
 {
 	const char *error;
@@ -459,6 +591,7 @@ int main(void)
 	    auth_user_add(db, "Bob@example.org", "correct horse", 0, true, &error) < 0 ||
 	    auth_user_add(db, "ann@example.org", "annpass", 0, true, &error) < 0 ||
 	    auth_user_add(db, "off@example.org", "offpass", 0, false, &error) < 0 ||
+	    auth_user_add(db, "chg@example.org", "before", 0, true, &error) < 0 ||
 	    auth_user_add(db, "\"j,d\"@example.org", "jd", 0, true, &error) < 0 ||
 	    auth_sasl_init(&cfg, db, &error) < 0) {
 		fprintf(stderr, "setup: %s\n", error);
@@ -484,6 +617,13 @@ int main(void)
 	test_run("plaintext_policy", test_plaintext_policy);
 	test_run("changes_seen_at_once", test_changes_seen_at_once);
 	test_run("throttling", test_throttling);
+	base = event_base_new();
+	offload = offload_new(base, 2);
+	TEST_ASSERT(base != NULL && offload != NULL);
+	test_run("async", test_async);
+	test_run("all_async", test_all_async);
+	offload_free(&offload);
+	event_base_free(base);
 
 	auth_sasl_deinit();
 	auth_db_close(&db);
