@@ -424,6 +424,12 @@ static int store_write(struct store_delivery *d, const char *spool, const char *
 		*error_r = "cannot open the spool file";
 		return -1;
 	}
+	/* the caller writes the Return-Path: in front */
+	if (lseek(fd, queue_spool_body_start(fd), SEEK_SET) < 0) {
+		close(fd);
+		*error_r = "cannot read the spool file";
+		return -1;
+	}
 	char chunk[65536];
 	ssize_t n;
 	int ret = 0;

@@ -87,6 +87,20 @@ void queue_close(struct queue **qp)
 	*qp = NULL;
 }
 
+off_t queue_spool_body_start(int fd)
+{
+	static const char name[] = "Return-Path:";
+	char head[1024];
+	ssize_t n = pread(fd, head, sizeof(head), 0);
+	if (n < (ssize_t)sizeof(name) || ascii_strncasecmp(head, name, sizeof(name) - 1) != 0)
+		return 0;
+	const char *lf = memchr(head, '\n', (size_t)n);
+	/* ours is one line; a folded or over-long one is left as it is */
+	if (lf == NULL || lf + 1 == head + n || lf[1] == ' ' || lf[1] == '\t')
+		return 0;
+	return (off_t)(lf + 1 - head);
+}
+
 char *queue_spool_path(struct queue *q, const char *id)
 {
 	return xasprintf("%s/%s", q->dir, id);

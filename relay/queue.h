@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #define QUEUE_ID_LEN 16
@@ -110,6 +111,10 @@ int queue_list(struct queue *q, int (*fn)(const struct queue_entry *entry, void 
 	       void *ctx, const char **error_r);
 /* Path of the spool file of id (malloc'ed). */
 char *queue_spool_path(struct queue *q, const char *id);
+/* Where the message in an open spool file starts for another hop: after
+ * the Return-Path: line submission puts in front of a message it also
+ * stored (final delivery, RFC 5321 4.4), 0 when there is none. */
+off_t queue_spool_body_start(int fd);
 /* Removes spool files that have no record and temp files left by a crash. */
 int queue_recover(struct queue *q, const char **error_r);
 

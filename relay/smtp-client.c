@@ -652,7 +652,7 @@ static void start_body(struct smtp_client *c)
 	client_set_state(c, CS_BODY);
 	c->at_bol = true;
 	c->after_cr = false;
-	if (lseek(c->spool_fd, 0, SEEK_SET) < 0) {
+	if (lseek(c->spool_fd, queue_spool_body_start(c->spool_fd), SEEK_SET) < 0) {
 		client_transaction_failed(c, "cannot read the spool file");
 		return;
 	}

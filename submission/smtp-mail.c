@@ -255,8 +255,11 @@ static void decoded_write(void *ctx, const char *data, size_t len)
 	smtp_message_feed(&t->msg, data, len);
 }
 
-/* The Received: trace field (RFC 5321 4.4), first in the message. */
-static char *received_field(struct smtp_session *s)
+/* The trace fields (RFC 5321 4.4), first in the message: Received:, and
+ * when the message is written into the store (final delivery) the
+ * Return-Path: with the envelope sender in front of it. The relay leaves
+ * that line out when the same file goes on to other hosts. */
+static char *trace_fields(struct smtp_session *s)
 {
 	struct smtp_txn *t = s->txn;
 	const struct config *cfg = conn_config(s->conn);
@@ -264,6 +267,11 @@ static char *received_field(struct smtp_session *s)
 	char date[64];
 	const char *with = t->params.smtputf8 ? "UTF8SMTP" : "ESMTP";
 	smtp_rfc5322_date(time(NULL), date, sizeof(date));
+	if (t->local_total > 0) {
+		buf_append_str(&b, "Return-Path: <");
+		buf_append_sanitized(&b, t->sender.address, strlen(t->sender.address));
+		buf_append_str(&b, ">\r\n");
+	}
 	buf_append_str(&b, "Received: from ");
 	buf_append_sanitized(&b, s->helo, strlen(s->helo));
 	buf_printf(&b, " ([%s])\r\n\tby %s (Postern) with %s%s%s id %s",
@@ -299,7 +307,7 @@ static int txn_begin_message(struct smtp_session *s)
 		log_error("event=message-begin-failed error=\"%s\"", error);
 		return -1;
 	}
-	char *trace = received_field(s);
+	char *trace = trace_fields(s);
 	smtp_message_init(&t->msg, trace, smtp_is_submission(s), conn_config(s->conn)->hostname,
 			  txn_write, t);
 	free(trace);

@@ -267,7 +267,7 @@ static void header_end(struct smtp_message *m, const char *blank, size_t blank_l
 	/* walk the held fields (a field = a line plus its continuation lines) */
 	const char *h = buf_str(&m->header);
 	size_t len = m->header.len;
-	size_t start = 0;
+	size_t start = 0, written = 0;
 	for (size_t i = 0; i < len;) {
 		const char *lf = memchr(h + i, '\n', len - i);
 		size_t next = lf != NULL ? (size_t)(lf - h) + 1 : len;
@@ -275,10 +275,20 @@ static void header_end(struct smtp_message *m, const char *blank, size_t blank_l
 			i = next;
 			continue;
 		}
-		analyze_field(m, h + start, next - start);
+		/* a Return-Path: is only ever added at final delivery (RFC 5321
+		 * 4.4): one that comes with the message is dropped, as Postfix
+		 * does (message_drop_headers) */
+		if (field_is(h + start, next - start, "Return-Path")) {
+			if (start > written)
+				m->write(m->ctx, h + written, start - written);
+			written = next;
+		} else {
+			analyze_field(m, h + start, next - start);
+		}
 		start = i = next;
 	}
-	m->write(m->ctx, h, len);
+	if (len > written)
+		m->write(m->ctx, h + written, len - written);
 	if (m->add_missing) {
 		char line[512];
 		if (!m->has_date) {

@@ -9,6 +9,7 @@ import glob
 import os
 import re
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -22,7 +23,7 @@ from aiosmtpd.smtp import AuthResult
 from dnslib import AAAA, A, MX, QTYPE, RCODE, RR
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
-from harness import make_cert
+from harness import client_context, make_cert
 
 LOCAL = "local.example"
 SENDER = "alice@" + LOCAL
@@ -450,6 +451,37 @@ def test_local_recipients_never_leave(server_factory, dns):
     assert all(m.startswith("Return-Path: <%s>\r\n" % SENDER) for m in got)
     assert all(m.startswith("Return-Path: <>\r\n") for m in inbox(srv))   # the DSN
     assert "connecting" not in srv.read_log()
+
+
+def test_return_path_only_in_the_stored_copy(server_factory, dns):
+    """Submission to a hosted and a remote recipient writes the message
+    once: the stored copy starts with the Return-Path of final delivery
+    (RFC 5321 4.4), the copy relayed on has none, and a Return-Path the
+    client put in is dropped from both."""
+    port = mx_domain(dns, "far.example", "127.0.0.34")
+    sink = Sink()
+    ctl = start_smtp("127.0.0.34", port, sink)
+    try:
+        srv = relay_server(server_factory, dns, port)
+        srv.add_user("henry@" + LOCAL, "secret-password-2")
+        s = smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=30)
+        s.starttls(context=client_context())
+        s.login(SENDER, "secret-password-1")
+        s.sendmail(SENDER, ["henry@" + LOCAL, "ann@far.example"],
+                   b"Return-Path: <forged@elsewhere.example>\r\nFrom: <%s>\r\n"
+                   b"Subject: both\r\n\r\nbody\r\n" % SENDER.encode())
+        s.quit()
+        wait_for(lambda: sink.messages, what="the relayed copy")
+        relayed = sink.messages[0][2]
+        assert relayed.startswith(b"Received: from "), relayed[:200]
+        assert b"Return-Path" not in relayed
+        stored = inbox(srv, "henry@" + LOCAL)
+        assert len(stored) == 1
+        assert stored[0].startswith("Return-Path: <%s>\r\nReceived: from " % SENDER)
+        assert stored[0].count("Return-Path") == 1
+        wait_queue_empty(srv)
+    finally:
+        ctl.stop()
 
 
 def test_queue_cli(server_factory, dns):

@@ -2,6 +2,8 @@
 #include "core/core.h"
 #include "relay/queue.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -139,10 +141,38 @@ static void test_notify(void)
 	queue_close(&q);
 }
 
+static off_t body_start_of(const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/spool-head", test_tmpdir());
+	FILE *f = fopen(path, "w");
+	TEST_ASSERT(f != NULL);
+	if (f == NULL)
+		return -1;
+	fputs(text, f);
+	fclose(f);
+	int fd = open(path, O_RDONLY);
+	off_t off = queue_spool_body_start(fd);
+	close(fd);
+	return off;
+}
+
+static void test_spool_body_start(void)
+{
+	TEST_ASSERT_INT(body_start_of("Return-Path: <a@b>\r\nReceived: x\r\n\r\nbody"), 20);
+	TEST_ASSERT_INT(body_start_of("return-path: <>\nSubject: x\n\nbody"), 16);
+	TEST_ASSERT_INT(body_start_of("Received: x\r\nReturn-Path: <a@b>\r\n\r\n"), 0);
+	TEST_ASSERT_INT(body_start_of("Return-Path: <a@b>\r\n\tfolded\r\n\r\n"), 0);
+	TEST_ASSERT_INT(body_start_of("Return-Path: <a@b>"), 0);
+	TEST_ASSERT_INT(body_start_of("Return-Path: <a@b>\r\n"), 0);
+	TEST_ASSERT_INT(body_start_of(""), 0);
+}
+
 int main(void)
 {
 	test_run("queue record round trip", test_serialize_roundtrip);
 	test_run("queue write, commit, list, recover, remove", test_write_commit_list_remove);
 	test_run("queue notification", test_notify);
+	test_run("spool body start", test_spool_body_start);
 	return test_end();
 }
