@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -127,12 +128,18 @@ struct offload *offload_new(struct event_base *base, unsigned threads)
 	o->ev = event_new(base, o->efd, EV_READ | EV_PERSIST, offload_event_cb, o);
 	if (o->ev == NULL || event_add(o->ev, NULL) < 0)
 		goto fail;
+	/* signals stay with the loop's thread: the pool starts with all blocked */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (unsigned i = 0; i < threads; i++) {
 		if (pthread_create(&o->threads[i], NULL, offload_thread, o) != 0)
-			goto fail;
+			break;
 		o->nthreads++;
 	}
-	return o;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (o->nthreads == threads)
+		return o;
 fail:
 	offload_free(&o);
 	return NULL;
