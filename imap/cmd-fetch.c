@@ -768,10 +768,15 @@ static void fetch_drained(void *session);
 static void fetch_run(struct imap_session *s)
 {
 	struct fetch_ctx *ctx = s->cmd_ctx;
+	/* one read snapshot for the messages of this turn of the loop */
+	store_mailbox_batch_begin(s->mbox);
 	for (;;) {
-		if (conn_is_closing(s->conn))
+		if (conn_is_closing(s->conn)) {
+			store_mailbox_batch_end(s->mbox);
 			return;
+		}
 		if (!fetch_emit(s, ctx)) {
+			store_mailbox_batch_end(s->mbox);
 			if (!s->cmd_async) {
 				s->cmd_async = true;
 				imap_set_mode(s, IMAP_INPUT_WAIT);
@@ -787,6 +792,7 @@ static void fetch_run(struct imap_session *s)
 		if (!fetch_build(s, ctx, uid))
 			ctx->seg_count = ctx->seg_pos = 0;
 	}
+	store_mailbox_batch_end(s->mbox);
 	if (ctx->unknown_cte)
 		imap_no(s, ctx->tag, "[UNKNOWN-CTE] Cannot decode a part's Content-Transfer-Encoding");
 	else

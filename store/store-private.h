@@ -137,6 +137,8 @@ struct store_mailbox {
 	char *name;
 	bool read_only;
 	bool no_recent;               /* never takes \Recent (IMAP4rev2) */
+	char *dir;                     /* the mailbox's directory, once built */
+	MDB_txn *batch_txn;            /* see store_mailbox_batch_begin() */
 	uint32_t id;
 	struct mbox_rec rec;
 	struct store_uids view;        /* snapshot */

@@ -294,6 +294,12 @@ const char *store_mailbox_name(struct store_mailbox *mbox);
 const uint32_t *store_mailbox_uids(struct store_mailbox *mbox, size_t *count_r);
 /* 1-based sequence number of uid in the snapshot, 0 when absent. */
 uint32_t store_mailbox_uid_to_seq(struct store_mailbox *mbox, uint32_t uid);
+/* Lookups of single messages (store_msg_get, store_msg_cache,
+ * store_msg_open_fd) between these two share one read snapshot instead of
+ * a transaction each: for a FETCH of many messages. Never across an event
+ * loop turn (a held snapshot keeps old pages alive and misses changes). */
+void store_mailbox_batch_begin(struct store_mailbox *mbox);
+void store_mailbox_batch_end(struct store_mailbox *mbox);
 /* True when uid was \Recent for this view. */
 bool store_mailbox_is_recent(struct store_mailbox *mbox, uint32_t uid);
 

@@ -163,6 +163,8 @@ void store_mailbox_close(struct store_mailbox **mboxp)
 	*mboxp = NULL;
 	for (unsigned int i = 0; i < STORE_MAX_KEYWORDS; i++)
 		free(mbox->keywords[i]);
+	store_mailbox_batch_end(mbox);
+	free(mbox->dir);
 	store_uids_clear(&mbox->view);
 	store_uidset_clear(&mbox->recent);
 	buf_free(&mbox->scratch);
@@ -357,27 +359,54 @@ static void fill_msg(struct store_mailbox *mbox, struct buf *path, uint32_t uid,
 	msg->size = rec->size;
 	msg->crlf_size = rec->crlf_size;
 	msg->internaldate = (time_t)rec->internaldate;
-	char *dir = maildir_path(mbox->acct, mbox->name);
-	maildir_msg_path(path, dir, rec, base);
-	free(dir);
+	if (mbox->dir == NULL)
+		mbox->dir = maildir_path(mbox->acct, mbox->name);
+	maildir_msg_path(path, mbox->dir, rec, base);
 	msg->path = path->data;
 }
 
-/* Looks up uid in dbi inside a new read transaction, left open on success
- * (the caller copies what it needs, then aborts it). */
+void store_mailbox_batch_begin(struct store_mailbox *mbox)
+{
+	const char *error;
+	if (mbox->batch_txn == NULL &&
+	    index_txn_begin(mbox->acct, false, &mbox->batch_txn, &error) < 0)
+		mbox->batch_txn = NULL;   /* each lookup begins its own */
+}
+
+void store_mailbox_batch_end(struct store_mailbox *mbox)
+{
+	if (mbox->batch_txn != NULL)
+		mdb_txn_abort(mbox->batch_txn);
+	mbox->batch_txn = NULL;
+}
+
+/* Looks up uid in dbi inside the batch's read transaction or a new one,
+ * left open on success: the caller copies what it needs, then calls
+ * view_lookup_end(). */
 static int view_lookup(struct store_mailbox *mbox, MDB_dbi dbi, uint32_t uid,
 		       MDB_txn **txn_r, MDB_val *val_r, const char **error_r)
 {
-	int ret = index_txn_begin(mbox->acct, false, txn_r, error_r);
-	if (ret < 0)
-		return ret;
+	if (mbox->batch_txn != NULL) {
+		*txn_r = mbox->batch_txn;
+	} else {
+		int ret = index_txn_begin(mbox->acct, false, txn_r, error_r);
+		if (ret < 0)
+			return ret;
+	}
 	uint64_t key = msg_key(mbox->id, uid);
 	MDB_val k = { sizeof(key), &key };
 	if (mdb_get(*txn_r, dbi, &k, val_r) != 0) {
-		mdb_txn_abort(*txn_r);
+		if (*txn_r != mbox->batch_txn)
+			mdb_txn_abort(*txn_r);
 		return view_fail(mbox, error_r, STORE_ERR_NOTFOUND, "message expunged");
 	}
 	return 0;
+}
+
+static void view_lookup_end(struct store_mailbox *mbox, MDB_txn *txn)
+{
+	if (txn != mbox->batch_txn)
+		mdb_txn_abort(txn);
 }
 
 int store_msg_get(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
@@ -391,7 +420,7 @@ int store_msg_get(struct store_mailbox *mbox, uint32_t uid, struct store_msg *ms
 	struct msg_rec rec;
 	memcpy(&rec, v.mv_data, sizeof(rec));
 	fill_msg(mbox, &mbox->scratch, uid, &rec, (const char *)v.mv_data + sizeof(rec), msg_r);
-	mdb_txn_abort(txn);
+	view_lookup_end(mbox, txn);
 	return 0;
 }
 
@@ -534,7 +563,7 @@ int store_msg_cache(struct store_mailbox *mbox, uint32_t uid, struct store_cache
 		return ret;
 	buf_reset(&mbox->cache_buf);
 	buf_append(&mbox->cache_buf, v.mv_data, v.mv_size);
-	mdb_txn_abort(txn);
+	view_lookup_end(mbox, txn);
 	if (cache_deserialize(mbox->cache_buf.data, mbox->cache_buf.len, cache_r,
 			      &mbox->parts, &mbox->parts_cap) < 0)
 		return view_fail(mbox, error_r, STORE_ERR_INTERNAL, "damaged cache record");
@@ -555,7 +584,9 @@ int store_msg_open_fd(struct store_mailbox *mbox, uint32_t uid, int *fd_r,
 		if (errno != ENOENT || attempt == 2)
 			break;
 		/* first: renamed by another session between the lookup and the
-		 * open; then: renamed or removed from outside, reconcile */
+		 * open (or after the batch's snapshot, which ends here); then:
+		 * renamed or removed from outside, reconcile */
+		store_mailbox_batch_end(mbox);
 		if (attempt == 1 && heal_mailbox(mbox->acct, mbox->name, true, error_r) < 0)
 			return STORE_ERR_INTERNAL;
 	}

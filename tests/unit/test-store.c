@@ -734,6 +734,50 @@ static void test_view_snapshot_shared(void)
 	close_store();
 }
 
+/* A batch shares one read snapshot; a file renamed behind it (by another
+ * session or from outside) is still opened: the batch ends and the
+ * lookup runs again on fresh state. */
+static void test_batch_snapshot(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "b@d", &acct, &error), 0);
+	TEST_ASSERT_INT(deliver("b@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(deliver("b@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
+	store_mailbox_batch_begin(mbox);
+	struct store_msg msg;
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	char from[700], to[700];
+	snprintf(from, sizeof(from), "%s", msg.path);
+	snprintf(to, sizeof(to), "%s", msg.path);
+	char *slash = strstr(to, "/new/");
+	TEST_ASSERT(slash != NULL);
+	if (slash != NULL)
+		memcpy(slash, "/cur/", 5);
+	strcat(to, ":2,S");
+	TEST_ASSERT_INT(rename(from, to), 0);
+	int fd = -1;
+	TEST_ASSERT_INT(store_msg_open_fd(mbox, 1, &fd, &error), 0);
+	TEST_ASSERT(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &msg, &error), 0);
+	TEST_ASSERT_INT(msg.flags, STORE_FLAG_SEEN);
+	store_mailbox_batch_begin(mbox);
+	TEST_ASSERT_INT(store_msg_get(mbox, 2, &msg, &error), 0);
+	TEST_ASSERT(store_msg_get(mbox, 9, &msg, &error) < 0);
+	struct store_cache cache;
+	TEST_ASSERT_INT(store_msg_cache(mbox, 2, &cache, &error), 0);
+	TEST_ASSERT(cache.subject != NULL && strcmp(cache.subject, "hello") == 0);
+	/* closed with the batch still open: released with the view */
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
 static void test_map_grows(void)
 {
 	const char *data = fresh_store();
@@ -1232,6 +1276,7 @@ int main(void)
 	test_run("rename_subscriptions", test_rename_subscriptions);
 	test_run("expunge_log_bounded", test_expunge_log_bounded);
 	test_run("view_snapshot_shared", test_view_snapshot_shared);
+	test_run("batch_snapshot", test_batch_snapshot);
 	test_run("map_grows", test_map_grows);
 	test_run("patterns_and_names", test_patterns_and_names);
 	test_run("self_heal", test_self_heal);
