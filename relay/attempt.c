@@ -234,7 +234,7 @@ static void job_finish(struct relay_job *job, const char *host, const char *ip,
 	if (--m->jobs == 0)
 		finish_attempt(r, m);
 	if (r->stopping && r->job_count == 0)
-		event_base_loopexit(r->base, NULL);   /* drained */
+		relay_drained(r);
 }
 
 static void job_all_failed(struct relay_job *job, int code, const char *reply)

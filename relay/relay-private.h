@@ -112,6 +112,9 @@ struct smtp_client *smtp_client_start(const struct smtp_client_params *params);
 void smtp_client_free(struct smtp_client **client);
 /* Frees every client on a registry. */
 void smtp_client_free_all(struct smtp_client **registry);
+/* The relay stops: every kept idle connection says QUIT (and frees itself
+ * after the answer). Returns how many did. */
+int smtp_client_quit_idle(struct smtp_client *registry);
 /* Host, address and TLS of the connection that answered ("" when none). */
 const char *smtp_client_host(const struct smtp_client *client);
 const char *smtp_client_ip(const struct smtp_client *client);

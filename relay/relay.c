@@ -333,6 +333,30 @@ static void relay_abandon(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(r->base, NULL);
 }
 
+#define QUIT_WAIT_MS 100
+#define QUIT_WAIT_ROUNDS 10
+
+static void relay_quit_wait(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	if (r->clients == NULL || ++r->quit_waits >= QUIT_WAIT_ROUNDS)
+		event_base_loopexit(r->base, NULL);
+}
+
+void relay_drained(struct relay *r)
+{
+	if (r->quit_ev != NULL)
+		return;
+	if (smtp_client_quit_idle(r->clients) == 0) {
+		event_base_loopexit(r->base, NULL);
+		return;
+	}
+	r->quit_ev = event_new(r->base, -1, EV_PERSIST, relay_quit_wait, r);
+	struct timeval tv = { 0, QUIT_WAIT_MS * 1000 };
+	if (r->quit_ev == NULL || event_add(r->quit_ev, &tv) < 0)
+		event_base_loopexit(r->base, NULL);
+}
+
 static void relay_term(evutil_socket_t fd, short what, void *arg)
 {
 	struct relay *r = arg;
@@ -347,7 +371,7 @@ static void relay_term(evutil_socket_t fd, short what, void *arg)
 	if (r->lock_ev != NULL)
 		event_del(r->lock_ev);
 	if (r->job_count == 0) {
-		event_base_loopexit(r->base, NULL);
+		relay_drained(r);
 		return;
 	}
 	r->drain_ev = evtimer_new(r->base, relay_abandon, r);
@@ -507,7 +531,7 @@ int relay_main(const struct config *cfg, struct services *services)
 		free(d);
 	}
 	relay_dns_free(&r.dns);
-	struct event *evs[] = { r.notify_ev, r.timer_ev, r.scan_ev, r.term_ev, r.drain_ev,
+	struct event *evs[] = { r.notify_ev, r.timer_ev, r.scan_ev, r.term_ev, r.drain_ev, r.quit_ev,
 				r.lock_ev, r.finished_ev };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (evs[i] != NULL)

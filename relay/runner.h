@@ -55,6 +55,8 @@ struct relay {
 	char smarthost[256];
 	int smarthost_port;
 	struct event *notify_ev, *timer_ev, *scan_ev, *term_ev, *drain_ev, *lock_ev;
+	struct event *quit_ev;         /* waits for the QUITs of relay_drained() */
+	int quit_waits;
 	struct relay_msg *msgs;
 	struct relay_job *jobs;
 	int job_count;
@@ -95,6 +97,9 @@ void relay_send_dsn(struct relay *r, const struct queue_entry *e, const bool *wh
 void relay_finished(struct relay *r, const struct queue_entry *e);
 /* An attempt ended: start messages the limits held back. */
 void relay_attempt_ended(struct relay *r);
+/* Draining is over (no job left): kept connections say QUIT, then the
+ * loop ends (after their answers, at most a second). */
+void relay_drained(struct relay *r);
 void relay_wake_at(struct relay *r, time_t t);
 /* A copy of an entry (its strings too). */
 int relay_entry_dup(const struct queue_entry *src, struct queue_entry *dst);

@@ -221,6 +221,20 @@ void smtp_client_free_all(struct smtp_client **registry)
 	}
 }
 
+int smtp_client_quit_idle(struct smtp_client *registry)
+{
+	int n = 0;
+	for (struct smtp_client *c = registry; c != NULL; c = c->reg_next) {
+		if (c->state != CS_IDLE || c->bev == NULL)
+			continue;
+		c->state = CS_QUIT;     /* as on the idle timeout: no entry to log */
+		client_send(c, "QUIT");
+		client_timeout(c, TIMEOUT_QUIT, TIMEOUT_QUIT);
+		n++;
+	}
+	return n;
+}
+
 /* Stops every callback now and frees from the loop afterwards, so that
  * code still running on this client's stack stays safe (it checks bev). */
 static void client_destroy_later(struct smtp_client *c)

@@ -808,11 +808,17 @@ class PeerSink(Sink):
     def __init__(self):
         super().__init__()
         self.peers = []
+        self.quits = []
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
             self.peers.append(session.peer)
         return await Sink.handle_DATA(self, server, session, envelope)
+
+    async def handle_QUIT(self, server, session, envelope):
+        with self.lock:
+            self.quits.append(session.peer)
+        return "221 Bye"
 
 
 def test_connection_reused_for_the_next_message(server_factory, dns):
@@ -829,8 +835,11 @@ def test_connection_reused_for_the_next_message(server_factory, dns):
             wait_for(lambda: len(sink.messages) == i + 1, what="message %d" % i)
         assert subjects_received(sink, "reuse") == ["reuse %d" % i for i in range(4)]
         assert len(set(sink.peers)) == 1, sink.peers
-        wait_queue_empty(srv)
+        # stopped while the connection is kept (2 s): the relay says QUIT
+        assert srv.stop() == 0
+        assert sink.quits == sink.peers[:1]
         assert "status=deferred" not in srv.read_log()
+        assert queue_ids(srv) == []
     finally:
         ctl.stop()
 
