@@ -56,7 +56,7 @@ static void collect_uid(void *ctx, uint32_t uid, const struct msg_rec *rec, cons
 /* Every change to a mailbox's messages takes a MODSEQ, so two views read
  * at the same (id, UIDVALIDITY, HIGHESTMODSEQ) hold the same UIDs: a
  * SELECT of a mailbox another session of this process has open copies its
- * list instead of walking the index (100,000 messages: ~10 ms saved). */
+ * list instead of walking every message of the index. */
 static bool view_snapshot_get(struct store_mailbox *mbox)
 {
 	struct store_account *acct = mbox->acct;
