@@ -1067,24 +1067,10 @@ static void pending_done(void *ctx, void *arg)
 	cb(cb_ctx, result, challenge);
 }
 
-static void pending_run(struct auth_session *s, struct offload *o, struct auth_pending *p)
-{
-	if (s->job != NULL) {   /* the protocol waits for each call: not reached */
-		offload_cancel(s->job);
-		s->job = NULL;
-	}
-	if (o != NULL && p->check != NULL) {
-		s->job = offload_submit(o, pending_work, pending_done, pending_free, p, s);
-		return;
-	}
-	/* nothing to hash ahead (or no threads): the call now */
-	check_free(p->check);
-	p->check = NULL;
-	pending_done(s, p);
-}
-
-static struct auth_pending *pending_new(enum pending_kind kind, const char *a, const char *b,
-					auth_done_fn *cb, void *ctx)
+/* Hashes the call's password in one of o's threads when it checks one,
+ * else makes the call now. */
+static void pending_run(struct auth_session *s, struct offload *o, enum pending_kind kind,
+			const char *a, const char *b, auth_done_fn *cb, void *ctx)
 {
 	struct auth_pending *p = xcalloc(1, sizeof(*p));
 	p->kind = kind;
@@ -1092,32 +1078,45 @@ static struct auth_pending *pending_new(enum pending_kind kind, const char *a, c
 	p->args[1] = b != NULL ? xstrdup(b) : NULL;
 	p->cb = cb;
 	p->ctx = ctx;
-	return p;
+	if (s->job != NULL) {   /* the protocol waits for each call: not reached */
+		offload_cancel(s->job);
+		s->job = NULL;
+	}
+	if (o != NULL) {
+		switch (kind) {
+		case PENDING_LOGIN:
+			p->check = check_for_login(s, a, b);
+			break;
+		case PENDING_START:
+			p->check = check_for_start(s, a, b);
+			break;
+		case PENDING_STEP:
+			p->check = check_for_step(s, a);
+			break;
+		}
+	}
+	if (p->check != NULL) {
+		s->job = offload_submit(o, pending_work, pending_done, pending_free, p, s);
+		return;
+	}
+	/* nothing to hash ahead (or no threads): the call now */
+	pending_done(s, p);
 }
 
 void auth_login_async(struct auth_session *s, struct offload *o, const char *user,
 		      const char *password, auth_done_fn *cb, void *ctx)
 {
-	struct auth_pending *p = pending_new(PENDING_LOGIN, user, password, cb, ctx);
-	if (o != NULL)
-		p->check = check_for_login(s, user, password);
-	pending_run(s, o, p);
+	pending_run(s, o, PENDING_LOGIN, user, password, cb, ctx);
 }
 
 void auth_start_async(struct auth_session *s, struct offload *o, const char *mech,
 		      const char *initial_b64, auth_done_fn *cb, void *ctx)
 {
-	struct auth_pending *p = pending_new(PENDING_START, mech, initial_b64, cb, ctx);
-	if (o != NULL)
-		p->check = check_for_start(s, mech, initial_b64);
-	pending_run(s, o, p);
+	pending_run(s, o, PENDING_START, mech, initial_b64, cb, ctx);
 }
 
 void auth_step_async(struct auth_session *s, struct offload *o, const char *response_b64,
 		     auth_done_fn *cb, void *ctx)
 {
-	struct auth_pending *p = pending_new(PENDING_STEP, response_b64, NULL, cb, ctx);
-	if (o != NULL)
-		p->check = check_for_step(s, response_b64);
-	pending_run(s, o, p);
+	pending_run(s, o, PENDING_STEP, response_b64, NULL, cb, ctx);
 }
