@@ -5,7 +5,7 @@
  * (records are re-read at each scan; flush and inject wake it up). */
 #include "cli/cli.h"
 #include "auth/auth.h"
-#include "relay/queue.h"
+#include "queue/queue.h"
 #include "relay/relay.h"
 
 #include <errno.h>

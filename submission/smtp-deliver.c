@@ -4,7 +4,7 @@
 #include "submission/smtp-private.h"
 #include "auth/auth.h"
 #include "core/ratelimit.h"
-#include "relay/queue.h"
+#include "queue/queue.h"
 #include "store/store.h"
 
 #include <errno.h>

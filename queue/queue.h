@@ -1,7 +1,7 @@
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
 
-/* The outbound queue (relay/): one spool file per message in
+/* The outbound queue (queue/): one spool file per message in
  * DATA/queue/ID plus one record in DATA/queue.lmdb holding the envelope,
  * the DSN parameters and each recipient's state. Submission writes it
  * (queue_writer_*: spool written and fsynced, renamed, directory fsynced,

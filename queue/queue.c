@@ -1,4 +1,4 @@
-#include "relay/queue.h"
+#include "queue/queue.h"
 #include "core/core.h"
 #include "core/lmdb-env.h"
 
