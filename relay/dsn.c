@@ -6,6 +6,7 @@
  * never sent for a message that came from the null sender. */
 #include "relay/relay-private.h"
 #include "auth/auth.h"
+#include "mail/mail.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,15 +50,8 @@ bool dsn_wanted(const struct queue_rcpt *r, enum dsn_action action)
 
 static void put_date(struct buf *b, time_t t)
 {
-	struct tm tm;
-	char text[64];
-	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	gmtime_r(&t, &tm);
-	snprintf(text, sizeof(text), "%s, %d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-		 tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-		 tm.tm_sec);
+	char text[MAIL_DATE_MAX];
+	mail_date_format(t, text, sizeof(text));
 	buf_append_str(b, text);
 }
 

@@ -199,7 +199,6 @@ static void test_parse_rcpt(void)
 static void test_xtext(void)
 {
 	struct pool *pool = pool_new(256);
-	TEST_ASSERT_STR(smtp_xtext_encode("a+b=c d", pool), "a+2Bb+3Dc+20d");
 	TEST_ASSERT_STR(smtp_xtext_decode("a+2Bb+3Dc+20d", pool), "a+b=c d");
 	TEST_ASSERT(smtp_xtext_decode("a+2", pool) == NULL);
 	TEST_ASSERT(smtp_xtext_decode("a+00", pool) == NULL);
