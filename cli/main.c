@@ -14,7 +14,7 @@ static const char usage_text[] =
 	"  user    add ADDRESS | del ADDRESS | passwd ADDRESS | list [DOMAIN]\n"
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
-	"  deliver [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
+	"  deliver [-f SENDER] [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
 	"  version\n"
 	"\n"
 	"The configuration file is -c FILE, else $POSTERN_CONFIG, else "
