@@ -20,6 +20,8 @@
 enum fetch_kind {
 	FETCH_FLAGS, FETCH_UID, FETCH_INTERNALDATE, FETCH_SIZE, FETCH_ENVELOPE,
 	FETCH_BODY, FETCH_BODYSTRUCTURE, FETCH_SECTION, FETCH_MODSEQ,
+	FETCH_SAVEDATE,                      /* RFC 8514 */
+	FETCH_EMAILID, FETCH_THREADID,       /* RFC 8474 */
 };
 
 enum section_kind {
@@ -230,6 +232,8 @@ static int parse_item(struct pool *pool, const char *atom, struct fetch_item *it
 		{ "INTERNALDATE", FETCH_INTERNALDATE }, { "RFC822.SIZE", FETCH_SIZE },
 		{ "ENVELOPE", FETCH_ENVELOPE }, { "BODY", FETCH_BODY },
 		{ "BODYSTRUCTURE", FETCH_BODYSTRUCTURE }, { "MODSEQ", FETCH_MODSEQ },
+		{ "SAVEDATE", FETCH_SAVEDATE }, { "EMAILID", FETCH_EMAILID },
+		{ "THREADID", FETCH_THREADID },
 	};
 	memset(it, 0, sizeof(*it));
 	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
@@ -319,13 +323,13 @@ static void text_flush(struct fetch_ctx *ctx, size_t *from)
 	*from = ctx->text.len;
 }
 
-static void append_internaldate(struct buf *b, time_t t)
+static void append_date(struct buf *b, const char *label, time_t t)
 {
 	static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 	struct tm tm;
 	gmtime_r(&t, &tm);
-	buf_printf(b, "INTERNALDATE \"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
+	buf_printf(b, "%s \"%02d-%s-%04d %02d:%02d:%02d +0000\"", label, tm.tm_mday,
 		   months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
@@ -432,7 +436,21 @@ static void item_simple(struct imap_session *s, struct fetch_ctx *ctx,
 		buf_printf(b, "UID %u", msg->uid);
 		break;
 	case FETCH_INTERNALDATE:
-		append_internaldate(b, msg->internaldate);
+		append_date(b, "INTERNALDATE", msg->internaldate);
+		break;
+	case FETCH_SAVEDATE:
+		/* a record from before the save date was kept: its arrival */
+		append_date(b, "SAVEDATE", msg->savedate != 0 ? msg->savedate : msg->internaldate);
+		break;
+	case FETCH_EMAILID:
+		buf_append_str(b, "EMAILID (");
+		imap_append_emailid(b, store_msg_emailid(s->mbox, msg));
+		buf_append_char(b, ')');
+		break;
+	case FETCH_THREADID:
+		buf_append_str(b, "THREADID (");
+		imap_append_threadid(b, imap_threadid(cache, store_msg_emailid(s->mbox, msg)));
+		buf_append_char(b, ')');
 		break;
 	case FETCH_SIZE:
 		buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)msg->crlf_size);
@@ -816,7 +834,7 @@ static bool fetch_needs_cache(const struct fetch_ctx *ctx)
 	for (size_t i = 0; i < ctx->item_count; i++) {
 		const struct fetch_item *it = &ctx->items[i];
 		if (it->kind == FETCH_ENVELOPE || it->kind == FETCH_BODY ||
-		    it->kind == FETCH_BODYSTRUCTURE ||
+		    it->kind == FETCH_BODYSTRUCTURE || it->kind == FETCH_THREADID ||
 		    (it->kind == FETCH_SECTION && (it->sec != SEC_FULL || it->part[0] != '\0')))
 			return true;
 	}

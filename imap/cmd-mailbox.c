@@ -393,6 +393,9 @@ void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
 		   st.uidvalidity, st.uidnext);
 	buf_printf(&b, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
 		   (unsigned long long)st.highestmodseq);
+	buf_append_str(&b, "* OK [MAILBOXID (");
+	imap_append_mailboxid(&b, st.uidvalidity);
+	buf_append_str(&b, ")] Ok\r\n");
 	if (qresync != NULL && select_qresync(s, cmd, qresync, st.uidvalidity, &b) < 0) {
 		buf_free(&b);
 		buf_free(&kw);
@@ -466,7 +469,16 @@ void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	int ret = store_mailbox_create(s->account, name, use, &error);
-	store_reply(s, cmd, ret, error);
+	struct store_status st;
+	if (ret < 0 || store_mailbox_status(s->account, name, &st, &error) < 0) {
+		store_reply(s, cmd, ret, error);
+		return;
+	}
+	/* RFC 8474 4.1 */
+	struct buf b = BUF_INIT;
+	imap_append_mailboxid(&b, st.uidvalidity);
+	imap_ok(s, cmd->tag, "[MAILBOXID (%s)] CREATE completed", buf_str(&b));
+	buf_free(&b);
 }
 
 void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
@@ -546,7 +558,11 @@ int imap_status_items(const struct imap_arg *items, const struct store_status *s
 			buf_printf(b, "SIZE %llu", (unsigned long long)st->size);
 		else if (ascii_strcasecmp(item, "HIGHESTMODSEQ") == 0)
 			buf_printf(b, "HIGHESTMODSEQ %llu", (unsigned long long)st->highestmodseq);
-		else
+		else if (ascii_strcasecmp(item, "MAILBOXID") == 0) {
+			buf_append_str(b, "MAILBOXID (");
+			imap_append_mailboxid(b, st->uidvalidity);
+			buf_append_char(b, ')');
+		} else
 			return -1;
 	}
 	buf_append_char(b, ')');

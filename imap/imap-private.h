@@ -19,6 +19,7 @@ struct store_mailbox;
 struct store_uidset;
 struct store_status;
 struct store_delivery;
+struct store_cache;
 struct event;
 
 /* Limits (STYLE.md: smaller before login). */
@@ -233,6 +234,15 @@ void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte);
  * depends on input not seen yet unless last; returns the bytes written. */
 size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool last,
 			char *out);
+
+/* imap-objectid.c: OBJECTID (RFC 8474) */
+void imap_append_mailboxid(struct buf *b, uint32_t uidvalidity);
+void imap_append_emailid(struct buf *b, uint64_t emailid);
+void imap_append_threadid(struct buf *b, uint64_t threadid);
+uint64_t imap_threadid(const struct store_cache *cache, uint64_t emailid);
+/* One of our ids ("M..." with prefix 'M') back to its number. */
+bool imap_objectid_parse(const char *text, char prefix, uint64_t *value_r);
+bool imap_objectid_valid(const char *text);
 
 /* cmd-idle.c */
 imap_cmd_fn imap_cmd_idle;

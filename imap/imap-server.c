@@ -69,6 +69,8 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 	buf_append_str(b, " IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
 		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY");
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
+	/* issue 17 part 2 */
+	buf_append_str(b, " SAVEDATE OBJECTID");
 }
 
 void imap_command_updates(struct imap_session *s)

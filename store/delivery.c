@@ -176,6 +176,7 @@ static int deliver_many(struct store_account *acct, const char *name,
 		rec->size = it->d->msg.size;
 		rec->crlf_size = it->d->msg.crlf_size;
 		rec->internaldate = it->internaldate != 0 ? it->internaldate : time(NULL);
+		rec->savedate = (uint32_t)time(NULL);
 		bases[i] = maildir_new_base(acct->store, rec->size, rec->crlf_size);
 		buf_init(&paths[i]);
 		maildir_msg_path(&paths[i], dir, rec, bases[i]);

@@ -175,6 +175,7 @@ int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name
 	int ret = mdb_del(txn, acct->db_msg, &k, NULL);
 	if (ret == 0) {
 		mdb_del(txn, acct->db_cache, &k, NULL);
+		mdb_del(txn, acct->db_emailid, &k, NULL);
 		ret = mdb_put(txn, acct->db_expunged, &k, &v, 0);
 	}
 	if (ret != 0)
@@ -267,4 +268,28 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 		free(dir);
 	}
 	return (int)i;
+}
+
+uint64_t index_emailid_of_base(const char *base)
+{
+	/* FNV-1a, 64 bits: the base names are unique in the account, and a
+	 * clash needs 2^32 of them */
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	for (const unsigned char *p = (const unsigned char *)base; *p != '\0' && *p != ':'; p++) {
+		h ^= *p;
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+uint64_t index_emailid(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
+		       const char *base)
+{
+	uint64_t key = msg_key(id, uid), value;
+	MDB_val k = { sizeof(key), &key }, v;
+	if (mdb_get(txn, acct->db_emailid, &k, &v) == 0 && v.mv_size == sizeof(value)) {
+		memcpy(&value, v.mv_data, sizeof(value));
+		return value;
+	}
+	return index_emailid_of_base(base);
 }

@@ -54,6 +54,7 @@ struct store_account {
 	MDB_dbi db_kw;          /* u64 (id<<32|index) -> keyword name */
 	MDB_dbi db_meta;        /* string -> u64 */
 	MDB_dbi db_subs;        /* name -> "" */
+	MDB_dbi db_emailid;     /* u64 (id<<32|uid) -> u64 EMAILID of a copy */
 	bool map_full;            /* a write since the last reset hit MDB_MAP_FULL */
 	int watch_wd[3];          /* inotify watches: notify file, new/, cur/ */
 	uint64_t changes;
@@ -123,7 +124,9 @@ struct own_change {
 
 struct msg_rec {
 	uint32_t flags;          /* STORE_FLAG_* | MSG_IN_NEW */
-	uint32_t pad;
+	uint32_t savedate;       /* when saved into this mailbox (SAVEDATE,
+				    RFC 8514), seconds; 0 = unknown (records
+				    older than the field) */
 	uint64_t keywords;
 	uint64_t modseq;
 	uint64_t size;
@@ -266,6 +269,14 @@ int cache_index_file(struct store_account *acct, MDB_txn *txn, uint32_t id, uint
 		     time_t *date_r);
 int cache_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
 	      const struct buf *blob);
+
+/* The EMAILID (RFC 8474) a message has by itself: a hash of its base
+ * file name, which never changes and survives an index rebuild. A COPY or
+ * MOVE gets a new file name, so the copy's record in db_emailid keeps the
+ * original's. */
+uint64_t index_emailid_of_base(const char *base);
+uint64_t index_emailid(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
+		       const char *base);
 
 /* mailbox.c */
 void mailbox_fill_status(struct store_account *acct, MDB_txn *txn,

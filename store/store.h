@@ -333,12 +333,18 @@ struct store_msg {
 	uint64_t size;             /* bytes of the file */
 	uint64_t crlf_size;        /* RFC822.SIZE (every line end counted as CRLF) */
 	time_t internaldate;
+	time_t savedate;           /* saved into this mailbox (RFC 8514); 0 = unknown */
 	const char *path;          /* the file's path now (may move on flag change) */
 };
 /* Looks up one message; STORE_ERR_NOTFOUND when it is not in the index
  * (expunged meanwhile). */
 int store_msg_get(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
 		  const char **error_r);
+/* The message's EMAILID (RFC 8474) as a number: stable for the life of
+ * the message, kept by COPY and MOVE, the same after an index rebuild
+ * for every message that was not copied. msg from store_msg_get() or
+ * store_iter_next() (not usable inside an iteration: a store call). */
+uint64_t store_msg_emailid(struct store_mailbox *mbox, const struct store_msg *msg);
 /* Name of keyword index i in this mailbox, NULL when unused. */
 const char *store_mailbox_keyword(struct store_mailbox *mbox, unsigned int i);
 
