@@ -235,6 +235,9 @@ void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte);
 size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool last,
 			char *out);
 
+/* cmd-compress.c */
+imap_cmd_fn imap_cmd_compress;
+
 /* imap-objectid.c: OBJECTID (RFC 8474) */
 void imap_append_mailboxid(struct buf *b, uint32_t uidvalidity);
 void imap_append_emailid(struct buf *b, uint64_t emailid);

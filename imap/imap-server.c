@@ -71,6 +71,8 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 	/* issue 17 part 2 */
 	buf_append_str(b, " SAVEDATE OBJECTID");
+	if (!conn_is_compressed(s->conn))
+		buf_append_str(b, " COMPRESS=DEFLATE");
 }
 
 void imap_command_updates(struct imap_session *s)
@@ -286,6 +288,7 @@ static const struct imap_command imap_commands[] = {
 	{ "EXPUNGE", imap_cmd_expunge, CMD_SELECTED | CMD_UID },
 	{ "COPY", imap_cmd_copy, CMD_SELECTED | CMD_UID },
 	{ "MOVE", imap_cmd_move, CMD_SELECTED | CMD_UID },
+	{ "COMPRESS", imap_cmd_compress, CMD_AUTH | CMD_SELECTED },
 };
 
 static const struct imap_command *imap_command_find(const char *name)
@@ -411,8 +414,9 @@ static void imap_reader_event(struct imap_session *s, enum imap_read_status st)
 static void imap_input(void *ctx)
 {
 	struct imap_session *s = ctx;
-	struct evbuffer *in = conn_input(s->conn);
 	while (!conn_is_closing(s->conn) && s->mode != IMAP_INPUT_WAIT) {
+		/* asked each time: COMPRESS changes where input comes from */
+		struct evbuffer *in = conn_input(s->conn);
 		if (s->mode == IMAP_INPUT_SASL || s->mode == IMAP_INPUT_IDLE) {
 			enum lr_status st = linereader_next(&s->reader.lr, in);
 			if (st == LR_NEED_MORE)
