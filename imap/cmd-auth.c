@@ -28,6 +28,8 @@ static void imap_sync_quota(struct imap_session *s, const char *user)
 	const char *error;
 	if (auth_user_lookup(s->services->auth, user, &info) != 1)
 		return;
+	if (store_account_set_message_quota(s->account, info.quota_messages, &error) < 0)
+		log_warn("event=quota-set-failed error=\"%s\"", error);
 	if (store_account_get_quota(s->account, &used, &limit, &error) < 0 || limit == info.quota)
 		return;
 	if (store_account_set_quota(s->account, info.quota, &error) < 0)

@@ -533,7 +533,8 @@ void imap_cmd_unsubscribe(struct imap_session *s, struct imap_cmd *cmd)
 }
 
 /* STATUS items into b as "(MESSAGES 3 ...)"; -1 for an unknown item. */
-int imap_status_items(const struct imap_arg *items, const struct store_status *st, struct buf *b)
+int imap_status_items(struct imap_session *s, const char *name, const struct imap_arg *items,
+		      const struct store_status *st, struct buf *b)
 {
 	buf_append_char(b, '(');
 	for (size_t i = 0; i < items->count; i++) {
@@ -558,7 +559,14 @@ int imap_status_items(const struct imap_arg *items, const struct store_status *s
 			buf_printf(b, "SIZE %llu", (unsigned long long)st->size);
 		else if (ascii_strcasecmp(item, "HIGHESTMODSEQ") == 0)
 			buf_printf(b, "HIGHESTMODSEQ %llu", (unsigned long long)st->highestmodseq);
-		else if (ascii_strcasecmp(item, "MAILBOXID") == 0) {
+		else if (ascii_strcasecmp(item, "DELETED-STORAGE") == 0) {
+			/* RFC 9208 4.2.2: in units of 1024 octets, like STORAGE */
+			uint64_t bytes = 0;
+			const char *error;
+			if (store_mailbox_deleted_size(s->account, name, &bytes, &error) < 0)
+				log_warn("event=deleted-size-failed error=\"%s\"", error);
+			buf_printf(b, "DELETED-STORAGE %llu", (unsigned long long)((bytes + 1023) / 1024));
+		} else if (ascii_strcasecmp(item, "MAILBOXID") == 0) {
 			buf_append_str(b, "MAILBOXID (");
 			imap_append_mailboxid(b, st->uidvalidity);
 			buf_append_char(b, ')');
@@ -588,7 +596,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 	buf_append_str(&b, "* STATUS ");
 	imap_append_mailbox(s, &b, name);
 	buf_append_char(&b, ' ');
-	if (imap_status_items(&cmd->args[1], &st, &b) < 0) {
+	if (imap_status_items(s, name, &cmd->args[1], &st, &b) < 0) {
 		buf_free(&b);
 		imap_bad(s, cmd->tag, "Invalid status item");
 		return;

@@ -179,8 +179,8 @@ void imap_append_fetch_flags(struct imap_session *s, struct buf *b, uint32_t uid
 /* Flags this session tells the client itself (the next sync does not
  * repeat them). */
 void imap_own_flags_remember(struct imap_session *s, const struct store_msg *msg);
-int imap_status_items(const struct imap_arg *items, const struct store_status *st,
-		      struct buf *b);
+int imap_status_items(struct imap_session *s, const char *name, const struct imap_arg *items,
+		      const struct store_status *st, struct buf *b);
 
 /* cmd-list.c */
 imap_cmd_fn imap_cmd_list, imap_cmd_lsub;
@@ -234,6 +234,9 @@ void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte);
  * depends on input not seen yet unless last; returns the bytes written. */
 size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool last,
 			char *out);
+
+/* cmd-quota.c */
+imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
 
 /* cmd-compress.c */
 imap_cmd_fn imap_cmd_compress;

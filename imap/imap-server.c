@@ -70,7 +70,7 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY");
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 	/* issue 17 part 2 */
-	buf_append_str(b, " SAVEDATE OBJECTID");
+	buf_append_str(b, " SAVEDATE OBJECTID QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
 	if (!conn_is_compressed(s->conn))
 		buf_append_str(b, " COMPRESS=DEFLATE");
 }
@@ -289,6 +289,9 @@ static const struct imap_command imap_commands[] = {
 	{ "COPY", imap_cmd_copy, CMD_SELECTED | CMD_UID },
 	{ "MOVE", imap_cmd_move, CMD_SELECTED | CMD_UID },
 	{ "COMPRESS", imap_cmd_compress, CMD_AUTH | CMD_SELECTED },
+	{ "GETQUOTAROOT", imap_cmd_getquotaroot, CMD_AUTH | CMD_SELECTED },
+	{ "GETQUOTA", imap_cmd_getquota, CMD_AUTH | CMD_SELECTED },
+	{ "SETQUOTA", imap_cmd_setquota, CMD_AUTH | CMD_SELECTED },
 };
 
 static const struct imap_command *imap_command_find(const char *name)

@@ -264,9 +264,7 @@ int store_msg_copy(struct store_mailbox *mbox, const struct store_uidset *set,
 	uint64_t total = 0;
 	for (size_t i = 0; i < count; i++)
 		total += msgs[i].rec.size;
-	uint64_t limit = index_meta_get(mbox->acct, txn, "quota_limit");
-	if (!move && limit != 0 &&
-	    index_meta_get(mbox->acct, txn, "quota_used") + total > limit) {
+	if (!move && !index_quota_allows(mbox->acct, txn, total, count)) {
 		mdb_txn_abort(txn);
 		free_found(msgs, count);
 		free(dname);

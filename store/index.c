@@ -293,3 +293,31 @@ uint64_t index_emailid(struct store_account *acct, MDB_txn *txn, uint32_t id, ui
 	}
 	return index_emailid_of_base(base);
 }
+
+uint64_t index_message_count(struct store_account *acct, MDB_txn *txn)
+{
+	/* one record per mailbox: a short walk */
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t total = 0;
+	if (mdb_cursor_open(txn, acct->db_mbox, &cur) != 0)
+		return 0;
+	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		struct mbox_rec rec;
+		memset(&rec, 0, sizeof(rec));
+		memcpy(&rec, v.mv_data, v.mv_size < sizeof(rec) ? v.mv_size : sizeof(rec));
+		total += rec.messages;
+	}
+	mdb_cursor_close(cur);
+	return total;
+}
+
+bool index_quota_allows(struct store_account *acct, MDB_txn *txn, uint64_t bytes,
+			uint64_t messages)
+{
+	uint64_t limit = index_meta_get(acct, txn, "quota_limit");
+	if (limit != 0 && index_meta_get(acct, txn, "quota_used") + bytes > limit)
+		return false;
+	uint64_t msg_limit = index_meta_get(acct, txn, "quota_msg_limit");
+	return msg_limit == 0 || index_message_count(acct, txn) + messages <= msg_limit;
+}

@@ -202,6 +202,11 @@ bool index_id_next(MDB_cursor *cur, uint32_t id, uint32_t from, bool *started,
 		   uint32_t *sub_r, MDB_val *val_r);
 uint32_t index_new_uidvalidity(struct store_account *acct, MDB_txn *txn);
 int index_quota_add(struct store_account *acct, MDB_txn *txn, int64_t delta);
+/* Messages in the account (every mailbox). */
+uint64_t index_message_count(struct store_account *acct, MDB_txn *txn);
+/* Whether bytes and messages more stay within the account's limits. */
+bool index_quota_allows(struct store_account *acct, MDB_txn *txn, uint64_t bytes,
+			uint64_t messages);
 void index_notify(struct store_account *acct);
 /* Keyword name -> index in the mailbox, allocating (create) if needed;
  * -1 when absent (or full). */

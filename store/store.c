@@ -494,6 +494,32 @@ int store_account_get_quota(struct store_account *acct, uint64_t *used_r, uint64
 	return 0;
 }
 
+int store_account_set_message_quota(struct store_account *acct, uint64_t limit,
+				    const char **error_r)
+{
+	MDB_txn *txn;
+	if (index_txn_begin(acct, true, &txn, error_r) < 0)
+		return STORE_ERR_INTERNAL;
+	if (index_meta_get(acct, txn, "quota_msg_limit") == limit) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	index_meta_put(acct, txn, "quota_msg_limit", limit);
+	return index_txn_commit(acct, txn, error_r);
+}
+
+int store_account_get_usage(struct store_account *acct, uint64_t *bytes_r,
+			    uint64_t *messages_r, const char **error_r)
+{
+	MDB_txn *txn;
+	if (index_txn_begin(acct, false, &txn, error_r) < 0)
+		return STORE_ERR_INTERNAL;
+	*bytes_r = index_meta_get(acct, txn, "quota_used");
+	*messages_r = index_message_count(acct, txn);
+	mdb_txn_abort(txn);
+	return 0;
+}
+
 int store_reader_check(struct store *store)
 {
 	int total = 0;

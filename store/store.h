@@ -129,6 +129,13 @@ int store_account_set_quota(struct store_account *acct, uint64_t limit,
 			    const char **error_r);
 int store_account_get_quota(struct store_account *acct, uint64_t *used_r,
 			    uint64_t *limit_r, const char **error_r);
+/* The limit on the number of messages in the account (0 = unlimited):
+ * delivery, APPEND and COPY beyond it fail with STORE_ERR_OVERQUOTA. */
+int store_account_set_message_quota(struct store_account *acct, uint64_t limit,
+				    const char **error_r);
+/* What the quotas count: file bytes and messages of the whole account. */
+int store_account_get_usage(struct store_account *acct, uint64_t *bytes_r,
+			    uint64_t *messages_r, const char **error_r);
 
 /* Change notification: one fd per process (one inotify instance however
  * many accounts are watched; the per-user instance limit is small).
@@ -266,6 +273,10 @@ struct store_status {
 	uint64_t highestmodseq;
 	uint32_t special_use;
 };
+/* The file bytes of the mailbox's \\Deleted messages (what an EXPUNGE
+ * gives back: STATUS DELETED-STORAGE). */
+int store_mailbox_deleted_size(struct store_account *acct, const char *name,
+			       uint64_t *bytes_r, const char **error_r);
 /* Heals the mailbox from disk first when its directories changed. */
 int store_mailbox_status(struct store_account *acct, const char *name,
 			 struct store_status *status_r, const char **error_r);
