@@ -238,6 +238,12 @@ size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool
 /* cmd-quota.c */
 imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
 
+/* cmd-metadata.c */
+imap_cmd_fn imap_cmd_getmetadata, imap_cmd_setmetadata;
+/* Tells the sessions that asked (NOTIFY) that the entries of mailbox (NULL:
+ * the server) changed. */
+void imap_notify_metadata(struct imap_session *s, const char *mailbox);
+
 /* cmd-compress.c */
 imap_cmd_fn imap_cmd_compress;
 

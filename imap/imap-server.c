@@ -70,7 +70,8 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY");
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 	/* issue 17 part 2 */
-	buf_append_str(b, " SAVEDATE OBJECTID QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE");
+	buf_append_str(b, " SAVEDATE OBJECTID QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"
+		       " METADATA METADATA-SERVER");
 	if (!conn_is_compressed(s->conn))
 		buf_append_str(b, " COMPRESS=DEFLATE");
 }
@@ -292,6 +293,8 @@ static const struct imap_command imap_commands[] = {
 	{ "GETQUOTAROOT", imap_cmd_getquotaroot, CMD_AUTH | CMD_SELECTED },
 	{ "GETQUOTA", imap_cmd_getquota, CMD_AUTH | CMD_SELECTED },
 	{ "SETQUOTA", imap_cmd_setquota, CMD_AUTH | CMD_SELECTED },
+	{ "GETMETADATA", imap_cmd_getmetadata, CMD_AUTH | CMD_SELECTED },
+	{ "SETMETADATA", imap_cmd_setmetadata, CMD_AUTH | CMD_SELECTED },
 };
 
 static const struct imap_command *imap_command_find(const char *name)

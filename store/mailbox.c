@@ -109,6 +109,7 @@ int store_mailbox_delete(struct store_account *acct, const char *name, const cha
 	delete_id_range(txn, acct->db_expunged, rec.id, NULL);
 	delete_id_range(txn, acct->db_kw, rec.id, NULL);
 	delete_id_range(txn, acct->db_emailid, rec.id, NULL);
+	metadata_delete_owner(acct, txn, rec.id);
 	index_quota_add(acct, txn, -(int64_t)freed);
 	MDB_val k = { strlen(canon), canon };
 	mdb_del(txn, acct->db_mbox, &k, NULL);

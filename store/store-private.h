@@ -55,6 +55,7 @@ struct store_account {
 	MDB_dbi db_meta;        /* string -> u64 */
 	MDB_dbi db_subs;        /* name -> "" */
 	MDB_dbi db_emailid;     /* u64 (id<<32|uid) -> u64 EMAILID of a copy */
+	MDB_dbi db_metadata;    /* be32 mailbox id (0 = server) + entry -> value */
 	bool map_full;            /* a write since the last reset hit MDB_MAP_FULL */
 	int watch_wd[3];          /* inotify watches: notify file, new/, cur/ */
 	uint64_t changes;
@@ -282,6 +283,9 @@ int cache_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t ui
 uint64_t index_emailid_of_base(const char *base);
 uint64_t index_emailid(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
 		       const char *base);
+
+/* metadata.c: drops every METADATA entry of a mailbox (its DELETE). */
+void metadata_delete_owner(struct store_account *acct, MDB_txn *txn, uint32_t id);
 
 /* mailbox.c */
 void mailbox_fill_status(struct store_account *acct, MDB_txn *txn,

@@ -267,6 +267,7 @@ static int env_open_dbs(struct store_account *acct, const char **error_r)
 	ret = ret ? ret : mdb_dbi_open(txn, "subs", MDB_CREATE, &acct->db_subs);
 	ret = ret ? ret : mdb_dbi_open(txn, "emailid", MDB_CREATE | MDB_INTEGERKEY,
 				       &acct->db_emailid);
+	ret = ret ? ret : mdb_dbi_open(txn, "metadata", MDB_CREATE, &acct->db_metadata);
 	if (ret != 0) {
 		mdb_txn_abort(txn);
 		return acct_fail(acct, error_r, STORE_ERR_NOTPOSSIBLE, "mdb_dbi_open: %s",

@@ -281,6 +281,32 @@ int store_mailbox_deleted_size(struct store_account *acct, const char *name,
 int store_mailbox_status(struct store_account *acct, const char *name,
 			 struct store_status *status_r, const char **error_r);
 
+/* ---- METADATA (RFC 5464) ------------------------------------------------ */
+
+/* Entries of a mailbox, or of the server (mailbox NULL: the account's own
+ * server entries). Entry names are stored in lower case. */
+struct store_metadata_entry {
+	char *name;          /* "/private/comment" */
+	char *value;         /* NULL (set only): delete the entry */
+	size_t len;
+};
+struct store_metadata {
+	struct store_metadata_entry *entries;
+	size_t count, cap;
+};
+/* entry itself (when it exists), then with depth 1 its children, with
+ * depth -1 all its descendants; appended to md (init with zeroes).
+ * STORE_ERR_NOTFOUND when the mailbox does not exist. */
+int store_metadata_get(struct store_account *acct, const char *mailbox, const char *entry,
+		       int depth, struct store_metadata *md, const char **error_r);
+/* Sets (value) or deletes (value NULL) every entry in one transaction; when
+ * the owner would hold more than max_entries (0 = no limit), nothing is
+ * changed and the result is STORE_ERR_LIMIT. */
+int store_metadata_set(struct store_account *acct, const char *mailbox,
+		       const struct store_metadata_entry *entries, size_t count,
+		       size_t max_entries, const char **error_r);
+void store_metadata_free(struct store_metadata *md);
+
 /* ---- mailbox views ------------------------------------------------------ */
 
 /* Opens a view (SELECT/EXAMINE/POP3 login): heals from disk, snapshots
