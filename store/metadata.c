@@ -35,6 +35,16 @@ static int meta_owner(struct store_account *acct, MDB_txn *txn, const char *name
 	return 0;
 }
 
+/* A transaction and the owner's id, or an error with nothing open. */
+static int meta_begin(struct store_account *acct, bool write, const char *mailbox,
+		      MDB_txn **txn_r, uint32_t *id_r, const char **error_r)
+{
+	int ret = index_txn_begin(acct, write, txn_r, error_r);
+	if (ret == 0 && (ret = meta_owner(acct, *txn_r, mailbox, id_r, error_r)) < 0)
+		mdb_txn_abort(*txn_r);
+	return ret;
+}
+
 void store_metadata_free(struct store_metadata *md)
 {
 	for (size_t i = 0; i < md->count; i++) {
@@ -74,13 +84,9 @@ int store_metadata_get(struct store_account *acct, const char *mailbox, const ch
 {
 	MDB_txn *txn;
 	uint32_t id;
-	int ret = index_txn_begin(acct, false, &txn, error_r);
+	int ret = meta_begin(acct, false, mailbox, &txn, &id, error_r);
 	if (ret < 0)
 		return ret;
-	if ((ret = meta_owner(acct, txn, mailbox, &id, error_r)) < 0) {
-		mdb_txn_abort(txn);
-		return ret;
-	}
 	struct buf key = BUF_INIT;
 	meta_key(&key, id, entry);
 	size_t prefix_len = key.len;
@@ -136,13 +142,9 @@ int store_metadata_set(struct store_account *acct, const char *mailbox,
 {
 	MDB_txn *txn;
 	uint32_t id;
-	int ret = index_txn_begin(acct, true, &txn, error_r);
+	int ret = meta_begin(acct, true, mailbox, &txn, &id, error_r);
 	if (ret < 0)
 		return ret;
-	if ((ret = meta_owner(acct, txn, mailbox, &id, error_r)) < 0) {
-		mdb_txn_abort(txn);
-		return ret;
-	}
 	struct buf key = BUF_INIT;
 	for (size_t i = 0; i < count && ret == 0; i++) {
 		meta_key(&key, id, entries[i].name);
