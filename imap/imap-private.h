@@ -50,6 +50,7 @@ enum imap_input_mode {
 #define IMAP_ENABLED_CONDSTORE  0x01u
 #define IMAP_ENABLED_QRESYNC    0x02u
 #define IMAP_ENABLED_IMAP4REV2  0x04u   /* RFC 9051 behaviour */
+#define IMAP_ENABLED_UTF8       0x08u   /* UTF8=ACCEPT (RFC 6855) */
 
 struct imap_session {
 	struct conn *conn;
@@ -139,6 +140,8 @@ void imap_command_done(struct imap_session *s);
 /* astring/string/nstring out: quoted when it can be, else a literal. */
 void imap_append_string(struct buf *b, const char *s, size_t len);
 void imap_append_nstring(struct buf *b, const char *s);
+/* The same, quoted also when it holds UTF-8 (valid): UTF8=ACCEPT. */
+void imap_append_utf8_string(struct buf *b, const char *s, size_t len);
 /* A mailbox name from the client (modified UTF-7, "INBOX" any case) as the
  * store's UTF-8; NULL when invalid. Pool-allocated. */
 const char *imap_mailbox_from_client(const struct imap_session *s, struct pool *pool,
@@ -234,6 +237,12 @@ void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte);
  * depends on input not seen yet unless last; returns the bytes written. */
 size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool last,
 			char *out);
+
+/* imap-url.c: CATENATE's URL parts (RFC 4469, RFC 5092) */
+/* Writes the message or section the URL names (in this account) into d;
+ * -1 when the URL is not one of ours or names nothing. */
+int imap_url_append(struct imap_session *s, struct pool *pool, const char *text,
+		    struct store_delivery *d, uint64_t *written_r);
 
 /* cmd-quota.c */
 imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;

@@ -71,7 +71,7 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 	/* issue 17 part 2 */
 	buf_append_str(b, " SAVEDATE OBJECTID QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"
-		       " METADATA METADATA-SERVER");
+		       " METADATA METADATA-SERVER UTF8=ACCEPT CATENATE");
 	if (!conn_is_compressed(s->conn))
 		buf_append_str(b, " COMPRESS=DEFLATE");
 }
@@ -244,12 +244,14 @@ static void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
 		unsigned int bit = ascii_strcasecmp(cap, "CONDSTORE") == 0 ? IMAP_ENABLED_CONDSTORE
 				 : ascii_strcasecmp(cap, "QRESYNC") == 0
 				 ? IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE
-				 : ascii_strcasecmp(cap, "IMAP4rev2") == 0 ? IMAP_ENABLED_IMAP4REV2 : 0;
+				 : ascii_strcasecmp(cap, "IMAP4rev2") == 0 ? IMAP_ENABLED_IMAP4REV2
+				 : ascii_strcasecmp(cap, "UTF8=ACCEPT") == 0 ? IMAP_ENABLED_UTF8 : 0;
 		/* RFC 5161: only what was not enabled before is listed */
 		if (bit != 0 && (s->enabled & bit) != bit) {
 			s->enabled |= bit;
 			buf_printf(&b, " %s", bit & IMAP_ENABLED_QRESYNC ? "QRESYNC"
-					      : bit & IMAP_ENABLED_IMAP4REV2 ? "IMAP4rev2" : "CONDSTORE");
+					      : bit & IMAP_ENABLED_IMAP4REV2 ? "IMAP4rev2"
+					      : bit & IMAP_ENABLED_UTF8 ? "UTF8=ACCEPT" : "CONDSTORE");
 		}
 	}
 	buf_append_str(&b, "\r\n");
