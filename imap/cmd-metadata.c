@@ -226,13 +226,5 @@ void imap_cmd_setmetadata(struct imap_session *s, struct imap_cmd *cmd)
 		imap_store_error(s, cmd->tag, ret, error);
 		return;
 	}
-	imap_notify_metadata(s, mailbox);
 	imap_ok(s, cmd->tag, "SETMETADATA completed");
-}
-
-void imap_notify_metadata(struct imap_session *s, const char *mailbox)
-{
-	/* NOTIFY is not there yet */
-	(void)s;
-	(void)mailbox;
 }

@@ -99,6 +99,9 @@ struct imap_session {
 	bool updates_pending;
 	bool updates_expunge;
 
+	/* NOTIFY (RFC 5465): what the client asked to hear of */
+	struct imap_notify *notify;
+
 	/* a command that finishes later (streaming FETCH) */
 	bool cmd_async;
 	void *cmd_ctx;
@@ -249,9 +252,14 @@ imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
 
 /* cmd-metadata.c */
 imap_cmd_fn imap_cmd_getmetadata, imap_cmd_setmetadata;
-/* Tells the sessions that asked (NOTIFY) that the entries of mailbox (NULL:
- * the server) changed. */
-void imap_notify_metadata(struct imap_session *s, const char *mailbox);
+
+/* cmd-notify.c: NOTIFY (RFC 5465) */
+imap_cmd_fn imap_cmd_notify;
+/* Tells what changed since the last look (a wake-up, or one kept while a
+ * command ran); imap_notify_after_command() when a command ended. */
+void imap_notify_run(struct imap_session *s);
+void imap_notify_after_command(struct imap_session *s);
+void imap_notify_free(struct imap_session *s);
 
 /* cmd-compress.c */
 imap_cmd_fn imap_cmd_compress;

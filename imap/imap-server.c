@@ -71,7 +71,7 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
 	/* issue 17 part 2 */
 	buf_append_str(b, " SAVEDATE OBJECTID QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"
-		       " METADATA METADATA-SERVER UTF8=ACCEPT CATENATE");
+		       " METADATA METADATA-SERVER UTF8=ACCEPT CATENATE NOTIFY");
 	if (!conn_is_compressed(s->conn))
 		buf_append_str(b, " COMPRESS=DEFLATE");
 }
@@ -297,6 +297,7 @@ static const struct imap_command imap_commands[] = {
 	{ "SETQUOTA", imap_cmd_setquota, CMD_AUTH | CMD_SELECTED },
 	{ "GETMETADATA", imap_cmd_getmetadata, CMD_AUTH | CMD_SELECTED },
 	{ "SETMETADATA", imap_cmd_setmetadata, CMD_AUTH | CMD_SELECTED },
+	{ "NOTIFY", imap_cmd_notify, CMD_AUTH | CMD_SELECTED },
 };
 
 static const struct imap_command *imap_command_find(const char *name)
@@ -332,6 +333,7 @@ void imap_command_done(struct imap_session *s)
 		if (!conn_is_closing(s->conn))
 			conn_resume_input(s->conn);
 	}
+	imap_notify_after_command(s);
 }
 
 /* The dispatcher: syntax, command name, UID form and state are checked
@@ -388,6 +390,7 @@ static void imap_command_run(struct imap_session *s, const char *data, size_t le
 	if (!s->cmd_async) {
 		s->updates_pending = false;
 		pool_clear(s->cmd_pool);
+		imap_notify_after_command(s);
 	}
 }
 
@@ -493,6 +496,7 @@ static void imap_free(void *ctx)
 {
 	struct imap_session *s = ctx;
 	imap_idle_stop(s);
+	imap_notify_free(s);
 	imap_fetch_abort(s);
 	imap_append_reset(s);
 	free(s->appends);
