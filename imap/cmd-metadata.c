@@ -12,10 +12,9 @@
 #define METADATA_MAX_ENTRIES 256           /* per mailbox and for the server */
 #define METADATA_MAX_NAME    1024
 
-/* entry: "/private" or "/shared", then "/component"s of printable ASCII,
- * no "*" or "%", no empty component. set: a top-level name alone is not
- * an entry one can set. */
-static bool entry_valid(const char *e, bool set)
+/* "/private" or "/shared", then "/component"s of printable ASCII, no "*"
+ * or "%", no empty component. */
+bool imap_metadata_entry_valid(const char *e, bool set)
 {
 	size_t len = strlen(e);
 	size_t top = ascii_strncasecmp(e, "/private", 8) == 0 ? 8
@@ -120,7 +119,7 @@ void imap_cmd_getmetadata(struct imap_session *s, struct imap_cmd *cmd)
 	size_t name_count = list->type == IMAP_ARG_LIST ? list->count : 1;
 	for (size_t i = 0; i < name_count; i++) {
 		const char *e;
-		if (!imap_arg_astring(&names[i], &e) || !entry_valid(e, false)) {
+		if (!imap_arg_astring(&names[i], &e) || !imap_metadata_entry_valid(e, false)) {
 			imap_bad(s, cmd->tag, "Invalid entry name");
 			return;
 		}
@@ -194,7 +193,7 @@ void imap_cmd_setmetadata(struct imap_session *s, struct imap_cmd *cmd)
 	for (size_t i = 0; i < n; i++) {
 		const struct imap_arg *name = &list->items[2 * i], *value = &list->items[2 * i + 1];
 		const char *e;
-		if (!imap_arg_astring(name, &e) || !entry_valid(e, true)) {
+		if (!imap_arg_astring(name, &e) || !imap_metadata_entry_valid(e, true)) {
 			imap_bad(s, cmd->tag, "Invalid entry name");
 			return;
 		}

@@ -242,6 +242,18 @@ size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool
 			char *out);
 
 /* imap-url.c: CATENATE's URL parts (RFC 4469, RFC 5092) */
+struct imap_url {
+	const char *mailbox;     /* NULL: the selected mailbox */
+	uint64_t uidvalidity;    /* 0: not given */
+	uint64_t uid;
+	const char *section;     /* "" = the whole message, upper case */
+	bool partial;
+	uint64_t origin, length; /* length 0: to the end */
+};
+/* A URL of this server (hostname) and user, or relative to the selected
+ * mailbox (have_selected); strings in pool. -1 when it is not. */
+int imap_url_parse(struct pool *pool, const char *text, const char *hostname, const char *user,
+		   bool have_selected, struct imap_url *u);
 /* Writes the message or section the URL names (in this account) into d;
  * -1 when the URL is not one of ours or names nothing. */
 int imap_url_append(struct imap_session *s, struct pool *pool, const char *text,
@@ -252,6 +264,9 @@ imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
 
 /* cmd-metadata.c */
 imap_cmd_fn imap_cmd_getmetadata, imap_cmd_setmetadata;
+/* An entry name (RFC 5464 3.2): under /private or /shared; set: not a
+ * top-level name alone. */
+bool imap_metadata_entry_valid(const char *entry, bool set);
 
 /* cmd-notify.c: NOTIFY (RFC 5465) */
 imap_cmd_fn imap_cmd_notify;

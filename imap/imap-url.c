@@ -10,15 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-struct imap_url {
-	const char *mailbox;     /* NULL: the selected mailbox */
-	uint64_t uidvalidity;    /* 0: not given */
-	uint64_t uid;
-	const char *section;     /* "" = the whole message */
-	bool partial;
-	uint64_t origin, length; /* length 0: to the end */
-};
-
 /* %XX decoding into the pool; NULL when malformed. */
 static char *url_decode(struct pool *pool, const char *s, size_t len)
 {
@@ -58,8 +49,8 @@ static bool url_number(const char **p, const char *key, uint64_t *n_r)
 	return true;
 }
 
-static int url_parse(struct imap_session *s, struct pool *pool, const char *text,
-		     struct imap_url *u)
+int imap_url_parse(struct pool *pool, const char *text, const char *hostname, const char *user,
+		   bool have_selected, struct imap_url *u)
 {
 	memset(u, 0, sizeof(*u));
 	const char *p = text;
@@ -72,14 +63,14 @@ static int url_parse(struct imap_session *s, struct pool *pool, const char *text
 		const char *at = memchr(p, '@', (size_t)(slash - p));
 		if (at != NULL) {
 			const char *semi = memchr(p, ';', (size_t)(at - p));
-			char *user = url_decode(pool, p, (size_t)((semi != NULL ? semi : at) - p));
-			if (user == NULL || ascii_strcasecmp(user, s->user) != 0)
+			char *name = url_decode(pool, p, (size_t)((semi != NULL ? semi : at) - p));
+			if (name == NULL || ascii_strcasecmp(name, user) != 0)
 				return -1;
 			p = at + 1;
 		}
 		const char *colon = memchr(p, ':', (size_t)(slash - p));
 		size_t host_len = (size_t)((colon != NULL ? colon : slash) - p);
-		const char *host = conn_config(s->conn)->hostname;
+		const char *host = hostname;
 		if (host == NULL || strlen(host) != host_len || ascii_strncasecmp(p, host, host_len) != 0)
 			return -1;
 		p = slash;
@@ -100,7 +91,7 @@ static int url_parse(struct imap_session *s, struct pool *pool, const char *text
 			return -1;
 		if (*p++ != '/')
 			return -1;
-	} else if (s->mbox == NULL) {
+	} else if (!have_selected) {
 		return -1;   /* relative to the selected mailbox: none */
 	}
 	if (!url_number(&p, ";UID=", &u->uid))
@@ -218,7 +209,8 @@ int imap_url_append(struct imap_session *s, struct pool *pool, const char *text,
 {
 	struct imap_url u;
 	const char *error;
-	if (url_parse(s, pool, text, &u) < 0)
+	if (imap_url_parse(pool, text, conn_config(s->conn)->hostname, s->user, s->mbox != NULL,
+			   &u) < 0)
 		return -1;
 	struct store_mailbox *mbox = s->mbox;
 	bool own = false;
