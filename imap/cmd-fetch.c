@@ -948,3 +948,40 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 	s->cmd_ctx = ctx;
 	fetch_run(s);
 }
+
+/* ---- NOTIFY's MessageNew fetch attributes -------------------------------- */
+
+bool imap_fetch_att_simple(struct pool *pool, const char *name)
+{
+	struct fetch_item it;
+	return parse_item(pool, name, &it) == 0 && it.kind != FETCH_SECTION;
+}
+
+void imap_fetch_simple(struct imap_session *s, struct pool *pool, const char *const *names,
+		       size_t count, uint32_t uid, struct buf *out)
+{
+	struct fetch_ctx ctx;
+	struct store_msg msg;
+	struct store_cache cache;
+	const char *error;
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&cache, 0, sizeof(cache));
+	ctx.items = pool_alloc(pool, (count + 1) * sizeof(*ctx.items));
+	for (size_t i = 0; i < count; i++)
+		if (parse_item(pool, names[i], &ctx.items[ctx.item_count]) == 0 &&
+		    ctx.items[ctx.item_count].kind != FETCH_SECTION)
+			ctx.item_count++;
+	uint32_t seq = store_mailbox_uid_to_seq(s->mbox, uid);
+	if (seq == 0 || store_msg_get(s->mbox, uid, &msg, &error) < 0 ||
+	    (fetch_needs_cache(&ctx) && store_msg_cache(s->mbox, uid, &cache, &error) < 0))
+		return;
+	buf_printf(&ctx.text, "* %u FETCH (", seq);
+	for (size_t i = 0; i < ctx.item_count; i++) {
+		if (i > 0)
+			buf_append_char(&ctx.text, ' ');
+		item_simple(s, &ctx, &cache, &msg, &ctx.items[i]);
+	}
+	buf_append_str(&ctx.text, ")\r\n");
+	buf_append(out, ctx.text.data, ctx.text.len);
+	buf_free(&ctx.text);
+}

@@ -4,7 +4,9 @@
  * commands and in IDLE, tells what changed:
  * - the selected mailbox ("selected": EXISTS, EXPUNGE, FETCH FLAGS at
  *   once; "selected-delayed": the same but expunges wait for a command
- *   that may send them);
+ *   that may send them; without FlagChange a flag change alone waits for
+ *   a command; MessageNew's fetch attributes, those without a body
+ *   section, as a FETCH for each new message after its EXISTS);
  * - other mailboxes matched by inboxes, personal, subscribed, subtree or
  *   mailboxes: STATUS (MESSAGES UIDNEXT UIDVALIDITY UNSEEN [HIGHESTMODSEQ])
  *   for MessageNew/MessageExpunge/FlagChange, LIST for MailboxName
@@ -39,6 +41,8 @@ struct notify_filter {
 	char **names;          /* subtree / mailboxes: store names */
 	size_t name_count;
 	unsigned int events;
+	char **fetch;          /* selected: MessageNew's fetch attributes */
+	size_t fetch_count;
 };
 
 struct notify_meta { char *name; uint64_t digest; };
@@ -65,6 +69,10 @@ struct imap_notify {
 	struct event *ev;
 	struct notify_snapshot snap;
 	bool pending;           /* a wake-up came during a command */
+	/* MessageNew (fetch-att): the highest UID of the selected mailbox
+	 * (by name and UIDVALIDITY) whose attributes were told or known */
+	char *sel_name;
+	uint32_t sel_uidvalidity, sel_last_uid;
 };
 
 static const char *const event_names[] = {
@@ -331,6 +339,45 @@ static void notify_diff(struct imap_session *s, struct imap_notify *n,
 
 /* ---- wake-ups --------------------------------------------------------------- */
 
+/* MessageNew (fetch-att ...): FETCH of those attributes for every message
+ * of the selected mailbox above the last one told (EXISTS came first). */
+/* Before a sync: a mailbox selected since the last look starts from what
+ * its view holds (the SELECT told those). */
+static void notify_track_selected(struct imap_session *s, struct imap_notify *n)
+{
+	struct store_status st;
+	size_t count;
+	if (s->mbox == NULL)
+		return;
+	store_mailbox_get_status(s->mbox, &st);
+	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);
+	const char *name = store_mailbox_name(s->mbox);
+	if (n->sel_name != NULL && strcmp(n->sel_name, name) == 0 &&
+	    n->sel_uidvalidity == st.uidvalidity)
+		return;
+	free(n->sel_name);
+	n->sel_name = xstrdup(name);
+	n->sel_uidvalidity = st.uidvalidity;
+	n->sel_last_uid = count > 0 ? uids[count - 1] : 0;
+}
+
+static void notify_new_messages(struct imap_session *s, struct imap_notify *n,
+				const struct notify_filter *sel)
+{
+	size_t count;
+	const uint32_t *uids = store_mailbox_uids(s->mbox, &count);
+	uint32_t top = count > 0 ? uids[count - 1] : 0;
+	struct buf b = BUF_INIT;
+	struct pool *pool = pool_new(1024);
+	for (size_t i = imap_uid_lower_bound(uids, count, n->sel_last_uid + 1); i < count; i++)
+		imap_fetch_simple(s, pool, (const char *const *)sel->fetch, sel->fetch_count, uids[i],
+				  &b);
+	pool_free(&pool);
+	n->sel_last_uid = top > n->sel_last_uid ? top : n->sel_last_uid;
+	imap_write_buf(s, &b);
+	buf_free(&b);
+}
+
 void imap_notify_run(struct imap_session *s)
 {
 	struct imap_notify *n = s->notify;
@@ -338,6 +385,8 @@ void imap_notify_run(struct imap_session *s)
 		return;
 	n->pending = false;
 	const struct notify_filter *sel = selected_filter(n);
+	if (sel != NULL && sel->fetch_count > 0)
+		notify_track_selected(s, n);
 	struct store_status cur, seen;
 	const char *error;
 	if (sel != NULL && (sel->events & EV_MESSAGE) && s->mbox != NULL &&
@@ -351,6 +400,8 @@ void imap_notify_run(struct imap_session *s)
 		if (messages || flags)
 			imap_sync(s, sel->kind == FILTER_SELECTED);
 	}
+	if (sel != NULL && sel->fetch_count > 0 && s->mbox != NULL)
+		notify_new_messages(s, n, sel);
 	struct notify_snapshot now;
 	snapshot_take(s, n, &now);
 	struct buf b = BUF_INIT;
@@ -396,7 +447,11 @@ void imap_notify_free(struct imap_session *s)
 		for (size_t j = 0; j < n->filters[i].name_count; j++)
 			free(n->filters[i].names[j]);
 		free(n->filters[i].names);
+		for (size_t j = 0; j < n->filters[i].fetch_count; j++)
+			free(n->filters[i].fetch[j]);
+		free(n->filters[i].fetch);
 	}
+	free(n->sel_name);
 	free(n->filters);
 	snapshot_free(&n->snap);
 	free(n);
@@ -405,9 +460,10 @@ void imap_notify_free(struct imap_session *s)
 /* ---- the command ------------------------------------------------------------ */
 
 /* -1: BAD (message in *why); -2: NO [BADEVENT]. */
-static int parse_events(const struct imap_arg *arg, bool selected, unsigned int *events_r,
-			const char **why)
+static int parse_events(struct imap_cmd *cmd, const struct imap_arg *arg, bool selected,
+			struct notify_filter *f, const char **why)
 {
+	unsigned int *events_r = &f->events;
 	*events_r = 0;
 	if (imap_arg_is_atom(arg, "NONE"))
 		return 0;
@@ -423,13 +479,23 @@ static int parse_events(const struct imap_arg *arg, bool selected, unsigned int 
 			return -2;   /* AnnotationChange too: no per-message annotations */
 		*events_r |= 1u << e;
 		if (e == 0 && i + 1 < arg->count && arg->items[i + 1].type == IMAP_ARG_LIST) {
-			/* MessageNew's fetch attributes: for the selected mailbox only */
-			if (!selected || arg->items[i + 1].count > 0) {
-				*why = selected ? "MessageNew fetch attributes are not supported"
-						: "Fetch attributes only for the selected mailbox";
+			/* MessageNew's fetch attributes: for the selected mailbox
+			 * only, and those that need no body section */
+			const struct imap_arg *atts = &arg->items[++i];
+			if (!selected) {
+				*why = "Fetch attributes only for the selected mailbox";
 				return -1;
 			}
-			i++;
+			f->fetch = xcalloc(atts->count + 1, sizeof(*f->fetch));
+			for (size_t k = 0; k < atts->count; k++) {
+				const char *att;
+				if (!imap_arg_atom(&atts->items[k], &att) ||
+				    !imap_fetch_att_simple(cmd->pool, att)) {
+					*why = "Unsupported fetch attribute for MessageNew";
+					return -1;
+				}
+				f->fetch[f->fetch_count++] = xstrdup(att);
+			}
 		}
 	}
 	/* RFC 5465 5: MessageNew and MessageExpunge go together, FlagChange
@@ -491,7 +557,7 @@ static int parse_filter(struct imap_session *s, struct imap_cmd *cmd, const stru
 	}
 	if (pos + 1 != g->count)
 		return -1;
-	return parse_events(&g->items[pos], f->kind <= FILTER_SELECTED_DELAYED, &f->events, why);
+	return parse_events(cmd, &g->items[pos], f->kind <= FILTER_SELECTED_DELAYED, f, why);
 }
 
 void imap_cmd_notify(struct imap_session *s, struct imap_cmd *cmd)
@@ -558,6 +624,7 @@ void imap_cmd_notify(struct imap_session *s, struct imap_cmd *cmd)
 	struct timeval second = { 1, 0 };
 	event_add(n->ev, fd >= 0 ? NULL : &second);
 	snapshot_take(s, n, &n->snap);
+	notify_track_selected(s, n);
 	if (status) {
 		/* RFC 5465 3.1: the status of every mailbox with message events */
 		struct buf b = BUF_INIT;

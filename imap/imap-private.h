@@ -195,6 +195,11 @@ imap_cmd_fn imap_cmd_list, imap_cmd_lsub;
 imap_cmd_fn imap_cmd_fetch;
 /* Frees a FETCH in progress (the connection went away). */
 void imap_fetch_abort(struct imap_session *s);
+/* NOTIFY's MessageNew (fetch-att ...): whether an attribute needs no body
+ * section, and "* n FETCH (...)" of such attributes for uid into out. */
+bool imap_fetch_att_simple(struct pool *pool, const char *name);
+void imap_fetch_simple(struct imap_session *s, struct pool *pool, const char *const *names,
+		       size_t count, uint32_t uid, struct buf *out);
 
 /* cmd-search.c */
 imap_cmd_fn imap_cmd_search;

@@ -38,6 +38,8 @@ def test_capability_and_errors(srv):
     assert r.cmd("d", "NOTIFY SET (nowhere (MailboxName))") == [b"d BAD Invalid filter\r\n"]
     assert r.cmd("e", "NOTIFY SET (personal (MessageNew (UID) MessageExpunge))") == [
         b"e BAD Fetch attributes only for the selected mailbox\r\n"]
+    assert r.cmd("e2", "NOTIFY SET (selected (MessageNew (UID BODY[]) MessageExpunge))") == [
+        b"e2 BAD Unsupported fetch attribute for MessageNew\r\n"]
     assert r.cmd("f", "NOTIFY SET (selected (MessageNew MessageExpunge)) "
                       "(selected-delayed (MessageNew MessageExpunge))") == [
         b"f BAD Only one filter for the selected mailbox\r\n"]
@@ -140,3 +142,30 @@ def test_notify_none_stops(srv):
     assert r.cmd("x", "NOTIFY NONE") == [b"x OK NOTIFY completed\r\n"]
     raw_session(srv).cmd("a", "CREATE Quiet")
     assert r.cmd("y", "NOOP") == [b"y OK NOOP completed\r\n"]
+
+
+def test_message_new_fetch_attributes(srv):
+    deliver(srv, USER, message("one"))
+    r, _ = watcher(srv, "SET (selected (MessageNew (UID FLAGS ENVELOPE) MessageExpunge))",
+                   "INBOX")
+    deliver(srv, USER, message("two"))
+    assert r.line() == b"* 2 EXISTS\r\n"
+    assert r.line() == b"* 2 RECENT\r\n"
+    line = r.line()
+    assert line.startswith(b'* 2 FETCH (UID 2 FLAGS (\\Recent) ENVELOPE ("Mon, 2 Jan 2023 10:00:00 +0000" "two" '), line
+    # one that arrives around a command: EXISTS, then its FETCH, whenever told
+    r.send(b"a NOOP\r\n")
+    deliver(srv, USER, message("three"))
+    seen = []
+    while not (b"a OK NOOP completed\r\n" in seen and
+               any(x.startswith(b"* 3 FETCH (UID 3 ") for x in seen)):
+        seen.append(r.line())
+    fetch = [i for i, x in enumerate(seen) if x.startswith(b"* 3 FETCH (UID 3 ")]
+    assert len(fetch) == 1 and seen.index(b"* 3 EXISTS\r\n") < fetch[0], seen
+    # a newly selected mailbox starts from what SELECT told
+    r.cmd("s", "SELECT Sent")
+    deliver(srv, USER, message("sent"), mailbox="Sent")
+    assert r.line() == b"* 1 EXISTS\r\n"
+    assert r.line() == b"* 1 RECENT\r\n"
+    assert r.line().startswith(b"* 1 FETCH (UID 1 FLAGS (\\Recent) ENVELOPE ")
+    assert r.cmd("z", "NOOP") == [b"z OK NOOP completed\r\n"]
