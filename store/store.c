@@ -498,13 +498,16 @@ int store_account_get_quota(struct store_account *acct, uint64_t *used_r, uint64
 int store_account_set_message_quota(struct store_account *acct, uint64_t limit,
 				    const char **error_r)
 {
+	/* every login pushes it: take the writer lock only for a change */
 	MDB_txn *txn;
+	if (index_txn_begin(acct, false, &txn, error_r) < 0)
+		return STORE_ERR_INTERNAL;
+	uint64_t now = index_meta_get(acct, txn, "quota_msg_limit");
+	mdb_txn_abort(txn);
+	if (now == limit)
+		return 0;
 	if (index_txn_begin(acct, true, &txn, error_r) < 0)
 		return STORE_ERR_INTERNAL;
-	if (index_meta_get(acct, txn, "quota_msg_limit") == limit) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
 	index_meta_put(acct, txn, "quota_msg_limit", limit);
 	return index_txn_commit(acct, txn, error_r);
 }
