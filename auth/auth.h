@@ -55,6 +55,7 @@ struct auth_user {
 	char scram_sha256[AUTH_SCRAM_SECRET_MAX]; /* Cyrus authPassword form */
 	char scram_sha1[AUTH_SCRAM_SECRET_MAX];
 	uint64_t quota;                       /* bytes, 0 = none */
+	uint64_t quota_messages;              /* messages, 0 = none */
 	bool enabled;
 	time_t created;
 };
@@ -133,6 +134,9 @@ int auth_user_set_enabled(struct auth_db *db, const char *address, bool enabled,
 			  const char **error_r);
 int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota,
 			const char **error_r);
+/* The limit on the number of messages (0 = none). */
+int auth_user_set_quota_messages(struct auth_db *db, const char *address, uint64_t messages,
+				 const char **error_r);
 /* Every user, or those of domain when it is not NULL, in key order. */
 int auth_user_list(struct auth_db *db, const char *domain,
 		   int (*fn)(const struct auth_user *user, void *ctx),

@@ -215,6 +215,8 @@ static void user_decode(const char *key, const MDB_val *val, struct auth_user *u
 	record_field(val, "scram-sha-256", user_r->scram_sha256, sizeof(user_r->scram_sha256));
 	record_field(val, "scram-sha-1", user_r->scram_sha1, sizeof(user_r->scram_sha1));
 	user_r->quota = record_u64(val, "quota");
+	/* absent from records written before it existed: no limit */
+	user_r->quota_messages = record_u64(val, "quota-messages");
 	user_r->enabled = record_u64(val, "enabled") != 0;
 	user_r->created = (time_t)record_u64(val, "created");
 }
@@ -222,9 +224,10 @@ static void user_decode(const char *key, const MDB_val *val, struct auth_user *u
 static void user_encode(const struct auth_user *user, struct buf *out)
 {
 	buf_printf(out, "address=%s\nhash=%s\nscram-sha-256=%s\nscram-sha-1=%s\n"
-		   "quota=%" PRIu64 "\nenabled=%d\ncreated=%lld\n",
+		   "quota=%" PRIu64 "\nenabled=%d\ncreated=%lld\nquota-messages=%" PRIu64 "\n",
 		   user->address, user->hash, user->scram_sha256, user->scram_sha1,
-		   user->quota, user->enabled ? 1 : 0, (long long)user->created);
+		   user->quota, user->enabled ? 1 : 0, (long long)user->created,
+		   user->quota_messages);
 }
 
 static void key_of(const MDB_val *k, char *dst, size_t size)
@@ -625,6 +628,17 @@ int auth_user_set_quota(struct auth_db *db, const char *address, uint64_t quota,
 			const char **error_r)
 {
 	return user_update(db, address, apply_quota, &quota, error_r);
+}
+
+static void apply_quota_messages(struct auth_user *user, const void *arg)
+{
+	user->quota_messages = *(const uint64_t *)arg;
+}
+
+int auth_user_set_quota_messages(struct auth_db *db, const char *address, uint64_t messages,
+				 const char **error_r)
+{
+	return user_update(db, address, apply_quota_messages, &messages, error_r);
 }
 
 struct user_list_ctx {

@@ -269,12 +269,13 @@ static int print_user(const struct auth_user *user, void *ctx)
 	if (st->json) {
 		printf("{\"address\":");
 		json_string(user->address);
-		printf(",\"enabled\":%s,\"quota\":%" PRIu64 ",\"created\":%lld}",
+		printf(",\"enabled\":%s,\"quota\":%" PRIu64 ",\"created\":%lld"
+		       ",\"quota_messages\":%" PRIu64 "}",
 		       user->enabled ? "true" : "false", user->quota,
-		       (long long)user->created);
+		       (long long)user->created, user->quota_messages);
 	} else {
-		printf("%s\t%s\tquota=%" PRIu64 "\n", user->address,
-		       user->enabled ? "enabled" : "disabled", user->quota);
+		printf("%s\t%s\tquota=%" PRIu64 "\tmessages=%" PRIu64 "\n", user->address,
+		       user->enabled ? "enabled" : "disabled", user->quota, user->quota_messages);
 	}
 	return 0;
 }
@@ -304,8 +305,9 @@ static int user_with_password(struct auth_db *db, const char *address, bool add,
 int cmd_user(int argc, char **argv)
 {
 	const char *path = cli_take_config_arg(&argc, argv);
-	const char *quota_text = NULL;
-	if (path == NULL || take_option(&argc, argv, "--quota", &quota_text) < 0)
+	const char *quota_text = NULL, *messages_text = NULL;
+	if (path == NULL || take_option(&argc, argv, "--quota", &quota_text) < 0 ||
+	    take_option(&argc, argv, "--messages", &messages_text) < 0)
 		return EXIT_USAGE;
 	bool json = cli_take_flag(&argc, argv, "--json");
 	bool disabled = cli_take_flag(&argc, argv, "--disabled");
@@ -314,7 +316,7 @@ int cmd_user(int argc, char **argv)
 	if (argc < 1)
 		return cli_usage("user: add ADDRESS [--quota BYTES] [--disabled] | del ADDRESS | "
 				 "passwd ADDRESS | enable|disable ADDRESS | "
-				 "quota ADDRESS BYTES | list [DOMAIN] [--json]");
+				 "quota ADDRESS BYTES [--messages N] | list [DOMAIN] [--json]");
 	const char *sub = argv[0];
 	static const struct { const char *name; int min, max; } subs[] = {
 		{ "add", 2, 2 }, { "del", 2, 2 }, { "passwd", 2, 2 }, { "enable", 2, 2 },
@@ -338,6 +340,16 @@ int cmd_user(int argc, char **argv)
 	const char *size_text = strcmp(sub, "quota") == 0 ? argv[2] : quota_text;
 	if (size_text != NULL && config_parse_size(size_text, &quota) < 0)
 		return cli_usage("user %s: bad size '%s'", sub, size_text);
+	uint64_t messages = 0;
+	if (messages_text != NULL) {
+		char *end;
+		if (strcmp(sub, "quota") != 0)
+			return cli_usage("user %s: --messages only goes with quota", sub);
+		errno = 0;
+		messages = strtoull(messages_text, &end, 10);
+		if (errno != 0 || end == messages_text || *end != '\0' || messages_text[0] == '-')
+			return cli_usage("user quota: bad message count '%s'", messages_text);
+	}
 
 	struct auth_db *db;
 	const char *error = NULL;
@@ -355,6 +367,8 @@ int cmd_user(int argc, char **argv)
 		ret = auth_user_del(db, argv[1], &error);
 	} else if (strcmp(sub, "quota") == 0) {
 		ret = auth_user_set_quota(db, argv[1], quota, &error);
+		if (ret == 0 && messages_text != NULL)
+			ret = auth_user_set_quota_messages(db, argv[1], messages, &error);
 	} else {
 		ret = auth_user_set_enabled(db, argv[1], strcmp(sub, "enable") == 0, &error);
 	}

@@ -12,6 +12,7 @@ static const char usage_text[] =
 	"  check   [-c FILE]                     validate config, print effective settings\n"
 	"  domain  add|del DOMAIN | list\n"
 	"  user    add ADDRESS | del ADDRESS | passwd ADDRESS | list [DOMAIN]\n"
+	"          quota ADDRESS BYTES [--messages N]\n"
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
 	"  deliver [-f SENDER] [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"

@@ -175,3 +175,38 @@ bool ascii_has_prefix_ci(const char *s, const char *prefix)
 {
 	return ascii_strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
+
+bool utf8_is_valid(const void *data, size_t len)
+{
+	const unsigned char *s = data;
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i++];
+		if (c < 0x80)
+			continue;
+		/* lead byte: how many continuation bytes, and the smallest and
+		 * largest second byte allowed (overlongs, surrogates, > U+10FFFF) */
+		unsigned int more;
+		unsigned char lo = 0x80, hi = 0xbf;
+		if (c >= 0xc2 && c <= 0xdf) {
+			more = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			more = 2;
+			lo = c == 0xe0 ? 0xa0 : 0x80;
+			hi = c == 0xed ? 0x9f : 0xbf;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			more = 3;
+			lo = c == 0xf0 ? 0x90 : 0x80;
+			hi = c == 0xf4 ? 0x8f : 0xbf;
+		} else {
+			return false;
+		}
+		if (len - i < more || s[i] < lo || s[i] > hi)
+			return false;
+		for (unsigned int k = 1; k < more; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+		i += more;
+	}
+	return true;
+}

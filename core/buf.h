@@ -41,6 +41,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Case-insensitive ASCII comparisons (locale independent). */
 int ascii_strcasecmp(const char *a, const char *b);
+/* Well-formed UTF-8 (RFC 3629: shortest form, no surrogates, <= U+10FFFF). */
+bool utf8_is_valid(const void *s, size_t len);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 bool ascii_has_prefix_ci(const char *s, const char *prefix);
 

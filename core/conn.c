@@ -1,5 +1,6 @@
 #include "core/server-private.h"
 #include "core/buf.h"
+#include "core/compress.h"
 #include "core/log.h"
 #include "core/tls.h"
 
@@ -77,6 +78,35 @@ static int conn_setup_bev(struct conn *c, bool tls)
 	return 0;
 }
 
+/* Bytes the protocol can read: under COMPRESS, what arrived is inflated
+ * first (up to the read cap; the rest waits in the socket's buffer). */
+static size_t conn_input_ready(struct conn *c)
+{
+	struct evbuffer *raw = bufferevent_get_input(c->bev);
+	if (c->z == NULL)
+		return evbuffer_get_length(raw);
+	if (compress_read(c->z, raw, CONN_READ_HIGH_WATER) < 0) {
+		log_info("event=compress-input-error");
+		evbuffer_drain(raw, evbuffer_get_length(raw));
+		conn_close(c, "compress-error");
+		return 0;
+	}
+	return evbuffer_get_length(compress_input(c->z));
+}
+
+/* Runs the protocol on what is ready; under COMPRESS, input left in the
+ * socket's buffer is taken in a later turn once the protocol read on. */
+static void conn_run_input(struct conn *c)
+{
+	if (conn_input_ready(c) == 0 || c->closing)
+		return;
+	CALL_PROTO(c, input);
+	if (c->z != NULL && !c->closing && !c->paused &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
+	    evbuffer_get_length(compress_input(c->z)) < CONN_READ_HIGH_WATER)
+		conn_schedule(c);
+}
+
 static void conn_deferred_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -85,9 +115,8 @@ static void conn_deferred_cb(evutil_socket_t fd, short what, void *arg)
 			conn_free(c);
 		return;
 	}
-	if (!c->paused && !c->starttls_pending &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		CALL_PROTO(c, input);
+	if (!c->paused && !c->starttls_pending)
+		conn_run_input(c);
 }
 
 static void sockaddr_text(const struct sockaddr *sa, char *ip, size_t ip_size, int *port_r,
@@ -211,6 +240,7 @@ void conn_free(struct conn *c)
 		close(c->fd);
 	if (c->defer_ev != NULL)
 		event_free(c->defer_ev);
+	compress_free(&c->z);
 	connlimit_release(w->limits, w->slot, c->limit_bucket);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -233,7 +263,7 @@ static void conn_readcb(struct bufferevent *bev, void *arg)
 				       evbuffer_get_length(bufferevent_get_input(bev)));
 		return;
 	}
-	CALL_PROTO(c, input);
+	conn_run_input(c);
 }
 
 static void conn_upgrade_tls(struct conn *c)
@@ -341,7 +371,10 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 /* ---- the interface for protocols ---- */
 
 enum listener_kind conn_listener_kind(const struct conn *c) { return c->kind; }
-struct evbuffer *conn_input(struct conn *c) { return bufferevent_get_input(c->bev); }
+struct evbuffer *conn_input(struct conn *c)
+{
+	return c->z != NULL ? compress_input(c->z) : bufferevent_get_input(c->bev);
+}
 struct event_base *conn_event_base(const struct conn *c) { return c->worker->base; }
 const struct config *conn_config(const struct conn *c) { return c->worker->cfg; }
 struct services *conn_services(const struct conn *c) { return c->worker->services; }
@@ -363,6 +396,12 @@ void conn_write(struct conn *c, const void *data, size_t len)
 {
 	if (c->closing && c->freed_session)
 		return;
+	if (c->z != NULL) {
+		/* after a close the goodbye must not wait for the loop's flush */
+		if (compress_write(c->z, data, len) < 0 || (c->closing && compress_flush(c->z) < 0))
+			log_warn("event=write-failed len=%zu", len);
+		return;
+	}
 	if (bufferevent_write(c->bev, data, len) < 0)
 		log_warn("event=write-failed len=%zu", len);
 }
@@ -376,14 +415,22 @@ void conn_printf(struct conn *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	evbuffer_add_vprintf(out, fmt, ap);
+	if (c->z != NULL) {
+		struct buf b = BUF_INIT;
+		buf_vprintf(&b, fmt, ap);
+		conn_write(c, b.data, b.len);
+		buf_free(&b);
+	} else {
+		evbuffer_add_vprintf(bufferevent_get_output(c->bev), fmt, ap);
+	}
 	va_end(ap);
 }
 
 size_t conn_output_pending(const struct conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	/* bytes still in the compressor count as one until flushed */
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) +
+	       (c->z != NULL && compress_pending(c->z) ? 1 : 0);
 }
 
 void conn_on_output_drained(struct conn *c, size_t low_water, void (*fn)(void *session))
@@ -414,7 +461,8 @@ void conn_resume_input(struct conn *c)
 		return;
 	if (!c->starttls_pending)
 		bufferevent_enable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+	    (c->z != NULL && evbuffer_get_length(compress_input(c->z)) > 0))
 		conn_schedule(c);
 }
 
@@ -439,6 +487,26 @@ int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len)
 					  strlen("EXPORTER-Channel-Binding"), NULL, 0, 0) == 1 ? 0 : -1;
 }
 
+int conn_compress_start(struct conn *c, const char *reply)
+{
+	if (c->z != NULL || c->starttls_pending)
+		return -1;
+	struct compress *z = compress_new(c->worker->base, bufferevent_get_output(c->bev));
+	if (z == NULL)
+		return -1;
+	conn_write_str(c, reply);
+	c->z = z;
+	/* anything the client sent after the command is compressed already */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		conn_schedule(c);
+	return 0;
+}
+
+bool conn_is_compressed(const struct conn *c)
+{
+	return c->z != NULL;
+}
+
 void conn_set_user(struct conn *c, const char *user)
 {
 	log_sanitize(c->user, sizeof(c->user), user, strlen(user));
@@ -458,6 +526,8 @@ void conn_close(struct conn *c, const char *reason)
 	c->closing = true;
 	if (reason != NULL)
 		log_debug("event=closing reason=%s", reason);
+	if (c->z != NULL)
+		compress_flush(c->z);
 	bufferevent_disable(c->bev, EV_READ);
 	/* give the last reply a bounded time to leave */
 	struct timeval tv = { 30, 0 };

@@ -67,6 +67,12 @@ const char *conn_tls_description(const struct conn *c);
 /* RFC 5705 / RFC 9266 keying material for channel binding (tls-exporter). */
 int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len);
 
+/* RFC 4978: sends reply as it is, then DEFLATEs everything both ways from
+ * the next byte on (over TLS when there is TLS). -1 (nothing sent) when
+ * already compressing or zlib fails. */
+int conn_compress_start(struct conn *c, const char *reply);
+bool conn_is_compressed(const struct conn *c);
+
 const char *conn_remote_ip(const struct conn *c);
 int conn_remote_port(const struct conn *c);
 const char *conn_local_ip(const struct conn *c);

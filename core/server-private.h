@@ -64,6 +64,7 @@ struct conn {
 	size_t drain_low_water;
 	void (*drain_fn)(void *session);
 	struct event *defer_ev;     /* deferred input / close processing */
+	struct compress *z;         /* COMPRESS=DEFLATE, once started */
 };
 
 void conn_accept(struct worker *w, enum listener_kind kind, int fd,

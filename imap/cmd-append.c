@@ -1,5 +1,6 @@
 /* APPEND (RFC 3501 6.3.11) with MULTIAPPEND (RFC 3502), APPENDUID
- * (RFC 4315) and APPENDLIMIT (RFC 7889). The message literals never sit in
+ * (RFC 4315), APPENDLIMIT (RFC 7889), CATENATE (RFC 4469) and UTF8 data
+ * (RFC 6855). The message literals never sit in
  * memory: the command reader asks imap_append_literal() about every
  * literal, and those in message position stream into store deliveries
  * while the command is still being read. */
@@ -29,6 +30,11 @@ void imap_append_reset(struct imap_session *s)
 	s->append_failed = false;
 }
 
+/* Where a literal announced in an APPEND goes: a message literal (after
+ * the mailbox, or UTF8 (~{n}) of RFC 6855) streams into a new delivery;
+ * a CATENATE TEXT part (RFC 4469) stays in memory, to be put together
+ * with the URL parts when the command is whole; anything else (a mailbox
+ * name) too. The command so far is parsed with its open lists closed. */
 enum imap_literal_action imap_append_literal(void *ctx, const char *cmd, size_t len,
 					     uint64_t size)
 {
@@ -47,11 +53,36 @@ enum imap_literal_action imap_append_literal(void *ctx, const char *cmd, size_t 
 		end--;
 	while (end > 0 && cmd[end - 1] == ' ')
 		end--;
+	/* close the lists left open (outside quoted strings) */
+	int open = 0;
+	bool quoted = false;
+	for (size_t i = 0; i < end; i++) {
+		if (quoted && cmd[i] == '\\' && i + 1 < end)
+			i++;
+		else if (cmd[i] == '"')
+			quoted = !quoted;
+		else if (!quoted && cmd[i] == '(')
+			open++;
+		else if (!quoted && cmd[i] == ')')
+			open--;
+	}
+	if (quoted || open < 0 || open > IMAP_MAX_LIST_DEPTH)
+		return IMAP_LITERAL_KEEP;
+	char *text = pool_alloc(s->cmd_pool, end + (size_t)open + 1);
+	memcpy(text, cmd, end);
+	memset(text + end, ')', (size_t)open);
 	struct imap_command_line line;
 	const char *error;
-	if (imap_parse(s->cmd_pool, cmd, end, &line, &error) < 0 ||
+	if (imap_parse(s->cmd_pool, text, end + (size_t)open, &line, &error) < 0 ||
 	    ascii_strcasecmp(line.name, "APPEND") != 0 || line.count < 1)
 		return IMAP_LITERAL_KEEP;
+	if (open > 0) {
+		/* inside a list: UTF8 (~{n}) is a message, the rest is not */
+		const struct imap_arg *last = &line.args[line.count - 1];
+		if (line.count < 2 || last->type != IMAP_ARG_LIST || last->count != 0 ||
+		    !imap_arg_is_atom(&line.args[line.count - 2], "UTF8"))
+			return IMAP_LITERAL_KEEP;
+	}
 	/* a literal after the mailbox name is a message */
 	if (s->append_count == s->append_cap) {
 		s->append_cap = s->append_cap ? s->append_cap * 2 : 4;
@@ -108,15 +139,24 @@ static int parse_date_time(const char *text, time_t *t_r)
 	return 0;
 }
 
+enum append_kind {
+	APPEND_LITERAL,       /* streamed while the command was read */
+	APPEND_UTF8,          /* UTF8 (~{n}): streamed too (RFC 6855 4) */
+	APPEND_CATENATE,      /* put together now (RFC 4469) */
+};
+
 struct append_msg {
 	uint32_t flags;
 	const char **keywords;
 	size_t kw_count;
 	time_t date;
-	const struct imap_arg *literal;
+	enum append_kind kind;
+	const struct imap_arg *data;   /* the literal, or CATENATE's part list */
 };
 
-static int append_parse(struct imap_cmd *cmd, struct append_msg *msgs, size_t *count_r)
+/* -1: syntax (BAD); -2: UTF8 without ENABLE UTF8=ACCEPT. */
+static int append_parse(struct imap_session *s, struct imap_cmd *cmd, struct append_msg *msgs,
+			size_t *count_r)
 {
 	size_t i = 1, n = 0;
 	while (i < cmd->count) {
@@ -133,13 +173,82 @@ static int append_parse(struct imap_cmd *cmd, struct append_msg *msgs, size_t *c
 				return -1;
 			i++;
 		}
-		if (i >= cmd->count || cmd->args[i].type != IMAP_ARG_LITERAL)
+		if (i >= cmd->count)
 			return -1;
-		m->literal = &cmd->args[i++];
+		const struct imap_arg *a = &cmd->args[i];
+		const struct imap_arg *list = i + 1 < cmd->count && cmd->args[i + 1].type == IMAP_ARG_LIST
+					      ? &cmd->args[i + 1] : NULL;
+		if (a->type == IMAP_ARG_LITERAL) {
+			m->kind = APPEND_LITERAL;
+			m->data = a;
+			i++;
+		} else if (imap_arg_is_atom(a, "UTF8") && list != NULL && list->count == 1 &&
+			   list->items[0].type == IMAP_ARG_LITERAL && list->items[0].literal8) {
+			if (!(s->enabled & IMAP_ENABLED_UTF8))
+				return -2;
+			m->kind = APPEND_UTF8;
+			m->data = &list->items[0];
+			i += 2;
+		} else if (imap_arg_is_atom(a, "CATENATE") && list != NULL && list->count > 0 &&
+			   list->count % 2 == 0) {
+			for (size_t k = 0; k < list->count; k += 2) {
+				const struct imap_arg *v = &list->items[k + 1];
+				const char *url;
+				if (!(imap_arg_is_atom(&list->items[k], "TEXT") &&
+				      v->type == IMAP_ARG_LITERAL) &&
+				    !(imap_arg_is_atom(&list->items[k], "URL") &&
+				      imap_arg_astring(v, &url)))
+					return -1;
+			}
+			m->kind = APPEND_CATENATE;
+			m->data = list;
+			i += 2;
+		} else {
+			return -1;
+		}
 		n++;
 	}
 	*count_r = n;
 	return n > 0 ? 0 : -1;
+}
+
+/* RFC 4469: the parts, in order, into a new delivery. -1 with the reply
+ * sent. */
+static int append_catenate(struct imap_session *s, struct imap_cmd *cmd,
+			   const struct append_msg *m, struct store_delivery **d_r)
+{
+	const char *error;
+	uint64_t total = 0, limit = imap_append_limit(s);
+	if (store_delivery_begin(s->services->store, d_r, &error) < 0) {
+		log_error("event=append-begin-failed error=\"%s\"", error);
+		imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
+		return -1;
+	}
+	const struct imap_arg *list = m->data;
+	for (size_t k = 0; k < list->count; k += 2) {
+		const struct imap_arg *v = &list->items[k + 1];
+		if (imap_arg_is_atom(&list->items[k], "TEXT")) {
+			total += v->len;
+			if (total <= limit && store_delivery_write(*d_r, v->str, v->len, &error) < 0) {
+				imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
+				return -1;
+			}
+		} else if (imap_url_append(s, cmd->pool, v->str, *d_r, &total) < 0) {
+			char url[256];
+			log_sanitize(url, sizeof(url), v->str, v->len);
+			for (char *p = url; *p != '\0'; p++)
+				if (*p == ']')
+					*p = '?';
+			imap_no(s, cmd->tag, "[BADURL %s] CATENATE cannot use that URL", url);
+			return -1;
+		}
+		if (total > limit) {
+			imap_no(s, cmd->tag, "[TOOBIG] The message would be over %llu octets",
+				(unsigned long long)limit);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
@@ -147,8 +256,13 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 	const char *raw, *mailbox, *error;
 	struct append_msg *msgs = pool_alloc(cmd->pool, (cmd->count + 1) * sizeof(*msgs));
 	size_t count;
-	if (cmd->count < 2 || !imap_arg_astring(&cmd->args[0], &raw) ||
-	    append_parse(cmd, msgs, &count) < 0) {
+	int parsed = cmd->count < 2 || !imap_arg_astring(&cmd->args[0], &raw) ? -1
+		   : append_parse(s, cmd, msgs, &count);
+	if (parsed == -2) {
+		imap_bad(s, cmd->tag, "UTF8 APPEND data needs ENABLE UTF8=ACCEPT");
+		return;
+	}
+	if (parsed < 0) {
 		imap_bad(s, cmd->tag, "Invalid APPEND arguments");
 		return;
 	}
@@ -157,23 +271,38 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 		imap_no(s, cmd->tag, "[CANNOT] Invalid mailbox name");
 		return;
 	}
-	if (s->append_failed || s->append_count != count) {
+	size_t streamed = 0;
+	for (size_t i = 0; i < count; i++)
+		streamed += msgs[i].kind != APPEND_CATENATE;
+	if (s->append_failed || s->append_count != streamed) {
 		imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
 		return;
 	}
-	for (size_t i = 0; i < count; i++) {
-		if (msgs[i].literal->len != 0 || s->appends[i] == NULL) {
-			imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
-			return;
+	/* every message's delivery: the streamed ones in order, CATENATE's
+	 * put together now (freed with the command, as the streamed ones) */
+	struct store_append_item *items = pool_alloc(cmd->pool, (count + 1) * sizeof(*items));
+	for (size_t i = 0, j = 0; i < count; i++) {
+		struct store_delivery *d = NULL;
+		if (msgs[i].kind == APPEND_CATENATE) {
+			int ret = append_catenate(s, cmd, &msgs[i], &d);
+			if (s->append_count == s->append_cap) {
+				s->append_cap = s->append_cap ? s->append_cap * 2 : 4;
+				s->appends = xrealloc(s->appends, s->append_cap * sizeof(*s->appends));
+			}
+			s->appends[s->append_count++] = d;
+			if (ret < 0)
+				return;
+		} else {
+			d = s->appends[j++];
+			if (msgs[i].data->len != 0 || d == NULL) {
+				imap_no(s, cmd->tag, "[SERVERBUG] Could not store the message");
+				return;
+			}
 		}
+		items[i] = (struct store_append_item){ d, msgs[i].flags, msgs[i].keywords,
+						       msgs[i].kw_count, msgs[i].date, 0 };
 	}
 	/* RFC 3502 3: all of a MULTIAPPEND in one store transaction, or none */
-	struct store_append_item *items = pool_alloc(cmd->pool, (count + 1) * sizeof(*items));
-	for (size_t i = 0; i < count; i++) {
-		items[i] = (struct store_append_item){ s->appends[i], msgs[i].flags,
-						       msgs[i].keywords, msgs[i].kw_count,
-						       msgs[i].date, 0 };
-	}
 	uint32_t uidvalidity = 0;
 	/* the quota as the account database says it now (the store holds it) */
 	intake_quota_refresh(s->services, s->account, s->user);

@@ -20,6 +20,8 @@
 enum fetch_kind {
 	FETCH_FLAGS, FETCH_UID, FETCH_INTERNALDATE, FETCH_SIZE, FETCH_ENVELOPE,
 	FETCH_BODY, FETCH_BODYSTRUCTURE, FETCH_SECTION, FETCH_MODSEQ,
+	FETCH_SAVEDATE,                      /* RFC 8514 */
+	FETCH_EMAILID, FETCH_THREADID,       /* RFC 8474 */
 };
 
 enum section_kind {
@@ -230,6 +232,8 @@ static int parse_item(struct pool *pool, const char *atom, struct fetch_item *it
 		{ "INTERNALDATE", FETCH_INTERNALDATE }, { "RFC822.SIZE", FETCH_SIZE },
 		{ "ENVELOPE", FETCH_ENVELOPE }, { "BODY", FETCH_BODY },
 		{ "BODYSTRUCTURE", FETCH_BODYSTRUCTURE }, { "MODSEQ", FETCH_MODSEQ },
+		{ "SAVEDATE", FETCH_SAVEDATE }, { "EMAILID", FETCH_EMAILID },
+		{ "THREADID", FETCH_THREADID },
 	};
 	memset(it, 0, sizeof(*it));
 	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
@@ -319,13 +323,13 @@ static void text_flush(struct fetch_ctx *ctx, size_t *from)
 	*from = ctx->text.len;
 }
 
-static void append_internaldate(struct buf *b, time_t t)
+static void append_date(struct buf *b, const char *label, time_t t)
 {
 	static const char months[][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 	struct tm tm;
 	gmtime_r(&t, &tm);
-	buf_printf(b, "INTERNALDATE \"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
+	buf_printf(b, "%s \"%02d-%s-%04d %02d:%02d:%02d +0000\"", label, tm.tm_mday,
 		   months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
@@ -432,7 +436,21 @@ static void item_simple(struct imap_session *s, struct fetch_ctx *ctx,
 		buf_printf(b, "UID %u", msg->uid);
 		break;
 	case FETCH_INTERNALDATE:
-		append_internaldate(b, msg->internaldate);
+		append_date(b, "INTERNALDATE", msg->internaldate);
+		break;
+	case FETCH_SAVEDATE:
+		/* a record from before the save date was kept: its arrival */
+		append_date(b, "SAVEDATE", msg->savedate != 0 ? msg->savedate : msg->internaldate);
+		break;
+	case FETCH_EMAILID:
+		buf_append_str(b, "EMAILID (");
+		imap_append_emailid(b, store_msg_emailid(s->mbox, msg));
+		buf_append_char(b, ')');
+		break;
+	case FETCH_THREADID:
+		buf_append_str(b, "THREADID (");
+		imap_append_threadid(b, imap_threadid(cache, store_msg_emailid(s->mbox, msg)));
+		buf_append_char(b, ')');
 		break;
 	case FETCH_SIZE:
 		buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)msg->crlf_size);
@@ -816,7 +834,7 @@ static bool fetch_needs_cache(const struct fetch_ctx *ctx)
 	for (size_t i = 0; i < ctx->item_count; i++) {
 		const struct fetch_item *it = &ctx->items[i];
 		if (it->kind == FETCH_ENVELOPE || it->kind == FETCH_BODY ||
-		    it->kind == FETCH_BODYSTRUCTURE ||
+		    it->kind == FETCH_BODYSTRUCTURE || it->kind == FETCH_THREADID ||
 		    (it->kind == FETCH_SECTION && (it->sec != SEC_FULL || it->part[0] != '\0')))
 			return true;
 	}
@@ -929,4 +947,41 @@ void imap_cmd_fetch(struct imap_session *s, struct imap_cmd *cmd)
 	ctx->done_text = cmd->uid ? "UID FETCH completed" : "FETCH completed";
 	s->cmd_ctx = ctx;
 	fetch_run(s);
+}
+
+/* ---- NOTIFY's MessageNew fetch attributes -------------------------------- */
+
+bool imap_fetch_att_simple(struct pool *pool, const char *name)
+{
+	struct fetch_item it;
+	return parse_item(pool, name, &it) == 0 && it.kind != FETCH_SECTION;
+}
+
+void imap_fetch_simple(struct imap_session *s, struct pool *pool, const char *const *names,
+		       size_t count, uint32_t uid, struct buf *out)
+{
+	struct fetch_ctx ctx;
+	struct store_msg msg;
+	struct store_cache cache;
+	const char *error;
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&cache, 0, sizeof(cache));
+	ctx.items = pool_alloc(pool, (count + 1) * sizeof(*ctx.items));
+	for (size_t i = 0; i < count; i++)
+		if (parse_item(pool, names[i], &ctx.items[ctx.item_count]) == 0 &&
+		    ctx.items[ctx.item_count].kind != FETCH_SECTION)
+			ctx.item_count++;
+	uint32_t seq = store_mailbox_uid_to_seq(s->mbox, uid);
+	if (seq == 0 || store_msg_get(s->mbox, uid, &msg, &error) < 0 ||
+	    (fetch_needs_cache(&ctx) && store_msg_cache(s->mbox, uid, &cache, &error) < 0))
+		return;
+	buf_printf(&ctx.text, "* %u FETCH (", seq);
+	for (size_t i = 0; i < ctx.item_count; i++) {
+		if (i > 0)
+			buf_append_char(&ctx.text, ' ');
+		item_simple(s, &ctx, &cache, &msg, &ctx.items[i]);
+	}
+	buf_append_str(&ctx.text, ")\r\n");
+	buf_append(out, ctx.text.data, ctx.text.len);
+	buf_free(&ctx.text);
 }

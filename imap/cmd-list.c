@@ -58,7 +58,7 @@ static void list_entry_write(struct imap_session *s, const struct list_opts *o,
 			buf_append_str(b, "* STATUS ");
 			imap_append_mailbox(s, b, e->name);
 			buf_append_char(b, ' ');
-			imap_status_items(o->status, &st, b);
+			imap_status_items(s, e->name, o->status, &st, b);
 			buf_append_str(b, "\r\n");
 		}
 	}

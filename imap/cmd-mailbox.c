@@ -393,6 +393,9 @@ void imap_cmd_select(struct imap_session *s, struct imap_cmd *cmd)
 		   st.uidvalidity, st.uidnext);
 	buf_printf(&b, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
 		   (unsigned long long)st.highestmodseq);
+	buf_append_str(&b, "* OK [MAILBOXID (");
+	imap_append_mailboxid(&b, st.uidvalidity);
+	buf_append_str(&b, ")] Ok\r\n");
 	if (qresync != NULL && select_qresync(s, cmd, qresync, st.uidvalidity, &b) < 0) {
 		buf_free(&b);
 		buf_free(&kw);
@@ -466,7 +469,16 @@ void imap_cmd_create(struct imap_session *s, struct imap_cmd *cmd)
 		return;
 	}
 	int ret = store_mailbox_create(s->account, name, use, &error);
-	store_reply(s, cmd, ret, error);
+	struct store_status st;
+	if (ret < 0 || store_mailbox_status(s->account, name, &st, &error) < 0) {
+		store_reply(s, cmd, ret, error);
+		return;
+	}
+	/* RFC 8474 4.1 */
+	struct buf b = BUF_INIT;
+	imap_append_mailboxid(&b, st.uidvalidity);
+	imap_ok(s, cmd->tag, "[MAILBOXID (%s)] CREATE completed", buf_str(&b));
+	buf_free(&b);
 }
 
 void imap_cmd_delete(struct imap_session *s, struct imap_cmd *cmd)
@@ -521,7 +533,8 @@ void imap_cmd_unsubscribe(struct imap_session *s, struct imap_cmd *cmd)
 }
 
 /* STATUS items into b as "(MESSAGES 3 ...)"; -1 for an unknown item. */
-int imap_status_items(const struct imap_arg *items, const struct store_status *st, struct buf *b)
+int imap_status_items(struct imap_session *s, const char *name, const struct imap_arg *items,
+		      const struct store_status *st, struct buf *b)
 {
 	buf_append_char(b, '(');
 	for (size_t i = 0; i < items->count; i++) {
@@ -546,7 +559,18 @@ int imap_status_items(const struct imap_arg *items, const struct store_status *s
 			buf_printf(b, "SIZE %llu", (unsigned long long)st->size);
 		else if (ascii_strcasecmp(item, "HIGHESTMODSEQ") == 0)
 			buf_printf(b, "HIGHESTMODSEQ %llu", (unsigned long long)st->highestmodseq);
-		else
+		else if (ascii_strcasecmp(item, "DELETED-STORAGE") == 0) {
+			/* RFC 9208 4.2.2: in units of 1024 octets, like STORAGE */
+			uint64_t bytes = 0;
+			const char *error;
+			if (store_mailbox_deleted_size(s->account, name, &bytes, &error) < 0)
+				log_warn("event=deleted-size-failed error=\"%s\"", error);
+			buf_printf(b, "DELETED-STORAGE %llu", (unsigned long long)((bytes + 1023) / 1024));
+		} else if (ascii_strcasecmp(item, "MAILBOXID") == 0) {
+			buf_append_str(b, "MAILBOXID (");
+			imap_append_mailboxid(b, st->uidvalidity);
+			buf_append_char(b, ')');
+		} else
 			return -1;
 	}
 	buf_append_char(b, ')');
@@ -572,7 +596,7 @@ void imap_cmd_status(struct imap_session *s, struct imap_cmd *cmd)
 	buf_append_str(&b, "* STATUS ");
 	imap_append_mailbox(s, &b, name);
 	buf_append_char(&b, ' ');
-	if (imap_status_items(&cmd->args[1], &st, &b) < 0) {
+	if (imap_status_items(s, name, &cmd->args[1], &st, &b) < 0) {
 		buf_free(&b);
 		imap_bad(s, cmd->tag, "Invalid status item");
 		return;

@@ -27,6 +27,8 @@ enum key_kind {
 	KEY_RECENT, KEY_OLD, KEY_NEW, KEY_LARGER, KEY_SMALLER,
 	KEY_BEFORE, KEY_ON, KEY_SINCE, KEY_SENTBEFORE, KEY_SENTON, KEY_SENTSINCE,
 	KEY_FIELD, KEY_HEADER, KEY_BODY, KEY_TEXT, KEY_NOT, KEY_OR, KEY_AND, KEY_MODSEQ,
+	KEY_SAVEDBEFORE, KEY_SAVEDON, KEY_SAVEDSINCE, KEY_SAVEDATESUPPORTED,   /* RFC 8514 */
+	KEY_EMAILID, KEY_THREADID,                                            /* RFC 8474 */
 };
 
 struct search_key {
@@ -134,11 +136,14 @@ static const struct { const char *name; enum key_kind kind; uint32_t flag; } fla
 	{ "UNSEEN", KEY_FLAGS_UNSET, STORE_FLAG_SEEN },
 	{ "ALL", KEY_ALL, 0 }, { "RECENT", KEY_RECENT, 0 }, { "OLD", KEY_OLD, 0 },
 	{ "NEW", KEY_NEW, 0 },
+	{ "SAVEDATESUPPORTED", KEY_SAVEDATESUPPORTED, 0 },
 };
 
 static const struct { const char *name; enum key_kind kind; } date_keys[] = {
 	{ "BEFORE", KEY_BEFORE }, { "ON", KEY_ON }, { "SINCE", KEY_SINCE },
 	{ "SENTBEFORE", KEY_SENTBEFORE }, { "SENTON", KEY_SENTON }, { "SENTSINCE", KEY_SENTSINCE },
+	{ "SAVEDBEFORE", KEY_SAVEDBEFORE }, { "SAVEDON", KEY_SAVEDON },
+	{ "SAVEDSINCE", KEY_SAVEDSINCE },
 };
 
 static const struct { const char *name; enum store_search_field field; } field_keys[] = {
@@ -254,6 +259,17 @@ static struct search_key *parse_key(struct search_parser *p)
 		}
 		p->modseq = true;
 		p->s->enabled |= IMAP_ENABLED_CONDSTORE;
+		return k;
+	}
+	if (ascii_strcasecmp(word, "EMAILID") == 0 || ascii_strcasecmp(word, "THREADID") == 0) {
+		/* RFC 8474 6: an objectid; one that is not ours matches nothing */
+		bool email = word[0] == 'E' || word[0] == 'e';
+		k = key_new(p, email ? KEY_EMAILID : KEY_THREADID);
+		if ((s = next_string(p)) == NULL || !imap_objectid_valid(s)) {
+			p->error = "Invalid object id";
+			return NULL;
+		}
+		k->flags = imap_objectid_parse(s, email ? 'M' : 'T', &k->number);
 		return k;
 	}
 	if (ascii_strcasecmp(word, "NOT") == 0) {
@@ -471,6 +487,28 @@ static enum match key_match(struct imap_session *s, struct search_key *k, struct
 		return m->iter != NULL ? MATCH_UNKNOWN : match_of(text_matches(s, k, m));
 	case KEY_MODSEQ:
 		return match_of(m->msg.modseq >= k->number);
+	case KEY_SAVEDATESUPPORTED:
+		return MATCH_YES;
+	case KEY_SAVEDBEFORE:
+	case KEY_SAVEDON:
+	case KEY_SAVEDSINCE: {
+		/* a record from before the save date was kept: its arrival */
+		time_t saved = day_of(m->msg.savedate != 0 ? m->msg.savedate : m->msg.internaldate);
+		return match_of(k->kind == KEY_SAVEDBEFORE ? saved < k->date
+				: k->kind == KEY_SAVEDON ? saved == k->date : saved >= k->date);
+	}
+	case KEY_EMAILID:
+	case KEY_THREADID: {
+		/* the identity is a store call: not inside the first pass */
+		if (k->flags == 0)
+			return MATCH_NO;
+		if (m->iter != NULL)
+			return MATCH_UNKNOWN;
+		uint64_t emailid = store_msg_emailid(s->mbox, &m->msg);
+		if (k->kind == KEY_EMAILID)
+			return match_of(emailid == k->number);
+		return match_of((c = msg_cache(m)) != NULL && imap_threadid(c, emailid) == k->number);
+	}
 	case KEY_NOT:
 		r = key_match(s, k->a, m);
 		return r == MATCH_UNKNOWN ? r : match_of(r == MATCH_NO);
@@ -507,6 +545,8 @@ static int key_order(struct imap_cmd *cmd, struct search_key *k)
 	case KEY_HEADER:
 	case KEY_BODY:
 	case KEY_TEXT:
+	case KEY_EMAILID:
+	case KEY_THREADID:
 		return 2;
 	case KEY_NOT:
 		return key_order(cmd, k->a);

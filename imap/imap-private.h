@@ -19,6 +19,7 @@ struct store_mailbox;
 struct store_uidset;
 struct store_status;
 struct store_delivery;
+struct store_cache;
 struct event;
 
 /* Limits (STYLE.md: smaller before login). */
@@ -49,6 +50,7 @@ enum imap_input_mode {
 #define IMAP_ENABLED_CONDSTORE  0x01u
 #define IMAP_ENABLED_QRESYNC    0x02u
 #define IMAP_ENABLED_IMAP4REV2  0x04u   /* RFC 9051 behaviour */
+#define IMAP_ENABLED_UTF8       0x08u   /* UTF8=ACCEPT (RFC 6855) */
 
 struct imap_session {
 	struct conn *conn;
@@ -97,6 +99,9 @@ struct imap_session {
 	bool updates_pending;
 	bool updates_expunge;
 
+	/* NOTIFY (RFC 5465): what the client asked to hear of */
+	struct imap_notify *notify;
+
 	/* a command that finishes later (streaming FETCH) */
 	bool cmd_async;
 	void *cmd_ctx;
@@ -138,6 +143,8 @@ void imap_command_done(struct imap_session *s);
 /* astring/string/nstring out: quoted when it can be, else a literal. */
 void imap_append_string(struct buf *b, const char *s, size_t len);
 void imap_append_nstring(struct buf *b, const char *s);
+/* The same, quoted also when it holds UTF-8 (valid): UTF8=ACCEPT. */
+void imap_append_utf8_string(struct buf *b, const char *s, size_t len);
 /* A mailbox name from the client (modified UTF-7, "INBOX" any case) as the
  * store's UTF-8; NULL when invalid. Pool-allocated. */
 const char *imap_mailbox_from_client(const struct imap_session *s, struct pool *pool,
@@ -178,8 +185,8 @@ void imap_append_fetch_flags(struct imap_session *s, struct buf *b, uint32_t uid
 /* Flags this session tells the client itself (the next sync does not
  * repeat them). */
 void imap_own_flags_remember(struct imap_session *s, const struct store_msg *msg);
-int imap_status_items(const struct imap_arg *items, const struct store_status *st,
-		      struct buf *b);
+int imap_status_items(struct imap_session *s, const char *name, const struct imap_arg *items,
+		      const struct store_status *st, struct buf *b);
 
 /* cmd-list.c */
 imap_cmd_fn imap_cmd_list, imap_cmd_lsub;
@@ -188,6 +195,11 @@ imap_cmd_fn imap_cmd_list, imap_cmd_lsub;
 imap_cmd_fn imap_cmd_fetch;
 /* Frees a FETCH in progress (the connection went away). */
 void imap_fetch_abort(struct imap_session *s);
+/* NOTIFY's MessageNew (fetch-att ...): whether an attribute needs no body
+ * section, and "* n FETCH (...)" of such attributes for uid into out. */
+bool imap_fetch_att_simple(struct pool *pool, const char *name);
+void imap_fetch_simple(struct imap_session *s, struct pool *pool, const char *const *names,
+		       size_t count, uint32_t uid, struct buf *out);
 
 /* cmd-search.c */
 imap_cmd_fn imap_cmd_search;
@@ -233,6 +245,53 @@ void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte);
  * depends on input not seen yet unless last; returns the bytes written. */
 size_t imap_decoder_run(struct imap_decoder *d, const char *in, size_t len, bool last,
 			char *out);
+
+/* imap-url.c: CATENATE's URL parts (RFC 4469, RFC 5092) */
+struct imap_url {
+	const char *mailbox;     /* NULL: the selected mailbox */
+	uint64_t uidvalidity;    /* 0: not given */
+	uint64_t uid;
+	const char *section;     /* "" = the whole message, upper case */
+	bool partial;
+	uint64_t origin, length; /* length 0: to the end */
+};
+/* A URL of this server (hostname) and user, or relative to the selected
+ * mailbox (have_selected); strings in pool. -1 when it is not. */
+int imap_url_parse(struct pool *pool, const char *text, const char *hostname, const char *user,
+		   bool have_selected, struct imap_url *u);
+/* Writes the message or section the URL names (in this account) into d;
+ * -1 when the URL is not one of ours or names nothing. */
+int imap_url_append(struct imap_session *s, struct pool *pool, const char *text,
+		    struct store_delivery *d, uint64_t *written_r);
+
+/* cmd-quota.c */
+imap_cmd_fn imap_cmd_getquotaroot, imap_cmd_getquota, imap_cmd_setquota;
+
+/* cmd-metadata.c */
+imap_cmd_fn imap_cmd_getmetadata, imap_cmd_setmetadata;
+/* An entry name (RFC 5464 3.2): under /private or /shared; set: not a
+ * top-level name alone. */
+bool imap_metadata_entry_valid(const char *entry, bool set);
+
+/* cmd-notify.c: NOTIFY (RFC 5465) */
+imap_cmd_fn imap_cmd_notify;
+/* Tells what changed since the last look (a wake-up, or one kept while a
+ * command ran); imap_notify_after_command() when a command ended. */
+void imap_notify_run(struct imap_session *s);
+void imap_notify_after_command(struct imap_session *s);
+void imap_notify_free(struct imap_session *s);
+
+/* cmd-compress.c */
+imap_cmd_fn imap_cmd_compress;
+
+/* imap-objectid.c: OBJECTID (RFC 8474) */
+void imap_append_mailboxid(struct buf *b, uint32_t uidvalidity);
+void imap_append_emailid(struct buf *b, uint64_t emailid);
+void imap_append_threadid(struct buf *b, uint64_t threadid);
+uint64_t imap_threadid(const struct store_cache *cache, uint64_t emailid);
+/* One of our ids ("M..." with prefix 'M') back to its number. */
+bool imap_objectid_parse(const char *text, char prefix, uint64_t *value_r);
+bool imap_objectid_valid(const char *text);
 
 /* cmd-idle.c */
 imap_cmd_fn imap_cmd_idle;

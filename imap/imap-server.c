@@ -69,6 +69,11 @@ void imap_capabilities(struct imap_session *s, struct buf *b)
 	buf_append_str(b, " IDLE NAMESPACE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
 		       " LIST-EXTENDED LIST-STATUS STATUS=SIZE UIDPLUS MOVE MULTIAPPEND ESEARCH SEARCHRES CONDSTORE QRESYNC BINARY");
 	buf_printf(b, " APPENDLIMIT=%llu", (unsigned long long)imap_append_limit(s));
+	/* issue 17 part 2 */
+	buf_append_str(b, " SAVEDATE OBJECTID QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"
+		       " METADATA METADATA-SERVER UTF8=ACCEPT CATENATE NOTIFY");
+	if (!conn_is_compressed(s->conn))
+		buf_append_str(b, " COMPRESS=DEFLATE");
 }
 
 void imap_command_updates(struct imap_session *s)
@@ -239,12 +244,14 @@ static void imap_cmd_enable(struct imap_session *s, struct imap_cmd *cmd)
 		unsigned int bit = ascii_strcasecmp(cap, "CONDSTORE") == 0 ? IMAP_ENABLED_CONDSTORE
 				 : ascii_strcasecmp(cap, "QRESYNC") == 0
 				 ? IMAP_ENABLED_QRESYNC | IMAP_ENABLED_CONDSTORE
-				 : ascii_strcasecmp(cap, "IMAP4rev2") == 0 ? IMAP_ENABLED_IMAP4REV2 : 0;
+				 : ascii_strcasecmp(cap, "IMAP4rev2") == 0 ? IMAP_ENABLED_IMAP4REV2
+				 : ascii_strcasecmp(cap, "UTF8=ACCEPT") == 0 ? IMAP_ENABLED_UTF8 : 0;
 		/* RFC 5161: only what was not enabled before is listed */
 		if (bit != 0 && (s->enabled & bit) != bit) {
 			s->enabled |= bit;
 			buf_printf(&b, " %s", bit & IMAP_ENABLED_QRESYNC ? "QRESYNC"
-					      : bit & IMAP_ENABLED_IMAP4REV2 ? "IMAP4rev2" : "CONDSTORE");
+					      : bit & IMAP_ENABLED_IMAP4REV2 ? "IMAP4rev2"
+					      : bit & IMAP_ENABLED_UTF8 ? "UTF8=ACCEPT" : "CONDSTORE");
 		}
 	}
 	buf_append_str(&b, "\r\n");
@@ -284,6 +291,13 @@ static const struct imap_command imap_commands[] = {
 	{ "EXPUNGE", imap_cmd_expunge, CMD_SELECTED | CMD_UID },
 	{ "COPY", imap_cmd_copy, CMD_SELECTED | CMD_UID },
 	{ "MOVE", imap_cmd_move, CMD_SELECTED | CMD_UID },
+	{ "COMPRESS", imap_cmd_compress, CMD_AUTH | CMD_SELECTED },
+	{ "GETQUOTAROOT", imap_cmd_getquotaroot, CMD_AUTH | CMD_SELECTED },
+	{ "GETQUOTA", imap_cmd_getquota, CMD_AUTH | CMD_SELECTED },
+	{ "SETQUOTA", imap_cmd_setquota, CMD_AUTH | CMD_SELECTED },
+	{ "GETMETADATA", imap_cmd_getmetadata, CMD_AUTH | CMD_SELECTED },
+	{ "SETMETADATA", imap_cmd_setmetadata, CMD_AUTH | CMD_SELECTED },
+	{ "NOTIFY", imap_cmd_notify, CMD_AUTH | CMD_SELECTED },
 };
 
 static const struct imap_command *imap_command_find(const char *name)
@@ -319,6 +333,7 @@ void imap_command_done(struct imap_session *s)
 		if (!conn_is_closing(s->conn))
 			conn_resume_input(s->conn);
 	}
+	imap_notify_after_command(s);
 }
 
 /* The dispatcher: syntax, command name, UID form and state are checked
@@ -375,6 +390,7 @@ static void imap_command_run(struct imap_session *s, const char *data, size_t le
 	if (!s->cmd_async) {
 		s->updates_pending = false;
 		pool_clear(s->cmd_pool);
+		imap_notify_after_command(s);
 	}
 }
 
@@ -409,8 +425,9 @@ static void imap_reader_event(struct imap_session *s, enum imap_read_status st)
 static void imap_input(void *ctx)
 {
 	struct imap_session *s = ctx;
-	struct evbuffer *in = conn_input(s->conn);
 	while (!conn_is_closing(s->conn) && s->mode != IMAP_INPUT_WAIT) {
+		/* asked each time: COMPRESS changes where input comes from */
+		struct evbuffer *in = conn_input(s->conn);
 		if (s->mode == IMAP_INPUT_SASL || s->mode == IMAP_INPUT_IDLE) {
 			enum lr_status st = linereader_next(&s->reader.lr, in);
 			if (st == LR_NEED_MORE)
@@ -479,6 +496,7 @@ static void imap_free(void *ctx)
 {
 	struct imap_session *s = ctx;
 	imap_idle_stop(s);
+	imap_notify_free(s);
 	imap_fetch_abort(s);
 	imap_append_reset(s);
 	free(s->appends);

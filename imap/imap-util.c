@@ -12,6 +12,19 @@ void imap_append_string(struct buf *b, const char *s, size_t len)
 	mail_imap_string(b, s, len);
 }
 
+/* UTF8=ACCEPT (RFC 6855 3): valid UTF-8 may go quoted */
+void imap_append_utf8_string(struct buf *b, const char *s, size_t len)
+{
+	bool quoted = len <= MAIL_IMAP_MAX_QUOTED && utf8_is_valid(s, len);
+	for (size_t i = 0; quoted && i < len; i++)
+		if (s[i] == '\0' || s[i] == '\r' || s[i] == '\n')
+			quoted = false;
+	if (quoted)
+		mail_imap_quoted(b, s, len);
+	else
+		mail_imap_string(b, s, len);
+}
+
 void imap_append_nstring(struct buf *b, const char *s)
 {
 	mail_imap_nstring(b, s);
@@ -27,8 +40,11 @@ const char *imap_mailbox_from_client(const struct imap_session *s, struct pool *
 {
 	if (ascii_strcasecmp(name, "INBOX") == 0)
 		return "INBOX";
-	/* RFC 9051 5.1: IMAP4rev2 names are UTF-8 */
-	char *utf8 = (s->enabled & IMAP_ENABLED_IMAP4REV2) ? xstrdup(name) : store_mutf7_decode(name);
+	/* RFC 9051 5.1 and RFC 6855 3: IMAP4rev2 and UTF8=ACCEPT names are UTF-8 */
+	bool utf8_names = (s->enabled & (IMAP_ENABLED_IMAP4REV2 | IMAP_ENABLED_UTF8)) != 0;
+	if (utf8_names && !utf8_is_valid(name, strlen(name)))
+		return NULL;
+	char *utf8 = utf8_names ? xstrdup(name) : store_mutf7_decode(name);
 	if (utf8 == NULL)
 		return NULL;
 	const char *result = pool_strdup(pool, utf8);
@@ -41,6 +57,11 @@ const char *imap_mailbox_from_client(const struct imap_session *s, struct pool *
 
 void imap_append_mailbox(const struct imap_session *s, struct buf *b, const char *utf8)
 {
+	if (s->enabled & IMAP_ENABLED_UTF8) {
+		/* RFC 6855 3: a quoted string may now carry UTF-8 */
+		imap_append_utf8_string(b, utf8, strlen(utf8));
+		return;
+	}
 	if (s->enabled & IMAP_ENABLED_IMAP4REV2) {
 		imap_append_string(b, utf8, strlen(utf8));
 		return;

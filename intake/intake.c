@@ -228,6 +228,8 @@ int intake_quota_refresh(struct services *sv, struct store_account *acct, const 
 	uint64_t used, limit;
 	if (auth_user_lookup(sv->auth, account, &user) != 1)
 		return -1;
+	if (store_account_set_message_quota(acct, user.quota_messages, &error) < 0)
+		log_warn("event=quota-sync-failed account=%s error=\"%s\"", account, error);
 	if (store_account_get_quota(acct, &used, &limit, &error) < 0)
 		return -1;
 	if (limit != user.quota && store_account_set_quota(acct, user.quota, &error) < 0) {

@@ -6,7 +6,16 @@
 
 #include <string.h>
 
-#define MAIL_IMAP_MAX_QUOTED 1024
+void mail_imap_quoted(struct buf *out, const char *s, size_t len)
+{
+	buf_append_char(out, '"');
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			buf_append_char(out, '\\');
+		buf_append_char(out, s[i]);
+	}
+	buf_append_char(out, '"');
+}
 
 void mail_imap_string(struct buf *out, const char *s, size_t len)
 {
@@ -21,13 +30,7 @@ void mail_imap_string(struct buf *out, const char *s, size_t len)
 		buf_append(out, s, len);
 		return;
 	}
-	buf_append_char(out, '"');
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			buf_append_char(out, '\\');
-		buf_append_char(out, s[i]);
-	}
-	buf_append_char(out, '"');
+	mail_imap_quoted(out, s, len);
 }
 
 void mail_imap_nstring(struct buf *out, const char *s)

@@ -103,9 +103,12 @@ size_t mail_data_encode_end(struct mail_data_encoder *e, char *out);
 
 /* ---- IMAP strings (RFC 3501 4.3, 9051 4.3) ----------------------------- */
 
+#define MAIL_IMAP_MAX_QUOTED 1024
 /* A quoted string, or a literal when the text holds CR, LF, NUL or 8-bit
- * bytes or is long. */
+ * bytes or is longer than MAIL_IMAP_MAX_QUOTED. */
 void mail_imap_string(struct buf *out, const char *s, size_t len);
+/* Always quoted (\ and " escaped); the caller knows the text may be. */
+void mail_imap_quoted(struct buf *out, const char *s, size_t len);
 /* NIL for NULL. */
 void mail_imap_nstring(struct buf *out, const char *s);
 

@@ -179,6 +179,7 @@ static int copy_one(struct store_mailbox *mbox, MDB_txn *txn, const char *src_di
 	struct msg_rec next = m->rec;
 	next.flags &= STORE_FLAG_ALL;
 	next.keywords = 0;
+	next.savedate = (uint32_t)time(NULL);
 	for (unsigned int i = 0; i < STORE_MAX_KEYWORDS; i++) {
 		if ((m->rec.keywords & ((uint64_t)1 << i)) == 0 || mbox->keywords[i] == NULL)
 			continue;
@@ -200,7 +201,12 @@ static int copy_one(struct store_mailbox *mbox, MDB_txn *txn, const char *src_di
 		msgrec_account(drec, &next, 1);
 		uint64_t key = msg_key(mbox->id, m->uid);
 		MDB_val k = { sizeof(key), &key }, v;
-		if (index_msg_put(acct, txn, drec->id, uid, &next, base) < 0) {
+		/* the copy keeps the original's EMAILID (RFC 8474 5.1) */
+		uint64_t emailid = index_emailid(acct, txn, mbox->id, m->uid, m->base);
+		uint64_t dkey = msg_key(drec->id, uid);
+		MDB_val ek = { sizeof(dkey), &dkey }, ev = { sizeof(emailid), &emailid };
+		if (index_msg_put(acct, txn, drec->id, uid, &next, base) < 0 ||
+		    index_note(acct, mdb_put(txn, acct->db_emailid, &ek, &ev, 0)) != 0) {
 			ret = view_fail(mbox, error_r, STORE_ERR_INTERNAL, "%s", acct->error);
 		} else if (mdb_get(txn, acct->db_cache, &k, &v) == 0) {
 			struct buf blob = BUF_INIT;
@@ -258,9 +264,7 @@ int store_msg_copy(struct store_mailbox *mbox, const struct store_uidset *set,
 	uint64_t total = 0;
 	for (size_t i = 0; i < count; i++)
 		total += msgs[i].rec.size;
-	uint64_t limit = index_meta_get(mbox->acct, txn, "quota_limit");
-	if (!move && limit != 0 &&
-	    index_meta_get(mbox->acct, txn, "quota_used") + total > limit) {
+	if (!move && !index_quota_allows(mbox->acct, txn, total, count)) {
 		mdb_txn_abort(txn);
 		free_found(msgs, count);
 		free(dname);

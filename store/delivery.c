@@ -142,8 +142,7 @@ static int deliver_many(struct store_account *acct, const char *name,
 	uint64_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += items[i].d->msg.size;
-	uint64_t limit = index_meta_get(acct, txn, "quota_limit");
-	if (limit != 0 && index_meta_get(acct, txn, "quota_used") + total > limit) {
+	if (!index_quota_allows(acct, txn, total, n)) {
 		mdb_txn_abort(txn);
 		return acct_fail(acct, error_r, STORE_ERR_OVERQUOTA, "mailbox is full");
 	}
@@ -176,6 +175,7 @@ static int deliver_many(struct store_account *acct, const char *name,
 		rec->size = it->d->msg.size;
 		rec->crlf_size = it->d->msg.crlf_size;
 		rec->internaldate = it->internaldate != 0 ? it->internaldate : time(NULL);
+		rec->savedate = (uint32_t)time(NULL);
 		bases[i] = maildir_new_base(acct->store, rec->size, rec->crlf_size);
 		buf_init(&paths[i]);
 		maildir_msg_path(&paths[i], dir, rec, bases[i]);

@@ -295,6 +295,8 @@ static int heal_add_files(struct store_account *acct, MDB_txn *txn, const char *
 		memset(&mr, 0, sizeof(mr));
 		file_flags(f, &mr.flags, &mr.keywords);
 		mr.internaldate = st.st_mtime;
+		/* a file found on disk: saved when it was last linked or renamed */
+		mr.savedate = (uint32_t)st.st_ctime;
 		if (f->uid != 0) {
 			/* a UID the uidlist gave two names: only the first keeps it */
 			uint64_t key = msg_key(rec->id, f->uid);

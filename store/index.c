@@ -175,6 +175,7 @@ int index_msg_expunge(struct store_account *acct, MDB_txn *txn, const char *name
 	int ret = mdb_del(txn, acct->db_msg, &k, NULL);
 	if (ret == 0) {
 		mdb_del(txn, acct->db_cache, &k, NULL);
+		mdb_del(txn, acct->db_emailid, &k, NULL);
 		ret = mdb_put(txn, acct->db_expunged, &k, &v, 0);
 	}
 	if (ret != 0)
@@ -267,4 +268,56 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 		free(dir);
 	}
 	return (int)i;
+}
+
+uint64_t index_emailid_of_base(const char *base)
+{
+	/* FNV-1a, 64 bits: the base names are unique in the account, and a
+	 * clash needs 2^32 of them */
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	for (const unsigned char *p = (const unsigned char *)base; *p != '\0' && *p != ':'; p++) {
+		h ^= *p;
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+uint64_t index_emailid(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
+		       const char *base)
+{
+	uint64_t key = msg_key(id, uid), value;
+	MDB_val k = { sizeof(key), &key }, v;
+	if (mdb_get(txn, acct->db_emailid, &k, &v) == 0 && v.mv_size == sizeof(value)) {
+		memcpy(&value, v.mv_data, sizeof(value));
+		return value;
+	}
+	return index_emailid_of_base(base);
+}
+
+uint64_t index_message_count(struct store_account *acct, MDB_txn *txn)
+{
+	/* one record per mailbox: a short walk */
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t total = 0;
+	if (mdb_cursor_open(txn, acct->db_mbox, &cur) != 0)
+		return 0;
+	for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+		struct mbox_rec rec;
+		memset(&rec, 0, sizeof(rec));
+		memcpy(&rec, v.mv_data, v.mv_size < sizeof(rec) ? v.mv_size : sizeof(rec));
+		total += rec.messages;
+	}
+	mdb_cursor_close(cur);
+	return total;
+}
+
+bool index_quota_allows(struct store_account *acct, MDB_txn *txn, uint64_t bytes,
+			uint64_t messages)
+{
+	uint64_t limit = index_meta_get(acct, txn, "quota_limit");
+	if (limit != 0 && index_meta_get(acct, txn, "quota_used") + bytes > limit)
+		return false;
+	uint64_t msg_limit = index_meta_get(acct, txn, "quota_msg_limit");
+	return msg_limit == 0 || index_message_count(acct, txn) + messages <= msg_limit;
 }

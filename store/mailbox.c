@@ -108,6 +108,8 @@ int store_mailbox_delete(struct store_account *acct, const char *name, const cha
 	delete_id_range(txn, acct->db_cache, rec.id, NULL);
 	delete_id_range(txn, acct->db_expunged, rec.id, NULL);
 	delete_id_range(txn, acct->db_kw, rec.id, NULL);
+	delete_id_range(txn, acct->db_emailid, rec.id, NULL);
+	metadata_delete_owner(acct, txn, rec.id);
 	index_quota_add(acct, txn, -(int64_t)freed);
 	MDB_val k = { strlen(canon), canon };
 	mdb_del(txn, acct->db_mbox, &k, NULL);
@@ -491,6 +493,39 @@ int store_mailbox_status(struct store_account *acct, const char *name,
 			mailbox_fill_status(acct, txn, &rec, status_r);
 		else
 			ret = acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
+		mdb_txn_abort(txn);
+	}
+	free(canon);
+	return ret;
+}
+
+int store_mailbox_deleted_size(struct store_account *acct, const char *name,
+			       uint64_t *bytes_r, const char **error_r)
+{
+	char *canon = maildir_canonical_name(name);
+	if (canon == NULL)
+		return acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
+	MDB_txn *txn;
+	struct mbox_rec rec;
+	int ret = index_txn_begin(acct, false, &txn, error_r);
+	*bytes_r = 0;
+	if (ret == 0) {
+		MDB_cursor *cur;
+		if (index_mbox_get(acct, txn, canon, &rec) < 0) {
+			ret = acct_fail(acct, error_r, STORE_ERR_NOTFOUND, "no such mailbox");
+		} else if (rec.deleted > 0 && mdb_cursor_open(txn, acct->db_msg, &cur) == 0) {
+			/* only when something is \Deleted: then a walk of the records */
+			MDB_val v;
+			uint32_t uid;
+			bool started = false;
+			while (index_id_next(cur, rec.id, 0, &started, &uid, &v)) {
+				struct msg_rec m;
+				memcpy(&m, v.mv_data, sizeof(m));
+				if (m.flags & STORE_FLAG_DELETED)
+					*bytes_r += m.size;
+			}
+			mdb_cursor_close(cur);
+		}
 		mdb_txn_abort(txn);
 	}
 	free(canon);

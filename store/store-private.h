@@ -54,6 +54,8 @@ struct store_account {
 	MDB_dbi db_kw;          /* u64 (id<<32|index) -> keyword name */
 	MDB_dbi db_meta;        /* string -> u64 */
 	MDB_dbi db_subs;        /* name -> "" */
+	MDB_dbi db_emailid;     /* u64 (id<<32|uid) -> u64 EMAILID of a copy */
+	MDB_dbi db_metadata;    /* be32 mailbox id (0 = server) + entry -> value */
 	bool map_full;            /* a write since the last reset hit MDB_MAP_FULL */
 	int watch_wd[3];          /* inotify watches: notify file, new/, cur/ */
 	uint64_t changes;
@@ -123,7 +125,9 @@ struct own_change {
 
 struct msg_rec {
 	uint32_t flags;          /* STORE_FLAG_* | MSG_IN_NEW */
-	uint32_t pad;
+	uint32_t savedate;       /* when saved into this mailbox (SAVEDATE,
+				    RFC 8514), seconds; 0 = unknown (records
+				    older than the field) */
 	uint64_t keywords;
 	uint64_t modseq;
 	uint64_t size;
@@ -199,6 +203,11 @@ bool index_id_next(MDB_cursor *cur, uint32_t id, uint32_t from, bool *started,
 		   uint32_t *sub_r, MDB_val *val_r);
 uint32_t index_new_uidvalidity(struct store_account *acct, MDB_txn *txn);
 int index_quota_add(struct store_account *acct, MDB_txn *txn, int64_t delta);
+/* Messages in the account (every mailbox). */
+uint64_t index_message_count(struct store_account *acct, MDB_txn *txn);
+/* Whether bytes and messages more stay within the account's limits. */
+bool index_quota_allows(struct store_account *acct, MDB_txn *txn, uint64_t bytes,
+			uint64_t messages);
 void index_notify(struct store_account *acct);
 /* Keyword name -> index in the mailbox, allocating (create) if needed;
  * -1 when absent (or full). */
@@ -266,6 +275,17 @@ int cache_index_file(struct store_account *acct, MDB_txn *txn, uint32_t id, uint
 		     time_t *date_r);
 int cache_put(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
 	      const struct buf *blob);
+
+/* The EMAILID (RFC 8474) a message has by itself: a hash of its base
+ * file name, which never changes and survives an index rebuild. A COPY or
+ * MOVE gets a new file name, so the copy's record in db_emailid keeps the
+ * original's. */
+uint64_t index_emailid_of_base(const char *base);
+uint64_t index_emailid(struct store_account *acct, MDB_txn *txn, uint32_t id, uint32_t uid,
+		       const char *base);
+
+/* metadata.c: drops every METADATA entry of a mailbox (its DELETE). */
+void metadata_delete_owner(struct store_account *acct, MDB_txn *txn, uint32_t id);
 
 /* mailbox.c */
 void mailbox_fill_status(struct store_account *acct, MDB_txn *txn,

@@ -265,6 +265,9 @@ static int env_open_dbs(struct store_account *acct, const char **error_r)
 	ret = ret ? ret : mdb_dbi_open(txn, "kw", MDB_CREATE | MDB_INTEGERKEY, &acct->db_kw);
 	ret = ret ? ret : mdb_dbi_open(txn, "meta", MDB_CREATE, &acct->db_meta);
 	ret = ret ? ret : mdb_dbi_open(txn, "subs", MDB_CREATE, &acct->db_subs);
+	ret = ret ? ret : mdb_dbi_open(txn, "emailid", MDB_CREATE | MDB_INTEGERKEY,
+				       &acct->db_emailid);
+	ret = ret ? ret : mdb_dbi_open(txn, "metadata", MDB_CREATE, &acct->db_metadata);
 	if (ret != 0) {
 		mdb_txn_abort(txn);
 		return acct_fail(acct, error_r, STORE_ERR_NOTPOSSIBLE, "mdb_dbi_open: %s",
@@ -488,6 +491,35 @@ int store_account_get_quota(struct store_account *acct, uint64_t *used_r, uint64
 		return STORE_ERR_INTERNAL;
 	*used_r = index_meta_get(acct, txn, "quota_used");
 	*limit_r = index_meta_get(acct, txn, "quota_limit");
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+int store_account_set_message_quota(struct store_account *acct, uint64_t limit,
+				    const char **error_r)
+{
+	/* every login pushes it: take the writer lock only for a change */
+	MDB_txn *txn;
+	if (index_txn_begin(acct, false, &txn, error_r) < 0)
+		return STORE_ERR_INTERNAL;
+	uint64_t now = index_meta_get(acct, txn, "quota_msg_limit");
+	mdb_txn_abort(txn);
+	if (now == limit)
+		return 0;
+	if (index_txn_begin(acct, true, &txn, error_r) < 0)
+		return STORE_ERR_INTERNAL;
+	index_meta_put(acct, txn, "quota_msg_limit", limit);
+	return index_txn_commit(acct, txn, error_r);
+}
+
+int store_account_get_usage(struct store_account *acct, uint64_t *bytes_r,
+			    uint64_t *messages_r, const char **error_r)
+{
+	MDB_txn *txn;
+	if (index_txn_begin(acct, false, &txn, error_r) < 0)
+		return STORE_ERR_INTERNAL;
+	*bytes_r = index_meta_get(acct, txn, "quota_used");
+	*messages_r = index_message_count(acct, txn);
 	mdb_txn_abort(txn);
 	return 0;
 }

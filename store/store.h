@@ -129,6 +129,13 @@ int store_account_set_quota(struct store_account *acct, uint64_t limit,
 			    const char **error_r);
 int store_account_get_quota(struct store_account *acct, uint64_t *used_r,
 			    uint64_t *limit_r, const char **error_r);
+/* The limit on the number of messages in the account (0 = unlimited):
+ * delivery, APPEND and COPY beyond it fail with STORE_ERR_OVERQUOTA. */
+int store_account_set_message_quota(struct store_account *acct, uint64_t limit,
+				    const char **error_r);
+/* What the quotas count: file bytes and messages of the whole account. */
+int store_account_get_usage(struct store_account *acct, uint64_t *bytes_r,
+			    uint64_t *messages_r, const char **error_r);
 
 /* Change notification: one fd per process (one inotify instance however
  * many accounts are watched; the per-user instance limit is small).
@@ -266,9 +273,39 @@ struct store_status {
 	uint64_t highestmodseq;
 	uint32_t special_use;
 };
+/* The file bytes of the mailbox's \\Deleted messages (what an EXPUNGE
+ * gives back: STATUS DELETED-STORAGE). */
+int store_mailbox_deleted_size(struct store_account *acct, const char *name,
+			       uint64_t *bytes_r, const char **error_r);
 /* Heals the mailbox from disk first when its directories changed. */
 int store_mailbox_status(struct store_account *acct, const char *name,
 			 struct store_status *status_r, const char **error_r);
+
+/* ---- METADATA (RFC 5464) ------------------------------------------------ */
+
+/* Entries of a mailbox, or of the server (mailbox NULL: the account's own
+ * server entries). Entry names are stored in lower case. */
+struct store_metadata_entry {
+	char *name;          /* "/private/comment" */
+	char *value;         /* NULL (set only): delete the entry */
+	size_t len;
+};
+struct store_metadata {
+	struct store_metadata_entry *entries;
+	size_t count, cap;
+};
+/* entry itself (when it exists), then with depth 1 its children, with
+ * depth -1 all its descendants; appended to md (init with zeroes).
+ * STORE_ERR_NOTFOUND when the mailbox does not exist. */
+int store_metadata_get(struct store_account *acct, const char *mailbox, const char *entry,
+		       int depth, struct store_metadata *md, const char **error_r);
+/* Sets (value) or deletes (value NULL) every entry in one transaction; when
+ * the owner would hold more than max_entries (0 = no limit), nothing is
+ * changed and the result is STORE_ERR_LIMIT. */
+int store_metadata_set(struct store_account *acct, const char *mailbox,
+		       const struct store_metadata_entry *entries, size_t count,
+		       size_t max_entries, const char **error_r);
+void store_metadata_free(struct store_metadata *md);
 
 /* ---- mailbox views ------------------------------------------------------ */
 
@@ -333,12 +370,18 @@ struct store_msg {
 	uint64_t size;             /* bytes of the file */
 	uint64_t crlf_size;        /* RFC822.SIZE (every line end counted as CRLF) */
 	time_t internaldate;
+	time_t savedate;           /* saved into this mailbox (RFC 8514); 0 = unknown */
 	const char *path;          /* the file's path now (may move on flag change) */
 };
 /* Looks up one message; STORE_ERR_NOTFOUND when it is not in the index
  * (expunged meanwhile). */
 int store_msg_get(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
 		  const char **error_r);
+/* The message's EMAILID (RFC 8474) as a number: stable for the life of
+ * the message, kept by COPY and MOVE, the same after an index rebuild
+ * for every message that was not copied. msg from store_msg_get() or
+ * store_iter_next() (not usable inside an iteration: a store call). */
+uint64_t store_msg_emailid(struct store_mailbox *mbox, const struct store_msg *msg);
 /* Name of keyword index i in this mailbox, NULL when unused. */
 const char *store_mailbox_keyword(struct store_mailbox *mbox, unsigned int i);
 

@@ -359,6 +359,7 @@ static void fill_msg(struct store_mailbox *mbox, struct buf *path, uint32_t uid,
 	msg->size = rec->size;
 	msg->crlf_size = rec->crlf_size;
 	msg->internaldate = (time_t)rec->internaldate;
+	msg->savedate = (time_t)rec->savedate;
 	if (mbox->dir == NULL)
 		mbox->dir = maildir_path(mbox->acct, mbox->name);
 	maildir_msg_path(path, mbox->dir, rec, base);
@@ -422,6 +423,20 @@ int store_msg_get(struct store_mailbox *mbox, uint32_t uid, struct store_msg *ms
 	fill_msg(mbox, &mbox->scratch, uid, &rec, (const char *)v.mv_data + sizeof(rec), msg_r);
 	view_lookup_end(mbox, txn);
 	return 0;
+}
+
+uint64_t store_msg_emailid(struct store_mailbox *mbox, const struct store_msg *msg)
+{
+	const char *slash = strrchr(msg->path, '/');
+	const char *base = slash != NULL ? slash + 1 : msg->path;
+	MDB_txn *txn = mbox->batch_txn;
+	const char *error;
+	if (txn == NULL && index_txn_begin(mbox->acct, false, &txn, &error) < 0)
+		return index_emailid_of_base(base);
+	uint64_t id = index_emailid(mbox->acct, txn, mbox->id, msg->uid, base);
+	if (txn != mbox->batch_txn)
+		mdb_txn_abort(txn);
+	return id;
 }
 
 const char *store_mailbox_keyword(struct store_mailbox *mbox, unsigned int i)
@@ -511,6 +526,7 @@ bool store_iter_next(struct store_iter *iter, struct store_msg *msg_r)
 		msg_r->size = rec.size;
 		msg_r->crlf_size = rec.crlf_size;
 		msg_r->internaldate = (time_t)rec.internaldate;
+		msg_r->savedate = (time_t)rec.savedate;
 		maildir_msg_path(&iter->path, iter->dir, &rec,
 				 (const char *)v.mv_data + sizeof(rec));
 		msg_r->path = iter->path.data;

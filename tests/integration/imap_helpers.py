@@ -83,6 +83,13 @@ def quote(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def created(lines, tag):
+    """A CREATE's one reply: OK with the new mailbox's MAILBOXID (RFC 8474)."""
+    return len(lines) == 1 and re.fullmatch(
+        rb"%s OK \[MAILBOXID \([A-Za-z0-9_-]+\)\] CREATE completed\r\n" % tag.encode(),
+        lines[0]) is not None
+
+
 def login_raw(raw, user=USER, password=PASSWORD, tag="L"):
     lines = raw.cmd(tag, "LOGIN %s %s" % (quote(user), quote(password)))
     assert lines[-1].startswith(b"%s OK" % tag.encode()), lines

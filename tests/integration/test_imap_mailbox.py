@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from imap_helpers import raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, make_account, message
+from imap_helpers import created, raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, make_account, message
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_default_mailboxes_and_special_use(srv):
 
 def test_create_rename_delete_and_hierarchy(srv):
     r = raw_session(srv)
-    assert r.cmd("a", 'CREATE "Projects/2024"') == [b"a OK CREATE completed\r\n"]
+    assert created(r.cmd("a", 'CREATE "Projects/2024"'), "a")
     assert r.cmd("b2", 'CREATE "Projects/2024"')[-1].startswith(b"b2 NO [ALREADYEXISTS]")
     assert r.cmd("c", 'LIST "" "Projects*"') == [
         b'* LIST (\\Noselect \\HasChildren) "/" "Projects"\r\n',
@@ -49,7 +49,7 @@ def test_create_rename_delete_and_hierarchy(srv):
     assert r.cmd("j", 'DELETE "Work/2025"')[-1].startswith(b"j NO [NONEXISTENT]")
     assert r.cmd("k", "DELETE INBOX")[-1].startswith(b"k NO [CANNOT]")
     assert r.cmd("l", "CREATE inbox") == [b"l NO [ALREADYEXISTS] INBOX always exists\r\n"]
-    assert r.cmd("m", 'CREATE "Trailing/"') == [b"m OK CREATE completed\r\n"]
+    assert created(r.cmd("m", 'CREATE "Trailing/"'), "m")
     assert r.cmd("n", 'LIST "" "Trailing"') == [
         b'* LIST (\\HasNoChildren) "/" "Trailing"\r\n', b"n OK LIST completed\r\n"]
 
@@ -64,7 +64,7 @@ def test_names_that_cannot_be_created(srv, name):
 
 def test_modified_utf7_names(srv):
     r = raw_session(srv)
-    assert r.cmd("a", 'CREATE "Entw&APw-rfe"') == [b"a OK CREATE completed\r\n"]
+    assert created(r.cmd("a", 'CREATE "Entw&APw-rfe"'), "a")
     assert r.cmd("b", 'LIST "" "Entw*"') == [
         b'* LIST (\\HasNoChildren) "/" "Entw&APw-rfe"\r\n', b"b OK LIST completed\r\n"]
     assert r.cmd("c", 'STATUS "Entw&APw-rfe" (MESSAGES)') == [
@@ -76,7 +76,7 @@ def test_modified_utf7_names(srv):
 
 def test_create_special_use(srv):
     r = raw_session(srv)
-    assert r.cmd("a", 'CREATE "Sent Items" (USE (\\Sent))') == [b"a OK CREATE completed\r\n"]
+    assert created(r.cmd("a", 'CREATE "Sent Items" (USE (\\Sent))'), "a")
     assert r.cmd("b", 'CREATE "Odd" (USE (\\Bogus))') == \
         [b"b NO [USEATTR] Unsupported special-use attribute\r\n"]
     assert r.cmd("c", 'LIST (SPECIAL-USE) "" "*"') == [
@@ -91,7 +91,7 @@ def test_create_special_use(srv):
 
 def test_subscriptions_lsub_and_list_extended(srv):
     r = raw_session(srv)
-    assert r.cmd("a", "CREATE Lists/one")[-1] == b"a OK CREATE completed\r\n"
+    assert created(r.cmd("a", "CREATE Lists/one"), "a")
     assert r.cmd("b", "UNSUBSCRIBE Junk") == [b"b OK UNSUBSCRIBE completed\r\n"]
     assert r.cmd("c", "SUBSCRIBE Lists/one") == [b"c OK SUBSCRIBE completed\r\n"]
     lsub = r.cmd("d", 'LSUB "" "*"')
@@ -126,7 +126,8 @@ def test_select_examine_status(srv):
     assert re.match(rb"\* OK \[UIDVALIDITY \d+\] UIDs valid\r\n", lines[5])
     assert lines[6] == b"* OK [UIDNEXT 3] Predicted next UID\r\n"
     assert re.match(rb"\* OK \[HIGHESTMODSEQ \d+\] Highest\r\n", lines[7])
-    assert lines[8] == b"a OK [READ-WRITE] SELECT completed\r\n"
+    assert re.match(rb"\* OK \[MAILBOXID \(F[0-9a-f]+\)\] Ok\r\n", lines[8])
+    assert lines[9] == b"a OK [READ-WRITE] SELECT completed\r\n"
     # \Recent went to the first read-write session
     lines = Raw(srv.port("imap")), None
     r2 = raw_session(srv)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from harness import REPO
-from imap_helpers import USER, deliver, make_account, message, raw_session
+from imap_helpers import created, USER, deliver, make_account, message, raw_session
 
 OCTETS = (b"Subject: binary\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
           b"Content-Transfer-Encoding: base64\r\n\r\nAAECA2hlbGxv\r\n")
@@ -57,7 +57,7 @@ def test_imap4rev2_after_enable(srv):
     assert r.cmd("e", "UID SEARCH SUBJECT binary") == [b'* ESEARCH (TAG "e") UID ALL 2\r\n',
                                                        b"e OK UID SEARCH completed\r\n"]
     # mailbox names are UTF-8 now
-    assert r.cmd("f", 'CREATE "Entw\u00fcrfe"'.encode()) == [b"f OK CREATE completed\r\n"]
+    assert created(r.cmd("f", 'CREATE "Entw\u00fcrfe"'.encode()), "f")
     lines = r.cmd("g", 'LIST "" "Entw*"')
     assert lines[0].startswith(b'* LIST (\\HasNoChildren) "/" {9}\r\nEntw\xc3\xbcrfe')
     # a rev1 session sees the same mailbox in modified UTF-7

@@ -1263,6 +1263,128 @@ static void test_run_as(void)
 	close_store();
 }
 
+/* issue 17 part 2: the message-count quota, METADATA entries, the save
+ * date and the EMAILID a copy keeps */
+static void test_message_quota(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	const char *error;
+	uint64_t bytes, messages;
+	uint32_t uid;
+	TEST_ASSERT_INT(store_account_open(store, "m@d", &acct, &error), 0);
+	TEST_ASSERT_INT(store_account_set_message_quota(acct, 2, &error), 0);
+	TEST_ASSERT_INT(deliver("m@d", msg1, NULL), 0);
+	TEST_ASSERT_INT(append(acct, "Sent", msg1, 0, NULL, &uid), 0);
+	TEST_ASSERT_INT(deliver("m@d", msg1, NULL), STORE_ERR_OVERQUOTA);
+	TEST_ASSERT_INT(append(acct, "Sent", msg1, 0, NULL, &uid), STORE_ERR_OVERQUOTA);
+	TEST_ASSERT_INT(store_account_get_usage(acct, &bytes, &messages, &error), 0);
+	TEST_ASSERT_INT(messages, 2);
+	TEST_ASSERT_INT(bytes, 2 * strlen(msg1));
+	struct store_mailbox *mbox;
+	struct store_uidset set = STORE_UIDSET_INIT;
+	store_uidset_add(&set, 1, 1);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
+	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Trash", false, &uid, NULL, NULL, &error),
+			STORE_ERR_OVERQUOTA);
+	/* a move adds no message */
+	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Trash", true, &uid, NULL, NULL, &error), 0);
+	TEST_ASSERT_INT(store_account_set_message_quota(acct, 0, &error), 0);
+	TEST_ASSERT_INT(deliver("m@d", msg1, NULL), 0);
+	store_uidset_clear(&set);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_metadata(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	const char *error;
+	TEST_ASSERT_INT(store_account_open(store, "md@d", &acct, &error), 0);
+	struct store_metadata_entry set[] = {
+		{ "/private/Vendor/a", "1", 1 }, { "/private/vendor/a/b", "22", 2 },
+		{ "/private/vendor/c", "3", 1 }, { "/shared/comment", "x\0y", 3 },
+	};
+	TEST_ASSERT_INT(store_metadata_set(acct, "Sent", set, 4, 10, &error), 0);
+	TEST_ASSERT_INT(store_metadata_set(acct, NULL, set, 1, 10, &error), 0);
+	struct store_metadata md = { NULL, 0, 0 };
+	TEST_ASSERT_INT(store_metadata_get(acct, "Sent", "/private/vendor", 1, &md, &error), 0);
+	TEST_ASSERT_INT(md.count, 2);
+	TEST_ASSERT_STR(md.entries[0].name, "/private/vendor/a");
+	TEST_ASSERT_STR(md.entries[1].name, "/private/vendor/c");
+	store_metadata_free(&md);
+	TEST_ASSERT_INT(store_metadata_get(acct, "Sent", "/private", -1, &md, &error), 0);
+	TEST_ASSERT_INT(md.count, 3);
+	store_metadata_free(&md);
+	TEST_ASSERT_INT(store_metadata_get(acct, "Sent", "/shared/comment", 0, &md, &error), 0);
+	TEST_ASSERT(md.count == 1 && md.entries[0].len == 3 && memcmp(md.entries[0].value, "x\0y", 3) == 0);
+	store_metadata_free(&md);
+	/* the server's entries are apart from the mailbox's */
+	TEST_ASSERT_INT(store_metadata_get(acct, NULL, "/private", -1, &md, &error), 0);
+	TEST_ASSERT_INT(md.count, 1);
+	store_metadata_free(&md);
+	/* over the count nothing of the call is kept */
+	struct store_metadata_entry more[] = { { "/private/vendor/c", NULL, 0 },
+					       { "/private/new1", "n", 1 }, { "/private/new2", "n", 1 } };
+	TEST_ASSERT_INT(store_metadata_set(acct, "Sent", more, 3, 4, &error), STORE_ERR_LIMIT);
+	TEST_ASSERT_INT(store_metadata_get(acct, "Sent", "/private/vendor/c", 0, &md, &error), 0);
+	TEST_ASSERT_INT(md.count, 1);
+	store_metadata_free(&md);
+	TEST_ASSERT_INT(store_metadata_set(acct, "Sent", more, 2, 4, &error), 0);
+	/* RENAME keeps, DELETE drops */
+	TEST_ASSERT_INT(store_mailbox_rename(acct, "Sent", "Old", &error), 0);
+	TEST_ASSERT_INT(store_metadata_get(acct, "Old", "/private/new1", 0, &md, &error), 0);
+	TEST_ASSERT_INT(md.count, 1);
+	store_metadata_free(&md);
+	TEST_ASSERT_INT(store_mailbox_delete(acct, "Old", &error), 0);
+	TEST_ASSERT_INT(store_mailbox_create(acct, "Old", 0, &error), 0);
+	TEST_ASSERT_INT(store_metadata_get(acct, "Old", "/private", -1, &md, &error), 0);
+	TEST_ASSERT_INT(md.count, 0);
+	TEST_ASSERT_INT(store_metadata_get(acct, "Nope", "/private", -1, &md, &error),
+			STORE_ERR_NOTFOUND);
+	store_account_close(&acct);
+	close_store();
+}
+
+static void test_savedate_emailid(void)
+{
+	fresh_store();
+	struct store_account *acct;
+	struct store_mailbox *mbox;
+	const char *error;
+	uint32_t uid, uidvalidity;
+	time_t before = time(NULL);
+	TEST_ASSERT_INT(store_account_open(store, "e@d", &acct, &error), 0);
+	TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, NULL, &uid), 0);
+	TEST_ASSERT_INT(append(acct, "INBOX", msg1, 0, NULL, &uid), 0);
+	TEST_ASSERT_INT(store_mailbox_open(acct, "INBOX", 0, &mbox, &error), 0);
+	struct store_msg m1, m2;
+	TEST_ASSERT_INT(store_msg_get(mbox, 1, &m1, &error), 0);
+	/* APPEND's INTERNALDATE is old; the save date is now */
+	TEST_ASSERT(m1.internaldate == 1600000000 && m1.savedate >= before &&
+		    m1.savedate <= time(NULL));
+	uint64_t id1 = store_msg_emailid(mbox, &m1);
+	TEST_ASSERT_INT(store_msg_get(mbox, 2, &m2, &error), 0);
+	TEST_ASSERT(store_msg_emailid(mbox, &m2) != id1);
+	struct store_uidset set = STORE_UIDSET_INIT;
+	store_uidset_add(&set, 1, 1);
+	struct store_uids dst = STORE_UIDS_INIT;
+	TEST_ASSERT_INT(store_msg_copy(mbox, &set, "Archive", true, &uidvalidity, NULL, &dst,
+				       &error), 0);
+	struct store_mailbox *archive;
+	TEST_ASSERT_INT(store_mailbox_open(acct, "Archive", 0, &archive, &error), 0);
+	TEST_ASSERT_INT(store_msg_get(archive, dst.uids[0], &m1, &error), 0);
+	TEST_ASSERT(store_msg_emailid(archive, &m1) == id1);
+	store_uids_clear(&dst);
+	store_uidset_clear(&set);
+	store_mailbox_close(&archive);
+	store_mailbox_close(&mbox);
+	store_account_close(&acct);
+	close_store();
+}
+
 int main(void)
 {
 	log_init("test-store", LOG_LEVEL_ERROR);
@@ -1285,5 +1407,8 @@ int main(void)
 	test_run("fetch_helpers", test_fetch_helpers);
 	test_run("trust_and_intent", test_trust_and_intent);
 	test_run("run_as", test_run_as);
+	test_run("message_quota", test_message_quota);
+	test_run("metadata", test_metadata);
+	test_run("savedate_emailid", test_savedate_emailid);
 	return test_end();
 }
