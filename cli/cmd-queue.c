@@ -78,6 +78,8 @@ static int list_one(const struct queue_entry *e, void *arg)
 			fprintf(stdout, ",\"state\":\"%s\",\"attempts\":%d,\"last_error\":",
 				state_name(e->rcpts[i].state), e->rcpts[i].attempts);
 			print_json_string(stdout, e->rcpts[i].last_error);
+			fputs(",\"tls\":", stdout);
+			print_json_string(stdout, e->rcpts[i].last_tls);
 			fputc('}', stdout);
 		}
 		fprintf(stdout, "],\"attempts\":%d,\"next_attempt\":%lld,\"size\":%llu}",
@@ -182,6 +184,8 @@ static int queue_cmd_show(struct queue *q, const char *id)
 			printf(" orcpt=%s", r->orcpt);
 		if (r->last_host != NULL)
 			printf(" host=%s", r->last_host);
+		if (r->last_tls != NULL)
+			printf(" tls=\"%s\"", r->last_tls);
 		printf(" last_error=%s\n", r->last_error != NULL ? r->last_error : "-");
 	}
 	show_headers(q, e.id);
