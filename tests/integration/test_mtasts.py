@@ -6,44 +6,13 @@ certificate it delivers; testing delivers and logs."""
 
 import http.server
 import re
-import socket
-import ssl
 import threading
 
 import pytest
-from dnslib import QTYPE, RCODE, RR, TXT
-from dnslib.server import DNSLogger, DNSServer
-
-from test_relay import (Sink, ZoneResolver, free_port_on, free_udp_port, inject, queue_ids,
-                        start_smtp, wait_for)
+from test_relay import Sink, dns, free_port_on, inject, start_smtp, wait_for  # noqa: F401
 from tls_helpers import issue, make_ca, server_context
 
 SENDER = "alice@local.example"
-
-
-class StsResolver(ZoneResolver):
-    """ZoneResolver with TXT records: zone[name]["TXT"] = ["text", ...]."""
-
-    def resolve(self, request, handler):
-        name = str(request.q.qname).rstrip(".").lower()
-        if QTYPE[request.q.qtype] == "TXT" and name in self.zone:
-            reply = request.reply()
-            for value in self.zone[name].get("TXT", []):
-                reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(value), ttl=1))
-            return reply
-        return ZoneResolver.resolve(self, request, handler)
-
-
-@pytest.fixture(scope="module")
-def dns():
-    resolver = StsResolver()
-    port = free_udp_port()
-    server = DNSServer(resolver, port=port, address="127.0.0.1",
-                       logger=DNSLogger(logf=lambda s: None))
-    server.start_thread()
-    resolver.port = port
-    yield resolver
-    server.stop()
 
 
 class PolicyServer:
