@@ -13,7 +13,7 @@ BUILD_PACKAGES=(
 	build-essential meson ninja-build pkg-config openssl
 	libevent-dev libssl-dev liblmdb-dev lmdb-utils libsasl2-dev libsasl2-modules
 	libinih-dev libcrypt-dev libidn2-dev libunbound-dev
-	libopendkim-dev libcurl4-openssl-dev dns-root-data
+	libcurl4-openssl-dev dns-root-data
 )
 TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang

@@ -11,11 +11,11 @@
  * message it signs, so a key added or deleted by `postern dkim` counts
  * from the next message on, without a restart.
  *
- * Signing is an intake filter (libopendkim does the canonicalisation,
- * hashing and signing): relaxed/relaxed, no l=, the fields of
- * DKIM_SIGNED_FIELDS with From oversigned, one DKIM-Signature per key,
- * put in verdict->prepend_remote (only the copies that leave carry
- * them). Which messages (docs/deliverability.md):
+ * Signing is an intake filter (canon.c canonicalises, OpenSSL hashes and
+ * signs): relaxed/relaxed, no l=, the fields of dkim_signed_fields with
+ * From oversigned, one DKIM-Signature per key, put in
+ * verdict->prepend_remote (only the copies that leave carry them). Which
+ * messages (docs/deliverability.md):
  *   - submitted mail (origin SUBMISSION) with remote recipients, signed
  *     by the keys of its From: domain (intake made sure the user owns
  *     it);

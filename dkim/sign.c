@@ -1,22 +1,26 @@
 /* The DKIM signer, an intake filter (dkim.h says which messages). The
  * header fields are held until the header ends (the From: domain picks
- * the keys, and intake caps the header block); from then on every field
- * and every body piece goes straight into one libopendkim signing handle
- * per key, so the body is hashed as it streams and never held. The
- * signatures are made at end (in intake's offload thread on workers) and
- * go into verdict->prepend_remote. */
+ * the keys, and intake caps the header block); the body is canonicalised
+ * and hashed as it streams (canon.c), once for every key, and never held.
+ * The signatures are made at end (in intake's offload thread on workers)
+ * with OpenSSL and go into verdict->prepend_remote.
+ *
+ * Why not libopendkim: Debian 12's libopendkim 2.11.0~beta2 signs
+ * Ed25519 but leaks the key (an EVP_PKEY and its output buffer, about
+ * 600 bytes) at every Ed25519 signature it makes, which a long-running
+ * worker cannot afford; canonicalisation is short, and the tests prove
+ * it against dkimpy and OpenDKIM's own verifier. */
 #include "dkim/dkim-private.h"
 #include "auth/auth.h"
 
-#include <opendkim/dkim.h>
-#include <pthread.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
 
-#define SIG_PREFIX "DKIM-Signature: "
+#define SIG_NAME "DKIM-Signature"
+#define SIG_LINE 76              /* fold the field's lines near this */
 
 const char *const dkim_signed_fields[] = {
 	"From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID",
@@ -25,53 +29,26 @@ const char *const dkim_signed_fields[] = {
 	"Content-Disposition", NULL,
 };
 
-/* libopendkim's library handle: one per process, made at first use; its
- * options never change after, and its signing handles may be used from
- * any thread (one thread at a time each). */
-static DKIM_LIB *dkim_lib;
-static pthread_once_t dkim_lib_once = PTHREAD_ONCE_INIT;
-
-static void dkim_lib_init(void)
-{
-	static const char *signed_lower[32];
-	static const char *oversigned[] = { "from", NULL };
-	size_t n = 0;
-	for (; dkim_signed_fields[n] != NULL; n++)
-		signed_lower[n] = dkim_signed_fields[n];
-	signed_lower[n] = NULL;
-	dkim_lib = dkim_init(NULL, NULL);
-	if (dkim_lib == NULL)
-		fatal("event=dkim-init-failed");
-	const char **signed_list = signed_lower;
-	const char **over_list = oversigned;
-	if (dkim_options(dkim_lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, signed_list,
-			 sizeof(signed_list)) != DKIM_STAT_OK ||
-	    dkim_options(dkim_lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, over_list,
-			 sizeof(over_list)) != DKIM_STAT_OK)
-		fatal("event=dkim-init-failed reason=\"options\"");
-}
-
-struct signature {
+struct signing_key {
 	char selector[DKIM_SELECTOR_MAX + 1];
-	char *pem;
-	DKIM *dkim;
+	EVP_PKEY *key;
 };
 
 struct signer {
 	const struct config *cfg;
 	enum intake_origin origin;
-	struct buf header;           /* the fields, held until header_end */
+	struct buf header;           /* the fields, held until end */
 	size_t *ends;                /* where each field ends in header */
 	size_t field_count;
 	int from_fields;
 	size_t from_field;           /* index of the From: field */
 	char from_domain[AUTH_DOMAIN_MAX + 1];   /* of the From: field, A-label */
 	char domain[AUTH_DOMAIN_MAX + 1];        /* d= */
-	struct signature sigs[DKIM_MAX_KEYS];
-	size_t sig_count;
-	bool failed;                 /* a libopendkim call failed: no signature */
-	uint64_t body_len;
-	char body_tail[2];           /* the body's last two bytes */
+	struct signing_key keys[DKIM_MAX_KEYS];
+	size_t key_count;
+	struct dkim_body_canon body;
+	bool body_ready;
+	bool failed;
 	bool ended;
 	struct buf note;             /* what end() did, logged by free() (on the loop) */
 };
@@ -117,29 +94,81 @@ static bool signer_header(void *state, const char *field, size_t len)
 
 int dkim_from_domain(const char *value, size_t len, char *out, size_t size)
 {
-	/* unfolded, and at most what an address can be with a long name */
-	if (len > 4096 || size == 0)
+	/* the address: inside <> when there are some, else the whole value;
+	 * comments and quoted strings skipped; one address only */
+	const char *addr = NULL, *addr_end = NULL;
+	const char *first = NULL, *last = NULL;
+	int depth = 0;
+	bool quoted = false, angle = false, done_angle = false;
+	if (size == 0)
 		return -1;
-	unsigned char *copy = xmalloc(len + 1);
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (value[i] != '\r' && value[i] != '\n' && value[i] != '\0')
-			copy[n++] = (unsigned char)value[i];
+	for (const char *p = value; p < value + len; p++) {
+		char c = *p;
+		if (quoted) {
+			if (c == '\\' && p + 1 < value + len)
+				p++;
+			else if (c == '"')
+				quoted = false;
+			continue;
+		}
+		if (depth > 0) {
+			if (c == '\\' && p + 1 < value + len)
+				p++;
+			else if (c == '(')
+				depth++;
+			else if (c == ')')
+				depth--;
+			continue;
+		}
+		if (c == '(') {
+			depth++;
+		} else if (c == '"') {
+			quoted = true;
+		} else if (c == ',' || c == ';' || c == ':') {
+			return -1;    /* several addresses, or a group */
+		} else if (c == '<') {
+			if (angle || done_angle)
+				return -1;
+			angle = true;
+			addr = p + 1;
+		} else if (c == '>') {
+			if (!angle)
+				return -1;
+			angle = false;
+			done_angle = true;
+			addr_end = p;
+		} else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+			if (first == NULL)
+				first = p;
+			last = p + 1;
+		}
 	}
-	copy[n] = '\0';
-	unsigned char *user = NULL, *domain = NULL;
-	int ret = -1;
-	if (dkim_mail_parse(copy, &user, &domain) == 0 && domain != NULL && domain[0] != '\0' &&
-	    strlen((char *)domain) < size) {
-		size_t i = 0;
-		for (; domain[i] != '\0'; i++)
-			out[i] = (char)(domain[i] >= 'A' && domain[i] <= 'Z' ? domain[i] + 32 :
-					domain[i]);
-		out[i] = '\0';
-		ret = 0;
+	if (quoted || depth > 0 || angle)
+		return -1;
+	if (!done_angle) {
+		addr = first;
+		addr_end = last;
 	}
-	free(copy);
-	return ret;
+	if (addr == NULL || addr_end == NULL || addr_end <= addr)
+		return -1;
+	const char *at = NULL;
+	for (const char *p = addr; p < addr_end; p++) {
+		if (*p == '@')
+			at = p;
+	}
+	if (at == NULL)
+		return -1;
+	size_t o = 0;
+	for (const char *p = at + 1; p < addr_end; p++) {
+		char c = *p;
+		if ((unsigned char)c <= ' ' || c == 0x7f || c == '(' || c == '"')
+			return -1;   /* blanks, controls, NUL: not a domain */
+		if (o + 1 >= size)
+			return -1;
+		out[o++] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+	}
+	out[o] = '\0';
+	return o > 0 ? 0 : -1;
 }
 
 /* ---- keys ---- */
@@ -154,7 +183,7 @@ static void signer_note(struct signer *s, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* One signing handle per key of domain; false when it has none. */
+/* The keys of domain; false when it has none. */
 static bool signer_load_keys(struct signer *s, const char *domain)
 {
 	struct dkim_key *keys;
@@ -168,36 +197,21 @@ static bool signer_load_keys(struct signer *s, const char *domain)
 	}
 	snprintf(s->domain, sizeof(s->domain), "%s", domain);
 	char *dir = dkim_domain_dir(s->cfg->data_dir, domain);
-	for (size_t i = 0; i < count && s->sig_count < DKIM_MAX_KEYS; i++) {
-		struct signature *sig = &s->sigs[s->sig_count];
+	for (size_t i = 0; i < count && s->key_count < DKIM_MAX_KEYS; i++) {
+		struct signing_key *k = &s->keys[s->key_count];
 		char *path = xasprintf("%s/%s.pem", dir, keys[i].selector);
-		DKIM_STAT st = DKIM_STAT_OK;
-		if (dkim_key_read(path, &sig->pem, NULL, &error) < 0) {
+		if (dkim_key_read(path, NULL, &k->key, &error) < 0) {
 			log_error("event=dkim-key-unreadable domain=%s selector=%s error=\"%s\"",
 				  domain, keys[i].selector, error);
-			free(path);
-			continue;
+		} else {
+			memcpy(k->selector, keys[i].selector, sizeof(k->selector));
+			s->key_count++;
 		}
 		free(path);
-		sig->dkim = dkim_sign(dkim_lib, (const u_char *)"postern", NULL,
-				      (dkim_sigkey_t)sig->pem, (const u_char *)keys[i].selector,
-				      (const u_char *)domain, DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
-				      keys[i].alg == DKIM_ALG_ED25519 ? DKIM_SIGN_ED25519SHA256 :
-				      DKIM_SIGN_RSASHA256, -1, &st);
-		if (sig->dkim == NULL) {
-			log_error("event=dkim-sign-failed domain=%s selector=%s error=\"%s\"", domain,
-				  keys[i].selector, dkim_getresultstr(st));
-			explicit_bzero(sig->pem, strlen(sig->pem));
-			free(sig->pem);
-			sig->pem = NULL;
-			continue;
-		}
-		snprintf(sig->selector, sizeof(sig->selector), "%s", keys[i].selector);
-		s->sig_count++;
 	}
 	free(dir);
 	free(keys);
-	return s->sig_count > 0;
+	return s->key_count > 0;
 }
 
 /* Reports are signed by the hostname's keys, else by its closest parent
@@ -219,7 +233,6 @@ static void signer_load_report_keys(struct signer *s)
 static void signer_header_end(void *state)
 {
 	struct signer *s = state;
-	pthread_once(&dkim_lib_once, dkim_lib_init);
 	if (s->from_fields == 1) {
 		size_t start = s->from_field == 0 ? 0 : s->ends[s->from_field - 1];
 		const char *field = s->header.data + start;
@@ -236,39 +249,23 @@ static void signer_header_end(void *state)
 				signer_load_keys(s, s->from_domain);
 		}
 	}
-	/* the held fields go to every handle, without their last line end */
-	for (size_t k = 0; k < s->sig_count && !s->failed; k++) {
-		size_t start = 0;
-		for (size_t i = 0; i < s->field_count && !s->failed; i++) {
-			size_t len = s->ends[i] - start;
-			const char *f = s->header.data + start;
-			if (len >= 2 && f[len - 2] == '\r' && f[len - 1] == '\n')
-				len -= 2;
-			else if (len >= 1 && f[len - 1] == '\n')
-				len -= 1;
-			s->failed = dkim_header(s->sigs[k].dkim, (u_char *)f, len) != DKIM_STAT_OK;
-			start = s->ends[i];
-		}
-		if (!s->failed)
-			s->failed = dkim_eoh(s->sigs[k].dkim) != DKIM_STAT_OK;
+	if (s->key_count == 0) {
+		/* nothing to sign with: stop holding the header */
+		buf_free(&s->header);
+		free(s->ends);
+		s->ends = NULL;
+		s->field_count = 0;
+		return;
 	}
-	buf_free(&s->header);
-	free(s->ends);
-	s->ends = NULL;
+	s->body_ready = dkim_body_canon_init(&s->body) == 0;
+	s->failed = !s->body_ready;
 }
 
 static void signer_body(void *state, const char *data, size_t len)
 {
 	struct signer *s = state;
-	for (size_t k = 0; k < s->sig_count && !s->failed; k++)
-		s->failed = dkim_body(s->sigs[k].dkim, (u_char *)data, len) != DKIM_STAT_OK;
-	if (len >= 2) {
-		memcpy(s->body_tail, data + len - 2, 2);
-	} else if (len == 1) {
-		s->body_tail[0] = s->body_tail[1];
-		s->body_tail[1] = data[0];
-	}
-	s->body_len += len;
+	if (s->body_ready)
+		dkim_body_canon_update(&s->body, data, len);
 }
 
 /* ---- Authentication-Results (RFC 8601) of earlier filters ---- */
@@ -403,7 +400,140 @@ bool dkim_results_prove(const char *fields, size_t len, const char *hostname,
 	return false;
 }
 
-/* ---- the end ---- */
+/* ---- the signature ---- */
+
+static void base64_append(struct buf *out, const unsigned char *data, size_t len)
+{
+	size_t need = 4 * ((len + 2) / 3) + 1;
+	buf_reserve(out, need);
+	int n = EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)len);
+	out->len += (size_t)n;
+	out->data[out->len] = '\0';
+}
+
+/* Appends text to the field being built, folding ("\r\n\t") before it
+ * when the line would grow past SIG_LINE. */
+static void fold_append(struct buf *f, size_t *line_start, const char *text)
+{
+	size_t len = strlen(text);
+	if (f->len - *line_start + len > SIG_LINE && f->len > *line_start + 1) {
+		buf_append_str(f, "\r\n\t");
+		*line_start = f->len - 1;
+	}
+	buf_append_str(f, text);
+}
+
+static bool signed_name(const char *field, size_t len)
+{
+	for (size_t i = 0; dkim_signed_fields[i] != NULL; i++) {
+		if (is_field(field, len, dkim_signed_fields[i]))
+			return true;
+	}
+	return false;
+}
+
+int dkim_signature(EVP_PKEY *key, const char *domain, const char *selector, time_t t,
+		   const char *header, const size_t *ends, size_t count,
+		   const unsigned char *bh, struct buf *out, const char **error_r)
+{
+	bool ed25519 = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519;
+	struct buf field = BUF_INIT, data = BUF_INIT;
+	size_t line = 0;
+	char tmp[300];
+	int ret = -1;
+	unsigned char *sig = NULL;
+	EVP_MD_CTX *ctx = NULL;
+
+	buf_printf(&field, SIG_NAME ": v=1; a=%s; c=relaxed/relaxed;",
+		   ed25519 ? "ed25519-sha256" : "rsa-sha256");
+	snprintf(tmp, sizeof(tmp), " d=%s;", domain);
+	fold_append(&field, &line, tmp);
+	snprintf(tmp, sizeof(tmp), " s=%s;", selector);
+	fold_append(&field, &line, tmp);
+	snprintf(tmp, sizeof(tmp), " t=%lld;", (long long)t);
+	fold_append(&field, &line, tmp);
+	/* h=: the signed fields bottom-up, as a verifier takes repeated ones
+	 * (RFC 6376 5.4.2), then From once more: oversigned, so that no
+	 * From: can be added */
+	const char *sep = " h=";
+	for (size_t i = count; i-- > 0;) {
+		size_t start = i == 0 ? 0 : ends[i - 1];
+		const char *f = header + start;
+		size_t flen = ends[i] - start;
+		if (!signed_name(f, flen))
+			continue;
+		size_t nlen = strcspn(f, ": \t");
+		snprintf(tmp, sizeof(tmp), "%s%.*s", sep, (int)(nlen < 100 ? nlen : 100), f);
+		fold_append(&field, &line, tmp);
+		dkim_canon_header(f, flen, &data);
+		sep = ":";
+	}
+	snprintf(tmp, sizeof(tmp), "%sFrom;", sep);
+	fold_append(&field, &line, tmp);
+	struct buf bh64 = BUF_INIT;
+	buf_append_str(&bh64, " bh=");
+	base64_append(&bh64, bh, 32);
+	buf_append_char(&bh64, ';');
+	fold_append(&field, &line, buf_str(&bh64));
+	buf_free(&bh64);
+	fold_append(&field, &line, " b=");
+	/* the field itself, b= empty and without its line end, ends the data */
+	dkim_canon_header(field.data, field.len, &data);
+	data.len -= 2;
+
+	size_t sig_len = 0;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0;
+	ctx = EVP_MD_CTX_new();
+	if (ctx == NULL)
+		goto out;
+	if (ed25519) {
+		/* RFC 8463 3: Ed25519 over the SHA-256 of the data */
+		if (EVP_Digest(data.data, data.len, digest, &digest_len, EVP_sha256(), NULL) != 1 ||
+		    EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+		    EVP_DigestSign(ctx, NULL, &sig_len, digest, digest_len) != 1)
+			goto out;
+		sig = xmalloc(sig_len);
+		if (EVP_DigestSign(ctx, sig, &sig_len, digest, digest_len) != 1)
+			goto out;
+	} else {
+		/* RSASSA-PKCS1-v1_5 with SHA-256 */
+		if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1 ||
+		    EVP_DigestSign(ctx, NULL, &sig_len, (const unsigned char *)data.data,
+				   data.len) != 1)
+			goto out;
+		sig = xmalloc(sig_len);
+		if (EVP_DigestSign(ctx, sig, &sig_len, (const unsigned char *)data.data,
+				   data.len) != 1)
+			goto out;
+	}
+	/* b= folded at SIG_LINE (whitespace in b= is ignored, 3.5) */
+	struct buf b64 = BUF_INIT;
+	base64_append(&b64, sig, sig_len);
+	for (size_t pos = 0; pos < b64.len;) {
+		size_t room = field.len - line >= SIG_LINE ? 0 : SIG_LINE - (field.len - line);
+		if (room == 0) {
+			buf_append_str(&field, "\r\n\t");
+			line = field.len - 1;
+			continue;
+		}
+		size_t n = b64.len - pos < room ? b64.len - pos : room;
+		buf_append(&field, b64.data + pos, n);
+		pos += n;
+	}
+	buf_free(&b64);
+	buf_append_str(&field, "\r\n");
+	buf_append(out, field.data, field.len);
+	ret = 0;
+out:
+	if (ret < 0)
+		*error_r = "OpenSSL could not sign";
+	EVP_MD_CTX_free(ctx);
+	free(sig);
+	buf_free(&field);
+	buf_free(&data);
+	return ret;
+}
 
 /* Whether this message may carry our signature after all, at the end. */
 static bool signer_allowed(struct signer *s, const struct intake_info *info,
@@ -432,43 +562,29 @@ static void signer_end(void *state, const struct intake_info *info, struct intak
 {
 	struct signer *s = state;
 	s->ended = true;
-	if (s->sig_count == 0 || v->action != INTAKE_ACCEPT || !signer_allowed(s, info, v))
+	if (s->key_count == 0 || v->action != INTAKE_ACCEPT || !signer_allowed(s, info, v))
 		return;
-	if (s->failed) {
-		signer_note(s, "event=dkim-sign-failed domain=%s error=\"hashing the message failed\"",
+	unsigned char bh[32];
+	if (s->failed || dkim_body_canon_final(&s->body, bh, sizeof(bh)) < 0) {
+		s->failed = true;
+		signer_note(s, "event=dkim-sign-failed domain=%s error=\"hashing the body failed\"",
 			    s->domain);
 		return;
 	}
-	/* a body without its last line end leaves with one (SMTP ends DATA
-	 * with CRLF "." CRLF); libopendkim wants it */
-	if (s->body_len > 0 && memcmp(s->body_tail, "\r\n", 2) != 0)
-		signer_body(s, "\r\n", 2);
 	struct buf fields = BUF_INIT;
 	struct buf selectors = BUF_INIT;
-	for (size_t k = 0; k < s->sig_count && !s->failed; k++) {
-		struct signature *sig = &s->sigs[k];
-		_Bool testkey = 0;
-		u_char *hdr = NULL;
-		size_t len = 0;
-		DKIM_STAT st = dkim_eom(sig->dkim, &testkey);
-		if (st == DKIM_STAT_OK)
-			st = dkim_getsighdr_d(sig->dkim, strlen(SIG_PREFIX), &hdr, &len);
-		if (st != DKIM_STAT_OK) {
-			const char *why = dkim_geterror(sig->dkim);
-			signer_note(s, "event=dkim-sign-failed domain=%s selector=%s error=\"%s\"",
-				    s->domain, sig->selector, why != NULL ? why : dkim_getresultstr(st));
+	time_t now = time(NULL);
+	for (size_t k = 0; k < s->key_count; k++) {
+		const char *error;
+		if (dkim_signature(s->keys[k].key, s->domain, s->keys[k].selector, now,
+				   s->header.data != NULL ? s->header.data : "", s->ends,
+				   s->field_count, bh, &fields, &error) < 0) {
 			s->failed = true;
+			signer_note(s, "event=dkim-sign-failed domain=%s selector=%s error=\"%s\"",
+				    s->domain, s->keys[k].selector, error);
 			break;
 		}
-		/* libopendkim folds with bare LF: the message is CRLF */
-		buf_append_str(&fields, SIG_PREFIX);
-		for (size_t i = 0; i < len; i++) {
-			if (hdr[i] == '\n' && (i == 0 || hdr[i - 1] != '\r'))
-				buf_append_char(&fields, '\r');
-			buf_append_char(&fields, (char)hdr[i]);
-		}
-		buf_append_str(&fields, "\r\n");
-		buf_printf(&selectors, "%s%s", k > 0 ? "," : "", sig->selector);
+		buf_printf(&selectors, "%s%s", k > 0 ? "," : "", s->keys[k].selector);
 	}
 	if (!s->failed) {
 		buf_append(&v->prepend_remote, fields.data, fields.len);
@@ -488,11 +604,10 @@ static void signer_free(void *state)
 		else
 			log_info("%s", buf_str(&s->note));
 	}
-	for (size_t k = 0; k < s->sig_count; k++) {
-		dkim_free(s->sigs[k].dkim);
-		explicit_bzero(s->sigs[k].pem, strlen(s->sigs[k].pem));
-		free(s->sigs[k].pem);
-	}
+	for (size_t k = 0; k < s->key_count; k++)
+		EVP_PKEY_free(s->keys[k].key);
+	if (s->body_ready)
+		dkim_body_canon_free(&s->body);
 	buf_free(&s->header);
 	buf_free(&s->note);
 	free(s->ends);

@@ -88,7 +88,59 @@ static char *tag(const char *sig, const char *name)
 	if (p == NULL)
 		return xstrdup("");
 	p += n;
-	return xstrndup(p, strcspn(p, ";"));
+	/* without the folding */
+	size_t len = strcspn(p, ";");
+	char *v = xmalloc(len + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			v[o++] = p[i];
+	}
+	v[o] = '\0';
+	return v;
+}
+
+/* RFC 6376 3.4.5's example, and the body fed byte by byte and whole */
+static void test_canon(void)
+{
+	struct buf out = BUF_INIT;
+	dkim_canon_header("A: X\r\n", 6, &out);
+	const char *b = "B : Y\t\r\n\tZ  \r\n";
+	dkim_canon_header(b, strlen(b), &out);
+	TEST_ASSERT_STR(buf_str(&out), "a:X\r\nb:Y Z\r\n");
+	buf_free(&out);
+
+	static const struct {
+		const char *in, *canon;
+	} bodies[] = {
+		{ " C \r\nD \t E\r\n\r\n\r\n", " C\r\nD E\r\n" },
+		{ "", "" },
+		{ "\r\n\r\n", "" },
+		{ "no end", "no end\r\n" },
+		{ "a\r\n \t \r\n\r\nb \r\n  \r\n", "a\r\n\r\n\r\nb\r\n" },
+		{ "x\ry\r\n", "x\ry\r\n" },
+		{ "lf\nonly\n", "lf\r\nonly\r\n" },
+		{ "cr at end\r", "cr at end\r\r\n" },
+	};
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		unsigned char want[32], whole[32], bytes[32];
+		unsigned int wlen;
+		EVP_Digest(bodies[i].canon, strlen(bodies[i].canon), want, &wlen, EVP_sha256(), NULL);
+		struct dkim_body_canon c;
+		TEST_ASSERT_INT(dkim_body_canon_init(&c), 0);
+		dkim_body_canon_update(&c, bodies[i].in, strlen(bodies[i].in));
+		TEST_ASSERT_INT(dkim_body_canon_final(&c, whole, sizeof(whole)), 0);
+		dkim_body_canon_free(&c);
+		TEST_ASSERT_INT(dkim_body_canon_init(&c), 0);
+		for (size_t k = 0; bodies[i].in[k] != '\0'; k++)
+			dkim_body_canon_update(&c, bodies[i].in + k, 1);
+		TEST_ASSERT_INT(dkim_body_canon_final(&c, bytes, sizeof(bytes)), 0);
+		dkim_body_canon_free(&c);
+		if (memcmp(whole, want, 32) != 0 || memcmp(bytes, want, 32) != 0)
+			fprintf(stderr, "body %zu\n", i);
+		TEST_ASSERT(memcmp(whole, want, 32) == 0);
+		TEST_ASSERT(memcmp(bytes, want, 32) == 0);
+	}
 }
 
 static void test_keys(void)
@@ -188,11 +240,16 @@ static void test_sign_submission(void)
 	TEST_ASSERT_INT(count(sigs, "s=p202612;"), 1);
 	TEST_ASSERT_INT(count(sigs, "s=p202612b;"), 1);
 	TEST_ASSERT_INT(count(sigs, " l="), 0);
-	/* From signed and oversigned: twice in h= */
+	/* the signed fields bottom-up, From signed and oversigned */
 	char *h = tag(sigs, "h=");
-	TEST_ASSERT(ascii_strncasecmp(h, "From:To:Subject:Date:Message-ID:from", 36) == 0);
+	TEST_ASSERT_STR(h, "Message-ID:Date:Subject:To:From:From");
 	free(h);
-	/* every line ends in CRLF, the last one too */
+	/* every line ends in CRLF, the last one too; none is long */
+	size_t line = 0;
+	for (size_t i = 0; sigs[i] != '\0'; i++) {
+		line = sigs[i] == '\n' ? 0 : line + 1;
+		TEST_ASSERT(line <= 80);
+	}
 	for (size_t i = 0; sigs[i] != '\0'; i++) {
 		if (sigs[i] == '\n')
 			TEST_ASSERT(i > 0 && sigs[i - 1] == '\r');
@@ -334,6 +391,7 @@ int main(void)
 	cfg.hostname = xstrdup("mail.example.org");
 	struct passwd *pw = getpwuid(geteuid());
 	snprintf(user, sizeof(user), "%s", pw != NULL ? pw->pw_name : "root");
+	test_run("canon", test_canon);
 	test_run("keys", test_keys);
 	test_run("txt_quote", test_txt_quote);
 	test_run("sign_submission", test_sign_submission);
