@@ -16,6 +16,8 @@ char *dkim_domain_dir(const char *data_dir, const char *domain);
 /* Reads a private key file (at most 16 KiB): its PEM text (malloc'ed,
  * NUL-terminated; wipe before freeing) and/or the parsed key. */
 int dkim_key_read(const char *path, char **pem_r, EVP_PKEY **pkey_r, const char **error_r);
+/* Appends data in base64 (no line breaks). */
+void dkim_base64_append(struct buf *out, const unsigned char *data, size_t len);
 /* "v=DKIM1; k=...; p=..." of a key. */
 int dkim_public_record(EVP_PKEY *pkey, struct buf *out);
 

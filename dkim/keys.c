@@ -382,7 +382,7 @@ int dkim_key_delete(const char *data_dir, const char *domain, const char *select
 
 /* ---- the public key record ---- */
 
-static void base64_append(struct buf *out, const unsigned char *data, size_t len)
+void dkim_base64_append(struct buf *out, const unsigned char *data, size_t len)
 {
 	size_t need = 4 * ((len + 2) / 3) + 1;
 	buf_reserve(out, need);
@@ -399,7 +399,7 @@ int dkim_public_record(EVP_PKEY *pkey, struct buf *out)
 		if (EVP_PKEY_get_raw_public_key(pkey, raw, &len) != 1)
 			return -1;
 		buf_append_str(out, "v=DKIM1; k=ed25519; p=");
-		base64_append(out, raw, len);
+		dkim_base64_append(out, raw, len);
 		return 0;
 	}
 	unsigned char *der = NULL;
@@ -407,7 +407,7 @@ int dkim_public_record(EVP_PKEY *pkey, struct buf *out)
 	if (len <= 0)
 		return -1;
 	buf_append_str(out, "v=DKIM1; k=rsa; p=");
-	base64_append(out, der, (size_t)len);
+	dkim_base64_append(out, der, (size_t)len);
 	OPENSSL_free(der);
 	return 0;
 }

@@ -402,15 +402,6 @@ bool dkim_results_prove(const char *fields, size_t len, const char *hostname,
 
 /* ---- the signature ---- */
 
-static void base64_append(struct buf *out, const unsigned char *data, size_t len)
-{
-	size_t need = 4 * ((len + 2) / 3) + 1;
-	buf_reserve(out, need);
-	int n = EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)len);
-	out->len += (size_t)n;
-	out->data[out->len] = '\0';
-}
-
 /* Appends text to the field being built, folding ("\r\n\t") before it
  * when the line would grow past SIG_LINE. */
 static void fold_append(struct buf *f, size_t *line_start, const char *text)
@@ -472,7 +463,7 @@ int dkim_signature(EVP_PKEY *key, const char *domain, const char *selector, time
 	fold_append(&field, &line, tmp);
 	struct buf bh64 = BUF_INIT;
 	buf_append_str(&bh64, " bh=");
-	base64_append(&bh64, bh, 32);
+	dkim_base64_append(&bh64, bh, 32);
 	buf_append_char(&bh64, ';');
 	fold_append(&field, &line, buf_str(&bh64));
 	buf_free(&bh64);
@@ -509,7 +500,7 @@ int dkim_signature(EVP_PKEY *key, const char *domain, const char *selector, time
 	}
 	/* b= folded at SIG_LINE (whitespace in b= is ignored, 3.5) */
 	struct buf b64 = BUF_INIT;
-	base64_append(&b64, sig, sig_len);
+	dkim_base64_append(&b64, sig, sig_len);
 	for (size_t pos = 0; pos < b64.len;) {
 		size_t room = field.len - line >= SIG_LINE ? 0 : SIG_LINE - (field.len - line);
 		if (room == 0) {
