@@ -5,7 +5,10 @@
  * (records are re-read at each scan; flush and inject wake it up). */
 #include "cli/cli.h"
 #include "auth/auth.h"
-#include "relay/queue.h"
+#include "core/services.h"
+#include "intake/intake.h"
+#include "store/store.h"
+#include "queue/queue.h"
 #include "relay/relay.h"
 
 #include <errno.h>
@@ -243,9 +246,12 @@ static int queue_cmd_delete(struct config *cfg, struct queue *q, const char *id,
 	if (bounce) {
 		struct services svc = { .queue = q };
 		if (auth_db_open(cfg->data_dir, cfg->run_as, &svc.auth, &error) < 0 ||
+		    store_open(cfg->data_dir, cfg->run_as, &svc.store, &error) < 0 ||
 		    relay_bounce_pending(cfg, &svc, &e, "550 5.0.0 deleted from the queue by the "
 					 "administrator", &error) < 0)
 			ret = cli_error("%s", error);
+		if (svc.store != NULL)
+			store_free(&svc.store);
 		auth_db_close(&svc.auth);
 	}
 	if (ret == 0 && queue_entry_remove(q, id, &error) < 0)
@@ -256,53 +262,55 @@ static int queue_cmd_delete(struct config *cfg, struct queue *q, const char *id,
 	return ret;
 }
 
-/* inject: options first, then recipients. */
-static int queue_cmd_inject(struct queue *q, int argc, char **argv)
+/* inject: options first, then recipients. The message goes through
+ * intake like every other (line ends, loop count, Received, the filters),
+ * and every recipient is queued for the relay. */
+static int queue_cmd_inject(struct config *cfg, struct queue *q, int argc, char **argv)
 {
-	struct queue_entry e;
-	memset(&e, 0, sizeof(e));
-	const char *error;
+	struct intake_envelope env = { .origin = INTAKE_INJECT };
+	struct intake_rcpt_params *params = xcalloc((size_t)argc + 1, sizeof(*params));
+	const char **rcpts = xcalloc((size_t)argc + 1, sizeof(*rcpts));
+	size_t nrcpt = 0;
 	unsigned int notify = 0;
-	char *orcpt = NULL;
-	e.rcpts = xcalloc((size_t)argc + 1, sizeof(*e.rcpts));
+	const char *orcpt = NULL, *error;
 	int ret = 0;
 	for (int i = 0; i < argc && ret == 0; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		bool local = false;
 		if (strcmp(a, "--from") == 0 && v != NULL) {
-			e.sender = (char *)v;
+			env.sender = v;
 			i++;
 		} else if (strcmp(a, "--envid") == 0 && v != NULL) {
-			e.envid = (char *)v;
+			env.envid = v;
 			i++;
 		} else if (strcmp(a, "--ret") == 0 && v != NULL) {
-			e.ret = strcmp(v, "full") == 0 ? QUEUE_RET_FULL : QUEUE_RET_HDRS;
+			env.ret = strcmp(v, "full") == 0 ? INTAKE_RET_FULL : INTAKE_RET_HDRS;
 			i++;
 		} else if (strcmp(a, "--notify") == 0 && v != NULL) {
 			notify = 0;
-			notify |= strstr(v, "never") ? QUEUE_NOTIFY_NEVER : 0;
-			notify |= strstr(v, "success") ? QUEUE_NOTIFY_SUCCESS : 0;
-			notify |= strstr(v, "failure") ? QUEUE_NOTIFY_FAILURE : 0;
-			notify |= strstr(v, "delay") ? QUEUE_NOTIFY_DELAY : 0;
+			notify |= strstr(v, "never") ? INTAKE_NOTIFY_NEVER : 0;
+			notify |= strstr(v, "success") ? INTAKE_NOTIFY_SUCCESS : 0;
+			notify |= strstr(v, "failure") ? INTAKE_NOTIFY_FAILURE : 0;
+			notify |= strstr(v, "delay") ? INTAKE_NOTIFY_DELAY : 0;
 			i++;
 		} else if (strcmp(a, "--orcpt") == 0 && v != NULL) {
-			orcpt = (char *)v;
+			orcpt = v;
 			i++;
 		} else if (strcmp(a, "--8bit") == 0) {
-			e.body = QUEUE_BODY_8BITMIME;
+			env.body = INTAKE_BODY_8BITMIME;
 		} else if (strcmp(a, "--smtputf8") == 0) {
-			e.smtputf8 = true;
+			env.smtputf8 = true;
 		} else if ((local = strcmp(a, "--local") == 0) || a[0] != '-') {
+			/* --local is kept for old scripts: intake knows the
+			 * hosted mailboxes by itself */
 			if (local && v == NULL) {
 				ret = cli_usage("queue inject: --local needs an address");
 				break;
 			}
-			struct queue_rcpt *r = &e.rcpts[e.rcpt_count++];
-			r->address = (char *)(local ? v : a);
-			r->local = local;
-			r->notify = notify;
-			r->orcpt = orcpt;
+			params[nrcpt].notify = notify;
+			params[nrcpt].orcpt = orcpt;
+			rcpts[nrcpt++] = local ? v : a;
 			orcpt = NULL;
 			if (local)
 				i++;
@@ -310,11 +318,20 @@ static int queue_cmd_inject(struct queue *q, int argc, char **argv)
 			ret = cli_usage("queue inject: unknown option '%s'", a);
 		}
 	}
-	if (ret == 0 && (e.sender == NULL || e.rcpt_count == 0))
+	if (ret == 0 && (env.sender == NULL || nrcpt == 0))
 		ret = cli_usage("queue inject: --from SENDER and a recipient needed");
-	struct queue_writer *w = NULL;
-	if (ret == 0 && queue_writer_begin(q, &w, &error) < 0)
+	struct services sv = { .queue = q };
+	struct intake *job = NULL;
+	struct intake_status st;
+	if (ret == 0 && (auth_db_open(cfg->data_dir, cfg->run_as, &sv.auth, &error) < 0 ||
+			 store_open(cfg->data_dir, cfg->run_as, &sv.store, &error) < 0))
 		ret = cli_error("%s", error);
+	if (ret == 0 && intake_begin(&sv, cfg, &env, &job, &st) < 0)
+		ret = cli_error("%s", st.text);
+	for (size_t i = 0; ret == 0 && i < nrcpt; i++) {
+		if (intake_add_rcpt(job, rcpts[i], &params[i], &st) < 0)
+			ret = cli_error("%s: %d %s %s", rcpts[i], st.reply, st.enhanced, st.text);
+	}
 	char chunk[65536];
 	ssize_t n;
 	while (ret == 0 && (n = read(STDIN_FILENO, chunk, sizeof(chunk))) != 0) {
@@ -322,15 +339,23 @@ static int queue_cmd_inject(struct queue *q, int argc, char **argv)
 			continue;
 		if (n < 0)
 			ret = cli_error("reading the message: %s", strerror(errno));
-		else if (queue_writer_write(w, chunk, (size_t)n, &error) < 0)
-			ret = cli_error("%s", error);
+		else
+			intake_write(job, chunk, (size_t)n);
 	}
-	if (ret == 0 && queue_writer_commit(w, &e, &error) < 0)
-		ret = cli_error("%s", error);
-	if (ret == 0)
-		printf("%s\n", e.id);
-	queue_writer_free(&w);
-	free(e.rcpts);
+	if (ret == 0) {
+		intake_end(job, NULL, NULL, NULL);
+		st = *intake_result(job);
+		if (st.code != INTAKE_OK)
+			ret = cli_error("%d %s %s", st.reply, st.enhanced, st.text);
+		else
+			printf("%s\n", intake_queue_id(job));
+	}
+	intake_free(&job);
+	if (sv.store != NULL)
+		store_free(&sv.store);
+	auth_db_close(&sv.auth);
+	free(params);
+	free(rcpts);
 	return ret;
 }
 
@@ -366,7 +391,7 @@ int cmd_queue(int argc, char **argv)
 	} else if (strcmp(sub, "delete") == 0) {
 		ret = queue_cmd_delete(&cfg, q, argv[1], bounce);
 	} else {
-		ret = queue_cmd_inject(q, argc - 1, argv + 1);
+		ret = queue_cmd_inject(&cfg, q, argc - 1, argv + 1);
 	}
 	queue_close(&q);
 	config_free(&cfg);

@@ -5,7 +5,7 @@
 #include "core/server.h"
 #include "store/store.h"
 #include "core/tls.h"
-#include "relay/queue.h"
+#include "queue/queue.h"
 #include "relay/relay.h"
 #include "imap/imap.h"
 #include "pop3/pop3.h"

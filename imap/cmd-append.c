@@ -4,6 +4,7 @@
  * literal, and those in message position stream into store deliveries
  * while the command is still being read. */
 #include "imap/imap-private.h"
+#include "intake/intake.h"
 #include "store/store.h"
 
 #include <stdio.h>
@@ -174,6 +175,8 @@ void imap_cmd_append(struct imap_session *s, struct imap_cmd *cmd)
 						       msgs[i].date, 0 };
 	}
 	uint32_t uidvalidity = 0;
+	/* the quota as the account database says it now (the store holds it) */
+	intake_quota_refresh(s->services, s->account, s->user);
 	int ret = store_delivery_append_many(items, count, s->account, mailbox, &uidvalidity,
 					     &error);
 	if (ret < 0) {

@@ -4,6 +4,7 @@
  * throttling without blocking the worker. */
 #include "imap/imap-private.h"
 #include "auth/auth.h"
+#include "intake/intake.h"
 #include "store/store.h"
 
 #include <stdlib.h>
@@ -20,20 +21,6 @@ static void imap_auth_failed(struct imap_session *s, const char *tag)
 	free(reply);
 }
 
-/* Pushes the account's quota from the account database to the store. */
-static void imap_sync_quota(struct imap_session *s, const char *user)
-{
-	struct auth_user info;
-	uint64_t used, limit;
-	const char *error;
-	if (auth_user_lookup(s->services->auth, user, &info) != 1)
-		return;
-	if (store_account_get_quota(s->account, &used, &limit, &error) < 0 || limit == info.quota)
-		return;
-	if (store_account_set_quota(s->account, info.quota, &error) < 0)
-		log_warn("event=quota-set-failed error=\"%s\"", error);
-}
-
 static void imap_login_done(struct imap_session *s, const char *tag)
 {
 	const char *user = auth_username(s->auth);
@@ -43,7 +30,7 @@ static void imap_login_done(struct imap_session *s, const char *tag)
 		imap_no(s, tag, "[UNAVAILABLE] Mailbox store unavailable");
 		return;
 	}
-	imap_sync_quota(s, user);
+	intake_quota_refresh(s->services, s->account, user);
 	s->user = xstrdup(user);
 	conn_set_user(s->conn, user);
 	conn_set_timeout(s->conn, conn_config(s->conn)->timeout_imap);

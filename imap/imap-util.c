@@ -2,40 +2,19 @@
  * wire, flag lists, store errors as response codes, sequence sets. */
 #include "imap/imap-private.h"
 #include "store/store.h"
+#include "mail/mail.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define IMAP_MAX_QUOTED 1024
-
 void imap_append_string(struct buf *b, const char *s, size_t len)
 {
-	bool quoted = len <= IMAP_MAX_QUOTED;
-	for (size_t i = 0; quoted && i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '\0' || c == '\r' || c == '\n' || c >= 0x80)
-			quoted = false;
-	}
-	if (!quoted) {
-		buf_printf(b, "{%zu}\r\n", len);
-		buf_append(b, s, len);
-		return;
-	}
-	buf_append_char(b, '"');
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			buf_append_char(b, '\\');
-		buf_append_char(b, s[i]);
-	}
-	buf_append_char(b, '"');
+	mail_imap_string(b, s, len);
 }
 
 void imap_append_nstring(struct buf *b, const char *s)
 {
-	if (s == NULL)
-		buf_append_str(b, "NIL");
-	else
-		imap_append_string(b, s, strlen(s));
+	mail_imap_nstring(b, s);
 }
 
 bool imap_is_recent(const struct imap_session *s, uint32_t uid)

@@ -58,6 +58,8 @@ enum intake_origin {
 	INTAKE_LOCAL,        /* `postern deliver` */
 	INTAKE_RETRY,        /* the relay: a queued message to hosted mailboxes */
 	INTAKE_REPORT,       /* a message Postern writes itself (DSN) */
+	INTAKE_INJECT,       /* `postern queue inject`: checked like LOCAL, but every
+				recipient is queued for the relay, none delivered now */
 };
 
 enum intake_body { INTAKE_BODY_UNSET, INTAKE_BODY_7BIT, INTAKE_BODY_8BITMIME,
@@ -149,7 +151,14 @@ void intake_free(struct intake **job);
 int intake_add_rcpt(struct intake *job, const char *address,
 		    const struct intake_rcpt_params *params, struct intake_status *status_r);
 size_t intake_rcpt_count(const struct intake *job);
+/* Is address in a hosted domain (delivered here, never relayed)? */
+bool intake_is_hosted(struct services *sv, const char *address);
 
+/* Opens where the message will be written (and starts the filters),
+ * before the first byte: false when it cannot be stored now (the caller
+ * may refuse at once, e.g. SMTP's DATA with 451). intake_write() opens it
+ * too when this was not called. */
+bool intake_open(struct intake *job);
 /* The message bytes, in any pieces. Problems (bare line ends, size,
  * header size) are remembered and reported by intake_end(); writing on
  * after one is harmless (nothing more is kept). */
@@ -162,8 +171,9 @@ typedef void intake_done_fn(void *ctx, struct intake *job);
  * (in a thread of o when given and a filter may block, else inline),
  * then delivery into the store and the queue, all durable. done(ctx, job)
  * runs with the results, on the calling thread's loop, possibly before
- * intake_end() returns. Free the job only after done (or to abandon it
- * before intake_end(): nothing is delivered). */
+ * intake_end() returns; without o everything is over when it returns
+ * (done may then be NULL). intake_free() while the filters still run in
+ * a thread abandons the message: nothing is delivered. */
 void intake_end(struct intake *job, struct offload *o, intake_done_fn *done, void *ctx);
 
 /* After done: the message's status (INTAKE_OK when at least one recipient
@@ -173,6 +183,8 @@ void intake_end(struct intake *job, struct offload *o, intake_done_fn *done, voi
  * is not OK; a temporary local failure is queued for retry and is OK). */
 const struct intake_status *intake_result(const struct intake *job);
 const char *intake_queue_id(const struct intake *job);
+/* The message's id in logs and Received: (the envelope's, or a new one). */
+const char *intake_id(const struct intake *job);
 const struct intake_status *intake_rcpt_result(const struct intake *job, size_t i);
 /* The UID a hosted recipient's copy got (0 when none, e.g. queued). */
 uint32_t intake_rcpt_uid(const struct intake *job, size_t i);
@@ -227,7 +239,9 @@ struct intake_info {
 	const struct config *cfg;
 	bool has_local;              /* hosted recipients */
 	bool has_remote;             /* recipients on other hosts */
-	const char *from_domain;     /* RFC5322.From's domain (lowercased), NULL when none or several */
+	/* RFC5322.From's domain (lowercased), NULL when none or several;
+	 * set by the time end() runs */
+	const char *from_domain;
 };
 
 struct intake_filter {
@@ -245,6 +259,11 @@ struct intake_filter {
 	/* The verdict, which holds what earlier filters said. May block. */
 	void (*end)(void *state, const struct intake_info *info, struct intake_verdict *v);
 	void (*free)(void *state);
+	/* true when the filter only ever fills prepend_remote: intake may
+	 * then write hosted recipients' copies straight away. Otherwise the
+	 * message is held aside until the verdict, and stored copies are
+	 * written with what the filters put on top. */
+	bool remote_only;
 };
 
 /* Adds a filter at the end of the chain (process-wide; at most 16). */

@@ -1,12 +1,11 @@
 /* One delivery attempt of one queued message: recipients in hosted
- * domains are resolved and go into the store at once; the others are
+ * domains go to intake (aliases, quota, the store) at once; the others are
  * grouped by destination into SMTP transactions (DNS, then the client);
  * each recipient's answer is recorded, and when the last transaction
  * ends the attempt is accounted for (DSNs, retry time, or the record
  * goes). */
 #include "relay/runner.h"
-#include "auth/auth.h"
-#include "store/store.h"
+#include "intake/intake.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -482,65 +481,28 @@ static bool job_start(struct relay *r, struct relay_msg *m, const char *dest, bo
 
 /* ---- local recipients ---- */
 
-/* Recipients in hosted domains never leave: resolve them here (aliases,
- * catch-alls) into hosted mailboxes flagged local. */
-/* Returns whether it changed any recipient. */
-static bool resolve_hosted(struct relay *r, struct relay_msg *m)
+/* Recipients in hosted domains never leave: they are marked local here
+ * (a message queued before its domain was hosted, a bounce to a local
+ * sender), so that no remote destination is made of them. */
+static void mark_hosted(struct relay *r, struct relay_msg *m)
 {
 	struct queue_entry *e = &m->entry;
-	size_t n = e->rcpt_count;
-	bool changed = false;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < e->rcpt_count; i++) {
 		struct queue_rcpt *q = &e->rcpts[i];
-		if (q->state != QUEUE_RCPT_PENDING || q->local ||
-		    !auth_domain_is_local(r->svc->auth, rcpt_domain(q->address)))
-			continue;
-		changed = true;
-		struct auth_recipients list = { NULL, 0 };
-		const char *error;
-		int rc = auth_resolve_recipient(r->svc->auth, q->address, &list, &error);
-		if (rc <= 0) {
-			bool unknown = rc == 0;
-			char reply[300];
-			snprintf(reply, sizeof(reply), unknown ? "550 5.1.1 no such user here" :
-				 "451 4.3.0 account lookup failed");
-			apply_result(m, i, unknown ? 550 : 451, reply, NULL, -1);
-			log_result(e, &e->rcpts[i], unknown ? 550 : 451, "", "", NULL, reply);
-			auth_recipients_free(&list);
-			continue;
-		}
-		for (size_t k = 0; k < list.count; k++) {
-			struct queue_rcpt *t;
-			if (k == 0) {
-				t = &e->rcpts[i];
-			} else {
-				e->rcpts = xrealloc(e->rcpts, (e->rcpt_count + 1) * sizeof(*e->rcpts));
-				m->outcome = xrealloc(m->outcome, e->rcpt_count + 1);
-				m->outcome[e->rcpt_count] = 0;
-				t = &e->rcpts[e->rcpt_count++];
-				memset(t, 0, sizeof(*t));
-				t->notify = e->rcpts[i].notify;
-				t->orcpt = e->rcpts[i].orcpt != NULL ? xstrdup(e->rcpts[i].orcpt) : NULL;
-			}
-			if (t->orcpt == NULL && ascii_strcasecmp(t->address != NULL ? t->address : "",
-								 list.items[k].address) != 0 && k == 0)
-				t->orcpt = xasprintf("rfc822;%s", e->rcpts[i].address);
-			set_str(&t->address, list.items[k].address);
-			t->local = list.items[k].local;
-		}
-		auth_recipients_free(&list);
+		if (q->state == QUEUE_RCPT_PENDING && !q->local &&
+		    intake_is_hosted(r->svc, q->address))
+			q->local = true;
 	}
-	return changed;
 }
 
-static int store_write(struct store_delivery *d, const char *spool, const char **error_r)
+static int spool_to_intake(struct intake *job, const char *spool, const char **error_r)
 {
 	int fd = open(spool, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		*error_r = "cannot open the spool file";
 		return -1;
 	}
-	/* the caller writes the Return-Path: in front */
+	/* intake writes its own Return-Path: in front */
 	if (lseek(fd, queue_spool_body_start(fd), SEEK_SET) < 0) {
 		close(fd);
 		*error_r = "cannot read the spool file";
@@ -557,75 +519,82 @@ static int store_write(struct store_delivery *d, const char *spool, const char *
 			ret = -1;
 			break;
 		}
-		if (store_delivery_write(d, chunk, (size_t)n, error_r) < 0) {
-			ret = -1;
-			break;
-		}
+		intake_write(job, chunk, (size_t)n);
 	}
 	close(fd);
 	return ret;
 }
 
-/* Hosted mailboxes get the message through the store, now. Returns
- * whether there were any. */
+static void local_result(struct relay_msg *m, size_t i, const struct intake_status *st,
+			 uint32_t uid)
+{
+	char reply[400];
+	if (st->code == INTAKE_OK)
+		snprintf(reply, sizeof(reply), "250 2.0.0 delivered to the mailbox (uid %u)", uid);
+	else
+		snprintf(reply, sizeof(reply), "%d %s %s", st->reply, st->enhanced, st->text);
+	apply_result(m, i, st->reply, reply, NULL, DSN_DELIVERED);
+	log_result(&m->entry, &m->entry.rcpts[i], st->reply, "local", "", NULL, reply);
+}
+
+/* Hosted recipients get the message through intake (aliases expanded,
+ * quota as the account database says now, Return-Path written once),
+ * now. Returns whether there were any. */
 static bool deliver_local(struct relay *r, struct relay_msg *m)
 {
 	struct queue_entry *e = &m->entry;
-	size_t n = 0;
-	struct store_recipient *sr = xcalloc(e->rcpt_count + 1, sizeof(*sr));
+	struct intake_envelope env = {
+		.origin = INTAKE_RETRY,
+		.sender = e->sender,
+		.body = e->body == QUEUE_BODY_7BIT ? INTAKE_BODY_7BIT :
+			e->body == QUEUE_BODY_8BITMIME ? INTAKE_BODY_8BITMIME :
+			e->body == QUEUE_BODY_BINARYMIME ? INTAKE_BODY_BINARYMIME : INTAKE_BODY_UNSET,
+		.smtputf8 = e->smtputf8,
+		.envid = e->envid,
+		.ret = e->ret == QUEUE_RET_FULL ? INTAKE_RET_FULL :
+		       e->ret == QUEUE_RET_HDRS ? INTAKE_RET_HDRS : INTAKE_RET_UNSET,
+		.queue_id = e->id,
+		.id = e->id,
+		.prepend = e->prepend,
+	};
+	struct intake *job;
+	struct intake_status st;
 	size_t *idx = xcalloc(e->rcpt_count + 1, sizeof(*idx));
+	size_t n = 0;
+	bool any = false;
+	if (intake_begin(r->svc, r->cfg, &env, &job, &st) < 0)
+		job = NULL;
 	for (size_t i = 0; i < e->rcpt_count; i++) {
-		if (e->rcpts[i].state == QUEUE_RCPT_PENDING && e->rcpts[i].local) {
-			sr[n].address = e->rcpts[i].address;
+		struct queue_rcpt *q = &e->rcpts[i];
+		if (q->state != QUEUE_RCPT_PENDING || !q->local)
+			continue;
+		any = true;
+		struct intake_rcpt_params p = { q->notify, q->orcpt };
+		if (job == NULL)
+			local_result(m, i, &st, 0);
+		else if (intake_add_rcpt(job, q->address, &p, &st) == 0)
 			idx[n++] = i;
-		}
+		else
+			local_result(m, i, &st, 0);
 	}
-	if (n == 0)
-		goto out;
-	struct store_delivery *d = NULL;
-	const char *error = NULL;
-	char *spool = queue_spool_path(r->svc->queue, e->id);
-	/* final delivery: the envelope sender goes in front (RFC 5321 4.4) */
-	struct buf rp = BUF_INIT;
-	buf_append_str(&rp, "Return-Path: <");
-	buf_append_sanitized(&rp, e->sender, strlen(e->sender));
-	buf_append_str(&rp, ">\r\n");
-	bool written = store_delivery_begin(r->svc->store, &d, &error) == 0 &&
-		       store_delivery_write(d, rp.data, rp.len, &error) == 0 &&
-		       store_write(d, spool, &error) == 0;
-	buf_free(&rp);
-	free(spool);
-	if (written)
-		store_delivery_commit(d, sr, n);
-	for (size_t k = 0; k < n; k++) {
-		int code;
-		char reply[300];
-		int result = written ? sr[k].result : STORE_ERR_INTERNAL;
-		const char *why = written ? sr[k].error : error;
-		if (result == 0) {
-			code = 250;
-			snprintf(reply, sizeof(reply), "250 2.0.0 delivered to the mailbox (uid %u)",
-				 sr[k].uid);
-		} else if (result == STORE_ERR_NOTFOUND) {
-			code = 550;
-			snprintf(reply, sizeof(reply), "550 5.1.1 mailbox unavailable: %s",
-				 why ? why : "no such account");
-		} else if (result == STORE_ERR_OVERQUOTA) {
-			code = 452;
-			snprintf(reply, sizeof(reply), "452 4.2.2 mailbox full");
+	if (n > 0) {
+		const char *error = NULL;
+		char *spool = queue_spool_path(r->svc->queue, e->id);
+		if (spool_to_intake(job, spool, &error) < 0) {
+			intake_status_set(&st, r->cfg, INTAKE_LOCAL_ERROR, error);
+			for (size_t k = 0; k < n; k++)
+				local_result(m, idx[k], &st, 0);
 		} else {
-			code = 451;
-			snprintf(reply, sizeof(reply), "451 4.3.0 local delivery failed: %s",
-				 why ? why : "store error");
+			intake_end(job, NULL, NULL, NULL);
+			for (size_t k = 0; k < n; k++)
+				local_result(m, idx[k], intake_rcpt_result(job, k),
+					     intake_rcpt_uid(job, k));
 		}
-		apply_result(m, idx[k], code, reply, NULL, DSN_DELIVERED);
-		log_result(e, &e->rcpts[idx[k]], code, "local", "", NULL, reply);
+		free(spool);
 	}
-	store_delivery_free(&d);
-out:
-	free(sr);
+	intake_free(&job);
 	free(idx);
-	return n > 0;
+	return any;
 }
 
 /* ---- starting an attempt ---- */
@@ -662,7 +631,8 @@ bool attempt_start(struct relay *r, const struct queue_entry *entry)
 	m->outcome = xcalloc(m->entry.rcpt_count + 1, 1);
 	m->next = r->msgs;
 	r->msgs = m;
-	bool changed = resolve_hosted(r, m);
+	mark_hosted(r, m);
+	bool changed = false;
 
 	const char **dests = xcalloc(m->entry.rcpt_count + 1, sizeof(*dests));
 	size_t ndest = remote_dests(r, &m->entry, dests, m->entry.rcpt_count);

@@ -5,7 +5,8 @@
  * hosted here flagged local, so the relay hands them to the store) and
  * never sent for a message that came from the null sender. */
 #include "relay/relay-private.h"
-#include "auth/auth.h"
+#include "intake/intake.h"
+#include "mail/mail.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,15 +50,8 @@ bool dsn_wanted(const struct queue_rcpt *r, enum dsn_action action)
 
 static void put_date(struct buf *b, time_t t)
 {
-	struct tm tm;
-	char text[64];
-	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	gmtime_r(&t, &tm);
-	snprintf(text, sizeof(text), "%s, %d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-		 tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-		 tm.tm_sec);
+	char text[MAIL_DATE_MAX];
+	mail_date_format(t, text, sizeof(text));
 	buf_append_str(b, text);
 }
 
@@ -248,9 +242,10 @@ int dsn_compose(const char *hostname, const struct queue_entry *e, const bool *w
 	return ret;
 }
 
-static int dsn_queue_write(void *ctx, const void *data, size_t len, const char **error_r)
+static int dsn_intake_write(void *ctx, const void *data, size_t len, const char **error_r)
 {
-	return queue_writer_write(ctx, data, len, error_r);
+	intake_write(ctx, data, len);
+	return 0;
 }
 
 int dsn_send(const struct config *cfg, struct services *services,
@@ -266,46 +261,52 @@ int dsn_send(const struct config *cfg, struct services *services,
 		log_info("event=dsn-suppressed id=%s reason=\"null sender\"", e->id);
 		return 0;
 	}
-	struct auth_recipients list = { NULL, 0 };
-	int r = auth_resolve_recipient(services->auth, e->sender, &list, error_r);
-	if (r < 0)
+	/* a report goes through the one door like any message: to the
+	 * sender's mailbox when it is hosted here, else into the queue */
+	static char err[400];
+	struct intake_envelope env = {
+		.origin = INTAKE_REPORT,
+		.sender = "",
+		.body = e->body == QUEUE_BODY_7BIT ? INTAKE_BODY_7BIT : INTAKE_BODY_8BITMIME,
+		.smtputf8 = e->smtputf8,
+	};
+	struct intake *job;
+	struct intake_status st;
+	if (intake_begin(services, cfg, &env, &job, &st) < 0) {
+		snprintf(err, sizeof(err), "%s", st.text);
+		*error_r = err;
 		return -1;
-	if (r == 0 || list.count == 0) {
-		log_warn("event=dsn-dropped id=%s sender=%s reason=\"no such local user\"", e->id,
-			 e->sender);
-		auth_recipients_free(&list);
-		return 0;
 	}
-	struct queue_writer *w = NULL;
+	/* never a report about a report */
+	struct intake_rcpt_params p = { INTAKE_NOTIFY_NEVER, NULL };
+	if (intake_add_rcpt(job, e->sender, &p, &st) < 0) {
+		intake_free(&job);
+		if (st.reply >= 500) {
+			log_warn("event=dsn-dropped id=%s sender=%s reason=\"%s\"", e->id, e->sender,
+				 st.text);
+			return 0;
+		}
+		snprintf(err, sizeof(err), "%s", st.text);
+		*error_r = err;
+		return -1;
+	}
 	char *spool = queue_spool_path(services->queue, e->id);
-	int ret = -1;
-	if (queue_writer_begin(services->queue, &w, error_r) < 0)
-		goto out;
-	if (dsn_compose(cfg->hostname, e, which, action, retry_until, spool, dsn_queue_write, w,
-			error_r) < 0)
-		goto out;
-	struct queue_entry dsn;
-	memset(&dsn, 0, sizeof(dsn));
-	dsn.sender = (char *)"";
-	dsn.ret = QUEUE_RET_UNSET;
-	dsn.body = e->body == QUEUE_BODY_7BIT ? QUEUE_BODY_7BIT : QUEUE_BODY_8BITMIME;
-	dsn.smtputf8 = e->smtputf8;
-	dsn.rcpts = xcalloc(list.count, sizeof(*dsn.rcpts));
-	dsn.rcpt_count = list.count;
-	for (size_t i = 0; i < list.count; i++) {
-		dsn.rcpts[i].address = list.items[i].address;
-		dsn.rcpts[i].local = list.items[i].local;
-		dsn.rcpts[i].notify = QUEUE_NOTIFY_NEVER;
-		dsn.rcpts[i].state = QUEUE_RCPT_PENDING;
-	}
-	ret = queue_writer_commit(w, &dsn, error_r);
-	if (ret == 0)
-		log_info("event=dsn-queued id=%s dsn_id=%s action=%s to=%s recipients=%zu", e->id,
-			 dsn.id, action_names[action], e->sender, wanted);
-	free(dsn.rcpts);
-out:
-	queue_writer_free(&w);
+	int ret = dsn_compose(cfg->hostname, e, which, action, retry_until, spool,
+			      dsn_intake_write, job, error_r);
 	free(spool);
-	auth_recipients_free(&list);
+	if (ret == 0) {
+		intake_end(job, NULL, NULL, NULL);
+		const struct intake_status *res = intake_result(job);
+		if (res->code == INTAKE_OK) {
+			log_info("event=dsn-queued id=%s dsn_id=%s action=%s to=%s recipients=%zu",
+				 e->id, intake_queue_id(job)[0] != '\0' ? intake_queue_id(job) :
+				 intake_id(job), action_names[action], e->sender, wanted);
+		} else {
+			snprintf(err, sizeof(err), "%d %s %s", res->reply, res->enhanced, res->text);
+			*error_r = err;
+			ret = -1;
+		}
+	}
+	intake_free(&job);
 	return ret;
 }

@@ -15,7 +15,7 @@
 
 #include "core/core.h"
 #include "core/services.h"
-#include "relay/queue.h"
+#include "queue/queue.h"
 
 struct event_base;
 

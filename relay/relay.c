@@ -10,7 +10,6 @@
  * before anything else happens, so a restart never sends it twice. */
 #include "relay/relay.h"
 #include "relay/runner.h"
-#include "auth/auth.h"
 
 #include <errno.h>
 #include <event2/event.h>

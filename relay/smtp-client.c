@@ -7,6 +7,7 @@
  * dot-stuffing, never whole in memory. Timeouts per RFC 5321 4.5.3.2. */
 #include "relay/relay-private.h"
 #include "core/tls.h"
+#include "mail/mail.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -432,16 +433,6 @@ static void all_rcpts_result(struct smtp_client *c, int code, const char *reply)
 
 /* ---- commands ---- */
 
-static void put_xtext(struct buf *b, const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p < 33 || *p > 126 || *p == '+' || *p == '=')
-			buf_printf(b, "+%02X", *p);
-		else
-			buf_append_char(b, (char)*p);
-	}
-}
-
 static void send_command(struct smtp_client *c, size_t index)
 {
 	const struct queue_entry *e = c->p.entry;
@@ -458,7 +449,7 @@ static void send_command(struct smtp_client *c, size_t index)
 			buf_append_str(&b, e->ret == QUEUE_RET_FULL ? " RET=FULL" : " RET=HDRS");
 		if (c->cap_dsn && e->envid != NULL) {
 			buf_append_str(&b, " ENVID=");
-			put_xtext(&b, e->envid);
+			mail_xtext_encode(&b, e->envid);
 		}
 	} else if (index <= c->p.rcpt_count) {
 		const struct smtp_client_rcpt *r = &c->p.rcpts[index - 1];
@@ -485,7 +476,7 @@ static void send_command(struct smtp_client *c, size_t index)
 			const char *semi = strchr(r->orcpt, ';');
 			if (semi != NULL) {
 				buf_printf(&b, " ORCPT=%.*s;", (int)(semi - r->orcpt), r->orcpt);
-				put_xtext(&b, semi + 1);
+				mail_xtext_encode(&b, semi + 1);
 			}
 		}
 	} else {

@@ -91,9 +91,9 @@ void mime_header_filter(const void *header, size_t len, const char *const *names
 			size_t name_count, bool exclude, struct buf *out)
 {
 	const char *data = header;
-	struct mime_header_field field;
+	struct mail_field field;
 	size_t pos = 0;
-	while (mime_header_next(data, len, &pos, &field)) {
+	while (mail_header_next(data, len, &pos, &field)) {
 		/* the blank line that ends the header is not a field */
 		if (field.start[0] == '\n' ||
 		    (field.start[0] == '\r' && field.len > 1 && field.start[1] == '\n'))

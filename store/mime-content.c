@@ -244,9 +244,9 @@ static void param_append(struct buf *out, const char *name, size_t name_len,
 {
 	if (out->data[out->len - 1] != '(')
 		buf_append_char(out, ' ');
-	mime_imap_append_string(out, name, name_len);
+	mail_imap_string(out, name, name_len);
 	buf_append_char(out, ' ');
-	mime_imap_append_string(out, value, value_len);
+	mail_imap_string(out, value, value_len);
 }
 
 /* Dovecot's order: parameters as written (continuation sets that are not
@@ -330,7 +330,7 @@ static void disposition_render(const char *value, struct buf *out)
 	struct mime_param_list params = { NULL, 0 };
 	params_parse(p, &params);
 	buf_append_char(out, '(');
-	mime_imap_append_string(out, type, strlen(type));
+	mail_imap_string(out, type, strlen(type));
 	buf_append_char(out, ' ');
 	params_render(&params, false, out);
 	buf_append_char(out, ')');
@@ -353,7 +353,7 @@ static void language_render(const char *value, struct buf *out)
 			break;
 		if (count++ > 0)
 			buf_append_char(&list, ' ');
-		mime_imap_append_string(&list, tag, strlen(tag));
+		mail_imap_string(&list, tag, strlen(tag));
 		free(tag);
 	}
 	if (count == 0)
@@ -366,7 +366,7 @@ static void language_render(const char *value, struct buf *out)
 static void nstring_append(struct buf *out, const char *value)
 {
 	buf_append_char(out, ' ');
-	mime_imap_append_nstring(out, value);
+	mail_imap_nstring(out, value);
 }
 
 static void extension_render(const struct mime_headers *h, struct buf *out)
@@ -404,15 +404,15 @@ void mime_part_info_fill(struct mime_part_info *info, const struct mime_headers 
 		const char *boundary = param_get(&params, "boundary");
 		if (boundary != NULL && *boundary != '\0')
 			info->boundary = xstrdup(boundary);
-		mime_imap_append_string(&basic, subtype, strlen(subtype));
+		mail_imap_string(&basic, subtype, strlen(subtype));
 		params_render(&params, false, &ext);
 		buf_append_char(&ext, ' ');
 		extension_render(h, &ext);
 	} else {
 		bool add_charset = info->is_text && param_get(&params, "charset") == NULL;
-		mime_imap_append_string(&basic, type, strlen(type));
+		mail_imap_string(&basic, type, strlen(type));
 		buf_append_char(&basic, ' ');
-		mime_imap_append_string(&basic, subtype, strlen(subtype));
+		mail_imap_string(&basic, subtype, strlen(subtype));
 		buf_append_char(&basic, ' ');
 		params_render(&params, add_charset, &basic);
 		nstring_append(&basic, h->value[MIME_F_CONTENT_ID]);
@@ -422,7 +422,7 @@ void mime_part_info_fill(struct mime_part_info *info, const struct mime_headers 
 		char *enc = parse_token(&p);
 		nstring_append(&basic, enc == NULL ? "7bit" : enc);
 		free(enc);
-		mime_imap_append_nstring(&ext, h->value[MIME_F_CONTENT_MD5]);
+		mail_imap_nstring(&ext, h->value[MIME_F_CONTENT_MD5]);
 		buf_append_char(&ext, ' ');
 		extension_render(h, &ext);
 	}

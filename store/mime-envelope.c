@@ -27,9 +27,9 @@ char *mime_envelope_build(const struct mime_headers *h)
 {
 	struct buf out = BUF_INIT;
 	buf_append_char(&out, '(');
-	mime_imap_append_nstring(&out, h->value[MIME_F_DATE]);
+	mail_imap_nstring(&out, h->value[MIME_F_DATE]);
 	buf_append_char(&out, ' ');
-	mime_imap_append_nstring(&out, h->value[MIME_F_SUBJECT]);
+	mail_imap_nstring(&out, h->value[MIME_F_SUBJECT]);
 	static const enum mime_field addresses[] = {
 		MIME_F_FROM, MIME_F_SENDER, MIME_F_REPLY_TO,
 		MIME_F_TO, MIME_F_CC, MIME_F_BCC,
@@ -39,9 +39,9 @@ char *mime_envelope_build(const struct mime_headers *h)
 		append_addresses(&out, h, addresses[i]);
 	}
 	buf_append_char(&out, ' ');
-	mime_imap_append_nstring(&out, h->value[MIME_F_IN_REPLY_TO]);
+	mail_imap_nstring(&out, h->value[MIME_F_IN_REPLY_TO]);
 	buf_append_char(&out, ' ');
-	mime_imap_append_nstring(&out, h->value[MIME_F_MESSAGE_ID]);
+	mail_imap_nstring(&out, h->value[MIME_F_MESSAGE_ID]);
 	buf_append_char(&out, ')');
 	char *envelope = xstrdup(buf_str(&out));
 	buf_free(&out);

@@ -37,33 +37,6 @@ static int field_lookup(const char *name, size_t len)
 	return -1;
 }
 
-static bool is_wsp(char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-/* The unfolded value: line ends dropped, leading white space trimmed
- * (trailing white space stays, as Dovecot keeps it in ENVELOPE), NUL
- * bytes replaced. */
-static char *unfold(const char *p, size_t len)
-{
-	struct buf out = BUF_INIT;
-	for (size_t i = 0; i < len; i++) {
-		if (p[i] == '\r' || p[i] == '\n')
-			continue;
-		if (p[i] == '\0')   /* as Dovecot: U+FFFD, not the end of the value */
-			buf_append_str(&out, "\xef\xbf\xbd");
-		else
-			buf_append_char(&out, p[i]);
-	}
-	size_t start = 0, end = out.len;
-	while (start < end && is_wsp(out.data[start]))
-		start++;
-	char *value = xstrndup(out.len == 0 ? "" : out.data + start, end - start);
-	buf_free(&out);
-	return value;
-}
-
 static bool is_address_field(int f)
 {
 	return f >= MIME_F_FROM && f <= MIME_F_BCC;
@@ -90,47 +63,20 @@ static void field_set(struct mime_headers *h, struct buf *lists, int f, char *va
 	}
 }
 
-bool mime_header_next(const char *data, size_t len, size_t *pos,
-		      struct mime_header_field *field)
-{
-	size_t i = *pos, start = i;
-	if (i >= len)
-		return false;
-	do {
-		const char *nl = memchr(data + i, '\n', len - i);
-		i = nl == NULL ? len : (size_t)(nl - data) + 1;
-	} while (i < len && is_wsp(data[i]));
-	*pos = i;
-
-	field->start = data + start;
-	field->len = i - start;
-	field->name_len = 0;
-	field->value = NULL;
-	const char *colon = memchr(data + start, ':', i - start);
-	if (colon == NULL || is_wsp(data[start]))
-		return true;
-	size_t name_len = (size_t)(colon - (data + start));
-	while (name_len > 0 && is_wsp(data[start + name_len - 1]))
-		name_len--;
-	field->name_len = name_len;
-	field->value = colon + 1;
-	return true;
-}
-
 void mime_headers_parse(const char *data, size_t len, struct mime_headers *h)
 {
 	struct buf lists[MIME_F_COUNT];
-	struct mime_header_field field;
+	struct mail_field field;
 	size_t pos = 0;
 	memset(h, 0, sizeof(*h));
 	for (int f = 0; f < MIME_F_COUNT; f++)
 		buf_init(&lists[f]);
-	while (mime_header_next(data, len, &pos, &field)) {
+	while (mail_header_next(data, len, &pos, &field)) {
 		int f = field.name_len == 0 ? -1 : field_lookup(field.start, field.name_len);
 		if (f < 0)
 			continue;
 		size_t value_len = (size_t)(field.start + field.len - field.value);
-		field_set(h, lists, f, unfold(field.value, value_len));
+		field_set(h, lists, f, mail_unfold(field.value, value_len));
 	}
 	for (int f = 0; f < MIME_F_COUNT; f++) {
 		if (lists[f].data != NULL)

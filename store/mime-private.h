@@ -6,6 +6,7 @@
 
 #include "core/core.h"
 #include "store/mime.h"
+#include "mail/mail.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,17 +49,6 @@ struct mime_headers {
 /* mime-header.c */
 void mime_headers_parse(const char *data, size_t len, struct mime_headers *h);
 
-/* One field of a header block: its first line and continuation lines. */
-struct mime_header_field {
-	const char *start;
-	size_t len;          /* line ends included */
-	size_t name_len;     /* 0 when it is no field (no colon, stray continuation) */
-	const char *value;   /* just after the colon */
-};
-/* The field at *pos (advanced past it); false at the end of data. */
-bool mime_header_next(const char *data, size_t len, size_t *pos,
-		      struct mime_header_field *field);
-
 void mime_headers_free(struct mime_headers *h);
 
 /* What one part's header says, rendered for BODYSTRUCTURE. */
@@ -78,12 +68,6 @@ void mime_part_info_fill(struct mime_part_info *info, const struct mime_headers 
 			 bool digest_default);
 void mime_part_info_free(struct mime_part_info *info);
 
-/* mime-imap.c: IMAP string output (Dovecot's rules: quoted with \ and "
- * escaped; a literal when the value holds CR, LF, NUL or 8-bit bytes). */
-void mime_imap_append_string(struct buf *out, const char *s, size_t len);
-/* NIL when s is NULL */
-void mime_imap_append_nstring(struct buf *out, const char *s);
-
 /* mime-envelope.c */
 char *mime_envelope_build(const struct mime_headers *h);
 /* mime-address.c: RFC 5322 address list as IMAP (addr addr ...) or NIL */
@@ -97,8 +81,5 @@ void mime_charset_to_utf8(struct buf *out, const char *charset,
 /* mime-content.c: type and charset of a Content-Type value (defaults
  * when missing or invalid); malloc'ed */
 void mime_content_type_get(const char *value, char **type_r, char **charset_r);
-
-/* mime-date.c: RFC 5322 date-time (obsolete forms too); 0 on success */
-int mime_date_parse(const char *value, time_t *time_r, int *tz_minutes_r);
 
 #endif

@@ -437,7 +437,7 @@ static void root_fields(struct mime_message *msg, const struct mime_headers *h)
 	msg->in_reply_to = decoded(h->value[MIME_F_IN_REPLY_TO]);
 	msg->references = decoded(h->value[MIME_F_REFERENCES]);
 	if (h->value[MIME_F_DATE] == NULL ||
-	    mime_date_parse(h->value[MIME_F_DATE], &msg->date,
+	    mail_date_parse(h->value[MIME_F_DATE], &msg->date,
 			    &msg->date_tz_minutes) < 0) {
 		msg->date = 0;
 		msg->date_tz_minutes = 0;

@@ -1,14 +1,15 @@
-/* The mail transaction: MAIL, RCPT, DATA and BDAT (RFC 5321 3.3, RFC 3030),
- * with the submission policy (RFC 6409) and the inbound MX policy. */
+/* The mail transaction: MAIL, RCPT, DATA and BDAT (RFC 5321 3.3, RFC 3030).
+ * SMTP keeps the session's policy (login before MAIL on submission, the
+ * per-user rate, the error budget); everything about the message itself
+ * (recipients, relay policy, quota, the bytes, the header checks, where
+ * it goes) is intake's, which answers in protocol-neutral statuses that
+ * are turned into replies here. */
 #include "submission/smtp-private.h"
-#include "auth/auth.h"
 #include "core/ratelimit.h"
-#include "relay/queue.h"
-#include "store/store.h"
+#include "core/services.h"
+#include "intake/intake.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,26 +20,33 @@ void smtp_txn_abort(struct smtp_session *s)
 	struct smtp_txn *t = s->txn;
 	if (t == NULL)
 		return;
-	store_delivery_free(&t->delivery);
-	queue_writer_free(&t->spool);
-	smtp_message_free(&t->msg);
+	intake_free(&t->job);
 	pool_free(&t->pool);
 	free(t);
 	s->txn = NULL;
 }
 
-static void txn_new_id(char *id, size_t size)
+/* "550 5.1.1 Recipient address rejected: user unknown" */
+static const char *status_reply(struct smtp_session *s, const struct intake_status *st)
 {
-	unsigned char rnd[6];
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		fatal("event=rand-failed");
-	snprintf(id, size, "%02X%02X%02X%02X%02X%02X", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-		 rnd[5]);
+	return pool_printf(s->cmd_pool, "%d %s %s", st->reply, st->enhanced, st->text);
+}
+
+static enum intake_body body_of(enum smtp_body b)
+{
+	switch (b) {
+	case SMTP_BODY_7BIT: return INTAKE_BODY_7BIT;
+	case SMTP_BODY_8BITMIME: return INTAKE_BODY_8BITMIME;
+	case SMTP_BODY_BINARYMIME: return INTAKE_BODY_BINARYMIME;
+	case SMTP_BODY_UNSET: break;
+	}
+	return INTAKE_BODY_UNSET;
 }
 
 void smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
 	const struct config *cfg = conn_config(s->conn);
+	struct services *sv = conn_services(s->conn);
 	const char *reply;
 	if (s->txn != NULL) {
 		smtp_error(s, "503 5.5.1 Error: nested MAIL command");
@@ -49,7 +57,7 @@ void smtp_cmd_mail(struct smtp_session *s, const char *args)
 		return;
 	}
 	if (smtp_is_submission(s) && cfg->smtp_rate_limit > 0 &&
-	    ratelimit_count(conn_services(s->conn)->ratelimit, s->user, 3600, time(NULL)) >=
+	    ratelimit_count(sv->ratelimit, s->user, 3600, time(NULL)) >=
 	    (unsigned)cfg->smtp_rate_limit) {
 		log_info("event=rate-limited limit=%d/h", cfg->smtp_rate_limit);
 		smtp_reply(s, "450 4.7.1 Error: message rate limit exceeded, try again later");
@@ -69,71 +77,51 @@ void smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 		return;
 	}
-	/* submission: only the user's own addresses (RFC 6409 6.1) */
-	if (smtp_is_submission(s) && t->sender.address[0] != '\0' &&
-	    !auth_sender_allowed(conn_services(s->conn)->auth, s->user, t->sender.address)) {
-		char line[600];
-		snprintf(line, sizeof(line),
-			 "553 5.7.1 Sender address rejected: not owned by user %s", s->user);
-		log_info("event=sender-rejected reason=login-mismatch");
+	struct intake_envelope env = {
+		.origin = smtp_is_submission(s) ? INTAKE_SUBMISSION : INTAKE_INBOUND,
+		.sender = t->sender.address,
+		.user = s->user,
+		.helo = s->helo,
+		.remote_ip = conn_remote_ip(s->conn),
+		.tls = conn_is_tls(s->conn) ? conn_tls_description(s->conn) : NULL,
+		.esmtp = s->esmtp,
+		.body = body_of(t->params.body),
+		.smtputf8 = t->params.smtputf8,
+		.envid = t->params.envid,
+		.ret = t->params.ret == SMTP_RET_FULL ? INTAKE_RET_FULL :
+		       t->params.ret == SMTP_RET_HDRS ? INTAKE_RET_HDRS : INTAKE_RET_UNSET,
+		.declared_size = t->params.has_size ? t->params.size : 0,
+	};
+	struct intake_status st;
+	if (intake_begin(sv, cfg, &env, &t->job, &st) < 0) {
 		pool_free(&t->pool);
 		free(t);
-		smtp_reply(s, line);
+		smtp_reply(s, status_reply(s, &st));
 		return;
 	}
-	txn_new_id(t->id, sizeof(t->id));
 	s->txn = t;
 	smtp_set_state(s, SMTP_STATE_MAIL);
 	smtp_reply(s, "250 2.1.0 Ok");
 }
 
-static void rcpt_add_target(struct smtp_txn *t, struct smtp_rcpt *r, const char *address,
-			    bool local)
+/* An unknown recipient counts as an error, as a bad command does: after a
+ * few the answers come slowly, then the session ends (harvesting). */
+static void rcpt_unknown(struct smtp_session *s, const char *reply)
 {
-	char ***list = local ? &r->local : &r->remote;
-	size_t *count = local ? &r->local_count : &r->remote_count;
-	char **grown = pool_alloc(t->pool, (*count + 1) * sizeof(char *));
-	if (*count > 0)
-		memcpy(grown, *list, *count * sizeof(char *));
-	grown[(*count)++] = pool_strdup(t->pool, address);
-	*list = grown;
-	if (local)
-		t->local_total++;
-	else
-		t->remote_total++;
-}
-
-/* Quota at RCPT time, so an over-quota mailbox is refused per recipient
- * rather than after DATA for everyone. The limit lives in the account
- * database (postern user quota); the store enforces the copy it is given
- * here, kept in step at each delivery. */
-static const char *rcpt_check_quota(struct smtp_session *s, const char *account)
-{
-	struct services *sv = conn_services(s->conn);
-	struct store_account *acct;
-	struct auth_user user;
-	const char *error;
-	uint64_t used, limit;
-	if (auth_user_lookup(sv->auth, account, &user) != 1)
-		return NULL;
-	if (store_account_open(sv->store, account, &acct, &error) < 0)
-		return NULL;   /* delivery will tell */
-	int r = store_account_get_quota(acct, &used, &limit, &error);
-	if (r == 0 && limit != user.quota &&
-	    store_account_set_quota(acct, user.quota, &error) < 0)
-		log_warn("event=quota-sync-failed account=%s error=\"%s\"", account, error);
-	store_account_close(&acct);
-	uint64_t incoming = s->txn->params.has_size ? s->txn->params.size : 0;
-	if (r < 0 || user.quota == 0 || used + incoming <= user.quota)
-		return NULL;
-	return conn_config(s->conn)->smtp_quota_full_tempfail ?
-		"452 4.2.2 Mailbox full" : "552 5.2.2 Mailbox full";
+	if (++s->errors >= SMTP_MAX_ERRORS) {
+		log_info("event=rcpt-harvesting unknown=%d", s->errors);
+		smtp_reply(s, reply);
+		smtp_reply(s, "421 4.7.0 Too many errors, closing connection");
+		conn_close(s->conn, "too-many-errors");
+		return;
+	}
+	smtp_reply_delayed(s, reply, s->errors > SMTP_SOFT_ERRORS ? SMTP_ERROR_DELAY_MS : 0,
+			   s->state);
 }
 
 void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	const struct config *cfg = conn_config(s->conn);
-	struct services *sv = conn_services(s->conn);
 	struct smtp_txn *t = s->txn;
 	const char *reply;
 	if (t == NULL) {
@@ -142,10 +130,6 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	}
 	if (t->started) {
 		smtp_error(s, "503 5.5.1 Error: the message has begun");
-		return;
-	}
-	if (t->rcpt_count >= (size_t)cfg->smtp_max_recipients) {
-		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	struct smtp_path path;
@@ -161,71 +145,14 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	const char *address = path.address;
 	if (path.postmaster)   /* RFC 5321 4.5.1: <Postmaster> is always accepted */
 		address = pool_printf(t->pool, "postmaster@%s", cfg->hostname);
-	const char *at = strrchr(address, '@');
-	bool local_domain = at != NULL && auth_domain_is_local(sv->auth, at + 1);
-
-	if (!local_domain) {
-		if (!smtp_is_submission(s)) {
-			smtp_reply(s, "554 5.7.1 Relay access denied");
-			return;
-		}
-		if (cfg->relay_mode == RELAY_NONE) {
-			smtp_reply(s, "554 5.7.1 Relay access denied: this server delivers only locally");
-			return;
-		}
-		/* the relay has no BDAT: binary content could only bounce later */
-		if (t->params.body == SMTP_BODY_BINARYMIME) {
-			smtp_reply(s, "554 5.6.3 BINARYMIME cannot be relayed to other servers");
-			return;
-		}
-	}
-
-	if (t->rcpt_count == t->rcpt_cap) {
-		size_t cap = t->rcpt_cap == 0 ? 4 : t->rcpt_cap * 2;
-		struct smtp_rcpt *grown = pool_alloc(t->pool, cap * sizeof(*grown));
-		if (t->rcpt_count > 0)
-			memcpy(grown, t->rcpts, t->rcpt_count * sizeof(*grown));
-		t->rcpts = grown;
-		t->rcpt_cap = cap;
-	}
-	struct smtp_rcpt *r = &t->rcpts[t->rcpt_count];
-	memset(r, 0, sizeof(*r));
-	r->address = pool_strdup(t->pool, address);
-	r->params = params;
-
-	if (!local_domain) {
-		rcpt_add_target(t, r, address, false);
-	} else {
-		struct auth_recipients list = { NULL, 0 };
-		const char *error = NULL;
-		int found = auth_resolve_recipient(sv->auth, address, &list, &error);
-		if (found == 0) {
-			smtp_reply(s, "550 5.1.1 Recipient address rejected: user unknown");
-			return;
-		}
-		if (found < 0) {
-			log_warn("event=rcpt-lookup-failed error=\"%s\"", error != NULL ? error : "");
-			smtp_reply(s, "451 4.3.0 Temporary failure looking up the recipient");
-			return;
-		}
-		for (size_t i = 0; i < list.count; i++) {
-			if (list.items[i].local) {
-				const char *full = rcpt_check_quota(s, list.items[i].address);
-				if (full != NULL && list.count == 1) {
-					auth_recipients_free(&list);
-					smtp_reply(s, full);
-					return;
-				}
-			} else if (cfg->relay_mode == RELAY_NONE) {
-				continue;   /* an alias's outside target, with relaying off */
-			}
-			rcpt_add_target(t, r, list.items[i].address, list.items[i].local);
-		}
-		auth_recipients_free(&list);
-		if (r->local_count + r->remote_count == 0) {
-			smtp_reply(s, "550 5.1.1 Recipient address rejected: no deliverable target");
-			return;
-		}
+	struct intake_rcpt_params p = { params.notify, params.orcpt };
+	struct intake_status st;
+	if (intake_add_rcpt(t->job, address, &p, &st) < 0) {
+		if (st.code == INTAKE_UNKNOWN_USER || st.code == INTAKE_NO_TARGET)
+			rcpt_unknown(s, status_reply(s, &st));
+		else
+			smtp_reply(s, status_reply(s, &st));
+		return;
 	}
 	t->rcpt_count++;
 	smtp_reply(s, "250 2.1.5 Ok");
@@ -233,86 +160,10 @@ void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 
 /* ---- the message ---- */
 
-static void txn_write(void *ctx, const char *data, size_t len)
-{
-	struct smtp_txn *t = ctx;
-	const char *error;
-	if (t->write_error != NULL)
-		return;
-	int r;
-	if (t->delivery != NULL && (r = store_delivery_write(t->delivery, data, len, &error)) < 0) {
-		t->write_error = pool_strdup(t->pool, error);
-		t->write_nospace = r == STORE_ERR_NOSPACE;
-	} else if (t->spool != NULL && queue_writer_write(t->spool, data, len, &error) < 0) {
-		t->write_nospace = errno == ENOSPC || errno == EDQUOT;
-		t->write_error = pool_strdup(t->pool, error);
-	}
-}
-
 static void decoded_write(void *ctx, const char *data, size_t len)
 {
 	struct smtp_txn *t = ctx;
-	smtp_message_feed(&t->msg, data, len);
-}
-
-/* The trace fields (RFC 5321 4.4), first in the message: Received:, and
- * when the message is written into the store (final delivery) the
- * Return-Path: with the envelope sender in front of it. The relay leaves
- * that line out when the same file goes on to other hosts. */
-static char *trace_fields(struct smtp_session *s)
-{
-	struct smtp_txn *t = s->txn;
-	const struct config *cfg = conn_config(s->conn);
-	struct buf b = BUF_INIT;
-	char date[64];
-	const char *with = t->params.smtputf8 ? "UTF8SMTP" : "ESMTP";
-	smtp_rfc5322_date(time(NULL), date, sizeof(date));
-	if (t->local_total > 0) {
-		buf_append_str(&b, "Return-Path: <");
-		buf_append_sanitized(&b, t->sender.address, strlen(t->sender.address));
-		buf_append_str(&b, ">\r\n");
-	}
-	buf_append_str(&b, "Received: from ");
-	buf_append_sanitized(&b, s->helo, strlen(s->helo));
-	buf_printf(&b, " ([%s])\r\n\tby %s (Postern) with %s%s%s id %s",
-		   conn_remote_ip(s->conn), cfg->hostname, !s->esmtp ? "SMTP" : with,
-		   conn_is_tls(s->conn) ? "S" : "", s->user != NULL ? "A" : "", t->id);
-	if (conn_is_tls(s->conn))
-		buf_printf(&b, "\r\n\t(%s)", conn_tls_description(s->conn));
-	if (s->user != NULL) {
-		buf_append_str(&b, "\r\n\t(authenticated user ");
-		buf_append_sanitized(&b, s->user, strlen(s->user));
-		buf_append_char(&b, ')');
-	}
-	if (t->rcpt_count == 1) {
-		buf_append_str(&b, "\r\n\tfor <");
-		buf_append_sanitized(&b, t->rcpts[0].address, strlen(t->rcpts[0].address));
-		buf_append_char(&b, '>');
-	}
-	buf_printf(&b, ";\r\n\t%s\r\n", date);
-	return b.data;
-}
-
-/* Opens where the message goes: the store when there are hosted
- * recipients, else a queue spool file. The queue links the store's file
- * afterwards when it needs one (remote recipients too, or a local
- * delivery to retry): the message is written once. */
-static int txn_begin_message(struct smtp_session *s)
-{
-	struct smtp_txn *t = s->txn;
-	struct services *sv = conn_services(s->conn);
-	const char *error;
-	if ((t->local_total > 0 && store_delivery_begin(sv->store, &t->delivery, &error) < 0) ||
-	    (t->local_total == 0 && queue_writer_begin(sv->queue, &t->spool, &error) < 0)) {
-		log_error("event=message-begin-failed error=\"%s\"", error);
-		return -1;
-	}
-	char *trace = trace_fields(s);
-	smtp_message_init(&t->msg, trace, smtp_is_submission(s), conn_config(s->conn)->hostname,
-			  txn_write, t);
-	free(trace);
-	t->started = true;
-	return 0;
+	intake_write(t->job, data, len);
 }
 
 void smtp_cmd_data(struct smtp_session *s, const char *args)
@@ -338,28 +189,47 @@ void smtp_cmd_data(struct smtp_session *s, const char *args)
 		smtp_error(s, "554 5.5.1 Error: no valid recipients");
 		return;
 	}
-	if (txn_begin_message(s) < 0) {
+	if (!intake_open(t->job)) {
 		smtp_txn_abort(s);
 		smtp_set_state(s, SMTP_STATE_READY);
 		smtp_reply(s, "451 4.3.0 Error: cannot store the message now");
 		return;
 	}
-	const struct config *cfg = conn_config(s->conn);
-	smtp_data_init(&t->dec, cfg->smtp_max_message_size, cfg->smtp_normalize_bare_lf,
-		       decoded_write, t);
+	t->started = true;
+	smtp_data_init(&t->dec, decoded_write, t);
 	smtp_set_state(s, SMTP_STATE_DATA);
 	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
-/* The end of the message: the reply, and back to no transaction. */
-static void txn_finish(struct smtp_session *s, const char *refusal)
+/* intake has the verdict: the reply, and back to no transaction. */
+static void message_done(void *ctx, struct intake *job)
 {
-	const char *reply = refusal;
-	if (reply == NULL)
-		reply = smtp_deliver(s);
+	struct smtp_session *s = ctx;
+	const struct config *cfg = conn_config(s->conn);
+	const struct intake_status *st = intake_result(job);
+	char reply[400];
+	if (st->code == INTAKE_OK) {
+		const char *qid = intake_queue_id(job);
+		snprintf(reply, sizeof(reply), "250 2.0.0 Ok: queued as %s",
+			 qid[0] != '\0' ? qid : intake_id(job));
+		if (s->user != NULL && cfg->smtp_rate_limit > 0)
+			ratelimit_hit(conn_services(s->conn)->ratelimit, s->user, 3600, time(NULL));
+	} else {
+		snprintf(reply, sizeof(reply), "%d %s %s", st->reply, st->enhanced, st->text);
+	}
 	smtp_reply(s, reply);
 	smtp_txn_abort(s);
 	smtp_set_state(s, SMTP_STATE_READY);
+	conn_resume_input(s->conn);
+}
+
+/* The end of the message: intake decides (its filters may take a moment,
+ * in a thread); input waits meanwhile. */
+static void txn_finish(struct smtp_session *s)
+{
+	smtp_set_state(s, SMTP_STATE_WAIT);
+	conn_pause_input(s->conn);
+	intake_end(s->txn->job, conn_services(s->conn)->offload, message_done, s);
 }
 
 void smtp_cmd_bdat(struct smtp_session *s, const char *args)
@@ -397,8 +267,11 @@ void smtp_cmd_bdat(struct smtp_session *s, const char *args)
 		t->bdat_refusal = "503 5.5.1 Error: BDAT after DATA";
 	}
 	t->bdat = true;
-	if (t->bdat_refusal == NULL && !t->started && txn_begin_message(s) < 0)
-		t->bdat_refusal = "451 4.3.0 Error: cannot store the message now";
+	if (t->bdat_refusal == NULL && !t->started) {
+		t->started = true;
+		if (!intake_open(t->job))
+			t->bdat_refusal = "451 4.3.0 Error: cannot store the message now";
+	}
 	t->bdat_total += size;
 	if (t->bdat_refusal == NULL && t->bdat_total > cfg->smtp_max_message_size)
 		t->bdat_refusal = "552 5.3.4 Message size exceeds fixed maximum message size";
@@ -419,8 +292,7 @@ static void bdat_chunk_done(struct smtp_session *s)
 		return;
 	}
 	if (t->bdat_last) {
-		smtp_message_finish(&t->msg);
-		txn_finish(s, NULL);
+		txn_finish(s);
 		return;
 	}
 	char line[96];
@@ -445,7 +317,7 @@ bool smtp_mail_input(struct smtp_session *s, struct evbuffer *in)
 			for (int i = 0; i < nvec && i < 8 && done < n; i++) {
 				size_t len = vec[i].iov_len < n - done ? vec[i].iov_len : n - done;
 				if (t->bdat_refusal == NULL)
-					smtp_message_feed(&t->msg, vec[i].iov_base, len);
+					intake_write(t->job, vec[i].iov_base, len);
 				done += len;
 			}
 			evbuffer_drain(in, done);
@@ -468,11 +340,6 @@ bool smtp_mail_input(struct smtp_session *s, struct evbuffer *in)
 	evbuffer_drain(in, consumed);
 	if (!done)
 		return evbuffer_get_length(in) > 0;
-	if (smtp_data_refused(&t->dec)) {
-		txn_finish(s, smtp_data_error_reply(&t->dec));
-		return true;
-	}
-	smtp_message_finish(&t->msg);
-	txn_finish(s, NULL);
+	txn_finish(s);
 	return true;
 }

@@ -1,5 +1,6 @@
 #include "submission/smtp-parse.h"
 #include "core/core.h"
+#include "mail/mail.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -148,50 +149,12 @@ bool smtp_mailbox_valid(const char *mailbox, bool utf8_ok, bool *utf8_r)
 
 char *smtp_xtext_decode(const char *text, struct pool *pool)
 {
-	size_t len = strlen(text);
-	char *out = pool_alloc(pool, len + 1);
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)text[i];
-		if (c == '+') {
-			if (i + 2 >= len ||
-			    !isxdigit((unsigned char)text[i + 1]) ||
-			    !isxdigit((unsigned char)text[i + 2]))
-				return NULL;
-			char hex[3] = { text[i + 1], text[i + 2], '\0' };
-			unsigned long v = strtoul(hex, NULL, 16);
-			if (v == 0)
-				return NULL;
-			out[o++] = (char)v;
-			i += 2;
-		} else if (c < 33 || c > 126 || c == '=') {
-			return NULL;
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
-char *smtp_xtext_encode(const char *text, struct pool *pool)
-{
-	size_t len = strlen(text);
-	char *out = pool_alloc(pool, len * 3 + 1);
-	size_t o = 0;
-	static const char hex[] = "0123456789ABCDEF";
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)text[i];
-		if (c < 33 || c > 126 || c == '+' || c == '=') {
-			out[o++] = '+';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	out[o] = '\0';
-	return out;
+	struct buf out = BUF_INIT;
+	char *decoded = NULL;
+	if (mail_xtext_decode(text, &out) == 0)
+		decoded = pool_strdup(pool, buf_str(&out));
+	buf_free(&out);
+	return decoded;
 }
 
 /* Parses "<...>" at *p; leaves *p after '>'. */

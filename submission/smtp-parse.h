@@ -55,8 +55,6 @@ int smtp_parse_rcpt(const char *args, struct pool *pool, struct smtp_path *path_
 		    struct smtp_rcpt_params *params_r, const char **reply_r);
 /* xtext (RFC 3461 4): "+2B" -> "+"; NULL on malformed input. */
 char *smtp_xtext_decode(const char *text, struct pool *pool);
-/* Encodes for passing on to another server. */
-char *smtp_xtext_encode(const char *text, struct pool *pool);
 /* Checks "local@domain" (the Mailbox of RFC 5321), allowing UTF-8 when
  * utf8_ok; sets *utf8_r when it holds non-ASCII. */
 bool smtp_mailbox_valid(const char *mailbox, bool utf8_ok, bool *utf8_r);

@@ -5,24 +5,23 @@
 
 #include "submission/smtp.h"
 #include "submission/smtp-data.h"
-#include "submission/smtp-message.h"
 #include "submission/smtp-parse.h"
 #include "core/core.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-struct auth_recipients;
 struct auth_session;
 struct event;
-struct queue_writer;
-struct store_delivery;
+struct intake;
 
 /* RFC 5321 4.5.3.1.4 caps command lines at 512 octets; RFC 4954 4 lets an
  * AUTH line (and a SASL response) run to 12288. */
 #define SMTP_MAX_COMMAND_LINE 512
 #define SMTP_MAX_AUTH_LINE 12288
-#define SMTP_MAX_ERRORS 10            /* bad commands before 421 */
+#define SMTP_MAX_ERRORS 10            /* bad commands (and unknown recipients) before 421 */
+#define SMTP_SOFT_ERRORS 3            /* after this many, unknown recipients are answered slowly */
+#define SMTP_ERROR_DELAY_MS 1000
 
 enum smtp_state {
 	SMTP_STATE_INIT,    /* greeted, no EHLO/HELO yet */
@@ -31,26 +30,18 @@ enum smtp_state {
 	SMTP_STATE_MAIL,    /* MAIL accepted: RCPT, DATA, BDAT */
 	SMTP_STATE_DATA,    /* reading the message until <CRLF>.<CRLF> */
 	SMTP_STATE_BDAT,    /* reading a BDAT chunk of known size */
-	SMTP_STATE_WAIT,    /* a reply is being delayed; input paused */
+	SMTP_STATE_WAIT,    /* a reply is being delayed, or intake is finishing
+			       the message; input paused */
 };
 
-struct smtp_rcpt {
-	char *address;                  /* as given in RCPT TO */
-	struct smtp_rcpt_params params;
-	char **local;                   /* hosted accounts it reaches */
-	size_t local_count;
-	char **remote;                  /* addresses to relay to */
-	size_t remote_count;
-};
-
+/* One mail transaction: the intake job that takes the message, and the
+ * state of DATA or BDAT. */
 struct smtp_txn {
 	struct pool *pool;
-	char id[32];
+	struct intake *job;
 	struct smtp_path sender;
 	struct smtp_mail_params params;
-	struct smtp_rcpt *rcpts;
-	size_t rcpt_count, rcpt_cap;
-	size_t local_total, remote_total;
+	size_t rcpt_count;
 	/* the message */
 	bool started;                   /* DATA or the first BDAT began */
 	bool bdat;                      /* the message comes in BDAT chunks */
@@ -59,11 +50,6 @@ struct smtp_txn {
 	uint64_t bdat_total;
 	const char *bdat_refusal;       /* reply once the chunk is consumed */
 	struct smtp_data_decoder dec;
-	struct smtp_message msg;
-	struct store_delivery *delivery;
-	struct queue_writer *spool;
-	const char *write_error;        /* first write failure */
-	bool write_nospace;             /* ... because the disk is full */
 };
 
 struct smtp_session {
@@ -107,8 +93,5 @@ void smtp_cmd_bdat(struct smtp_session *s, const char *args);
 bool smtp_mail_input(struct smtp_session *s, struct evbuffer *in);
 void smtp_txn_abort(struct smtp_session *s);
 
-/* smtp-deliver.c: hands a complete message to the store and the queue;
- * returns the reply line for the end of DATA / BDAT LAST. */
-const char *smtp_deliver(struct smtp_session *s);
 
 #endif

@@ -281,12 +281,27 @@ class Server:
                 result.append(f.read())
         return result
 
+    def new_files(self, address, mailbox=None):
+        directory = os.path.join(self.maildir(address, mailbox), "new")
+        return set(os.listdir(directory)) if os.path.isdir(directory) else set()
+
+    def stored_since(self, address, before, mailbox=None):
+        """The one file that came into the mailbox's new/ since `before`."""
+        added = self.new_files(address, mailbox) - before
+        assert len(added) == 1, added
+        with open(os.path.join(self.maildir(address, mailbox), "new", added.pop()), "rb") as f:
+            return f.read()
+
     def deliver(self, address, message, mailbox=None):
-        """Local delivery through the store (`postern deliver`)."""
+        """Local delivery through intake (`postern deliver`); returns the
+        stored copy: the message with intake's Return-Path and Received on
+        top and its line ends made CRLF."""
         if isinstance(message, str):
             message = message.encode()
+        before = self.new_files(address, mailbox)
         args = ["deliver", address] + (["--mailbox", mailbox] if mailbox else [])
         self.cli(*args, input=message)
+        return self.stored_since(address, before, mailbox)
 
 
 def raw_connect(port, tls=False):

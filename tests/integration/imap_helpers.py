@@ -100,15 +100,41 @@ def raw_session(server, mailbox=None):
 
 def deliver(server, address, message, mailbox=None):
     """`postern deliver` as the server's user, so that the files it makes
-    stay readable by the workers."""
+    stay readable by the workers. Returns the stored copy (intake's
+    Return-Path and Received on top, CRLF line ends)."""
     if isinstance(message, str):
         message = message.encode()
+    before = server.new_files(address, mailbox)
     pre = ["runuser", "-u", run_as_user(), "--"] if os.geteuid() == 0 else []
     args = [POSTERN, "deliver", address, "-c", server.config_path]
     if mailbox:
         args += ["--mailbox", mailbox]
     out = subprocess.run(pre + args, input=message, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
+    return server.stored_since(address, before, mailbox)
+
+
+_dropped = [0]
+
+
+def drop(server, address, message, mailbox=None):
+    """A file put into the Maildir's new/ from outside, byte for byte (as
+    another MDA leaves it; the store indexes it when it next looks). For
+    tests that need exact file contents: `postern deliver` puts intake's
+    trace fields on top and makes line ends CRLF."""
+    if isinstance(message, str):
+        message = message.encode()
+    root = server.maildir(address, mailbox)
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    _dropped[0] += 1
+    path = os.path.join(root, "new", "1700000000.M%06dP%d.dropped" % (_dropped[0], os.getpid()))
+    with open(path, "wb") as f:
+        f.write(message)
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", run_as_user() + ":", os.path.join(server.data_dir, "mail")],
+                       check=True)
+    return message
 
 
 def make_account(server, address=USER, password=PASSWORD):

@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from harness import REPO
-from imap_helpers import raw_session, PASSWORD, USER, Raw, deliver, imap, imaps, login_raw, make_account, message
+from imap_helpers import (raw_session, PASSWORD, USER, Raw, deliver, drop, imap, imaps, login_raw,
+                          make_account, message)
 
 MIME = os.path.join(REPO, "tests", "data", "mime")
 CORPUS = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(MIME, "*.eml")))
@@ -30,7 +31,7 @@ def crlf(data):
 def test_bodystructure_envelope_body_of_the_corpus(srv):
     for name in CORPUS:
         with open(os.path.join(MIME, name + ".eml"), "rb") as f:
-            deliver(srv, USER, f.read())
+            drop(srv, USER, f.read())
     r = raw_session(srv, "INBOX")
     for seq, name in enumerate(CORPUS, 1):
         for item, ext in (("BODYSTRUCTURE", "bodystructure"), ("ENVELOPE", "envelope"),
@@ -47,7 +48,7 @@ def test_body_sections_have_exact_sizes(srv):
     was sent, and BODY[] is the file with CRLF line ends."""
     for name in CORPUS:
         with open(os.path.join(MIME, name + ".eml"), "rb") as f:
-            deliver(srv, USER, f.read())
+            drop(srv, USER, f.read())
     r = raw_session(srv, "INBOX")
     for seq, name in enumerate(CORPUS, 1):
         with open(os.path.join(MIME, name + ".eml"), "rb") as f:
@@ -76,7 +77,7 @@ def test_partial_fetch_and_header_fields(srv):
     msg = ("From: Bob <bob@example.net>\r\nTo: alice@example.org\r\nSubject: partial\r\n"
            "X-Folded: one\r\n two\r\nDate: Mon, 2 Jan 2023 10:00:00 +0000\r\n\r\n"
            "0123456789abcdefghij\r\nline two\r\n")
-    deliver(srv, USER, msg)
+    drop(srv, USER, msg)
     r = raw_session(srv, "INBOX")
     assert r.cmd("a", "FETCH 1 BODY.PEEK[TEXT]<5.10>") == [
         b"* 1 FETCH (BODY[TEXT]<5> {10}\r\n56789abcde)\r\n", b"a OK FETCH completed\r\n"]
@@ -102,7 +103,7 @@ def test_lf_only_file_is_sent_with_crlf(srv):
     with open(os.path.join(MIME, "lf-only.eml"), "rb") as f:
         raw = f.read()
     assert b"\r\n" not in raw
-    deliver(srv, USER, raw)
+    drop(srv, USER, raw)
     r = raw_session(srv, "INBOX")
     lines = r.cmd("a", "FETCH 1 (RFC822.SIZE RFC822)")
     n = len(crlf(raw))
@@ -162,7 +163,7 @@ def test_large_message_streams(srv):
     line = b"x" * 998 + b"\n"
     body = line * 6000   # ~6 MB, LF-only
     raw = b"From: big@example.net\nSubject: big\n\n" + body
-    deliver(srv, USER, raw)
+    drop(srv, USER, raw)
     m = imap(srv)
     m.select("INBOX")
     typ, data = m.fetch("1", "(BODY.PEEK[] RFC822.SIZE)")
@@ -197,13 +198,12 @@ def test_imaplib_and_imaps_fetch(srv):
 
 
 def test_curl_fetch_by_uid(srv):
-    deliver(srv, USER, message("for curl", body="curl body\r\n"))
+    stored = deliver(srv, USER, message("for curl", body="curl body\r\n"))
     out = subprocess.run(["curl", "-sS", "--max-time", "20", "-u", "%s:%s" % (USER, PASSWORD),
                           "imap://127.0.0.1:%d/INBOX;UID=1" % srv.port("imap")],
                          capture_output=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.replace(b"\r\n", b"\n") == message("for curl", body="curl body\r\n") \
-        .encode().replace(b"\r\n", b"\n")
+    assert out.stdout.replace(b"\r\n", b"\n") == stored.replace(b"\r\n", b"\n")
     out = subprocess.run(["curl", "-sS", "-k", "--max-time", "20", "-u", "%s:%s" % (USER, PASSWORD),
                           "imaps://127.0.0.1:%d/INBOX;UID=1;SECTION=TEXT" % srv.port("imaps")],
                          capture_output=True)

@@ -116,8 +116,7 @@ def test_subscriptions_lsub_and_list_extended(srv):
 
 
 def test_select_examine_status(srv):
-    deliver(srv, USER, message("one"))
-    deliver(srv, USER, message("two"))
+    stored = [deliver(srv, USER, message("one")), deliver(srv, USER, message("two"))]
     r = raw_session(srv)
     lines = r.cmd("a", "SELECT INBOX")
     assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
@@ -136,7 +135,7 @@ def test_select_examine_status(srv):
     assert lines[-1] == b"b OK [READ-ONLY] EXAMINE completed\r\n"
     assert r2.cmd("c", "STATUS INBOX (MESSAGES RECENT UIDNEXT UNSEEN DELETED SIZE)")[0] == \
         b'* STATUS "INBOX" (MESSAGES 2 RECENT 0 UIDNEXT 3 UNSEEN 2 DELETED 0 SIZE %d)\r\n' % (
-            len(message("one")) + len(message("two")))
+            len(stored[0]) + len(stored[1]))
     assert r2.cmd("d", "STATUS INBOX (BOGUS)") == [b"d BAD Invalid status item\r\n"]
     assert r2.cmd("e", "STATUS Nope (MESSAGES)")[-1].startswith(b"e NO [NONEXISTENT]")
     # a failed SELECT leaves no mailbox selected

@@ -14,7 +14,8 @@ import pytest
 
 from harness import client_context, raw_connect, read_line
 from pop3util import (DOTS, LF_ONLY, PASSWORD, PLAIN, USER, Scram, b64, crlf,
-                      fill_mailbox, fix_owner, maildir, multiline, pop3, retr_bytes, send)
+                      drop_file, fill_mailbox, fix_owner, maildir, multiline, pop3, retr_bytes,
+                      send)
 
 
 def files_in(server, user=USER):
@@ -53,7 +54,7 @@ def test_fetch_exact_with_user_pass(server):
 
 
 def test_raw_retr_is_dot_stuffed_and_crlf(server):
-    fill_mailbox(server)
+    expected = fill_mailbox(server)
     sock = raw_connect(server.port("pop3"))
     f = sock.makefile("rb")
     f.readline()
@@ -67,7 +68,7 @@ def test_raw_retr_is_dot_stuffed_and_crlf(server):
         body = raw_body(f)
         data += body
         assert b"\n" not in body.replace(b"\r\n", b"")
-    expect_dots = crlf(DOTS).replace(b"\r\n.", b"\r\n..")
+    expect_dots = expected[1].replace(b"\r\n.", b"\r\n..")
     assert data.startswith(expect_dots)
     assert data[len(expect_dots):] == crlf(LF_ONLY).replace(b"\r\n.", b"\r\n..")
     assert f.readline().startswith(b"+OK")
@@ -100,12 +101,14 @@ def test_uidl_dovecot_format_and_stable(server):
 
 
 def test_top(server):
-    fill_mailbox(server)
+    expected = fill_mailbox(server)
     p = pop3(server)
+    header = expected[1].split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert header[-3:] == [b"From: ann@example.net", b"To: bob@example.org", b"Subject: dots"]
     _, lines, _ = p.top(2, 0)
-    assert lines == [b"From: ann@example.net", b"To: bob@example.org", b"Subject: dots", b""]
+    assert lines == header + [b""]
     _, lines, _ = p.top(2, 3)
-    assert lines[4:] == [b".", b"..", b".leading dot"]
+    assert lines[len(header) + 1:] == [b".", b"..", b".leading dot"]
     _, lines, _ = p.top(3, 100)
     assert b"".join(line + b"\r\n" for line in lines) == crlf(LF_ONLY)
     p.quit()
@@ -123,7 +126,7 @@ def test_retr_sets_seen(server):
 
 
 def test_pipelining(server):
-    fill_mailbox(server)
+    expected = fill_mailbox(server)
     sock = raw_connect(server.port("pop3"))
     f = sock.makefile("rb")
     f.readline()
@@ -134,9 +137,9 @@ def test_pipelining(server):
     assert f.readline() == b"+OK\r\n"
     assert f.readline().startswith(b"+OK Logged in")
     assert f.readline().startswith(b"+OK 3 ")
-    assert f.readline() == b"+OK %d octets\r\n" % len(PLAIN)
-    assert raw_body(f) == PLAIN
-    assert f.readline() == b"+OK 1 %d\r\n" % len(PLAIN)
+    assert f.readline() == b"+OK %d octets\r\n" % len(expected[0])
+    assert raw_body(f) == expected[0]
+    assert f.readline() == b"+OK 1 %d\r\n" % len(expected[0])
     assert f.readline() == b"+OK\r\n"
     assert f.readline().startswith(b"+OK")
     sock.close()
@@ -176,7 +179,7 @@ def test_dele_then_dropped_connection(server):
 
 
 def test_dele_then_quit(server):
-    fill_mailbox(server)
+    expected = fill_mailbox(server)
     p = pop3(server)
     _, uidls, _ = p.uidl()
     p.dele(1)
@@ -185,15 +188,15 @@ def test_dele_then_quit(server):
     remaining = files_in(server)
     assert len(remaining) == 1
     p = pop3(server)
-    assert p.stat() == (1, len(crlf(DOTS)))
+    assert p.stat() == (1, len(expected[1]))
     _, after, _ = p.uidl()
     assert after == [b"1 " + uidls[1].split()[1]]
-    assert retr_bytes(p, 1) == crlf(DOTS)
+    assert retr_bytes(p, 1) == expected[1]
     p.quit()
 
 
 def test_message_removed_behind_the_session(server):
-    fill_mailbox(server)
+    expected = fill_mailbox(server)
     p = pop3(server)
     for name in files_in(server):
         if "dropped" in name:
@@ -202,7 +205,7 @@ def test_message_removed_behind_the_session(server):
     reply = send(p, "RETR 3")
     assert reply.startswith(b"-ERR"), reply
     assert p.stat()[0] == 3
-    assert retr_bytes(p, 1) == crlf(PLAIN)
+    assert retr_bytes(p, 1) == expected[0]
     p.dele(3)
     assert p.quit().startswith(b"+OK")
     assert pop3(server).stat()[0] == 2
@@ -306,7 +309,7 @@ def test_apop_refused_and_auth_listing(server):
 # ---- SASL ----
 
 def test_auth_plain_initial_response_and_continuation(server):
-    fill_mailbox(server)
+    expected = fill_mailbox(server)
     token = b64(b"\0" + USER.encode() + b"\0" + PASSWORD.encode())
     p = pop3(server, login=False)
     assert send(p, "AUTH PLAIN " + token).startswith(b"+OK Logged in")
@@ -316,7 +319,7 @@ def test_auth_plain_initial_response_and_continuation(server):
     p = pop3(server, tls=True, login=False)
     assert send(p, "AUTH PLAIN") == b"+ "
     assert send(p, token).startswith(b"+OK Logged in")
-    assert retr_bytes(p, 1) == crlf(PLAIN)
+    assert retr_bytes(p, 1) == expected[0]
     p.quit()
 
 
@@ -486,8 +489,9 @@ def test_odd_bytes_sizes_match(server):
     server.add_user(USER, PASSWORD)
     odd = (b"Subject: odd\n\n" + b"x" * 200000 + b"\n.after long\r\n" + b"a\rb\0c\n"
            + (b"." + b"y" * 65535 + b"\n") * 3 + b"no end")
-    server.deliver(USER, odd)
-    fix_owner(server)
+    # as another MDA would leave it: intake would make the line ends CRLF
+    os.makedirs(os.path.join(maildir(server), "new"), exist_ok=True)
+    drop_file(server, "1700000001.M1P1.odd", odd)
     sock = raw_connect(server.port("pop3"))
     f = sock.makefile("rb")
     f.readline()

@@ -860,7 +860,7 @@ static void test_hostile_headers(void)
 	buf_append_str(&b, "Content-Type: multipart/mixed; boundary=b\r\n\r\n");
 	for (int i = 0; i < MIME_MAX_PARTS; i++) {
 		buf_append_str(&b, "--b\r\nContent-Type: application/x; p=\"");
-		for (int j = 0; j < 400; j++)
+		for (int j = 0; j < 800; j++)
 			buf_append_str(&b, "\\\"\\\"\\\"\\\"\\\"");
 		buf_append_str(&b, "\"\r\n\r\nx\r\n");
 	}

@@ -1,6 +1,6 @@
 #include "test.h"
 #include "core/core.h"
-#include "relay/queue.h"
+#include "queue/queue.h"
 
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 #ifndef POSTERN_QUEUE_H
 #define POSTERN_QUEUE_H
 
-/* The outbound queue (relay/): one spool file per message in
+/* The outbound queue (queue/): one spool file per message in
  * DATA/queue/ID plus one record in DATA/queue.lmdb holding the envelope,
  * the DSN parameters and each recipient's state. Submission writes it
  * (queue_writer_*: spool written and fsynced, renamed, directory fsynced,
@@ -67,6 +67,12 @@ struct queue_entry {
 	int attempts;
 	bool delay_warned;       /* the delay DSN went out */
 	uint64_t size;
+	/* header fields intake's filters put on top of the copies: every
+	 * copy's (Authentication-Results: a local retry writes them too) and
+	 * the remote copies' (DKIM-Signature); NULL when none. The relay
+	 * sends prepend, then prepend_remote, then the spool file. */
+	char *prepend;
+	char *prepend_remote;
 	struct queue_rcpt *rcpts;
 	size_t rcpt_count;
 };
@@ -83,6 +89,8 @@ void queue_close(struct queue **q);
 int queue_writer_begin(struct queue *q, struct queue_writer **w_r, const char **error_r);
 int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 		       const char **error_r);
+/* The temp file being written (to read it back before the commit). */
+const char *queue_writer_path(const struct queue_writer *w);
 /* Begins with an existing complete file instead (hard-linked, same file
  * system as data_dir): no bytes are copied. */
 int queue_writer_begin_link(struct queue *q, const char *path, struct queue_writer **w_r,

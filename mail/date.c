@@ -1,9 +1,26 @@
-/* RFC 5322 date-time, with the obsolete forms of section 4.3 (two and
+/* RFC 5322 date-time: the writer (UTC, English names whatever the
+ * locale) and the reader, with the obsolete forms of section 4.3 (two and
  * three digit years, named zones, comments, missing seconds). */
 
-#include "store/mime-private.h"
+#include "mail/mail.h"
 
+#include <stdio.h>
 #include <string.h>
+
+static const char *const month_names[] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+};
+
+void mail_date_format(time_t t, char *out, size_t size)
+{
+	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(out, size, "%s, %d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
+		 tm.tm_mday, month_names[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+		 tm.tm_sec);
+}
 
 static const char *skip_cfws(const char *p)
 {
@@ -58,12 +75,8 @@ static size_t read_word(const char **pp, char *word, size_t size)
 
 static int month_number(const char *name)
 {
-	static const char *const months[] = {
-		"jan", "feb", "mar", "apr", "may", "jun",
-		"jul", "aug", "sep", "oct", "nov", "dec",
-	};
 	for (int i = 0; i < 12; i++) {
-		if (ascii_strncasecmp(name, months[i], 3) == 0)
+		if (ascii_strncasecmp(name, month_names[i], 3) == 0)
 			return i;
 	}
 	return -1;
@@ -112,7 +125,7 @@ static int parse_zone(const char *p, int *minutes_r)
 	return 0;
 }
 
-int mime_date_parse(const char *value, time_t *time_r, int *tz_minutes_r)
+int mail_date_parse(const char *value, time_t *time_r, int *tz_minutes_r)
 {
 	const char *p = skip_cfws(value);
 	char word[16];

@@ -1,4 +1,4 @@
-#include "relay/queue.h"
+#include "queue/queue.h"
 #include "core/core.h"
 #include "core/lmdb-env.h"
 
@@ -166,6 +166,11 @@ int queue_writer_begin_link(struct queue *q, const char *path, struct queue_writ
 	return 0;
 }
 
+const char *queue_writer_path(const struct queue_writer *w)
+{
+	return w->tmp_path;
+}
+
 int queue_writer_write(struct queue_writer *w, const void *data, size_t len,
 		       const char **error_r)
 {
@@ -315,6 +320,14 @@ char *queue_entry_serialize(const struct queue_entry *e, size_t *len_r)
 	put_opt(&b, e->envid);
 	buf_append_str(&b, "\nuser");
 	put_opt(&b, e->user);
+	if (e->prepend != NULL) {
+		buf_append_str(&b, "\nprepend");
+		put_opt(&b, e->prepend);
+	}
+	if (e->prepend_remote != NULL) {
+		buf_append_str(&b, "\nprepend_remote");
+		put_opt(&b, e->prepend_remote);
+	}
 	buf_printf(&b, "\nret %d\nbody %d\nsmtputf8 %d\narrival %lld\nnext %lld\nlast %lld\n"
 		       "attempts %d\nwarned %d\nsize %llu\n",
 		   (int)e->ret, (int)e->body, e->smtputf8 ? 1 : 0, (long long)e->arrival,
@@ -420,6 +433,10 @@ int queue_entry_parse(const char *data, size_t len, struct queue_entry *e)
 			ok = take_opt(&v, eol, &e->envid) == 0;
 		} else if (KEY("user")) {
 			ok = take_opt(&v, eol, &e->user) == 0;
+		} else if (KEY("prepend")) {
+			ok = take_opt(&v, eol, &e->prepend) == 0;
+		} else if (KEY("prepend_remote")) {
+			ok = take_opt(&v, eol, &e->prepend_remote) == 0;
 		} else if (KEY("ret")) {
 			e->ret = (enum queue_ret)atoi(val);
 		} else if (KEY("body")) {
@@ -483,6 +500,8 @@ void queue_entry_free(struct queue_entry *e)
 	free(e->sender);
 	free(e->envid);
 	free(e->user);
+	free(e->prepend);
+	free(e->prepend_remote);
 	for (size_t i = 0; i < e->rcpt_count; i++) {
 		free(e->rcpts[i].address);
 		free(e->rcpts[i].orcpt);
