@@ -22,6 +22,9 @@ bool cli_take_flag(int *argc, char **argv, const char *flag);
 /* Removes "--name VALUE" or "--name=VALUE"; *value_r stays NULL when
  * absent. Returns -1 (usage printed) when VALUE is missing. */
 int cli_take_option(int *argc, char **argv, const char *name, const char **value_r);
+/* Registers this process's intake filters (once; before the first
+ * intake job): the DKIM signer. */
+void cli_register_filters(void);
 /* Loads and validates config (cfg is filled with defaults first).
  * Prints "postern: ..." and returns -1 on error. */
 int cli_load_config(const char *path, struct config *cfg, bool validate);

@@ -1,4 +1,6 @@
 #include "cli/cli.h"
+#include "dkim/dkim.h"
+#include "intake/intake.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,6 +124,17 @@ int cli_take_option(int *argc, char **argv, const char *name, const char **value
 		return 0;
 	}
 	return 0;
+}
+
+void cli_register_filters(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	/* last: it signs what the filters before it let through, and reads
+	 * their Authentication-Results */
+	intake_filter_register(&dkim_sign_filter);
 }
 
 int cli_load_config(const char *path, struct config *cfg, bool validate)

@@ -18,7 +18,8 @@
  * messages (docs/deliverability.md):
  *   - submitted mail (origin SUBMISSION) with remote recipients, signed
  *     by the keys of its From: domain (intake made sure the user owns
- *     it);
+ *     it), and what the administrator queues with `postern queue
+ *     inject` (INJECT) likewise;
  *   - Postern's own reports (origin REPORT, From: MAILER-DAEMON@hostname)
  *     by the keys of the hostname, else of its closest parent domain that
  *     has keys (mail.example.org, then example.org; never a single label);

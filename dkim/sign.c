@@ -12,6 +12,7 @@
  * it against dkimpy and OpenDKIM's own verifier. */
 #include "dkim/dkim-private.h"
 #include "auth/auth.h"
+#include "mail/mail.h"
 
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -59,7 +60,7 @@ static void *signer_begin(const struct intake_info *info)
 	if (!info->has_remote)
 		return NULL;
 	if (env->origin != INTAKE_SUBMISSION && env->origin != INTAKE_REPORT &&
-	    env->origin != INTAKE_INBOUND)
+	    env->origin != INTAKE_INBOUND && env->origin != INTAKE_INJECT)
 		return NULL;
 	struct signer *s = xcalloc(1, sizeof(*s));
 	s->cfg = info->cfg;
@@ -67,20 +68,10 @@ static void *signer_begin(const struct intake_info *info)
 	return s;
 }
 
-static bool is_field(const char *field, size_t len, const char *name)
-{
-	size_t n = strlen(name);
-	if (len <= n || ascii_strncasecmp(field, name, n) != 0)
-		return false;
-	while (n < len && (field[n] == ' ' || field[n] == '\t'))
-		n++;
-	return n < len && field[n] == ':';
-}
-
 static bool signer_header(void *state, const char *field, size_t len)
 {
 	struct signer *s = state;
-	if (is_field(field, len, "From")) {
+	if (mail_field_is(field, len, "From")) {
 		s->from_fields++;
 		s->from_field = s->field_count;
 	}
@@ -94,81 +85,32 @@ static bool signer_header(void *state, const char *field, size_t len)
 
 int dkim_from_domain(const char *value, size_t len, char *out, size_t size)
 {
-	/* the address: inside <> when there are some, else the whole value;
-	 * comments and quoted strings skipped; one address only */
-	const char *addr = NULL, *addr_end = NULL;
-	const char *first = NULL, *last = NULL;
-	int depth = 0;
-	bool quoted = false, angle = false, done_angle = false;
-	if (size == 0)
-		return -1;
-	for (const char *p = value; p < value + len; p++) {
-		char c = *p;
-		if (quoted) {
-			if (c == '\\' && p + 1 < value + len)
-				p++;
-			else if (c == '"')
-				quoted = false;
-			continue;
-		}
-		if (depth > 0) {
-			if (c == '\\' && p + 1 < value + len)
-				p++;
-			else if (c == '(')
-				depth++;
-			else if (c == ')')
-				depth--;
-			continue;
-		}
-		if (c == '(') {
-			depth++;
-		} else if (c == '"') {
-			quoted = true;
-		} else if (c == ',' || c == ';' || c == ':') {
-			return -1;    /* several addresses, or a group */
-		} else if (c == '<') {
-			if (angle || done_angle)
-				return -1;
-			angle = true;
-			addr = p + 1;
-		} else if (c == '>') {
-			if (!angle)
-				return -1;
-			angle = false;
-			done_angle = true;
-			addr_end = p;
-		} else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-			if (first == NULL)
-				first = p;
-			last = p + 1;
+	/* the one mailbox of the field, read as intake reads it (mail/) */
+	char *text = mail_unfold(value, len);
+	struct mail_addrs list;
+	mail_address_parse(text, &list);
+	free(text);
+	const struct mail_addr *only = NULL;
+	size_t mailboxes = 0;
+	for (size_t i = 0; i < list.count; i++) {
+		if (list.items[i].kind == MAIL_ADDR_MAILBOX) {
+			only = &list.items[i];
+			mailboxes++;
 		}
 	}
-	if (quoted || depth > 0 || angle)
-		return -1;
-	if (!done_angle) {
-		addr = first;
-		addr_end = last;
+	int ret = -1;
+	if (mailboxes == 1 && only->has_host && only->host.len > 0 && only->host.len < size) {
+		ret = 0;
+		for (size_t i = 0; i < only->host.len; i++) {
+			char c = only->host.data[i];
+			if ((unsigned char)c <= ' ' || c == 0x7f)
+				ret = -1;   /* controls, NUL: not a domain */
+			out[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+		}
+		out[only->host.len] = '\0';
 	}
-	if (addr == NULL || addr_end == NULL || addr_end <= addr)
-		return -1;
-	const char *at = NULL;
-	for (const char *p = addr; p < addr_end; p++) {
-		if (*p == '@')
-			at = p;
-	}
-	if (at == NULL)
-		return -1;
-	size_t o = 0;
-	for (const char *p = at + 1; p < addr_end; p++) {
-		char c = *p;
-		if ((unsigned char)c <= ' ' || c == 0x7f || c == '(' || c == '"')
-			return -1;   /* blanks, controls, NUL: not a domain */
-		if (o + 1 >= size)
-			return -1;
-		out[o++] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-	}
-	out[o] = '\0';
-	return o > 0 ? 0 : -1;
+	mail_addrs_free(&list);
+	return ret;
 }
 
 /* ---- keys ---- */
@@ -380,22 +322,14 @@ static bool field_proves(const char *v, size_t len, const char *hostname, const 
 bool dkim_results_prove(const char *fields, size_t len, const char *hostname,
 			const char *domain)
 {
-	size_t start = 0;
-	for (size_t i = 0; i < len;) {
-		const char *lf = memchr(fields + i, '\n', len - i);
-		size_t next = lf != NULL ? (size_t)(lf - fields) + 1 : len;
-		if (next < len && (fields[next] == ' ' || fields[next] == '\t')) {
-			i = next;
+	size_t pos = 0;
+	struct mail_field f;
+	while (mail_header_next(fields, len, &pos, &f)) {
+		if (f.name_len == 0 || !mail_field_is(f.start, f.len, "Authentication-Results"))
 			continue;
-		}
-		const char *f = fields + start;
-		size_t flen = next - start;
-		if (is_field(f, flen, "Authentication-Results")) {
-			const char *colon = memchr(f, ':', flen);
-			if (field_proves(colon + 1, flen - (size_t)(colon + 1 - f), hostname, domain))
-				return true;
-		}
-		start = i = next;
+		size_t vlen = f.len - (size_t)(f.value - f.start);
+		if (field_proves(f.value, vlen, hostname, domain))
+			return true;
 	}
 	return false;
 }
@@ -417,7 +351,7 @@ static void fold_append(struct buf *f, size_t *line_start, const char *text)
 static bool signed_name(const char *field, size_t len)
 {
 	for (size_t i = 0; dkim_signed_fields[i] != NULL; i++) {
-		if (is_field(field, len, dkim_signed_fields[i]))
+		if (mail_field_is(field, len, dkim_signed_fields[i]))
 			return true;
 	}
 	return false;

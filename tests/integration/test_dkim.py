@@ -7,7 +7,9 @@ import datetime
 import os
 import pwd
 import re
+import smtplib
 import subprocess
+import time
 
 import pytest
 
@@ -164,3 +166,120 @@ def test_unsigned_domain(workdir):
     keys_for(srv, "example.com")
     signed = sign(srv, message())
     assert signatures(signed) == []
+
+
+# ---- end to end: through intake into the queue ----
+#
+# What leaves for the remote host is the queue record's prepended fields
+# (the DKIM-Signature fields among them) followed by the spool file;
+# `postern queue show` prints those fields, the spool file is read as it is.
+
+from test_relay import dns  # noqa: E402,F401  (the throwaway DNS server fixture)
+from harness import client_context  # noqa: E402
+
+
+def queued_as_sent(srv, qid):
+    """The message as the relay sends it: prepended fields + spool file."""
+    show = srv.cli("queue", "show", qid).stdout
+    header = show.split("\n\n", 1)[1].splitlines()
+    prepended, keep = [], False
+    for line in header:
+        if line.startswith("DKIM-Signature:"):
+            keep = True
+        elif not line.startswith(("\t", " ")):
+            keep = False
+        if keep:
+            prepended.append(line.encode())
+    with open(os.path.join(srv.data_dir, "queue", qid), "rb") as f:
+        spool = f.read()
+    if spool.startswith(b"Return-Path:"):
+        spool = spool.split(b"\r\n", 1)[1]
+    return b"".join(l + b"\r\n" for l in prepended) + spool
+
+
+def relay_server_for(server_factory, dns, hostname="mail.example.org"):
+    # remote domains answer SERVFAIL: what is queued for them stays queued
+    srv = server_factory(extra={"hostname": hostname}, sections={"relay": {
+        "mode": "mx", "dns": "127.0.0.1:%d" % dns.port, "retry_schedule": "1h",
+        "max_lifetime": "1d", "delay_warning": "0", "dane": "no", "mta_sts": "no"}})
+    srv.wait_log(r"event=relay-running", timeout=30)
+    return srv
+
+
+def submit(srv, user, password, to, message):
+    s = smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=30)
+    s.starttls(context=client_context())
+    s.login(user, password)
+    s.sendmail(user, [to], message)
+    s.quit()
+
+
+def wait_queued(srv, count=1, sender=None):
+    def ids():
+        lines = srv.cli("queue", "list").stdout.splitlines()
+        return [l.split("\t")[0] for l in lines if sender is None or "\t<%s>\t" % sender in l]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        found = ids()
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("nothing queued:\n" + srv.read_log()[-3000:])
+
+
+def test_submitted_message_is_signed(server_factory, dns):
+    dns.servfail.update({"example.net", "example.com"})
+    srv = relay_server_for(server_factory, dns)
+    srv.add_user("alice@example.org", "secret-password-1")
+    keys_for_running(srv)
+    zone = srv.cli("dns", "example.org").stdout
+    for case in ("plain", "5MiB", "8bit-headers", "no-final-crlf"):
+        before = set(wait_queued(srv, 0))
+        body = CASES[case]
+        if case == "no-final-crlf":
+            body = body + b"\r\n"    # SMTP DATA always ends the data with a line end
+        submit(srv, "alice@example.org", "secret-password-1", "bob@example.net", body)
+        qid = (set(wait_queued(srv, len(before) + 1)) - before).pop()
+        sent = queued_as_sent(srv, qid)
+        sigs = signatures(sent)
+        assert sorted(tag(s, b"a") for s in sigs) == ["ed25519-sha256", "rsa-sha256"], case
+        assert verify_dkimpy(sent, zone) == [True, True], case
+        assert [ok for ok, _ in verify_opendkim(sent, zone)] == [True, True], case
+    assert re.search(r"event=dkim-signed domain=example\.org selectors=p\d{6},p\d{6}b",
+                     srv.read_log())
+
+
+def keys_for_running(srv, domain="example.org"):
+    srv.cli("dkim", "generate", domain)
+    srv.cli("dkim", "generate", domain, "--algorithm", "ed25519")
+
+
+def test_submitted_from_unsigned_domain(server_factory, dns):
+    dns.servfail.update({"example.net"})
+    srv = relay_server_for(server_factory, dns)
+    srv.add_user("carol@example.com", "secret-password-1")
+    keys_for_running(srv, "example.org")    # keys, but not for carol's domain
+    submit(srv, "carol@example.com", "secret-password-1", "bob@example.net",
+           message().replace(b"alice@example.org", b"carol@example.com"))
+    qid = wait_queued(srv)[0]
+    assert signatures(queued_as_sent(srv, qid)) == []
+
+
+def test_bounce_signed_by_hostname_domain(server_factory, dns):
+    """A DSN (From: MAILER-DAEMON@mail.example.org) is signed with the
+    keys of example.org, the hostname's closest parent that has some."""
+    dns.servfail.add("remote.example")      # the DSN stays queued for it
+    srv = relay_server_for(server_factory, dns)
+    keys_for_running(srv)
+    zone = srv.cli("dns", "example.org").stdout
+    # nx.example does not exist: the message fails at once and bounces
+    srv.cli("queue", "inject", "--from", "bob@remote.example", "x@nx.example",
+            input="From: bob@remote.example\r\nTo: x@nx.example\r\nSubject: bounce me\r\n"
+                  "\r\nhello\r\n")
+    dsn = wait_queued(srv, sender="")[0]
+    sent = queued_as_sent(srv, dsn)
+    assert b"MAILER-DAEMON@mail.example.org" in sent
+    sigs = signatures(sent)
+    assert len(sigs) == 2 and {tag(s, b"d") for s in sigs} == {"example.org"}
+    assert verify_dkimpy(sent, zone) == [True, True]
+    assert [ok for ok, _ in verify_opendkim(sent, zone)] == [True, True]
