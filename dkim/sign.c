@@ -547,4 +547,6 @@ const struct intake_filter dkim_sign_filter = {
 	.body = signer_body,
 	.end = signer_end,
 	.free = signer_free,
+	/* it only ever adds DKIM-Signature fields to the copies that leave */
+	.remote_only = true,
 };

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from nsd_helpers import Nsd, write_zone
+from test_mtasts import PolicyServer
 from test_relay import Sink, free_port_on, inject, start_smtp, wait_for
 from tls_helpers import issue, make_ca, server_context
 
@@ -29,7 +30,9 @@ def spki_sha256(cert):
 @pytest.fixture
 def dane(workdir, server_factory):
     """Sinks with certificates, the signed zone dane.example. and the
-    unsigned zone plain.example. in NSD, and a Postern relaying to them."""
+    unsigned zone plain.example. in NSD, and a Postern relaying to them.
+    ok.dane.example also publishes an MTA-STS policy in enforce mode whose
+    mx pattern its MX does not match: DANE must win (RFC 8461 2)."""
     zdir = os.path.join(workdir, "zones")
     os.mkdir(zdir)
     ca = make_ca(workdir)
@@ -48,6 +51,12 @@ def dane(workdir, server_factory):
     for name in ("ok", "bad", "notls"):
         records += ["%s 60 IN MX 10 mx.%s" % (name, name),
                     "mx.%s 60 IN A %s" % (name, ips[name])]
+    https_port = free_port_on(["127.0.0.45"])
+    records += ['_mta-sts.ok 60 IN TXT "v=STSv1; id=dane1"', "mta-sts.ok 60 IN A 127.0.0.45"]
+    pcert = issue(workdir, ca, "mta-sts.ok.dane.example")
+    web = PolicyServer("127.0.0.45", https_port, pcert[0], pcert[1],
+                       "version: STSv1\r\nmode: enforce\r\nmx: elsewhere.dane.example\r\n"
+                       "max_age: 86400\r\n")
     records += ["_%d._tcp.mx.ok 60 IN TLSA 3 1 1 %s" % (port, good),
                 "_%d._tcp.mx.bad 60 IN TLSA 3 1 1 %s" % (port, "00" * 32),
                 "_%d._tcp.mx.notls 60 IN TLSA 3 1 1 %s" % (port, good)]
@@ -62,7 +71,8 @@ def dane(workdir, server_factory):
         srv = server_factory(sections={"relay": {
             "mode": "mx", "dns": "127.0.0.1:%d" % nsd.port, "mx_port": str(port),
             "retry_schedule": "1h", "max_lifetime": "1d", "delay_warning": "0",
-            "dane": "yes", "dane_trust_anchor": anchor_file, "mta_sts": "no"}})
+            "dane": "yes", "dane_trust_anchor": anchor_file, "mta_sts": "yes",
+            "mta_sts_ca_file": ca[0], "mta_sts_port": str(https_port)}})
         srv.add_user(SENDER, "secret-password-1")
         srv.wait_log(r"event=relay-running", timeout=30)
         srv.wait_log(r"event=dane-ready anchor=dane\.example\.", timeout=30)
@@ -70,6 +80,7 @@ def dane(workdir, server_factory):
     finally:
         for ctl in ctls:
             ctl.stop()
+        web.stop()
         nsd.stop()
 
 
@@ -84,9 +95,12 @@ def test_matching_tlsa_delivers(dane):
     srv.wait_log(r"event=relay-delivery id=%s .*status=sent" % qid, timeout=30)
     wait_for(lambda: len(sinks["ok"].messages) == 1, 10, "the sink's message")
     assert sinks["ok"].messages[0][3] is True
+    log = srv.read_log()
     assert re.search(r"event=relay-delivery id=%s rcpt=bob@ok\.dane\.example host=mx\.ok\.dane\.example "
                      r"ip=127\.0\.0\.41 tls=\"TLSv1\.[23] [^\"]+\" status=sent .*verified=yes "
-                     r"tls_auth=dane " % qid, srv.read_log())
+                     r"tls_auth=dane " % qid, log)
+    # its MTA-STS policy (enforce, another mx) was fetched and did not count
+    assert "event=mta-sts-policy domain=ok.dane.example id=dane1 mode=enforce" in log
 
 
 def test_tlsa_mismatch_defers(dane):
