@@ -109,8 +109,9 @@ int cmd_deliver(int argc, char **argv)
 	}
 	for (int i = 0; i < argc; i++) {
 		if (intake_add_rcpt(job, argv[i], NULL, &st) < 0) {
-			cli_error("%s: %s", argv[i], st.code == INTAKE_UNKNOWN_USER ?
-				  "no such local user" : st.code == INTAKE_NOT_LOCAL ?
+			cli_error("%s: %d %s %s", argv[i], st.reply, st.enhanced,
+				  st.code == INTAKE_UNKNOWN_USER ? "no such local user" :
+				  st.code == INTAKE_NOT_LOCAL ?
 				  "not a hosted mailbox, or it expands outside (use SMTP)" : st.text);
 			goto out;
 		}

@@ -16,7 +16,7 @@ static const char usage_text[] =
 	"  user    add ADDRESS | del ADDRESS | passwd ADDRESS | list [DOMAIN]\n"
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
-	"  deliver [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
+	"  deliver [-f SENDER] [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
 	"  dkim    generate DOMAIN [--selector S] [--algorithm rsa|ed25519]   new signing key\n"
 	"  dkim    list | show DOMAIN | del DOMAIN SELECTOR\n"
 	"  dns     DOMAIN                        every DNS record to publish, as zone-file lines\n"

@@ -350,14 +350,14 @@ static int enqueue(struct intake *job, const struct intake_verdict *v)
 	e.body = queue_body_of(job->env.body);
 	e.smtputf8 = job->env.smtputf8;
 	e.user = (char *)job->env.user;
-	/* the spool has no Return-Path when it was kept aside; a linked
-	 * store file has one, which the relay skips */
-	if (job->aside && v->prepend.len > 0)
+	/* a spool file written as such holds the message without what the
+	 * filters put on top: the record keeps it for every later copy (a
+	 * linked store file has neither, and starts with a Return-Path the
+	 * relay skips; a retry wrote the record's fields into its file) */
+	if (job->delivery == NULL && v->prepend.len > 0)
 		e.prepend = (char *)buf_str(&v->prepend);
 	if (v->prepend_remote.len > 0)
 		e.prepend_remote = (char *)buf_str(&v->prepend_remote);
-	if (job->env.origin == INTAKE_RETRY && job->env.prepend != NULL)
-		e.prepend = (char *)job->env.prepend;
 	int ret = -1;
 	if (job->spool == NULL &&
 	    queue_writer_begin_link(job->sv->queue, store_delivery_file(job->delivery),

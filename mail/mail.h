@@ -87,6 +87,20 @@ void mail_xtext_encode(struct buf *out, const char *text);
 /* "a+2Bb" -> "a+b"; -1 when malformed (bad hex, a NUL, a stray '+'). */
 int mail_xtext_decode(const char *text, struct buf *out);
 
+/* ---- SMTP DATA out (RFC 5321 4.5.2) ------------------------------------- */
+
+struct mail_data_encoder {
+	bool at_bol;                 /* start with true */
+	bool pending_cr;
+};
+#define MAIL_DATA_ENCODER_INIT { true, false }
+/* Encodes n bytes into out (room for 2 * n + 2): CRLF line ends only, a
+ * bare CR or LF made CRLF, a dot doubled at every line start. */
+size_t mail_data_encode(struct mail_data_encoder *e, const char *in, size_t n, char *out);
+/* The end of the data: a last line end when needed, then ".\r\n" (room
+ * for 5). */
+size_t mail_data_encode_end(struct mail_data_encoder *e, char *out);
+
 /* ---- IMAP strings (RFC 3501 4.3, 9051 4.3) ----------------------------- */
 
 /* A quoted string, or a literal when the text holds CR, LF, NUL or 8-bit

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SMTP_REPLY_LINE_MAX 4096
@@ -96,6 +97,7 @@ struct smtp_client {
 
 	/* peer's extensions */
 	bool cap_starttls, cap_pipelining, cap_size, cap_8bitmime, cap_smtputf8, cap_dsn;
+	bool cap_chunking, cap_binarymime;
 	bool cap_auth_plain, cap_auth_login;
 	uint64_t size_max;
 
@@ -106,7 +108,7 @@ struct smtp_client {
 	size_t accepted_count;
 
 	int spool_fd;
-	bool at_bol, after_cr;
+	struct mail_data_encoder encoder;
 
 	/* connection reuse: what the connection was made for, kept in the
 	 * client (the params' strings belong to the runner's job) */
@@ -124,6 +126,8 @@ struct smtp_client {
 };
 
 static void client_next_address(struct smtp_client *c);
+static bool body_binary(const struct smtp_client *c);
+static void start_body(struct smtp_client *c);
 static void client_process_input(struct smtp_client *c);
 static void client_bind(struct smtp_client *c);
 
@@ -440,9 +444,13 @@ static void send_command(struct smtp_client *c, size_t index)
 	if (index == 0) {
 		buf_printf(&b, "MAIL FROM:<%s>", e->sender);
 		if (c->cap_size)
-			buf_printf(&b, " SIZE=%llu", (unsigned long long)e->size);
+			buf_printf(&b, " SIZE=%llu", (unsigned long long)(e->size +
+				   (e->prepend != NULL ? strlen(e->prepend) : 0) +
+				   (e->prepend_remote != NULL ? strlen(e->prepend_remote) : 0)));
 		if (e->body == QUEUE_BODY_8BITMIME)
 			buf_append_str(&b, " BODY=8BITMIME");
+		else if (e->body == QUEUE_BODY_BINARYMIME)
+			buf_append_str(&b, " BODY=BINARYMIME");
 		if (e->smtputf8)
 			buf_append_str(&b, " SMTPUTF8");
 		if (c->cap_dsn && e->ret != QUEUE_RET_UNSET)
@@ -492,9 +500,12 @@ static int check_peer_capabilities(struct smtp_client *c)
 {
 	const struct queue_entry *e = c->p.entry;
 	char reply[300];
-	if (e->body == QUEUE_BODY_BINARYMIME) {
+	if (e->body == QUEUE_BODY_BINARYMIME && !(c->cap_chunking && c->cap_binarymime)) {
+		/* RFC 3030 3: binary content goes only with BDAT, to a server
+		 * that takes it; it is never turned into text on the way */
 		snprintf(reply, sizeof(reply),
-			 "554 5.6.3 binary content cannot be relayed to %s", c->host);
+			 "554 5.6.3 %s does not accept binary content (no BINARYMIME and CHUNKING)",
+			 c->host);
 	} else if (e->body == QUEUE_BODY_8BITMIME && !c->cap_8bitmime) {
 		snprintf(reply, sizeof(reply),
 			 "554 5.6.3 %s does not accept 8-bit content (no 8BITMIME)", c->host);
@@ -520,7 +531,9 @@ static void start_transaction(struct smtp_client *c)
 	client_set_state(c, CS_TRANSACTION);
 	c->cmd_sent = c->cmd_replied = 0;
 	if (c->cap_pipelining) {
-		for (size_t i = 0; i <= c->p.rcpt_count + 1; i++)
+		/* BDAT waits for the recipients' answers: its data follows at once */
+		size_t last = c->p.rcpt_count + (body_binary(c) ? 0 : 1);
+		for (size_t i = 0; i <= last; i++)
 			send_command(c, i);
 	} else {
 		send_command(c, 0);
@@ -615,6 +628,10 @@ static void parse_ehlo_line(struct smtp_client *c, const char *text)
 		c->cap_pipelining = true;
 	} else if (ascii_strcasecmp(word, "8BITMIME") == 0) {
 		c->cap_8bitmime = true;
+	} else if (ascii_strcasecmp(word, "CHUNKING") == 0) {
+		c->cap_chunking = true;
+	} else if (ascii_strcasecmp(word, "BINARYMIME") == 0) {
+		c->cap_binarymime = true;
 	} else if (ascii_strcasecmp(word, "SMTPUTF8") == 0) {
 		c->cap_smtputf8 = true;
 	} else if (ascii_strcasecmp(word, "DSN") == 0) {
@@ -750,6 +767,30 @@ static void client_tls_facts(struct smtp_client *c, SSL *ssl)
 
 /* ---- the body ---- */
 
+static bool body_binary(const struct smtp_client *c)
+{
+	return c->p.entry->body == QUEUE_BODY_BINARYMIME;
+}
+
+/* Text goes as DATA: CRLF line ends only and dot-stuffing at every line
+ * start, whatever the spool holds (mail_data_encode); a BINARYMIME body
+ * goes as it is in one BDAT LAST (RFC 3030). */
+static void body_add(struct smtp_client *c, const char *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (body_binary(c)) {
+		evbuffer_add(out, data, len);
+		return;
+	}
+	char stuffed[SMTP_BODY_CHUNK * 2 + 2];
+	while (len > 0) {
+		size_t n = len < SMTP_BODY_CHUNK ? len : SMTP_BODY_CHUNK;
+		evbuffer_add(out, stuffed, mail_data_encode(&c->encoder, data, n, stuffed));
+		data += n;
+		len -= n;
+	}
+}
+
 static void body_feed(struct smtp_client *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -763,41 +804,43 @@ static void body_feed(struct smtp_client *c)
 			return;
 		}
 		if (n == 0) {
-			if (!c->at_bol)
-				evbuffer_add(out, "\r\n", 2);
-			evbuffer_add(out, ".\r\n", 3);
+			if (!body_binary(c)) {
+				char end[8];
+				evbuffer_add(out, end, mail_data_encode_end(&c->encoder, end));
+			}
 			bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 			client_set_state(c, CS_DOT);
 			client_timeout(c, TIMEOUT_DATA_END, TIMEOUT_DATA_BLOCK);
 			client_process_input(c);   /* a reply may have come early */
 			return;
 		}
-		/* dot-stuffing (RFC 5321 4.5.2) and bare LF -> CRLF */
-		char stuffed[SMTP_BODY_CHUNK * 2 + 2];
-		size_t o = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			char ch = in[i];
-			if (c->at_bol && ch == '.')
-				stuffed[o++] = '.';
-			if (ch == '\n' && !c->after_cr)
-				stuffed[o++] = '\r';
-			stuffed[o++] = ch;
-			c->at_bol = ch == '\n';
-			c->after_cr = ch == '\r';
-		}
-		evbuffer_add(out, stuffed, o);
+		body_add(c, in, (size_t)n);
 	}
 }
 
+/* After 354 (DATA), or once the recipients are answered (BDAT): the
+ * fields intake's filters put on top of the copies that leave, then the
+ * spool file from where the message starts for another hop. */
 static void start_body(struct smtp_client *c)
 {
+	const struct queue_entry *e = c->p.entry;
+	struct stat st;
+	off_t start = queue_spool_body_start(c->spool_fd);
 	client_set_state(c, CS_BODY);
-	c->at_bol = true;
-	c->after_cr = false;
-	if (lseek(c->spool_fd, queue_spool_body_start(c->spool_fd), SEEK_SET) < 0) {
+	c->encoder = (struct mail_data_encoder)MAIL_DATA_ENCODER_INIT;
+	if (lseek(c->spool_fd, start, SEEK_SET) < 0 || fstat(c->spool_fd, &st) < 0) {
 		client_transaction_failed(c, "cannot read the spool file");
 		return;
 	}
+	size_t top = (e->prepend != NULL ? strlen(e->prepend) : 0) +
+		     (e->prepend_remote != NULL ? strlen(e->prepend_remote) : 0);
+	if (body_binary(c))
+		client_send(c, "BDAT %llu LAST",
+			    (unsigned long long)(top + (uint64_t)(st.st_size - start)));
+	if (e->prepend != NULL)
+		body_add(c, e->prepend, strlen(e->prepend));
+	if (e->prepend_remote != NULL)
+		body_add(c, e->prepend_remote, strlen(e->prepend_remote));
 	client_timeout(c, 0, TIMEOUT_DATA_BLOCK);
 	bufferevent_setwatermark(c->bev, EV_WRITE, SMTP_BODY_CHUNK, 0);
 	body_feed(c);
@@ -864,12 +907,15 @@ static void transaction_reply(struct smtp_client *c, int code, const char *reply
 		client_done(c);
 		return;
 	}
-	if (c->cap_pipelining)
+	bool binary = body_binary(c);
+	if (c->cap_pipelining && (!binary || index < n))
 		return;   /* everything was sent; wait for the rest */
 	if (c->mail_failed) {
 		client_done(c);
 	} else if (index == n && c->accepted_count == 0) {
-		client_done(c);   /* every recipient refused: no DATA */
+		client_done(c);   /* every recipient refused: no DATA, no BDAT */
+	} else if (index == n && binary) {
+		start_body(c);    /* BDAT size LAST and the bytes */
 	} else {
 		send_command(c, index + 1);
 		if (index == n)

@@ -159,6 +159,52 @@ static void test_imap_strings(void)
 	buf_free(&b);
 }
 
+/* Encodes in pieces of step bytes (0 = whole), then the end. */
+static void data_encode(const char *in, size_t len, size_t step, struct buf *out)
+{
+	struct mail_data_encoder e = MAIL_DATA_ENCODER_INIT;
+	char tmp[64];
+	for (size_t i = 0; i < len;) {
+		size_t n = step == 0 || len - i < step ? len - i : step;
+		if (n > 16)
+			n = 16;
+		buf_append(out, tmp, mail_data_encode(&e, in + i, n, tmp));
+		i += n;
+	}
+	buf_append(out, tmp, mail_data_encode_end(&e, tmp));
+}
+
+static void test_data_encoder(void)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "a\r\nb\r\n", "a\r\nb\r\n.\r\n" },
+		{ "", ".\r\n" },
+		{ ".\r\n..\r\n", "..\r\n...\r\n.\r\n" },
+		{ "no end", "no end\r\n.\r\n" },
+		{ "lf\nonly\n.dot\n", "lf\r\nonly\r\n..dot\r\n.\r\n" },
+		/* the smuggling attempt: every bare CR is a line end, every dot
+		 * at a line start doubled, so no "\r\n.\r\n" but the last */
+		{ "x\r.\rMAIL FROM:<a@b>\rDATA\r", "x\r\n..\r\nMAIL FROM:<a@b>\r\nDATA\r\n.\r\n" },
+		{ "a\r\r\nb", "a\r\n\r\nb\r\n.\r\n" },
+		{ "ends in cr\r", "ends in cr\r\n.\r\n" },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		for (size_t step = 0; step <= 5; step++) {
+			struct buf out = BUF_INIT;
+			data_encode(cases[c].in, strlen(cases[c].in), step, &out);
+			TEST_ASSERT_STR(buf_str(&out), cases[c].out);
+			/* no bare CR or LF anywhere */
+			for (size_t i = 0; i < out.len; i++) {
+				if (out.data[i] == '\r')
+					TEST_ASSERT(i + 1 < out.len && out.data[i + 1] == '\n');
+				if (out.data[i] == '\n')
+					TEST_ASSERT(i > 0 && out.data[i - 1] == '\r');
+			}
+			buf_free(&out);
+		}
+	}
+}
+
 int main(void)
 {
 	test_run("mail xtext", test_xtext);
@@ -166,5 +212,6 @@ int main(void)
 	test_run("mail dates", test_dates);
 	test_run("mail header fields", test_fields);
 	test_run("mail IMAP strings", test_imap_strings);
+	test_run("mail SMTP DATA encoder", test_data_encoder);
 	return test_end();
 }
