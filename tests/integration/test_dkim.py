@@ -168,11 +168,12 @@ def test_unsigned_domain(workdir):
     assert signatures(signed) == []
 
 
-# ---- end to end: through intake into the queue ----
+# ---- end to end ----
 #
-# What leaves for the remote host is the queue record's prepended fields
+# What leaves for a remote host is the queue record's prepended fields
 # (the DKIM-Signature fields among them) followed by the spool file;
-# `postern queue show` prints those fields, the spool file is read as it is.
+# `postern queue show` prints those fields, the spool file is read as it
+# is: so what stays queued can be checked too.
 
 from test_relay import dns  # noqa: E402,F401  (the throwaway DNS server fixture)
 from harness import client_context  # noqa: E402
@@ -227,28 +228,6 @@ def wait_queued(srv, count=1, sender=None):
     raise AssertionError("nothing queued:\n" + srv.read_log()[-3000:])
 
 
-def test_submitted_message_is_signed(server_factory, dns):
-    dns.servfail.update({"example.net", "example.com"})
-    srv = relay_server_for(server_factory, dns)
-    srv.add_user("alice@example.org", "secret-password-1")
-    keys_for_running(srv)
-    zone = srv.cli("dns", "example.org").stdout
-    for case in ("plain", "5MiB", "8bit-headers", "no-final-crlf"):
-        before = set(wait_queued(srv, 0))
-        body = CASES[case]
-        if case == "no-final-crlf":
-            body = body + b"\r\n"    # SMTP DATA always ends the data with a line end
-        submit(srv, "alice@example.org", "secret-password-1", "bob@example.net", body)
-        qid = (set(wait_queued(srv, len(before) + 1)) - before).pop()
-        sent = queued_as_sent(srv, qid)
-        sigs = signatures(sent)
-        assert sorted(tag(s, b"a") for s in sigs) == ["ed25519-sha256", "rsa-sha256"], case
-        assert verify_dkimpy(sent, zone) == [True, True], case
-        assert [ok for ok, _ in verify_opendkim(sent, zone)] == [True, True], case
-    assert re.search(r"event=dkim-signed domain=example\.org selectors=p\d{6},p\d{6}b",
-                     srv.read_log())
-
-
 def keys_for_running(srv, domain="example.org"):
     srv.cli("dkim", "generate", domain)
     srv.cli("dkim", "generate", domain, "--algorithm", "ed25519")
@@ -283,3 +262,48 @@ def test_bounce_signed_by_hostname_domain(server_factory, dns):
     assert len(sigs) == 2 and {tag(s, b"d") for s in sigs} == {"example.org"}
     assert verify_dkimpy(sent, zone) == [True, True]
     assert [ok for ok, _ in verify_opendkim(sent, zone)] == [True, True]
+
+
+def test_submitted_mail_verifies_at_a_remote_sink(server_factory, dns):
+    """The whole path: smtplib submits, intake signs, the relay sends the
+    signatures in front of the message to a remote MX (aiosmtpd), and
+    what that MX received verifies with both verifiers."""
+    from test_relay import Sink, free_port_on, start_smtp
+    ip = "127.0.0.51"
+    dns.zone["sink.example"] = {"MX": [(10, "mx.sink.example")]}
+    dns.zone["mx.sink.example"] = {"A": [ip]}
+    port = free_port_on([ip])
+    sink = Sink()
+    ctl = start_smtp(ip, port, sink)
+    try:
+        srv = server_factory(extra={"hostname": "mail.example.org"}, sections={"relay": {
+            "mode": "mx", "dns": "127.0.0.1:%d" % dns.port, "mx_port": str(port),
+            "retry_schedule": "1h", "max_lifetime": "1d", "delay_warning": "0",
+            "dane": "no", "mta_sts": "no"}})
+        srv.wait_log(r"event=relay-running", timeout=30)
+        srv.add_user("alice@example.org", "secret-password-1")
+        keys_for_running(srv)
+        zone = srv.cli("dns", "example.org").stdout
+        for n, case in enumerate(("plain", "5MiB", "8bit-headers", "no-final-crlf"), 1):
+            body = CASES[case]
+            if case == "no-final-crlf":
+                body = body + b"\r\n"
+            s = smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=60)
+            s.starttls(context=client_context())
+            s.login("alice@example.org", "secret-password-1")
+            opts = ["SMTPUTF8", "BODY=8BITMIME"] if case == "8bit-headers" else []
+            s.sendmail("alice@example.org", ["bob@sink.example"], body, mail_options=opts)
+            s.quit()
+            deadline = time.time() + 60
+            while len(sink.messages) < n and time.time() < deadline:
+                time.sleep(0.1)
+            assert len(sink.messages) == n, srv.read_log()[-3000:]
+            received = sink.messages[-1][2]
+            sigs = signatures(received)
+            assert sorted(tag(s, b"a") for s in sigs) == ["ed25519-sha256", "rsa-sha256"], case
+            assert verify_dkimpy(received, zone) == [True, True], case
+            assert [ok for ok, _ in verify_opendkim(received, zone)] == [True, True], case
+        assert re.search(r"event=dkim-signed domain=example\.org selectors=p\d{6},p\d{6}b",
+                         srv.read_log())
+    finally:
+        ctl.stop()
