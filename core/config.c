@@ -558,7 +558,7 @@ int config_validate(const struct config *cfg, const char **error_r)
 	}
 	const char *files[2] = { cfg->relay_mta_sts_ca_file, NULL };
 	const char *names[2] = { "[relay] mta_sts_ca_file", NULL };
-	if (cfg->relay_dane) {
+	if (cfg->relay_dane && cfg->relay_mode == RELAY_MX) {
 		files[1] = cfg->relay_dane_trust_anchor;
 		names[1] = "[relay] dane_trust_anchor";
 	}
