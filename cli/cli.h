@@ -7,6 +7,8 @@
 
 #include "core/core.h"
 
+#include <stdio.h>
+
 #define EXIT_USER_ERROR 1
 #define EXIT_USAGE 2
 
@@ -17,12 +19,25 @@
 const char *cli_take_config_arg(int *argc, char **argv);
 /* Removes a bare flag such as "--json" or "--force"; true if present. */
 bool cli_take_flag(int *argc, char **argv, const char *flag);
+/* Removes "--name VALUE" or "--name=VALUE"; *value_r stays NULL when
+ * absent. Returns -1 (usage printed) when VALUE is missing. */
+int cli_take_option(int *argc, char **argv, const char *name, const char **value_r);
+/* Registers this process's intake filters (once; before the first
+ * intake job): the DKIM signer. */
+void cli_register_filters(void);
 /* Loads and validates config (cfg is filled with defaults first).
  * Prints "postern: ..." and returns -1 on error. */
 int cli_load_config(const char *path, struct config *cfg, bool validate);
 /* One-line error on stderr, prefixed "postern: ". Returns EXIT_USER_ERROR. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The TTL of the zone-file lines `postern dns` and `postern dkim` print. */
+#define CLI_DNS_TTL 3600
+/* Prints SELECTOR._domainkey.DOMAIN's TXT record as a zone-file line.
+ * 0, or EXIT_USER_ERROR after a message. */
+int cli_dkim_zone_line(const char *data_dir, const char *domain, const char *selector,
+		       FILE *out);
 
 int cmd_serve(int argc, char **argv);
 int cmd_check(int argc, char **argv);
@@ -31,5 +46,7 @@ int cmd_user(int argc, char **argv);
 int cmd_alias(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
 int cmd_deliver(int argc, char **argv);
+int cmd_dkim(int argc, char **argv);
+int cmd_dns(int argc, char **argv);
 
 #endif

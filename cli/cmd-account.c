@@ -33,34 +33,6 @@ static int open_db(const char *config_path, struct auth_db **db_r)
 	return ret;
 }
 
-/* Removes "--name VALUE" or "--name=VALUE"; *value_r stays NULL when
- * absent. Returns -1 (usage printed) when VALUE is missing. */
-static int take_option(int *argc, char **argv, const char *name, const char **value_r)
-{
-	size_t len = strlen(name);
-	for (int i = 0; i < *argc; i++) {
-		int used;
-		if (strcmp(argv[i], name) == 0) {
-			if (i + 1 >= *argc) {
-				cli_usage("%s needs a value", name);
-				return -1;
-			}
-			*value_r = argv[i + 1];
-			used = 2;
-		} else if (strncmp(argv[i], name, len) == 0 && argv[i][len] == '=') {
-			*value_r = argv[i] + len + 1;
-			used = 1;
-		} else {
-			continue;
-		}
-		for (int j = i; j + used <= *argc; j++)
-			argv[j] = argv[j + used];
-		*argc -= used;
-		return 0;
-	}
-	return 0;
-}
-
 /* Any "-x" left after the known flags were taken is a usage error. */
 static int check_no_options(int argc, char **argv, const char *cmd)
 {
@@ -306,8 +278,8 @@ int cmd_user(int argc, char **argv)
 {
 	const char *path = cli_take_config_arg(&argc, argv);
 	const char *quota_text = NULL, *messages_text = NULL;
-	if (path == NULL || take_option(&argc, argv, "--quota", &quota_text) < 0 ||
-	    take_option(&argc, argv, "--messages", &messages_text) < 0)
+	if (path == NULL || cli_take_option(&argc, argv, "--quota", &quota_text) < 0 ||
+	    cli_take_option(&argc, argv, "--messages", &messages_text) < 0)
 		return EXIT_USAGE;
 	bool json = cli_take_flag(&argc, argv, "--json");
 	bool disabled = cli_take_flag(&argc, argv, "--disabled");

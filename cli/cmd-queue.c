@@ -81,6 +81,8 @@ static int list_one(const struct queue_entry *e, void *arg)
 			fprintf(stdout, ",\"state\":\"%s\",\"attempts\":%d,\"last_error\":",
 				state_name(e->rcpts[i].state), e->rcpts[i].attempts);
 			print_json_string(stdout, e->rcpts[i].last_error);
+			fputs(",\"tls\":", stdout);
+			print_json_string(stdout, e->rcpts[i].last_tls);
 			fputc('}', stdout);
 		}
 		fprintf(stdout, "],\"attempts\":%d,\"next_attempt\":%lld,\"size\":%llu}",
@@ -130,24 +132,42 @@ static int get_entry(struct queue *q, const char *id, struct queue_entry *e)
 	return 0;
 }
 
-static void show_headers(struct queue *q, const char *id)
+static void print_header_line(char *line)
 {
-	char *path = queue_spool_path(q, id);
+	line[strcspn(line, "\r\n")] = '\0';
+	for (char *p = line; *p; p++) {
+		if ((unsigned char)*p < 0x20 && *p != '\t')
+			*p = '?';
+	}
+	printf("%s\n", line);
+}
+
+/* The header as it leaves: the fields intake's filters put on top (every
+ * copy's, then the remote copies', e.g. DKIM-Signature), then the spool
+ * file's. */
+static void show_headers(struct queue *q, const struct queue_entry *e)
+{
+	const char *prepended[2] = { e->prepend, e->prepend_remote };
+	fputs("\n", stdout);
+	for (size_t i = 0; i < 2; i++) {
+		for (const char *p = prepended[i]; p != NULL && *p != '\0';) {
+			size_t n = strcspn(p, "\n");
+			char *line = xstrndup(p, n);
+			print_header_line(line);
+			free(line);
+			p += n + (p[n] == '\n');
+		}
+	}
+	char *path = queue_spool_path(q, e->id);
 	FILE *f = fopen(path, "r");
 	free(path);
 	if (f == NULL)
 		return;
 	char line[1024];
-	fputs("\n", stdout);
 	while (fgets(line, sizeof(line), f) != NULL) {
 		if (line[0] == '\r' || line[0] == '\n')
 			break;
-		line[strcspn(line, "\r\n")] = '\0';
-		for (char *p = line; *p; p++) {
-			if ((unsigned char)*p < 0x20 && *p != '\t')
-				*p = '?';
-		}
-		printf("%s\n", line);
+		print_header_line(line);
 	}
 	fclose(f);
 }
@@ -185,9 +205,11 @@ static int queue_cmd_show(struct queue *q, const char *id)
 			printf(" orcpt=%s", r->orcpt);
 		if (r->last_host != NULL)
 			printf(" host=%s", r->last_host);
+		if (r->last_tls != NULL)
+			printf(" tls=\"%s\"", r->last_tls);
 		printf(" last_error=%s\n", r->last_error != NULL ? r->last_error : "-");
 	}
-	show_headers(q, e.id);
+	show_headers(q, &e);
 	queue_entry_free(&e);
 	return 0;
 }
@@ -373,6 +395,7 @@ int cmd_queue(int argc, char **argv)
 	struct config cfg;
 	if (cli_load_config(path, &cfg, false) < 0)
 		return EXIT_USER_ERROR;
+	cli_register_filters();   /* inject and --bounce write messages that leave */
 	struct queue *q = NULL;
 	const char *error;
 	int ret;

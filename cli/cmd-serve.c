@@ -55,6 +55,8 @@ static int serve_child_init(const struct config *cfg, struct services *services,
 		return -1;
 	if (ratelimit_open(cfg->data_dir, cfg->run_as, &services->ratelimit, error_r) < 0)
 		return -1;
+	/* workers (submitted mail) and the relay (its reports) sign */
+	cli_register_filters();
 	return 0;
 }
 

@@ -1,4 +1,6 @@
 #include "cli/cli.h"
+#include "dkim/dkim.h"
+#include "intake/intake.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +18,9 @@ static const char usage_text[] =
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
 	"  deliver [-f SENDER] [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
+	"  dkim    generate DOMAIN [--selector S] [--algorithm rsa|ed25519]   new signing key\n"
+	"  dkim    list | show DOMAIN | del DOMAIN SELECTOR\n"
+	"  dns     DOMAIN                        every DNS record to publish, as zone-file lines\n"
 	"  version\n"
 	"\n"
 	"The configuration file is -c FILE, else $POSTERN_CONFIG, else "
@@ -94,6 +99,45 @@ bool cli_take_flag(int *argc, char **argv, const char *flag)
 	return found;
 }
 
+/* Removes "--name VALUE" or "--name=VALUE"; *value_r stays NULL when
+ * absent. Returns -1 (usage printed) when VALUE is missing. */
+int cli_take_option(int *argc, char **argv, const char *name, const char **value_r)
+{
+	size_t len = strlen(name);
+	for (int i = 0; i < *argc; i++) {
+		int used;
+		if (strcmp(argv[i], name) == 0) {
+			if (i + 1 >= *argc) {
+				cli_usage("%s needs a value", name);
+				return -1;
+			}
+			*value_r = argv[i + 1];
+			used = 2;
+		} else if (strncmp(argv[i], name, len) == 0 && argv[i][len] == '=') {
+			*value_r = argv[i] + len + 1;
+			used = 1;
+		} else {
+			continue;
+		}
+		for (int j = i; j + used <= *argc; j++)
+			argv[j] = argv[j + used];
+		*argc -= used;
+		return 0;
+	}
+	return 0;
+}
+
+void cli_register_filters(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	/* last: it signs what the filters before it let through, and reads
+	 * their Authentication-Results */
+	intake_filter_register(&dkim_sign_filter);
+}
+
 int cli_load_config(const char *path, struct config *cfg, bool validate)
 {
 	const char *error;
@@ -134,6 +178,8 @@ static const struct {
 	{ "alias", cmd_alias },
 	{ "queue", cmd_queue },
 	{ "deliver", cmd_deliver },
+	{ "dkim", cmd_dkim },
+	{ "dns", cmd_dns },
 };
 
 int main(int argc, char **argv)

@@ -91,6 +91,15 @@ static const struct config_key config_keys[] = {
 	{ "relay", "max_connections", CT_INT, OFF(relay_max_connections), "20", 1, 10000 },
 	{ "relay", "max_per_destination", CT_INT, OFF(relay_max_per_destination), "4", 1, 10000 },
 	{ "relay", "host_down_time", CT_DURATION, OFF(relay_host_down_time), "10m", 0, 0 },
+	{ "relay", "mta_sts", CT_BOOL, OFF(relay_mta_sts), "yes", 0, 0 },
+	{ "relay", "mta_sts_ca_file", CT_STRING, OFF(relay_mta_sts_ca_file), NULL, 0, 0 },
+	{ "relay", "mta_sts_port", CT_INT, OFF(relay_mta_sts_port), "443", 1, 65535 },
+	{ "relay", "dane", CT_BOOL, OFF(relay_dane), "yes", 0, 0 },
+	{ "relay", "dane_trust_anchor", CT_STRING, OFF(relay_dane_trust_anchor),
+	  "/usr/share/dns/root.key", 0, 0 },
+
+	{ "mta_sts", "mode", CT_STRING, OFF(mta_sts_mode), "testing", 0, 0 },
+	{ "mta_sts", "max_age", CT_DURATION, OFF(mta_sts_max_age), "7d", 0, 0 },
 };
 
 static const char *const plaintext_names[] = { "never", "loopback", "always" };
@@ -536,6 +545,30 @@ int config_validate(const struct config *cfg, const char **error_r)
 	    strcmp(cfg->relay_smarthost_tls, "implicit") != 0) {
 		*error_r = "[relay] smarthost_tls: must be starttls or implicit";
 		return -1;
+	}
+	if (strcmp(cfg->mta_sts_mode, "enforce") != 0 && strcmp(cfg->mta_sts_mode, "testing") != 0 &&
+	    strcmp(cfg->mta_sts_mode, "none") != 0) {
+		*error_r = "[mta_sts] mode: must be enforce, testing or none";
+		return -1;
+	}
+	/* RFC 8461 3.2: at most 31557600 (a year) */
+	if (cfg->mta_sts_max_age <= 0 || cfg->mta_sts_max_age > 31557600) {
+		*error_r = "[mta_sts] max_age: must be between 1s and 365d";
+		return -1;
+	}
+	const char *files[2] = { cfg->relay_mta_sts_ca_file, NULL };
+	const char *names[2] = { "[relay] mta_sts_ca_file", NULL };
+	if (cfg->relay_dane && cfg->relay_mode == RELAY_MX) {
+		files[1] = cfg->relay_dane_trust_anchor;
+		names[1] = "[relay] dane_trust_anchor";
+	}
+	for (int i = 0; i < 2; i++) {
+		if (files[i] != NULL && files[i][0] != '\0' && access(files[i], R_OK) != 0) {
+			snprintf(msg, sizeof(msg), "%s: cannot read %s: %s", names[i], files[i],
+				 strerror(errno));
+			*error_r = msg;
+			return -1;
+		}
 	}
 	return 0;
 }

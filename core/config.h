@@ -81,6 +81,14 @@ struct config {
 	int relay_max_connections;        /* deliveries at once, in all */
 	int relay_max_per_destination;    /* deliveries at once to one domain */
 	int relay_host_down_time;         /* seconds an unreachable host is skipped */
+	bool relay_mta_sts;               /* honour recipients' MTA-STS policies (RFC 8461) */
+	char *relay_mta_sts_ca_file;      /* CAs for MTA-STS (policy host and MX), NULL = system's */
+	int relay_mta_sts_port;           /* HTTPS port of policy hosts; only tests change it */
+	bool relay_dane;                  /* honour DNSSEC-validated TLSA records (RFC 7672) */
+	char *relay_dane_trust_anchor;    /* DNSSEC trust anchor file for DANE */
+
+	char *mta_sts_mode;               /* the policy published: enforce, testing or none */
+	int mta_sts_max_age;              /* its max_age, seconds */
 };
 
 /* Fills cfg with every default. */

@@ -342,6 +342,12 @@ char *queue_entry_serialize(const struct queue_entry *e, size_t *len_r)
 		put_opt(&b, r->last_error);
 		put_opt(&b, r->last_host);
 		buf_append_char(&b, '\n');
+		/* a line of its own: older readers skip keys they do not know */
+		if (r->last_tls != NULL) {
+			buf_append_str(&b, "rtls");
+			put_opt(&b, r->last_tls);
+			buf_append_char(&b, '\n');
+		}
 	}
 	buf_append_str(&b, "end .\n");   /* a cut record never parses */
 	*len_r = b.len;
@@ -470,6 +476,10 @@ int queue_entry_parse(const char *data, size_t len, struct queue_entry *e)
 				     take_opt(&v, eol, &r->last_error) == 0 &&
 				     take_opt(&v, eol, &r->last_host) == 0;
 			}
+		} else if (KEY("rtls")) {
+			/* the TLS facts of the recipient just before */
+			struct queue_rcpt *r = e->rcpt_count > 0 ? &e->rcpts[e->rcpt_count - 1] : NULL;
+			ok = r != NULL && r->last_tls == NULL && take_opt(&v, eol, &r->last_tls) == 0;
 		}
 #undef KEY
 		free(val);
@@ -497,6 +507,7 @@ void queue_entry_free(struct queue_entry *e)
 		free(e->rcpts[i].orcpt);
 		free(e->rcpts[i].last_error);
 		free(e->rcpts[i].last_host);
+		free(e->rcpts[i].last_tls);
 	}
 	free(e->rcpts);
 	memset(e, 0, sizeof(*e));

@@ -47,6 +47,10 @@ struct queue_rcpt {
 	int attempts;
 	char *last_error;        /* last reply or reason, NULL when none */
 	char *last_host;         /* host that answered it, NULL when none */
+	/* the TLS of that connection: "TLSv1.3 SUITE verified=yes auth=dane"
+	 * (auth: dane, mta-sts, smarthost or none; "none verified=no
+	 * auth=none" in clear), NULL when no host answered */
+	char *last_tls;
 };
 
 struct queue_entry {

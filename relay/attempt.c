@@ -97,17 +97,41 @@ static time_t next_attempt_time(const struct config *cfg, const struct queue_ent
 }
 
 
+/* The TLS facts of a delivery: "TLSv1.3 SUITE verified=yes auth=dane"
+ * ("none verified=no auth=none" in clear). */
+struct tls_facts {
+	char text[200];
+};
+
+static void tls_facts_set(struct tls_facts *f, const char *tls, bool verified, const char *auth)
+{
+	snprintf(f->text, sizeof(f->text), "%s verified=%s auth=%s", tls[0] ? tls : "none",
+		 verified ? "yes" : "no", auth);
+}
+
 static void log_result(const struct queue_entry *e, const struct queue_rcpt *q, int code,
-		       const char *host, const char *ip, const char *tls, const char *reply)
+		       const char *host, const char *ip, const struct tls_facts *tls,
+		       const char *reply)
 {
 	const char *status = code >= 200 && code < 300 ? "sent" :
 			     code >= 500 ? "bounced" : "deferred";
 	char clean[512];
 	log_sanitize(clean, sizeof(clean), reply, strlen(reply));
+	/* tls="VERSION SUITE" ... verified=yes|no tls_auth=dane|mta-sts|smarthost|none */
+	char version[128] = "none";
+	const char *verified = "no", *auth = "none";
+	if (tls != NULL) {
+		const char *v = strstr(tls->text, " verified=");
+		snprintf(version, sizeof(version), "%.*s", v != NULL ? (int)(v - tls->text) : 0,
+			 tls->text);
+		verified = v != NULL && strncmp(v, " verified=yes", 13) == 0 ? "yes" : "no";
+		const char *a = strstr(tls->text, " auth=");
+		auth = a != NULL ? a + 6 : "none";
+	}
 	log_info("event=relay-delivery id=%s rcpt=%s host=%s ip=%s tls=\"%s\" status=%s code=%d "
-		 "delay=%llds reply=\"%s\"", e->id, q->address, host[0] ? host : "-",
-		 ip[0] ? ip : "-", tls[0] ? tls : "none", status, code,
-		 (long long)(time(NULL) - e->arrival), clean);
+		 "delay=%llds verified=%s tls_auth=%s reply=\"%s\"", e->id, q->address,
+		 host[0] ? host : "-", ip[0] ? ip : "-", version, status, code,
+		 (long long)(time(NULL) - e->arrival), verified, auth, clean);
 }
 
 /* Records one recipient's result in the entry; success is the DSN
@@ -203,6 +227,8 @@ static void job_free(struct relay *r, struct relay_job *job)
 	}
 	r->job_count--;
 	relay_dns_cancel(&job->lookup);
+	relay_mtasts_cancel(&job->sts_lookup);
+	relay_mtasts_clear(&job->sts);
 	smtp_client_free(&job->client);
 	for (size_t i = 0; i < job->count; i++)
 		free(job->rcpts[i].reply);
@@ -213,7 +239,7 @@ static void job_free(struct relay *r, struct relay_job *job)
 }
 
 static void job_finish(struct relay_job *job, const char *host, const char *ip,
-		       const char *tls, bool peer_dsn)
+		       const struct tls_facts *tls, bool peer_dsn)
 {
 	struct relay *r = job->r;
 	struct relay_msg *m = job->msg;
@@ -221,6 +247,9 @@ static void job_finish(struct relay_job *job, const char *host, const char *ip,
 		struct smtp_client_rcpt *c = &job->rcpts[k];
 		size_t i = job->index[k];
 		apply_result(m, i, c->code, c->reply, host, peer_dsn ? -1 : DSN_RELAYED);
+		/* what the connection that answered was (none when none did) */
+		set_str(&m->entry.rcpts[i].last_tls, host[0] != '\0' && tls != NULL ? tls->text :
+			NULL);
 		log_result(&m->entry, &m->entry.rcpts[i], c->code, host, ip, tls, c->reply);
 	}
 	/* done recipients are recorded at once: a restart must not resend
@@ -242,46 +271,92 @@ static void job_all_failed(struct relay_job *job, int code, const char *reply)
 		job->rcpts[k].code = code;
 		set_str(&job->rcpts[k].reply, reply);
 	}
-	job_finish(job, "", "", "", false);
+	job_finish(job, "", "", NULL, false);
 }
 
 static void job_client_done(void *ctx)
 {
 	struct relay_job *job = ctx;
-	char host[256], ip[64], tls[128];
+	char host[256], ip[64];
+	struct tls_facts tls;
 	snprintf(host, sizeof(host), "%s", smtp_client_host(job->client));
 	snprintf(ip, sizeof(ip), "%s", smtp_client_ip(job->client));
-	snprintf(tls, sizeof(tls), "%s", smtp_client_tls(job->client));
+	tls_facts_set(&tls, smtp_client_tls(job->client), smtp_client_verified(job->client),
+		      smtp_client_tls_auth(job->client));
 	bool peer_dsn = smtp_client_peer_dsn(job->client);
 	job->client = NULL;   /* it says QUIT and frees itself */
 	log_debug("event=relay-transaction-done id=%s dest=%s ms=%ld", job->msg->entry.id,
 		  job->dest, elapsed_ms(&job->started));
-	job_finish(job, host, ip, tls, peer_dsn);
+	job_finish(job, host, ip, &tls, peer_dsn);
 }
 
-static void job_dns_done(void *ctx, int status, const char *error,
-			 const struct relay_addr *addrs, size_t count)
+/* RFC 8461 4 and 2 (DANE first): which addresses the destination's
+ * MTA-STS policy leaves, and what it asks of each. False when an enforce
+ * policy leaves none (the reply says why). */
+static bool apply_mtasts(struct relay_job *job, char *reply, size_t size)
 {
-	struct relay_job *job = ctx;
+	const struct relay_mtasts_policy *p = &job->sts;
+	if (p->mode == RELAY_MTASTS_MODE_NONE)
+		return true;
+	size_t kept = 0;
+	bool any_dane = false;
+	for (size_t i = 0; i < job->addr_count; i++) {
+		struct relay_addr *a = &job->addrs[i];
+		bool match = relay_mtasts_match(p, a->host);
+		if (a->dane != RELAY_DANE_NONE) {
+			any_dane = true;
+			job->addrs[kept++] = *a;   /* DANE takes precedence (RFC 8461 2) */
+			continue;
+		}
+		if (p->mode == RELAY_MTASTS_MODE_ENFORCE && !match) {
+			log_info("event=mta-sts-skip id=%s domain=%s host=%s reason=\"not an mx of "
+				 "the policy\"", job->msg->entry.id, job->dest, a->host);
+			continue;
+		}
+		if (p->mode == RELAY_MTASTS_MODE_TESTING && !match)
+			log_warn("event=mta-sts-testing id=%s domain=%s host=%s problem=\"not an mx "
+				 "of the policy\" note=\"delivered anyway: the policy is in testing "
+				 "mode\"", job->msg->entry.id, job->dest, a->host);
+		a->mtasts = p->mode == RELAY_MTASTS_MODE_ENFORCE ? RELAY_STS_ENFORCE :
+			    RELAY_STS_TESTING;
+		job->addrs[kept++] = *a;
+	}
+	job->addr_count = kept;
+	if (kept == 0 && !any_dane) {
+		snprintf(reply, size, "451 4.7.5 MTA-STS policy of %s (enforce): none of its mail "
+			 "exchangers matches the policy's mx patterns", job->dest);
+		return false;
+	}
+	return true;
+}
+
+/* Both the addresses and the MTA-STS policy are known: start the client. */
+static void job_connect(struct relay_job *job)
+{
 	struct relay *r = job->r;
-	job->lookup = NULL;
+	if (!job->dns_done || !job->sts_done)
+		return;
 	char reply[400];
-	log_debug("event=relay-dns-done id=%s dest=%s status=%d addresses=%zu ms=%ld",
-		  job->msg->entry.id, job->dest, status, count, elapsed_ms(&job->started));
-	if (status != 0) {
-		snprintf(reply, sizeof(reply), "%d %s", status == 5 ? 550 : 451, error);
-		job_all_failed(job, status == 5 ? 550 : 451, reply);
+	if (job->dns_status != 0) {
+		snprintf(reply, sizeof(reply), "%d %s", job->dns_status == 5 ? 550 : 451,
+			 job->dns_error);
+		job_all_failed(job, job->dns_status == 5 ? 550 : 451, reply);
 		return;
 	}
 	time_t now = time(NULL);
-	job->addrs = xcalloc(count + 1, sizeof(*job->addrs));
-	for (size_t i = 0; i < count; i++) {
-		if (!host_is_down(r, addrs[i].ip, now))
-			job->addrs[job->addr_count++] = addrs[i];
+	size_t kept = 0;
+	for (size_t i = 0; i < job->addr_count; i++) {
+		if (!host_is_down(r, job->addrs[i].ip, now))
+			job->addrs[kept++] = job->addrs[i];
 	}
+	job->addr_count = kept;
 	if (job->addr_count == 0) {
 		snprintf(reply, sizeof(reply),
 			 "451 4.4.1 every host of %s was unreachable recently", job->dest);
+		job_all_failed(job, 451, reply);
+		return;
+	}
+	if (!apply_mtasts(job, reply, sizeof(reply))) {
 		job_all_failed(job, 451, reply);
 		return;
 	}
@@ -294,6 +369,9 @@ static void job_dns_done(void *ctx, int status, const char *error,
 		p.tls_ctx = r->smarthost_tls_ctx;
 		p.verify_name = r->smarthost;
 	}
+	if (!smarthost)
+		p.verify_ctx = r->verify_tls_ctx;
+	p.domain = job->dest;
 	if (smarthost && strcmp(r->cfg->relay_smarthost_tls, "implicit") == 0)
 		p.tls = SMTP_TLS_IMPLICIT;
 	else if (r->cfg->relay_require_tls || (smarthost && r->auth_user != NULL))
@@ -316,6 +394,40 @@ static void job_dns_done(void *ctx, int status, const char *error,
 	p.registry = &r->clients;
 	job->client = smtp_client_start(&p);   /* opens the spool at once */
 	free(spool);
+}
+
+static void job_dns_done(void *ctx, int status, const char *error,
+			 const struct relay_addr *addrs, size_t count)
+{
+	struct relay_job *job = ctx;
+	job->lookup = NULL;
+	log_debug("event=relay-dns-done id=%s dest=%s status=%d addresses=%zu ms=%ld",
+		  job->msg->entry.id, job->dest, status, count, elapsed_ms(&job->started));
+	job->dns_done = true;
+	job->dns_status = status;
+	snprintf(job->dns_error, sizeof(job->dns_error), "%s", error != NULL ? error : "");
+	if (status == 0) {
+		job->addrs = xcalloc(count + 1, sizeof(*job->addrs));
+		memcpy(job->addrs, addrs, count * sizeof(*addrs));
+		job->addr_count = count;
+	}
+	job_connect(job);
+}
+
+static void job_sts_done(void *ctx, const struct relay_mtasts_policy *policy, const char *note)
+{
+	struct relay_job *job = ctx;
+	job->sts_lookup = NULL;
+	job->sts_done = true;
+	if (policy != NULL && policy->mode != RELAY_MTASTS_MODE_NONE) {
+		job->sts = *policy;
+		job->sts.mx = xcalloc(policy->mx_count + 1, sizeof(*job->sts.mx));
+		for (size_t i = 0; i < policy->mx_count; i++)
+			job->sts.mx[i] = xstrdup(policy->mx[i]);
+	}
+	log_debug("event=mta-sts id=%s domain=%s mode=%s note=\"%s\"", job->msg->entry.id,
+		  job->dest, relay_mtasts_mode_name(job->sts.mode), note);
+	job_connect(job);
 }
 
 /* One transaction for up to RELAY_RCPTS_PER_TRANSACTION pending
@@ -355,11 +467,15 @@ static bool job_start(struct relay *r, struct relay_msg *m, const char *dest, bo
 	r->jobs = job;
 	r->job_count++;
 	m->jobs++;
+	job->sts_done = smarthost || r->mtasts == NULL;
+	if (!job->sts_done)
+		job->sts_lookup = relay_mtasts_get(r->mtasts, dest, job_sts_done, job);
 	if (smarthost)
 		job->lookup = relay_dns_host(r->dns, r->smarthost, r->smarthost_port, job_dns_done,
 					     job);
 	else
-		job->lookup = relay_dns_mx(r->dns, dest, r->cfg->relay_mx_port, job_dns_done, job);
+		job->lookup = relay_dns_mx(r->dns, dest, r->cfg->relay_mx_port, r->cfg->relay_dane,
+					   job_dns_done, job);
 	return true;
 }
 
@@ -418,7 +534,7 @@ static void local_result(struct relay_msg *m, size_t i, const struct intake_stat
 	else
 		snprintf(reply, sizeof(reply), "%d %s %s", st->reply, st->enhanced, st->text);
 	apply_result(m, i, st->reply, reply, NULL, DSN_DELIVERED);
-	log_result(&m->entry, &m->entry.rcpts[i], st->reply, "local", "", "", reply);
+	log_result(&m->entry, &m->entry.rcpts[i], st->reply, "local", "", NULL, reply);
 }
 
 /* Hosted recipients get the message through intake (aliases expanded,

@@ -456,7 +456,30 @@ static int relay_setup(struct relay *r, const char **error_r)
 			return -1;
 		}
 	}
-	if (relay_dns_new(r->base, r->cfg->relay_dns, &r->dns, error_r) < 0)
+	if (r->cfg->relay_mode == RELAY_MX && (r->cfg->relay_dane || r->cfg->relay_mta_sts)) {
+		/* DANE (its TLSA records) and MTA-STS (these CAs, the MX name)
+		 * peers; each session says which check applies */
+		r->verify_tls_ctx = SSL_CTX_new(TLS_client_method());
+		const char *ca = r->cfg->relay_mta_sts_ca_file;
+		if (r->verify_tls_ctx == NULL ||
+		    SSL_CTX_set_min_proto_version(r->verify_tls_ctx, TLS1_2_VERSION) != 1 ||
+		    SSL_CTX_dane_enable(r->verify_tls_ctx) <= 0 ||
+		    (ca != NULL ? SSL_CTX_load_verify_locations(r->verify_tls_ctx, ca, NULL) :
+		     SSL_CTX_set_default_verify_paths(r->verify_tls_ctx)) != 1) {
+			static char err[400];
+			snprintf(err, sizeof(err), "cannot set up TLS verification for DANE and "
+				 "MTA-STS (CAs %s)", ca != NULL ? ca : "(system)");
+			*error_r = err;
+			return -1;
+		}
+		SSL_CTX_set_verify(r->verify_tls_ctx, SSL_VERIFY_PEER, NULL);
+	}
+	const char *anchor = r->cfg->relay_mode == RELAY_MX && r->cfg->relay_dane ?
+			     r->cfg->relay_dane_trust_anchor : NULL;
+	if (relay_dns_new(r->base, r->cfg->relay_dns, anchor, &r->dns, error_r) < 0)
+		return -1;
+	if (r->cfg->relay_mode == RELAY_MX && r->cfg->relay_mta_sts &&
+	    relay_mtasts_new(r->base, r->cfg, r->dns, &r->mtasts, error_r) < 0)
 		return -1;
 	return 0;
 }
@@ -529,6 +552,7 @@ int relay_main(const struct config *cfg, struct services *services)
 		r.down = d->next;
 		free(d);
 	}
+	relay_mtasts_free(&r.mtasts);
 	relay_dns_free(&r.dns);
 	struct event *evs[] = { r.notify_ev, r.timer_ev, r.scan_ev, r.term_ev, r.drain_ev, r.quit_ev,
 				r.lock_ev, r.finished_ev };
@@ -540,6 +564,8 @@ int relay_main(const struct config *cfg, struct services *services)
 		SSL_CTX_free(r.tls_ctx);
 	if (r.smarthost_tls_ctx != NULL)
 		SSL_CTX_free(r.smarthost_tls_ctx);
+	if (r.verify_tls_ctx != NULL)
+		SSL_CTX_free(r.verify_tls_ctx);
 	if (r.auth_pass != NULL)
 		explicit_bzero(r.auth_pass, strlen(r.auth_pass));
 	free(r.auth_user);

@@ -35,6 +35,12 @@ struct relay_job {
 	size_t addr_count;
 	struct timeval started;
 	struct relay_dns_lookup *lookup;
+	struct relay_mtasts_lookup *sts_lookup;
+	/* both answers are in before the client starts */
+	bool dns_done, sts_done;
+	int dns_status;
+	char dns_error[300];
+	struct relay_mtasts_policy sts;   /* mode none when there is no policy */
 	struct smtp_client *client;
 };
 
@@ -51,6 +57,8 @@ struct relay {
 	struct relay_dns *dns;
 	SSL_CTX *tls_ctx;
 	SSL_CTX *smarthost_tls_ctx;    /* verifies, unless smarthost_tls_verify = no */
+	SSL_CTX *verify_tls_ctx;       /* DANE and MTA-STS peers (MX mode) */
+	struct relay_mtasts *mtasts;   /* with [relay] mta_sts */
 	char *auth_user, *auth_pass;
 	char smarthost[256];
 	int smarthost_port;

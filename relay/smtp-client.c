@@ -69,6 +69,15 @@ static const char *const state_names[] = {
 	"dot-ignored", "quit", "idle",
 };
 
+/* How the current address's TLS is to be checked. */
+enum client_auth {
+	AUTH_NONE,             /* opportunistic (or the smarthost's own check) */
+	AUTH_DANE,             /* TLS required, certificate matched to TLSA records */
+	AUTH_DANE_TLS_ONLY,    /* TLS required, not authenticated (no usable TLSA) */
+	AUTH_MTASTS,           /* TLS required, certificate valid for the MX name */
+	AUTH_MTASTS_TESTING,   /* as AUTH_NONE, but what MTA-STS would refuse is logged */
+};
+
 struct smtp_client {
 	struct smtp_client_params p;
 	struct smtp_client *reg_prev, *reg_next;
@@ -77,6 +86,9 @@ struct smtp_client {
 	size_t addr_index;
 	char host[256], ip[64], tls[128];
 	bool tls_active;
+	enum client_auth auth;   /* for the current address */
+	bool verified;           /* the peer's certificate checked out */
+	const char *tls_auth;    /* how: "dane", "mta-sts", "smarthost", "none" */
 
 	/* the reply being read */
 	int reply_code;
@@ -137,6 +149,45 @@ const char *smtp_client_tls(const struct smtp_client *c)
 bool smtp_client_peer_dsn(const struct smtp_client *c)
 {
 	return c->cap_dsn;
+}
+
+bool smtp_client_verified(const struct smtp_client *c)
+{
+	return c->verified;
+}
+
+const char *smtp_client_tls_auth(const struct smtp_client *c)
+{
+	return c->tls_auth != NULL ? c->tls_auth : "none";
+}
+
+static enum client_auth addr_auth(const struct smtp_client *c, const struct relay_addr *a)
+{
+	if (c->p.verify_ctx == NULL || c->p.tls == SMTP_TLS_IMPLICIT)
+		return AUTH_NONE;
+	if (a->dane == RELAY_DANE_VERIFY)
+		return AUTH_DANE;
+	if (a->dane == RELAY_DANE_TLS_ONLY)
+		return AUTH_DANE_TLS_ONLY;
+	if (a->mtasts == RELAY_STS_ENFORCE)
+		return AUTH_MTASTS;
+	if (a->mtasts == RELAY_STS_TESTING)
+		return AUTH_MTASTS_TESTING;
+	return AUTH_NONE;
+}
+
+/* The policy that asked for TLS, for a refusal's text. */
+static const char *auth_name(enum client_auth auth)
+{
+	return auth == AUTH_DANE || auth == AUTH_DANE_TLS_ONLY ? "DANE" :
+	       auth == AUTH_MTASTS || auth == AUTH_MTASTS_TESTING ? "MTA-STS" : "";
+}
+
+static void mtasts_testing_note(const struct smtp_client *c, const char *problem)
+{
+	log_warn("event=mta-sts-testing id=%s domain=%s host=%s ip=%s problem=\"%s\" "
+		 "note=\"delivered anyway: the policy is in testing mode\"", c->p.entry->id,
+		 c->p.domain != NULL ? c->p.domain : "-", c->host, c->ip, problem);
 }
 
 int smtp_reply_parse_line(const char *line, size_t len, int *code_r, bool *more_r,
@@ -273,7 +324,7 @@ static struct smtp_client *idle_find(const struct smtp_client *c, const struct r
 		    o->p.tls_ctx == c->p.tls_ctx && o->peer_len == a->sa_len &&
 		    memcmp(&o->peer, &a->sa, a->sa_len) == 0 && strcmp(o->host, a->host) == 0 &&
 		    strcmp(o->verify, verify) == 0 && o->p.auth_user == c->p.auth_user &&
-		    strcmp(o->p.helo, c->p.helo) == 0)
+		    strcmp(o->p.helo, c->p.helo) == 0 && o->auth == addr_auth(c, a))
 			return o;
 	}
 	return NULL;
@@ -286,6 +337,8 @@ static void client_adopt(struct smtp_client *c, struct smtp_client *o)
 	o->bev = NULL;
 	c->tls_active = o->tls_active;
 	memcpy(c->tls, o->tls, sizeof(c->tls));
+	c->verified = o->verified;
+	c->tls_auth = o->tls_auth;
 	c->cap_starttls = o->cap_starttls;
 	c->cap_pipelining = o->cap_pipelining;
 	c->cap_size = o->cap_size;
@@ -529,11 +582,19 @@ static void after_ehlo(struct smtp_client *c)
 		client_send(c, "STARTTLS");
 		return;
 	}
+	if (!c->tls_active && c->auth != AUTH_NONE && c->auth != AUTH_MTASTS_TESTING) {
+		client_address_failed(c, 451, "451 4.7.5 %s: %s of %s must use TLS but does not offer "
+				      "STARTTLS", auth_name(c->auth), c->host,
+				      c->p.domain != NULL ? c->p.domain : "the destination");
+		return;
+	}
 	if (!c->tls_active && c->p.tls == SMTP_TLS_REQUIRED) {
 		client_address_failed(c, 451, "451 4.7.10 TLS required but %s does not offer STARTTLS",
 				      c->host);
 		return;
 	}
+	if (!c->tls_active && c->auth == AUTH_MTASTS_TESTING)
+		mtasts_testing_note(c, "no STARTTLS");
 	if (c->p.auth_user != NULL) {
 		if (!c->tls_active) {
 			client_address_failed(c, 451,
@@ -601,13 +662,53 @@ static void send_ehlo(struct smtp_client *c)
 	client_timeout(c, TIMEOUT_COMMAND, TIMEOUT_COMMAND);
 }
 
-/* A TLS session for the current address: SNI, and the name to verify
- * when the runner asks for verification (its context verifies). */
+/* A TLS session for the current address: SNI, and what to check of the
+ * peer: DANE (its TLSA records), MTA-STS (CAs and the MX name), the
+ * smarthost's name (its context verifies), or nothing (opportunistic). */
 static SSL *client_ssl_new(struct smtp_client *c)
 {
-	SSL *ssl = SSL_new(c->p.tls_ctx);
+	const struct relay_addr *a = &c->p.addrs[c->addr_index];
+	bool checked = c->auth == AUTH_DANE || c->auth == AUTH_MTASTS ||
+		       c->auth == AUTH_MTASTS_TESTING;
+	SSL *ssl = SSL_new(checked ? c->p.verify_ctx : c->p.tls_ctx);
 	if (ssl == NULL)
 		return NULL;
+	if (c->auth == AUTH_DANE) {
+		/* RFC 7672 3.2: the MX host name is the reference identifier
+		 * (DANE-TA); DANE-EE ignores names and dates */
+		int usable = 0;
+		if (SSL_dane_enable(ssl, c->host) > 0) {
+			SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+			for (size_t i = 0; i < a->tlsa_count; i++) {
+				const struct relay_tlsa *t = &a->tlsa[i];
+				if (SSL_dane_tlsa_add(ssl, t->usage, t->selector, t->mtype, t->data,
+						      t->len) > 0)
+					usable++;
+			}
+		}
+		if (usable == 0) {
+			/* nothing OpenSSL can use: encrypt without authenticating */
+			c->auth = AUTH_DANE_TLS_ONLY;
+			SSL_free(ssl);
+			ssl = SSL_new(c->p.tls_ctx);
+			if (ssl != NULL)
+				SSL_set_tlsext_host_name(ssl, c->host);
+		}
+		return ssl;
+	}
+	if (c->auth == AUTH_MTASTS || c->auth == AUTH_MTASTS_TESTING) {
+		/* RFC 8461 4.2: valid for the MX host name, by a trusted CA */
+		SSL_set_tlsext_host_name(ssl, c->host);
+		X509_VERIFY_PARAM_set_hostflags(SSL_get0_param(ssl),
+						X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (SSL_set1_host(ssl, c->host) != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+		if (c->auth == AUTH_MTASTS_TESTING)
+			SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+		return ssl;
+	}
 	unsigned char bin[16];
 	bool literal = c->p.verify_name != NULL &&
 		       (inet_pton(AF_INET, c->p.verify_name, bin) == 1 ||
@@ -626,6 +727,42 @@ static SSL *client_ssl_new(struct smtp_client *c)
 		}
 	}
 	return ssl;
+}
+
+/* The handshake is done: what was verified, and how. */
+static void client_tls_facts(struct smtp_client *c, SSL *ssl)
+{
+	long result = SSL_get_verify_result(ssl);
+	c->verified = false;
+	c->tls_auth = "none";
+	switch (c->auth) {
+	case AUTH_DANE:
+		c->verified = result == X509_V_OK && SSL_get0_dane_authority(ssl, NULL, NULL) >= 0;
+		c->tls_auth = c->verified ? "dane" : "none";
+		break;
+	case AUTH_MTASTS:
+		c->verified = result == X509_V_OK;
+		c->tls_auth = c->verified ? "mta-sts" : "none";
+		break;
+	case AUTH_MTASTS_TESTING:
+		c->verified = result == X509_V_OK;
+		c->tls_auth = c->verified ? "mta-sts" : "none";
+		if (!c->verified) {
+			char problem[300];
+			snprintf(problem, sizeof(problem), "certificate not valid for %s: %s", c->host,
+				 X509_verify_cert_error_string(result));
+			mtasts_testing_note(c, problem);
+		}
+		break;
+	default:
+		/* the smarthost's context verifies (SSL_VERIFY_PEER) */
+		if (c->p.verify_name != NULL && result == X509_V_OK &&
+		    SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE) {
+			c->verified = true;
+			c->tls_auth = "smarthost";
+		}
+		break;
+	}
 }
 
 /* ---- the body ---- */
@@ -814,7 +951,10 @@ static void reply_complete(struct smtp_client *c, int code, const char *reply)
 		return;
 	case CS_STARTTLS:
 		if (code != 220) {
-			if (c->p.tls == SMTP_TLS_REQUIRED)
+			if (c->auth != AUTH_NONE && c->auth != AUTH_MTASTS_TESTING)
+				client_address_failed(c, 451, "451 4.7.5 %s: %s refused STARTTLS: %s",
+						      auth_name(c->auth), c->host, reply);
+			else if (c->p.tls == SMTP_TLS_REQUIRED)
 				client_address_failed(c, 451, "451 4.7.10 STARTTLS refused: %s", reply);
 			else {
 				/* opportunistic: go on in clear */
@@ -977,8 +1117,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (c->state == CS_TLS_HANDSHAKE || c->p.tls == SMTP_TLS_IMPLICIT) {
 			SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 			c->tls_active = ssl != NULL;
-			if (ssl != NULL)
+			if (ssl != NULL) {
 				tls_describe(ssl, c->tls, sizeof(c->tls));
+				client_tls_facts(c, ssl);
+			}
 		}
 		if (c->state == CS_TLS_HANDSHAKE) {
 			send_ehlo(c);
@@ -1004,6 +1146,17 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 	const char *why = (what & BEV_EVENT_TIMEOUT) ? "timed out" :
 			  (what & BEV_EVENT_EOF) ? "connection closed" : "connection failed";
 	char detail[200] = "";
+	if (c->state == CS_TLS_HANDSHAKE && (c->auth == AUTH_DANE || c->auth == AUTH_MTASTS)) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		long result = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+		if (result != X509_V_OK) {
+			client_address_failed(c, 451, "451 4.7.5 %s: the certificate of %s does not "
+					      "check out: %s", auth_name(c->auth), c->host,
+					      c->auth == AUTH_DANE ? "it matches none of its TLSA "
+					      "records" : X509_verify_cert_error_string(result));
+			return;
+		}
+	}
 	if (what & BEV_EVENT_ERROR) {
 		unsigned long e = bufferevent_get_openssl_error(bev);
 		if (e != 0)
@@ -1054,6 +1207,9 @@ static void client_next_address(struct smtp_client *c)
 	snprintf(c->ip, sizeof(c->ip), "%s", a->ip);
 	c->tls[0] = '\0';
 	c->tls_active = false;
+	c->verified = false;
+	c->tls_auth = "none";
+	c->auth = addr_auth(c, a);
 	c->mail_failed = false;
 	c->accepted_count = 0;
 	memset(c->accepted, 0, c->p.rcpt_count * sizeof(*c->accepted));

@@ -20,7 +20,7 @@ import pytest
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from dnslib import AAAA, A, MX, QTYPE, RCODE, RR
+from dnslib import AAAA, A, MX, QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from harness import client_context, make_cert
@@ -32,7 +32,7 @@ SENDER = "alice@" + LOCAL
 # ---- a throwaway DNS server ----
 
 class ZoneResolver(BaseResolver):
-    """names -> {"MX": [(pref, host)], "A": [ip], "AAAA": [ip]};
+    """names -> {"MX": [(pref, host)], "A": [ip], "AAAA": [ip], "TXT": [text]};
     names in servfail answer SERVFAIL, unknown names NXDOMAIN."""
 
     def __init__(self):
@@ -54,6 +54,8 @@ class ZoneResolver(BaseResolver):
                 rdata = MX(value[1] + "." if value[1] != "." else ".", value[0])
             elif qtype == "A":
                 rdata = A(value)
+            elif qtype == "TXT":
+                rdata = TXT(value)
             else:
                 rdata = AAAA(value)
             reply.add_answer(RR(request.q.qname, request.q.qtype, rdata=rdata, ttl=1))

@@ -1,5 +1,7 @@
 #include "test.h"
 #include "core/config.h"
+#include "core/buf.h"
+#include "core/mtasts.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -156,11 +158,73 @@ static void test_parsers(void)
 	TEST_ASSERT(config_split_hostport("[::1]143", host, sizeof(host), &port) < 0);
 }
 
+/* The deliverability keys: defaults, and what validation refuses. */
+static void test_deliverability_keys(void)
+{
+	struct config cfg;
+	const char *error = NULL;
+	config_init_defaults(&cfg);
+	TEST_ASSERT(cfg.relay_mta_sts && cfg.relay_dane);
+	TEST_ASSERT(cfg.relay_mta_sts_ca_file == NULL);
+	TEST_ASSERT_INT(cfg.relay_mta_sts_port, 443);
+	TEST_ASSERT_STR(cfg.relay_dane_trust_anchor, "/usr/share/dns/root.key");
+	TEST_ASSERT_STR(cfg.mta_sts_mode, "testing");
+	TEST_ASSERT_INT(cfg.mta_sts_max_age, 7 * 86400);
+	config_free(&cfg);
+
+	static const struct {
+		const char *text, *why;
+	} bad[] = {
+		{ "[mta_sts]\nmode = strict\n", "[mta_sts] mode" },
+		{ "[mta_sts]\nmax_age = 400d\n", "[mta_sts] max_age" },
+		{ "[relay]\nmta_sts_ca_file = /nonexistent/ca.pem\n", "mta_sts_ca_file" },
+		{ "[relay]\ndane_trust_anchor = /nonexistent/root.key\n", "dane_trust_anchor" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		config_init_defaults(&cfg);
+		struct buf text = BUF_INIT;
+		buf_printf(&text, "hostname = mail.example.org\ndata_dir = /tmp/x\n%s", bad[i].text);
+		const char *path = write_file("deliver.conf", buf_str(&text));
+		TEST_ASSERT_INT(config_load(&cfg, path, &error), 0);
+		TEST_ASSERT_INT(config_validate(&cfg, &error), -1);
+		TEST_ASSERT(error != NULL && strstr(error, bad[i].why) != NULL);
+		buf_free(&text);
+		config_free(&cfg);
+	}
+	/* the published policy and its id (core/mtasts.c) */
+	config_init_defaults(&cfg);
+	free(cfg.hostname);
+	cfg.hostname = xstrdup("mail.example.org");
+	struct buf policy = BUF_INIT;
+	mtasts_policy(&cfg, &policy);
+	TEST_ASSERT_STR(buf_str(&policy), "version: STSv1\r\nmode: testing\r\n"
+			"mx: mail.example.org\r\nmax_age: 604800\r\n");
+	buf_free(&policy);
+	char id1[17], id2[17];
+	mtasts_policy_id(&cfg, id1, sizeof(id1));
+	TEST_ASSERT_INT(strlen(id1), 16);
+	TEST_ASSERT_INT(strspn(id1, "0123456789abcdef"), 16);
+	free(cfg.mta_sts_mode);
+	cfg.mta_sts_mode = xstrdup("enforce");
+	mtasts_policy_id(&cfg, id2, sizeof(id2));
+	TEST_ASSERT(strcmp(id1, id2) != 0);
+	config_free(&cfg);
+
+	/* without MX delivery the anchor is not needed */
+	config_init_defaults(&cfg);
+	const char *path = write_file("deliver.conf", "hostname = h\ndata_dir = /tmp/x\n[relay]\n"
+				      "mode = none\ndane_trust_anchor = /nonexistent\n");
+	TEST_ASSERT_INT(config_load(&cfg, path, &error), 0);
+	TEST_ASSERT_INT(config_validate(&cfg, &error), 0);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	test_run("config defaults", test_defaults);
 	test_run("config full file", test_full_file);
 	test_run("config errors name file and line", test_errors);
 	test_run("config value parsers", test_parsers);
+	test_run("config deliverability keys", test_deliverability_keys);
 	return test_end();
 }

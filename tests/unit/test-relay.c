@@ -190,6 +190,114 @@ static void test_queue_replace_and_batch_remove(void)
 	queue_close(&q);
 }
 
+
+static void test_mtasts_policy(void)
+{
+	struct relay_mtasts_policy p;
+	const char *error;
+	const char *text = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\n"
+			   "mx: *.Example.NET\r\nmax_age: 86400\r\nextension: ignored\r\n";
+	/* whole, and cut anywhere: only the whole text is a valid policy */
+	TEST_ASSERT_INT(relay_mtasts_parse(text, strlen(text), &p, &error), 0);
+	TEST_ASSERT_INT(p.mode, RELAY_MTASTS_MODE_ENFORCE);
+	TEST_ASSERT_INT(p.max_age, 86400);
+	TEST_ASSERT_INT(p.mx_count, 2);
+	TEST_ASSERT(relay_mtasts_match(&p, "mail.example.com"));
+	TEST_ASSERT(relay_mtasts_match(&p, "MAIL.example.com."));
+	TEST_ASSERT(relay_mtasts_match(&p, "mx1.example.net"));
+	TEST_ASSERT(!relay_mtasts_match(&p, "a.mx1.example.net"));   /* one label only */
+	TEST_ASSERT(!relay_mtasts_match(&p, "example.net"));
+	TEST_ASSERT(!relay_mtasts_match(&p, "mail.example.com.evil"));
+	TEST_ASSERT(!relay_mtasts_match(&p, "xmail.example.com"));
+	relay_mtasts_clear(&p);
+	/* LF only, testing, a year at most */
+	const char *lf = "version: STSv1\nmode: testing\nmx: mx.example.org\nmax_age: 99999999999\n";
+	TEST_ASSERT_INT(relay_mtasts_parse(lf, strlen(lf), &p, &error), -1);   /* over 10 digits */
+	lf = "version: STSv1\nmode: testing\nmx: mx.example.org\nmax_age: 9999999999\n";
+	TEST_ASSERT_INT(relay_mtasts_parse(lf, strlen(lf), &p, &error), 0);
+	TEST_ASSERT_INT(p.mode, RELAY_MTASTS_MODE_TESTING);
+	TEST_ASSERT_INT(p.max_age, 31557600);
+	relay_mtasts_clear(&p);
+	/* none needs no mx */
+	lf = "version: STSv1\nmode: none\nmax_age: 1\n";
+	TEST_ASSERT_INT(relay_mtasts_parse(lf, strlen(lf), &p, &error), 0);
+	relay_mtasts_clear(&p);
+	static const char *const bad[] = {
+		"version: STSv2\nmode: enforce\nmx: a.b\nmax_age: 1\n",
+		"version: STSv1\nmode: enforcing\nmx: a.b\nmax_age: 1\n",
+		"version: STSv1\nmode: enforce\nmax_age: 1\n",
+		"version: STSv1\nmode: enforce\nmx: a.b\n",
+		"version: STSv1\nmode: enforce\nmx: a b\nmax_age: 1\n",
+		"version: STSv1\nmode: enforce\nmx: *.\nmax_age: 1\n",
+		"version: STSv1\nmode enforce\nmx: a.b\nmax_age: 1\n",
+		"version: STSv1\nmode: enforce\nmx: a.b\nmax_age: -1\n",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		TEST_ASSERT_INT(relay_mtasts_parse(bad[i], strlen(bad[i]), &p, &error), -1);
+		TEST_ASSERT(p.mx == NULL);
+	}
+	char id[40];
+	TEST_ASSERT_INT(relay_mtasts_txt_id("v=STSv1; id=20160831085700Z;", id, sizeof(id)), 0);
+	TEST_ASSERT_STR(id, "20160831085700Z");
+	TEST_ASSERT_INT(relay_mtasts_txt_id("v=STSv1;id=abc", id, sizeof(id)), 0);
+	TEST_ASSERT_STR(id, "abc");
+	TEST_ASSERT_INT(relay_mtasts_txt_id("v=STSv1; id=a-b", id, sizeof(id)), -1);
+	TEST_ASSERT_INT(relay_mtasts_txt_id("v=STSv10; id=a", id, sizeof(id)), -1);
+	TEST_ASSERT_INT(relay_mtasts_txt_id("v=STSv1;", id, sizeof(id)), -1);
+	TEST_ASSERT_INT(relay_mtasts_txt_id("v=STSv1; id=012345678901234567890123456789012", id,
+					    sizeof(id)), -1);   /* 33 characters */
+}
+
+static void test_tlsa_and_txt_rdata(void)
+{
+	struct relay_tlsa t;
+	unsigned char rec[3 + 64];
+	memset(rec, 0xab, sizeof(rec));
+	rec[0] = 3; rec[1] = 1; rec[2] = 1;
+	TEST_ASSERT_INT(relay_dns_parse_tlsa(rec, 3 + 32, &t), 1);
+	TEST_ASSERT(t.usage == 3 && t.selector == 1 && t.mtype == 1 && t.len == 32);
+	rec[0] = 2; rec[2] = 2;
+	TEST_ASSERT_INT(relay_dns_parse_tlsa(rec, 3 + 64, &t), 1);
+	TEST_ASSERT_INT(relay_dns_parse_tlsa(rec, 3 + 32, &t), -1);   /* SHA-512 of 32 bytes */
+	rec[0] = 1;                                                     /* PKIX-EE: not for SMTP */
+	TEST_ASSERT_INT(relay_dns_parse_tlsa(rec, 3 + 64, &t), 0);
+	rec[0] = 3; rec[2] = 0;                                         /* a whole certificate */
+	TEST_ASSERT_INT(relay_dns_parse_tlsa(rec, 3 + 40, &t), 0);
+	TEST_ASSERT_INT(relay_dns_parse_tlsa(rec, 3, &t), -1);
+	struct buf b = BUF_INIT;
+	const unsigned char txt[] = "\x07v=STSv1\x05; id=\x01x";
+	TEST_ASSERT_INT(relay_dns_txt_join(txt, sizeof(txt) - 1, &b), 0);
+	TEST_ASSERT_STR(buf_str(&b), "v=STSv1; id=x");
+	TEST_ASSERT_INT(relay_dns_txt_join(txt, 5, &b), -1);
+	buf_free(&b);
+}
+
+static void test_queue_tls_facts(void)
+{
+	struct queue_entry e, back;
+	struct queue_rcpt r[2];
+	memset(&e, 0, sizeof(e));
+	memset(r, 0, sizeof(r));
+	memcpy(e.id, "0123456789abcdef", QUEUE_ID_LEN + 1);
+	e.sender = "a@example.org";
+	r[0].address = "b@example.net";
+	r[0].last_tls = "TLSv1.3 TLS_AES_256_GCM_SHA384 verified=yes auth=dane";
+	r[1].address = "c@example.net";
+	e.rcpts = r;
+	e.rcpt_count = 2;
+	size_t len;
+	char *text = queue_entry_serialize(&e, &len);
+	TEST_ASSERT_INT(queue_entry_parse(text, len, &back), 0);
+	TEST_ASSERT_STR(back.rcpts[0].last_tls, r[0].last_tls);
+	TEST_ASSERT(back.rcpts[1].last_tls == NULL);
+	queue_entry_free(&back);
+	free(text);
+	/* a facts line before any recipient, or twice, is no record */
+	const char *odd = "v 1\nid 0123456789abcdef\nsender =a\nrtls =x\nend .\n";
+	TEST_ASSERT_INT(queue_entry_parse(odd, strlen(odd), &back), -1);
+}
+
 int main(void)
 {
 	test_run("reply_lines", test_reply_lines);
@@ -197,5 +305,8 @@ int main(void)
 	test_run("dsn", test_dsn);
 	test_run("dsn_wanted", test_dsn_wanted);
 	test_run("queue_replace_and_batch_remove", test_queue_replace_and_batch_remove);
+	test_run("mtasts_policy", test_mtasts_policy);
+	test_run("tlsa_and_txt_rdata", test_tlsa_and_txt_rdata);
+	test_run("queue_tls_facts", test_queue_tls_facts);
 	return test_end();
 }
