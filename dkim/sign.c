@@ -87,29 +87,8 @@ int dkim_from_domain(const char *value, size_t len, char *out, size_t size)
 {
 	/* the one mailbox of the field, read as intake reads it (mail/) */
 	char *text = mail_unfold(value, len);
-	struct mail_addrs list;
-	mail_address_parse(text, &list);
+	int ret = mail_single_domain(text, out, size);
 	free(text);
-	const struct mail_addr *only = NULL;
-	size_t mailboxes = 0;
-	for (size_t i = 0; i < list.count; i++) {
-		if (list.items[i].kind == MAIL_ADDR_MAILBOX) {
-			only = &list.items[i];
-			mailboxes++;
-		}
-	}
-	int ret = -1;
-	if (mailboxes == 1 && only->has_host && only->host.len > 0 && only->host.len < size) {
-		ret = 0;
-		for (size_t i = 0; i < only->host.len; i++) {
-			char c = only->host.data[i];
-			if ((unsigned char)c <= ' ' || c == 0x7f)
-				ret = -1;   /* controls, NUL: not a domain */
-			out[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-		}
-		out[only->host.len] = '\0';
-	}
-	mail_addrs_free(&list);
 	return ret;
 }
 

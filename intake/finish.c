@@ -42,26 +42,8 @@ static void fail(struct intake *job, enum intake_code code)
 static void from_domain(const struct intake *job, char *out, size_t size)
 {
 	out[0] = '\0';
-	if (job->from_fields != 1)
-		return;
-	struct mail_addrs list;
-	mail_address_parse(buf_str(&job->from_values), &list);
-	const struct mail_addr *only = NULL;
-	size_t mailboxes = 0;
-	for (size_t i = 0; i < list.count; i++) {
-		if (list.items[i].kind == MAIL_ADDR_MAILBOX) {
-			only = &list.items[i];
-			mailboxes++;
-		}
-	}
-	if (mailboxes == 1 && only->has_host && only->host.len < size) {
-		for (size_t i = 0; i < only->host.len; i++) {
-			char c = only->host.data[i];
-			out[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-		}
-		out[only->host.len] = '\0';
-	}
-	mail_addrs_free(&list);
+	if (job->from_fields == 1)
+		mail_single_domain(buf_str(&job->from_values), out, size);
 }
 
 /* Submission: every From: address must be the user's (RFC 6409 6.1 for

@@ -388,3 +388,32 @@ void mail_addr_spec(const struct mail_addr *a, struct buf *out)
 	buf_append_char(out, '@');
 	buf_append(out, buf_str(&a->host), a->host.len);
 }
+
+int mail_single_domain(const char *value, char *out, size_t size)
+{
+	struct mail_addrs list;
+	mail_address_parse(value, &list);
+	const struct mail_addr *only = NULL;
+	size_t mailboxes = 0;
+	for (size_t i = 0; i < list.count; i++) {
+		if (list.items[i].kind == MAIL_ADDR_MAILBOX) {
+			only = &list.items[i];
+			mailboxes++;
+		}
+	}
+	int ret = -1;
+	if (mailboxes == 1 && only->has_host && only->host.len > 0 && only->host.len < size) {
+		ret = 0;
+		for (size_t i = 0; i < only->host.len; i++) {
+			char c = only->host.data[i];
+			if ((unsigned char)c <= ' ' || c == 0x7f)
+				ret = -1;   /* controls, NUL: not a domain */
+			out[i] = c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+		}
+		out[only->host.len] = '\0';
+	}
+	if (ret < 0 && size > 0)
+		out[0] = '\0';
+	mail_addrs_free(&list);
+	return ret;
+}

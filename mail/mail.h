@@ -79,6 +79,13 @@ void mail_address_parse(const char *value, struct mail_addrs *out);
 void mail_addrs_free(struct mail_addrs *addrs);
 /* "local@domain", the local part quoted when it is not a dot-atom. */
 void mail_addr_spec(const struct mail_addr *a, struct buf *out);
+/* The domain of the list's one mailbox, lowercased into out: DMARC's and
+ * DKIM's RFC5322.From domain. -1 when there is no mailbox, more than one,
+ * no domain, or one with controls, spaces or NUL in it. */
+int mail_single_domain(const char *value, char *out, size_t size);
+
+/* 0-15 for a hex digit of either case, else -1. */
+int mail_hex_value(char c);
 
 /* ---- xtext (RFC 3461 4) ------------------------------------------------ */
 

@@ -2,7 +2,7 @@
 
 #include "mail/mail.h"
 
-static int hex_digit(char c)
+int mail_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -32,7 +32,7 @@ int mail_xtext_decode(const char *text, struct buf *out)
 	for (const char *p = text; *p != '\0'; p++) {
 		unsigned char c = (unsigned char)*p;
 		if (c == '+') {
-			int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+			int hi = mail_hex_value(p[1]), lo = hi < 0 ? -1 : mail_hex_value(p[2]);
 			if (lo < 0 || (hi == 0 && lo == 0))
 				return -1;
 			buf_append_char(out, (char)(hi * 16 + lo));

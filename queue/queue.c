@@ -1,6 +1,7 @@
 #include "queue/queue.h"
 #include "core/core.h"
 #include "core/lmdb-env.h"
+#include "mail/mail.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -354,16 +355,6 @@ char *queue_entry_serialize(const struct queue_entry *e, size_t *len_r)
 	return b.data;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* Parses one "-" or "=escaped" token at *p (space separated). */
 static int take_opt(const char **p, const char *end, char **out)
@@ -385,11 +376,11 @@ static int take_opt(const char **p, const char *end, char **out)
 	buf_append(&b, "", 0);
 	while (s < end && *s != ' ') {
 		if (*s == '%') {
-			if (end - s < 3 || hexval(s[1]) < 0 || hexval(s[2]) < 0) {
+			if (end - s < 3 || mail_hex_value(s[1]) < 0 || mail_hex_value(s[2]) < 0) {
 				buf_free(&b);
 				return -1;
 			}
-			buf_append_char(&b, (char)(hexval(s[1]) * 16 + hexval(s[2])));
+			buf_append_char(&b, (char)(mail_hex_value(s[1]) * 16 + mail_hex_value(s[2])));
 			s += 3;
 		} else {
 			buf_append_char(&b, *s++);

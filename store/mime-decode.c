@@ -9,13 +9,7 @@
 
 int store_hex_value(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return mail_hex_value(c);
 }
 
 int store_base64_value(char c)
