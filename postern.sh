@@ -18,6 +18,7 @@ TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang
 	swaks libnet-ssleay-perl msmtp curl isync offlineimap3 fetchmail getmail6
 	python3-aiosmtpd python3-dnslib
+	libclang-rt-14-dev procps iproute2 git systemd
 )
 
 SUDO=""

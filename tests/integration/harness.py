@@ -2,13 +2,16 @@
 free loopback ports with a generated config, and talk to it with real
 clients. Every server a test starts listens on 127.0.0.1 only."""
 
+import atexit
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -50,6 +53,34 @@ def run_as_user():
     if os.geteuid() == 0:
         return "nobody"
     return pwd.getpwuid(os.geteuid()).pw_name
+
+
+_service_copy = None
+
+
+def as_service_user(argv):
+    """argv to run `postern ...` as the server's user (runuser when root).
+    A checkout in a private directory (say /root/src, mode 0700) is out of
+    that user's reach, and so is build/postern in it: then the binary is
+    copied once into a directory of its own that the user can reach."""
+    global _service_copy
+    if os.geteuid() != 0:
+        return list(argv)
+    user = run_as_user()
+    program = argv[0]
+    if argv[0] == POSTERN:
+        if _service_copy is None:
+            reachable = subprocess.run(["runuser", "-u", user, "--", "test", "-x", POSTERN],
+                                       capture_output=True).returncode == 0
+            if reachable:
+                _service_copy = POSTERN
+            else:
+                directory = tempfile.mkdtemp(prefix="postern-bin-")
+                os.chmod(directory, 0o755)
+                _service_copy = shutil.copy2(POSTERN, os.path.join(directory, "postern"))
+                atexit.register(shutil.rmtree, directory, True)
+        program = _service_copy
+    return ["runuser", "-u", user, "--", program] + list(argv[1:])
 
 
 def holds_files(pid):

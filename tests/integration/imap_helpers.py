@@ -6,11 +6,10 @@ import base64
 import hashlib
 import hmac
 import imaplib
-import os
 import re
 import subprocess
 
-from harness import POSTERN, client_context, raw_connect, run_as_user
+from harness import POSTERN, as_service_user, client_context, raw_connect
 
 PASSWORD = "p \"w\\ d%#"   # quotes, backslash, space, % and # on purpose
 USER = "alice@example.org"
@@ -103,11 +102,10 @@ def deliver(server, address, message, mailbox=None):
     stay readable by the workers."""
     if isinstance(message, str):
         message = message.encode()
-    pre = ["runuser", "-u", run_as_user(), "--"] if os.geteuid() == 0 else []
     args = [POSTERN, "deliver", address, "-c", server.config_path]
     if mailbox:
         args += ["--mailbox", mailbox]
-    out = subprocess.run(pre + args, input=message, capture_output=True, timeout=60)
+    out = subprocess.run(as_service_user(args), input=message, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
 
