@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 BUILD_PACKAGES=(
 	build-essential meson ninja-build pkg-config openssl
 	libevent-dev libssl-dev liblmdb-dev lmdb-utils libsasl2-dev libsasl2-modules
-	libinih-dev libcrypt-dev libidn2-dev libunbound-dev
+	libinih-dev libcrypt-dev libidn2-dev libunbound-dev libsystemd-dev
 )
 TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang

@@ -1,6 +1,7 @@
 #include "core/server-private.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/privs.h"
 #include "core/tls.h"
 
@@ -287,15 +288,27 @@ static void master_restart_due(struct master *m)
 	}
 }
 
+/* READY=1 for systemd (after start-up and after each reload), with a
+ * status line for `systemctl status`. */
+static void master_notify_serving(struct master *m, const char *note)
+{
+	char status[200];
+	snprintf(status, sizeof(status), "serving with %d workers, generation %d%s%s",
+		 m->nworkers, m->generation, note != NULL ? "; " : "", note != NULL ? note : "");
+	notify_ready(status);
+}
+
 static void master_reload(struct master *m)
 {
 	const char *error;
 	struct config *newcfg = xcalloc(1, sizeof(*newcfg));
 	log_info("event=reload");
+	notify_reloading();
 	if (m->setup->reload_config != NULL) {
 		if (m->setup->reload_config(newcfg, &error) < 0) {
 			log_error("event=reload-failed error=\"%s\"", error);
 			free(newcfg);
+			master_notify_serving(m, "reload failed, serving the old configuration");
 			return;
 		}
 		for (int i = 0; i < LISTEN_COUNT; i++) {
@@ -318,6 +331,7 @@ static void master_reload(struct master *m)
 			config_free(newcfg);
 		}
 		free(newcfg);
+		master_notify_serving(m, "reload failed, serving the old configuration");
 		return;
 	}
 	/* each worker has its own copy of the old config and context, so the
@@ -342,6 +356,7 @@ static void master_reload(struct master *m)
 		m->owned_cfg = newcfg;   /* a shallow copy: only the struct is ours */
 	}
 	log_info("event=reloaded generation=%d", m->generation);
+	master_notify_serving(m, NULL);
 }
 
 static int master_wait_children(struct master *m, int timeout_secs)
@@ -450,6 +465,9 @@ int server_run(const struct server_setup *setup)
 
 	log_info("event=master-started version=%s workers=%d", POSTERN_VERSION, m.nworkers);
 	master_spawn_generation(&m);
+	/* every listener is bound: connections wait in the kernel's queue
+	 * until a worker takes them */
+	master_notify_serving(&m, NULL);
 
 	while (!m.stopping) {
 		struct pollfd pfd = { m.sfd, POLLIN, 0 };
@@ -477,6 +495,7 @@ int server_run(const struct server_setup *setup)
 			master_restart_due(&m);
 	}
 
+	notify_stopping(m.gave_up ? m.give_up_reason : NULL);
 	master_signal_children(&m, SIGTERM, m.generation + 1);
 	int left = master_wait_children(&m, cfg->shutdown_timeout + 5);
 	if (left > 0) {

@@ -133,3 +133,88 @@ def test_demo_from_a_private_directory(workdir):
         if not parent_existed:
             shutil.rmtree("/var/lib/postern-demo", ignore_errors=True)
     assert status == 0
+
+
+# ---- systemd's notify protocol, against a socket of the test's own ----
+
+class NotifySocket:
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+
+    def next(self, timeout=15):
+        self.sock.settimeout(timeout)
+        data = self.sock.recv(4096).decode()
+        return dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_notify_ready_reloading_stopping(workdir):
+    directory = os.path.join(workdir, "srv")
+    os.mkdir(directory)
+    srv = Server(directory)
+    notify = NotifySocket(os.path.join(workdir, "notify"))
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+    log = open(srv.log_path, "wb")
+    proc = subprocess.Popen([POSTERN, "serve", "-c", srv.config_path], stdout=log,
+                            stderr=subprocess.STDOUT, env=env)
+    try:
+        msg = notify.next()
+        assert msg.get("READY") == "1", msg
+        assert "serving" in msg.get("STATUS", ""), msg
+        # READY=1 means every listener is bound: a client is taken at once
+        for name, port in srv.ports.items():
+            sock = raw_connect(port, tls=name in ("submissions", "pop3s", "imaps"))
+            assert read_line(sock).startswith((b"220 ", b"+OK", b"* OK")), name
+            sock.close()
+
+        proc.send_signal(signal.SIGHUP)     # what `systemctl reload` sends
+        msg = notify.next()
+        assert msg.get("RELOADING") == "1" and "READY" not in msg, msg
+        assert int(msg["MONOTONIC_USEC"]) > 0
+        msg = notify.next()
+        assert msg.get("READY") == "1" and "generation 1" in msg["STATUS"], msg
+
+        # a reload that fails still ends with READY=1, and says so
+        with open(srv.config_path, "a") as f:
+            f.write("no_such_key = 1\n")
+        proc.send_signal(signal.SIGHUP)
+        assert notify.next().get("RELOADING") == "1"
+        msg = notify.next()
+        assert msg.get("READY") == "1" and "reload failed" in msg["STATUS"], msg
+
+        proc.send_signal(signal.SIGTERM)
+        assert notify.next().get("STOPPING") == "1"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        notify.close()
+
+
+def test_notify_says_why_the_master_gave_up(workdir):
+    directory = os.path.join(workdir, "srv")
+    os.mkdir(directory)
+    srv = Server(directory)
+    os.makedirs(srv.data_dir)
+    garbage = os.path.join(srv.data_dir, "queue.lmdb")
+    with open(garbage, "wb") as f:
+        f.write(b"x" * 10000)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(run_as_user())
+        os.chown(garbage, user.pw_uid, user.pw_gid)
+    notify = NotifySocket(os.path.join(workdir, "notify"))
+    try:
+        status, err, _ = serve(srv, env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+        assert status == 1, err
+        assert notify.next().get("READY") == "1"
+        msg = notify.next()
+        assert msg.get("STOPPING") == "1", msg
+        assert "failed to start 3 times" in msg["STATUS"] and "queue.lmdb" in msg["STATUS"], msg
+    finally:
+        notify.close()
