@@ -29,6 +29,22 @@ def serve(srv, env=None, timeout=30):
     return out.returncode, out.stderr, time.monotonic() - start
 
 
+def server_with_garbage(workdir, name):
+    """A server whose data_dir holds a file named like an LMDB environment
+    that is not one (owned by the service user): every child fails to start."""
+    directory = os.path.join(workdir, "srv")
+    os.mkdir(directory)
+    srv = Server(directory)
+    os.makedirs(srv.data_dir)
+    garbage = os.path.join(srv.data_dir, name)
+    with open(garbage, "wb") as f:
+        f.write(b"not an LMDB file " * 1000)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(run_as_user())
+        os.chown(garbage, user.pw_uid, user.pw_gid)
+    return srv
+
+
 @needs_root
 def test_data_dir_out_of_the_service_users_reach_is_refused_at_once(workdir):
     private = os.path.join(workdir, "private")
@@ -45,16 +61,7 @@ def test_data_dir_out_of_the_service_users_reach_is_refused_at_once(workdir):
 
 
 def test_master_gives_up_on_workers_that_keep_failing_to_start(workdir):
-    directory = os.path.join(workdir, "srv")
-    os.mkdir(directory)
-    srv = Server(directory)
-    os.makedirs(srv.data_dir)
-    garbage = os.path.join(srv.data_dir, "accounts.lmdb")
-    with open(garbage, "wb") as f:
-        f.write(b"not an LMDB file " * 1000)
-    if os.geteuid() == 0:
-        user = pwd.getpwnam(run_as_user())
-        os.chown(garbage, user.pw_uid, user.pw_gid)
+    srv = server_with_garbage(workdir, "accounts.lmdb")
     status, err, took = serve(srv)
     assert status == 1, err
     assert took < 15, "took %.1f s" % took
@@ -198,16 +205,7 @@ def test_notify_ready_reloading_stopping(workdir):
 
 
 def test_notify_says_why_the_master_gave_up(workdir):
-    directory = os.path.join(workdir, "srv")
-    os.mkdir(directory)
-    srv = Server(directory)
-    os.makedirs(srv.data_dir)
-    garbage = os.path.join(srv.data_dir, "queue.lmdb")
-    with open(garbage, "wb") as f:
-        f.write(b"x" * 10000)
-    if os.geteuid() == 0:
-        user = pwd.getpwnam(run_as_user())
-        os.chown(garbage, user.pw_uid, user.pw_gid)
+    srv = server_with_garbage(workdir, "queue.lmdb")
     notify = NotifySocket(os.path.join(workdir, "notify"))
     try:
         status, err, _ = serve(srv, env=dict(os.environ, NOTIFY_SOCKET=notify.path))
