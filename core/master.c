@@ -288,6 +288,20 @@ static void master_restart_due(struct master *m)
 	}
 }
 
+static void log_certificate_warning(void *context, const char *text)
+{
+	log_warn("event=certificate-warning warning=\"%s\"", text);
+}
+
+/* The journal says it too when the certificate is about to expire, or
+ * names another host (`postern check` prints the same). */
+static void master_check_certificate(const struct config *cfg)
+{
+	const char *error;
+	tls_cert_check(cfg->tls_cert, cfg->hostname, CERT_WARN_DAYS, log_certificate_warning,
+		       NULL, &error);
+}
+
 /* READY=1 for systemd (after start-up and after each reload), with a
  * status line for `systemctl status`. */
 static void master_notify_serving(struct master *m, const char *note)
@@ -334,6 +348,7 @@ static void master_reload(struct master *m)
 		master_notify_serving(m, "reload failed, serving the old configuration");
 		return;
 	}
+	master_check_certificate(newcfg);
 	/* each worker has its own copy of the old config and context, so the
 	 * master's can go once the new generation is forked */
 	SSL_CTX *old_ctx = m->ssl_ctx;
@@ -440,6 +455,7 @@ int server_run(const struct server_setup *setup)
 		log_error("event=startup-failed error=\"%s\"", error);
 		return 1;
 	}
+	master_check_certificate(cfg);
 
 	m.nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (m.nworkers < 1)
