@@ -114,6 +114,8 @@ class Server:
         self.log_path = os.path.join(directory, "postern.log")
         self.proc = None
         self.log_mark = 0
+        self.wrapper = []       # a command to run `postern serve` under (strace)
+        self.env = None
         self.write_config(extra or {}, sections or {}, workers)
 
     def write_config(self, extra, sections, workers):
@@ -160,8 +162,8 @@ class Server:
     def _start(self):
         self.log = open(self.log_path, "ab")
         log_start = self.log_mark = self.log.tell()
-        self.proc = subprocess.Popen([POSTERN, "serve", "-c", self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.wrapper + [POSTERN, "serve", "-c", self.config_path],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         try:
             self._wait_ready()
         except (RuntimeError, AssertionError):

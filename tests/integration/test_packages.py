@@ -60,7 +60,7 @@ def postern_sh_packages():
 
 def bench_packages():
     with open(os.path.join(REPO, "bench", "run")) as f:
-        m = re.search(r"^PACKAGES = \[(.*?)\]", f.read(), re.M)
+        m = re.search(r"^PACKAGES = \[(.*?)\]", f.read(), re.M | re.S)
     return set(re.findall(r'"([^"]+)"', m.group(1)))
 
 
