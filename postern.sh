@@ -19,6 +19,7 @@ TEST_PACKAGES=(
 	swaks libnet-ssleay-perl msmtp curl isync offlineimap3 fetchmail getmail6
 	python3-aiosmtpd python3-dnslib
 	libclang-rt-14-dev procps iproute2 git systemd strace mandoc
+	debhelper dpkg-dev adduser
 )
 
 SUDO=""

@@ -28,8 +28,10 @@ RECOMMENDS_NOT_NEEDED = {
     "clang": {"llvm-14-dev", "python3"},    # the fuzz build needs libclang-rt-14-dev only
     "clang-14": {"llvm-14-dev", "python3"},
     "debhelper": {"dh-make"},               # templates for new packages
-    "dpkg-dev": {"build-essential", "gcc", "c-compiler", "fakeroot", "gnupg", "gpg",
-                 "gpg-agent", "libalgorithm-merge-perl"},   # listed or not used
+    # the package test builds unsigned (-us -uc), as root, with gcc from
+    # build-essential: no signing tools, no fakeroot
+    "dpkg-dev": {"build-essential", "gcc", "c-compiler", "fakeroot", "gnupg", "gpgv", "sq",
+                 "sqop", "pgpainless-cli", "libalgorithm-merge-perl"},
     "liblmdb-dev": {"lmdb-doc"},            # API documentation
     "git": {"less", "ssh-client"},          # CI clones a local directory
     "iproute2": {"libatm1"},                # ATM queueing
@@ -82,20 +84,21 @@ def always_there(package):
 
 def owners(paths):
     """{path: package that installed it}, trying the /bin and /usr/bin
-    spellings (Debian 12 merged /usr; dpkg knows one of them)."""
+    spellings (Debian 12 merged /usr; dpkg knows one of them) and the
+    file a symlink points to."""
     spellings = {}
     for path in paths:
         real = os.path.realpath(path)
         for p in (path, real):
-            spellings.setdefault(p, path)
-            spellings.setdefault(p[4:] if p.startswith("/usr/") else "/usr" + p, path)
+            for spelling in (p, p[4:] if p.startswith("/usr/") else "/usr" + p):
+                spellings.setdefault(spelling, set()).add(path)
     out = subprocess.run(["dpkg-query", "-S"] + sorted(spellings), capture_output=True,
                          text=True).stdout
     found = {}
     for line in out.splitlines():
         package, _, p = line.partition(": ")
-        if p in spellings:
-            found.setdefault(spellings[p], package.split(",")[0].split(":")[0].strip())
+        for path in spellings.get(p, ()):
+            found.setdefault(path, package.split(",")[0].split(":")[0].strip())
     return found
 
 
