@@ -6,6 +6,7 @@
 #                               pytest's summary. --sanitize builds and tests with
 #                               AddressSanitizer + UndefinedBehaviorSanitizer.
 # Other helpers: ./postern.sh build | deps | fuzz [SECONDS]
+#                ./postern.sh deb     build the Debian package (../postern_VERSION_ARCH.deb)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -95,6 +96,11 @@ test)
 	exec /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider \
 		-n "$(nproc)" --dist loadgroup "$@"
 	;;
+deb)
+	install_packages "${BUILD_PACKAGES[@]}" debhelper dpkg-dev
+	DEB_BUILD_OPTIONS="nocheck noautodbgsym ${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -us -uc -b
+	ls -1 "$(cd .. && pwd)"/postern_*.deb
+	;;
 fuzz)
 	install_packages "${BUILD_PACKAGES[@]}" clang
 	seconds=${1:-60}
@@ -102,7 +108,7 @@ fuzz)
 	exec tests/fuzz/run "$seconds"
 	;;
 *)
-	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
 	[ "$cmd" = help ] || exit 2
 	;;
 esac
