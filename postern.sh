@@ -6,6 +6,7 @@
 #                               pytest's summary. --sanitize builds and tests with
 #                               AddressSanitizer + UndefinedBehaviorSanitizer.
 # Other helpers: ./postern.sh build | deps | fuzz [SECONDS]
+#                ./postern.sh deb     build the Debian package (../postern_VERSION_ARCH.deb)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,13 +14,15 @@ BUILD_PACKAGES=(
 	build-essential meson ninja-build pkg-config openssl
 	libevent-dev libssl-dev liblmdb-dev lmdb-utils libsasl2-dev libsasl2-modules
 	libinih-dev libcrypt-dev libidn2-dev libunbound-dev zlib1g-dev
-	libcurl4-openssl-dev dns-root-data
+	libcurl4-openssl-dev dns-root-data libsystemd-dev scdoc
 )
 TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang
 	swaks libnet-ssleay-perl msmtp curl isync offlineimap3 fetchmail getmail6
 	python3-aiosmtpd python3-dnslib
 	python3-dkim opendkim-tools iproute2 nsd ldnsutils
+	libclang-rt-14-dev procps git systemd strace mandoc
+	debhelper dpkg-dev adduser
 )
 
 SUDO=""
@@ -95,6 +98,11 @@ test)
 	exec /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider \
 		-n "$(nproc)" --dist loadgroup "$@"
 	;;
+deb)
+	install_packages "${BUILD_PACKAGES[@]}" debhelper dpkg-dev
+	DEB_BUILD_OPTIONS="nocheck noautodbgsym ${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -us -uc -b
+	ls -1 "$(cd .. && pwd)"/postern_*.deb
+	;;
 fuzz)
 	install_packages "${BUILD_PACKAGES[@]}" clang
 	seconds=${1:-60}
@@ -102,7 +110,7 @@ fuzz)
 	exec tests/fuzz/run "$seconds"
 	;;
 *)
-	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
 	[ "$cmd" = help ] || exit 2
 	;;
 esac

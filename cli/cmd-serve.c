@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <limits.h>
 #include <pwd.h>
@@ -23,6 +24,8 @@
 #include <unistd.h>
 
 #define DEMO_DEFAULT_DIR "./postern-demo"
+/* where the demo keeps its data when the service user cannot reach DIR */
+#define DEMO_OUTSIDE_DIR "/var/lib/postern-demo"
 
 static const char *serve_config_path;
 
@@ -101,6 +104,24 @@ static const char *demo_run_as(void)
 	return getpwnam("postern") != NULL ? "postern" : "nobody";
 }
 
+/* The demo's data_dir: DIR/data, unless the service user cannot reach DIR
+ * (a checkout in a 0700 directory, run as root): then a directory of its
+ * own under DEMO_OUTSIDE_DIR, named after DIR. */
+static char *demo_data_dir(const char *dir, const char *run_as, const char **why_r)
+{
+	*why_r = NULL;
+	if (privs_user_can_reach(run_as, dir, X_OK, why_r) == 0)
+		return xasprintf("%s/data", dir);
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	if (EVP_Digest(dir, strlen(dir), digest, &len, EVP_sha256(), NULL) != 1 || len < 8)
+		fatal("event=digest-failed");
+	char hex[17];
+	for (int i = 0; i < 8; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	return xasprintf("%s/%s", DEMO_OUTSIDE_DIR, hex);
+}
+
 /* Makes DIR with a certificate and a config file (kept across runs), and
  * returns the config path. */
 static char *demo_prepare(const char *dir_arg)
@@ -131,11 +152,16 @@ static char *demo_prepare(const char *dir_arg)
 			cli_error("demo: cannot write %s: %s", conf, strerror(errno));
 			return NULL;
 		}
+		const char *run_as = demo_run_as(), *why;
+		char *data_dir = demo_data_dir(dir, run_as, &why);
 		fprintf(f, "# Postern demo configuration, made by `postern serve --demo`.\n"
-			   "# Edit freely; it is reused by the next demo run.\n"
-			   "hostname = %s\ndata_dir = %s/data\nrun_as = %s\n\n"
+			   "# Edit freely; it is reused by the next demo run.\n");
+		if (why != NULL)
+			fprintf(f, "# data_dir is outside this directory: %s\n", why);
+		fprintf(f, "hostname = %s\ndata_dir = %s\nrun_as = %s\n\n"
 			   "[tls]\ncert = %s\nkey = %s\n\n[listen]\n",
-			host, dir, demo_run_as(), cert, key);
+			host, data_dir, run_as, cert, key);
+		free(data_dir);
 		for (size_t i = 0; i < sizeof(demo_ports) / sizeof(demo_ports[0]); i++)
 			fprintf(f, "%-11s = 127.0.0.1:%d\n", listener_kind_name(demo_ports[i].kind),
 				demo_ports[i].port);
@@ -209,6 +235,8 @@ static void demo_banner(const struct config *cfg, const char *password, const ch
 {
 	printf("Postern %s demo\n  config:  %s\n  data:    %s\n", POSTERN_VERSION, cfg->path,
 	       cfg->data_dir);
+	if (strncmp(cfg->data_dir, dir, strlen(dir)) != 0)
+		printf("           (outside %s: user %s cannot reach it)\n", dir, cfg->run_as);
 	for (int i = 0; i < LISTEN_COUNT; i++) {
 		if (cfg->listen[i] == NULL)
 			continue;

@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "core/tls.h"
 #include "dkim/dkim.h"
 #include "intake/intake.h"
 
@@ -152,6 +153,26 @@ int cli_load_config(const char *path, struct config *cfg, bool validate)
 	return 0;
 }
 
+static void print_warning(void *context, const char *text)
+{
+	fprintf(stderr, "postern: warning: %s\n", text);
+}
+
+/* Warnings, not errors: the server runs with such a certificate, but
+ * clients will soon (or already) refuse it. */
+static void check_certificate(const struct config *cfg)
+{
+	const char *error;
+	for (int i = 0; i < LISTEN_COUNT; i++) {
+		if (cfg->listen[i] == NULL)
+			continue;
+		if (tls_cert_check(cfg->tls_cert, cfg->hostname, CERT_WARN_DAYS, print_warning,
+				   NULL, &error) < 0)
+			print_warning(NULL, error);
+		return;
+	}
+}
+
 int cmd_check(int argc, char **argv)
 {
 	const char *path = cli_take_config_arg(&argc, argv);
@@ -163,6 +184,7 @@ int cmd_check(int argc, char **argv)
 	if (cli_load_config(path, &cfg, true) < 0)
 		return EXIT_USER_ERROR;
 	config_print(&cfg, stdout);
+	check_certificate(&cfg);
 	config_free(&cfg);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -101,6 +102,9 @@ static const struct config_key config_keys[] = {
 	{ "mta_sts", "mode", CT_STRING, OFF(mta_sts_mode), "testing", 0, 0 },
 	{ "mta_sts", "max_age", CT_DURATION, OFF(mta_sts_max_age), "7d", 0, 0 },
 };
+
+#define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
+_Static_assert(CONFIG_KEY_COUNT <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX in config.h");
 
 static const char *const plaintext_names[] = { "never", "loopback", "always" };
 static const char *const relay_mode_names[] = { "mx", "smarthost", "none" };
@@ -373,8 +377,11 @@ void config_init_defaults(struct config *cfg)
 	cfg->path = xstrdup("(defaults)");
 }
 
+struct config_reader;
+
 struct load_ctx {
 	struct config *cfg;
+	const struct config_reader *reader;
 	bool failed;
 };
 
@@ -460,6 +467,18 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 		ctx->failed = true;
 		return 0;
 	}
+	/* a key given twice: the second would silently win */
+	size_t row = (size_t)(key - config_keys);
+	if (ctx->cfg->key_lines[row] != 0) {
+		snprintf(config_error, sizeof(config_error),
+			 "duplicate key '%s'%s%s%s (first on line %u)", name,
+			 section[0] ? " in [" : "", section, section[0] ? "]" : "",
+			 ctx->cfg->key_lines[row]);
+		ctx->failed = true;
+		return 0;
+	}
+	ctx->cfg->key_lines[row] = (unsigned short)(ctx->reader->lineno > USHRT_MAX ?
+						    USHRT_MAX : ctx->reader->lineno);
 	const char *why = config_set(ctx->cfg, key, value);
 	if (why != NULL) {
 		snprintf(config_error, sizeof(config_error), "%s: %s", name, why);
@@ -487,9 +506,10 @@ int config_load_stream(struct config *cfg, FILE *f, const char *path,
 		       const char **error_r)
 {
 	static char msg[700];
-	struct load_ctx ctx = { cfg, false };
 	struct config_reader reader = { f, 0, NULL };
+	struct load_ctx ctx = { cfg, &reader, false };
 	config_error[0] = '\0';
+	memset(cfg->key_lines, 0, sizeof(cfg->key_lines));
 	int line = ini_parse_stream(config_read_line, &reader, config_ini_handler, &ctx);
 	if (line == 0 && reader.error != NULL) {
 		line = reader.lineno;
@@ -507,43 +527,119 @@ int config_load_stream(struct config *cfg, FILE *f, const char *path,
 	return 0;
 }
 
+/* A domain name of LDH labels (letters, digits, hyphens inside), at most
+ * 63 bytes each and 253 in all, whose last label is not all digits (that
+ * would be an IPv4 address). IDNs are written in their xn-- form. */
+static bool hostname_valid(const char *name)
+{
+	size_t len = strlen(name), label = 0;
+	bool numeric = true;
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char c = name[i];
+		if (c == '.' || c == '\0') {
+			if (label == 0 || name[i - 1] == '-')
+				return false;
+			if (c == '\0')
+				break;
+			label = 0;
+			numeric = true;
+			continue;
+		}
+		if (!isalnum((unsigned char)c) && !(c == '-' && label > 0))
+			return false;
+		if ((unsigned char)c >= 0x80 || ++label > 63)
+			return false;
+		numeric = numeric && isdigit((unsigned char)c);
+	}
+	return !numeric;
+}
+
+/* "FILE:LINE: " for a key set in the file, "FILE: " for a default. */
+static const char *key_place(const struct config *cfg, const char *section, const char *name)
+{
+	static char place[600];
+	const struct config_key *key = config_find(section, name);
+	unsigned line = key != NULL ? cfg->key_lines[key - config_keys] : 0;
+	if (line > 0)
+		snprintf(place, sizeof(place), "%s:%u: ", cfg->path, line);
+	else
+		snprintf(place, sizeof(place), "%s: ", cfg->path);
+	return place;
+}
+
+static int validate_run_as(const struct config *cfg, char *msg, size_t msg_size)
+{
+	struct passwd pw, *found = NULL;
+	char buf[4096];
+	const char *place = key_place(cfg, "", "run_as");
+	const char *dflt = cfg->key_lines[config_find("", "run_as") - config_keys] == 0 ?
+		" (the default: create the user, or set run_as)" : "";
+	if (getpwnam_r(cfg->run_as, &pw, buf, sizeof(buf), &found) != 0 || found == NULL) {
+		snprintf(msg, msg_size, "%srun_as: no such system user '%s'%s", place, cfg->run_as,
+			 dflt);
+		return -1;
+	}
+	if (pw.pw_uid == 0) {
+		snprintf(msg, msg_size, "%srun_as: must not be root (the workers drop to it)",
+			 place);
+		return -1;
+	}
+	return 0;
+}
+
 int config_validate(const struct config *cfg, const char **error_r)
 {
-	static char msg[700];
+	static char msg[900];
 	bool any_listener = false;
 	for (int i = 0; i < LISTEN_COUNT; i++) {
 		if (cfg->listen[i] != NULL)
 			any_listener = true;   /* and every listener offers TLS */
 	}
+	*error_r = msg;
 	if (cfg->hostname == NULL || cfg->hostname[0] == '\0') {
-		*error_r = "hostname: must not be empty";
+		snprintf(msg, sizeof(msg), "%shostname: must not be empty",
+			 key_place(cfg, "", "hostname"));
 		return -1;
 	}
+	if (!hostname_valid(cfg->hostname)) {
+		bool dflt = cfg->key_lines[config_find("", "hostname") - config_keys] == 0;
+		snprintf(msg, sizeof(msg), "%shostname: '%s' is not a valid domain name%s",
+			 key_place(cfg, "", "hostname"), cfg->hostname,
+			 dflt ? " (it is this machine's name: set hostname)" : "");
+		return -1;
+	}
+	if (validate_run_as(cfg, msg, sizeof(msg)) < 0)
+		return -1;
 	if (cfg->data_dir == NULL || cfg->data_dir[0] != '/') {
-		*error_r = "data_dir: must be an absolute path";
+		snprintf(msg, sizeof(msg), "%sdata_dir: must be an absolute path",
+			 key_place(cfg, "", "data_dir"));
 		return -1;
 	}
 	if (any_listener) {
 		const char *files[2] = { cfg->tls_cert, cfg->tls_key };
-		const char *names[2] = { "[tls] cert", "[tls] key" };
+		const char *names[2] = { "cert", "key" };
 		for (int i = 0; i < 2; i++) {
 			if (files[i] == NULL || access(files[i], R_OK) != 0) {
-				snprintf(msg, sizeof(msg), "%s: cannot read %s: %s",
-					 names[i], files[i] ? files[i] : "(unset)",
-					 strerror(errno));
-				*error_r = msg;
+				int err = errno;
+				snprintf(msg, sizeof(msg), "%s[tls] %s: cannot read %s: %s",
+					 key_place(cfg, "tls", names[i]), names[i],
+					 files[i] ? files[i] : "(unset)", strerror(err));
 				return -1;
 			}
 		}
 	}
 	if (cfg->relay_mode == RELAY_SMARTHOST &&
 	    (cfg->relay_smarthost == NULL || cfg->relay_smarthost[0] == '\0')) {
-		*error_r = "[relay] smarthost: required when mode = smarthost";
+		snprintf(msg, sizeof(msg), "%s[relay] smarthost: required when mode = smarthost",
+			 key_place(cfg, "relay", "mode"));
 		return -1;
 	}
 	if (strcmp(cfg->relay_smarthost_tls, "starttls") != 0 &&
 	    strcmp(cfg->relay_smarthost_tls, "implicit") != 0) {
-		*error_r = "[relay] smarthost_tls: must be starttls or implicit";
+		snprintf(msg, sizeof(msg), "%s[relay] smarthost_tls: must be starttls or implicit",
+			 key_place(cfg, "relay", "smarthost_tls"));
 		return -1;
 	}
 	if (strcmp(cfg->mta_sts_mode, "enforce") != 0 && strcmp(cfg->mta_sts_mode, "testing") != 0 &&

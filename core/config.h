@@ -29,9 +29,14 @@ enum plaintext_policy { PLAINTEXT_NEVER, PLAINTEXT_LOOPBACK, PLAINTEXT_ALWAYS };
 enum relay_mode { RELAY_MX, RELAY_SMARTHOST, RELAY_NONE };
 
 #define CONFIG_MAX_RETRIES 32
+/* room for the rows of config.c's key table (checked when it compiles) */
+#define CONFIG_KEYS_MAX 192
 
 struct config {
 	char *path;             /* file it came from, or "(demo)" */
+	/* the line each key was set on (0 = its default), by table row:
+	 * what config_validate names in its messages */
+	unsigned short key_lines[CONFIG_KEYS_MAX];
 
 	char *hostname;
 	char *data_dir;

@@ -1,6 +1,7 @@
 #include "core/server-private.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/privs.h"
 #include "core/tls.h"
 
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -22,6 +24,18 @@
 #include <unistd.h>
 
 #define RESTART_BACKOFF_SECS 1
+/* a child that fails initialisation this many times in a row (about two
+ * seconds with the back-off) will not start: the master gives up */
+#define INIT_FAILURES_MAX 3
+/* the exit status of a child that failed initialisation */
+#define EXIT_INIT_FAILED 78
+
+/* What a child tells the master about its start, in a shared mapping
+ * (one per slot): whether it got through initialisation, else why not. */
+struct child_report {
+	volatile int initialised;
+	char error[300];
+};
 
 struct child {
 	pid_t pid;          /* 0 = slot free */
@@ -30,6 +44,7 @@ struct child {
 	time_t started;
 	bool restart_due;   /* died; start a new one when backoff passed */
 	time_t restart_at;
+	int init_failures;  /* failed initialisation this many times in a row */
 };
 
 struct master {
@@ -39,10 +54,13 @@ struct master {
 	int listen_fds[LISTEN_COUNT];
 	struct connlimit *limits;
 	struct child *children;      /* indexed by slot */
+	struct child_report *reports;   /* shared with the children, by slot */
 	int nslots;
 	int nworkers;
 	int generation;
 	bool stopping;
+	bool gave_up;                /* children cannot start: exit 1 */
+	char give_up_reason[400];
 	struct config *owned_cfg;    /* made by a reload; freed by the next one */
 	sigset_t old_mask;
 	int sfd;
@@ -97,11 +115,23 @@ fail:
 	return -1;
 }
 
+/* In a child: tells the master why it cannot start, and exits. */
+static void __attribute__((noreturn))
+child_init_failed(struct master *m, int slot, const char *event, const char *error)
+{
+	log_error("event=%s error=\"%s\"", event, error);
+	snprintf(m->reports[slot].error, sizeof(m->reports[slot].error), "%s", error);
+	/* _exit: nothing of a half-made child is worth flushing, and exit
+	 * handlers (a leak checker's among them) must not change the status */
+	_exit(EXIT_INIT_FAILED);
+}
+
 static void master_spawn(struct master *m, int slot, bool relay)
 {
 	struct child *ch = &m->children[slot];
 	ch->relay = relay;
 	connlimit_clear_slot(m->limits, slot);
+	memset(&m->reports[slot], 0, sizeof(m->reports[slot]));
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_error("event=fork-failed error=\"%s\"", strerror(errno));
@@ -119,7 +149,7 @@ static void master_spawn(struct master *m, int slot, bool relay)
 		sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
 		/* privileges go before any client byte is read */
 		if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
-			fatal("event=privilege-drop-failed error=\"%s\"", error);
+			child_init_failed(m, slot, "privilege-drop-failed", error);
 		/* after the drop: changing credentials clears the death signal.
 		 * A master that died meanwhile is caught by the getppid check. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -128,7 +158,8 @@ static void master_spawn(struct master *m, int slot, bool relay)
 		struct services services = { NULL, NULL, NULL, NULL, NULL };
 		if (m->live_setup.child_init != NULL &&
 		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
-			fatal("event=worker-init-failed error=\"%s\"", error);
+			child_init_failed(m, slot, "worker-init-failed", error);
+		m->reports[slot].initialised = 1;
 		int ret;
 		if (relay) {
 			for (int i = 0; i < LISTEN_COUNT; i++) {
@@ -190,6 +221,29 @@ static void master_signal_children(struct master *m, int sig, int generation_bel
 	}
 }
 
+/* A child that got through initialisation resets its slot's count; one
+ * that failed it INIT_FAILURES_MAX times in a row makes the master stop
+ * with the child's reason, instead of restarting it forever. */
+static void master_count_init_failure(struct master *m, int slot, int status)
+{
+	struct child *ch = &m->children[slot];
+	struct child_report *report = &m->reports[slot];
+	if (report->initialised || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != EXIT_INIT_FAILED) {
+		ch->init_failures = 0;
+		return;
+	}
+	if (++ch->init_failures < INIT_FAILURES_MAX || m->stopping)
+		return;
+	report->error[sizeof(report->error) - 1] = '\0';
+	snprintf(m->give_up_reason, sizeof(m->give_up_reason),
+		 "%s failed to start %d times in a row: %s", ch->relay ? "the relay" : "a worker",
+		 ch->init_failures, report->error[0] != '\0' ? report->error : "(no reason given)");
+	log_error("event=children-failing slot=%d", slot);
+	m->gave_up = true;
+	m->stopping = true;
+}
+
 static void master_reap(struct master *m)
 {
 	int status;
@@ -201,6 +255,7 @@ static void master_reap(struct master *m)
 				continue;
 			ch->pid = 0;
 			connlimit_clear_slot(m->limits, i);
+			master_count_init_failure(m, i, status);
 			bool current = ch->generation == m->generation;
 			if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0 || (current && !m->stopping)) {
 				const char *kind = ch->relay ? "relay" : "worker";
@@ -235,15 +290,41 @@ static void master_restart_due(struct master *m)
 	}
 }
 
+static void log_certificate_warning(void *context, const char *text)
+{
+	log_warn("event=certificate-warning warning=\"%s\"", text);
+}
+
+/* The journal says it too when the certificate is about to expire, or
+ * names another host (`postern check` prints the same). */
+static void master_check_certificate(const struct config *cfg)
+{
+	const char *error;
+	tls_cert_check(cfg->tls_cert, cfg->hostname, CERT_WARN_DAYS, log_certificate_warning,
+		       NULL, &error);
+}
+
+/* READY=1 for systemd (after start-up and after each reload), with a
+ * status line for `systemctl status`. */
+static void master_notify_serving(struct master *m, const char *note)
+{
+	char status[200];
+	snprintf(status, sizeof(status), "serving with %d workers, generation %d%s%s",
+		 m->nworkers, m->generation, note != NULL ? "; " : "", note != NULL ? note : "");
+	notify_ready(status);
+}
+
 static void master_reload(struct master *m)
 {
 	const char *error;
 	struct config *newcfg = xcalloc(1, sizeof(*newcfg));
 	log_info("event=reload");
+	notify_reloading();
 	if (m->setup->reload_config != NULL) {
 		if (m->setup->reload_config(newcfg, &error) < 0) {
 			log_error("event=reload-failed error=\"%s\"", error);
 			free(newcfg);
+			master_notify_serving(m, "reload failed, serving the old configuration");
 			return;
 		}
 		for (int i = 0; i < LISTEN_COUNT; i++) {
@@ -266,8 +347,10 @@ static void master_reload(struct master *m)
 			config_free(newcfg);
 		}
 		free(newcfg);
+		master_notify_serving(m, "reload failed, serving the old configuration");
 		return;
 	}
+	master_check_certificate(newcfg);
 	/* each worker has its own copy of the old config and context, so the
 	 * master's can go once the new generation is forked */
 	SSL_CTX *old_ctx = m->ssl_ctx;
@@ -290,6 +373,7 @@ static void master_reload(struct master *m)
 		m->owned_cfg = newcfg;   /* a shallow copy: only the struct is ours */
 	}
 	log_info("event=reloaded generation=%d", m->generation);
+	master_notify_serving(m, NULL);
 }
 
 static int master_wait_children(struct master *m, int timeout_secs)
@@ -339,8 +423,10 @@ int server_run(const struct server_setup *setup)
 		}
 		/* data_dir exists and belongs to run_as (CONTRACT.md) */
 		if (privs_mkdir_p(cfg->data_dir, 0750, NULL, &error) < 0 ||
-		    privs_give(cfg->data_dir, cfg->run_as, &error) < 0) {
-			log_error("event=startup-failed error=\"%s\"", error);
+		    privs_give(cfg->data_dir, cfg->run_as, &error) < 0 ||
+		    privs_user_can_reach(cfg->run_as, cfg->data_dir, R_OK | W_OK | X_OK,
+					 &error) < 0) {
+			log_error("event=startup-failed key=data_dir error=\"%s\"", error);
 			return 1;
 		}
 	} else if (privs_mkdir_p(cfg->data_dir, 0750, NULL, &error) < 0) {
@@ -371,12 +457,17 @@ int server_run(const struct server_setup *setup)
 		log_error("event=startup-failed error=\"%s\"", error);
 		return 1;
 	}
+	master_check_certificate(cfg);
 
 	m.nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (m.nworkers < 1)
 		m.nworkers = 1;
 	m.nslots = m.nworkers * 2 + 4;   /* two generations during a reload, relays */
 	m.children = xcalloc((size_t)m.nslots, sizeof(*m.children));
+	m.reports = mmap(NULL, (size_t)m.nslots * sizeof(*m.reports), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m.reports == MAP_FAILED)
+		fatal("event=mmap-failed error=\"%s\"", strerror(errno));
 	m.limits = connlimit_create(m.nslots);
 
 	sigset_t mask;
@@ -392,6 +483,9 @@ int server_run(const struct server_setup *setup)
 
 	log_info("event=master-started version=%s workers=%d", POSTERN_VERSION, m.nworkers);
 	master_spawn_generation(&m);
+	/* every listener is bound: connections wait in the kernel's queue
+	 * until a worker takes them */
+	master_notify_serving(&m, NULL);
 
 	while (!m.stopping) {
 		struct pollfd pfd = { m.sfd, POLLIN, 0 };
@@ -419,6 +513,7 @@ int server_run(const struct server_setup *setup)
 			master_restart_due(&m);
 	}
 
+	notify_stopping(m.gave_up ? m.give_up_reason : NULL);
 	master_signal_children(&m, SIGTERM, m.generation + 1);
 	int left = master_wait_children(&m, cfg->shutdown_timeout + 5);
 	if (left > 0) {
@@ -438,6 +533,12 @@ int server_run(const struct server_setup *setup)
 		free(m.owned_cfg);
 	}
 	free(m.children);
+	munmap(m.reports, (size_t)m.nslots * sizeof(*m.reports));
+	if (m.gave_up) {
+		/* the last line on stderr says why */
+		log_error("event=giving-up error=\"%s\"", m.give_up_reason);
+		return 1;
+	}
 	log_info("event=master-exit");
 	return 0;
 }

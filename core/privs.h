@@ -19,5 +19,10 @@ int privs_give(const char *path, const char *user, const char **error_r);
 /* mkdir -p with mode, each created directory given to user when root. */
 int privs_mkdir_p(const char *path, mode_t mode, const char *user, const char **error_r);
 bool privs_is_root(void);
+/* When running as root: whether user can reach path with access mode
+ * (R_OK, W_OK, X_OK), searching every directory above it, as the kernel
+ * decides it (a child drops to user and asks). Returns -1 with a message
+ * naming the first directory in the way. A no-op when not root. */
+int privs_user_can_reach(const char *user, const char *path, int mode, const char **error_r);
 
 #endif

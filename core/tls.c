@@ -152,6 +152,91 @@ out:
 	return ret;
 }
 
+/* "DNS:a.example, DNS:b.example" of the certificate, for a message */
+static void cert_names(X509 *cert, char *out, size_t out_size)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names) && len < out_size; i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+		if (gn->type != GEN_DNS)
+			continue;
+		const ASN1_IA5STRING *dns = gn->d.dNSName;
+		len += (size_t)snprintf(out + len, out_size - len, "%s%.*s", len ? ", " : "",
+					ASN1_STRING_length(dns),
+					(const char *)ASN1_STRING_get0_data(dns));
+	}
+	GENERAL_NAMES_free(names);
+	if (out[0] == '\0') {
+		X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, out,
+					  (int)out_size);
+		if (out[0] == '\0')
+			snprintf(out, out_size, "no names");
+	}
+}
+
+static void cert_time_text(const ASN1_TIME *t, char *out, size_t out_size)
+{
+	struct tm tm;
+	if (ASN1_TIME_to_tm(t, &tm) == 1)
+		strftime(out, out_size, "%Y-%m-%d %H:%M UTC", &tm);
+	else
+		snprintf(out, out_size, "(unreadable date)");
+}
+
+int tls_cert_check(const char *cert_file, const char *hostname, int warn_days,
+		   void (*warn)(void *context, const char *text), void *context,
+		   const char **error_r)
+{
+	FILE *f = fopen(cert_file, "r");
+	X509 *cert = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+	if (f != NULL)
+		fclose(f);
+	if (cert == NULL) {
+		*error_r = tls_fail("reading certificate", cert_file);
+		return -1;
+	}
+	int findings = 0, days = 0, secs = 0;
+	char text[900], when[64];
+	const ASN1_TIME *not_after = X509_get0_notAfter(cert);
+	const ASN1_TIME *not_before = X509_get0_notBefore(cert);
+	cert_time_text(not_after, when, sizeof(when));
+	/* days and secs from now to notAfter, both of the same sign */
+	if (ASN1_TIME_diff(&days, &secs, NULL, not_after) == 1) {
+		if (days < 0 || secs < 0) {
+			snprintf(text, sizeof(text), "%s: certificate expired on %s", cert_file, when);
+			warn(context, text);
+			findings++;
+		} else if (days < warn_days) {
+			char in[32] = "less than a day";
+			if (days > 0)
+				snprintf(in, sizeof(in), "%d day%s", days, days == 1 ? "" : "s");
+			snprintf(text, sizeof(text), "%s: certificate expires in %s, on %s", cert_file,
+				 in, when);
+			warn(context, text);
+			findings++;
+		}
+	}
+	if (X509_cmp_current_time(not_before) > 0) {
+		cert_time_text(not_before, when, sizeof(when));
+		snprintf(text, sizeof(text), "%s: certificate is not valid before %s", cert_file,
+			 when);
+		warn(context, text);
+		findings++;
+	}
+	if (hostname != NULL && X509_check_host(cert, hostname, 0, 0, NULL) != 1) {
+		char names[600];
+		cert_names(cert, names, sizeof(names));
+		snprintf(text, sizeof(text), "%s: certificate does not cover hostname %s (it names %s)",
+			 cert_file, hostname, names);
+		warn(context, text);
+		findings++;
+	}
+	X509_free(cert);
+	return findings;
+}
+
 void tls_describe(SSL *ssl, char *out, size_t out_size)
 {
 	snprintf(out, out_size, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));

@@ -14,6 +14,17 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const char **e
  * (plus localhost and 127.0.0.1/::1 as alternative names). */
 int tls_make_self_signed(const char *cert_file, const char *key_file,
 			 const char *hostname, const char **error_r);
+/* how many days before expiry `postern check` and the master warn */
+#define CERT_WARN_DAYS 14
+
+/* What an admin should hear about the certificate in cert_file (its
+ * first, leaf certificate): that it expired, expires within warn_days, is
+ * not valid yet, or does not cover hostname. Calls warn once per finding
+ * with a one-line text; returns the number of findings, or -1 with a
+ * reason when the file holds no certificate. */
+int tls_cert_check(const char *cert_file, const char *hostname, int warn_days,
+		   void (*warn)(void *context, const char *text), void *context,
+		   const char **error_r);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" of a live connection. */
 void tls_describe(SSL *ssl, char *out, size_t out_size);
 

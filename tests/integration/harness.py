@@ -2,13 +2,16 @@
 free loopback ports with a generated config, and talk to it with real
 clients. Every server a test starts listens on 127.0.0.1 only."""
 
+import atexit
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,6 +55,34 @@ def run_as_user():
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
+_service_copy = None
+
+
+def as_service_user(argv):
+    """argv to run `postern ...` as the server's user (runuser when root).
+    A checkout in a private directory (say /root/src, mode 0700) is out of
+    that user's reach, and so is build/postern in it: then the binary is
+    copied once into a directory of its own that the user can reach."""
+    global _service_copy
+    if os.geteuid() != 0:
+        return list(argv)
+    user = run_as_user()
+    program = argv[0]
+    if argv[0] == POSTERN:
+        if _service_copy is None:
+            reachable = subprocess.run(["runuser", "-u", user, "--", "test", "-x", POSTERN],
+                                       capture_output=True).returncode == 0
+            if reachable:
+                _service_copy = POSTERN
+            else:
+                directory = tempfile.mkdtemp(prefix="postern-bin-")
+                os.chmod(directory, 0o755)
+                _service_copy = shutil.copy2(POSTERN, os.path.join(directory, "postern"))
+                atexit.register(shutil.rmtree, directory, True)
+        program = _service_copy
+    return ["runuser", "-u", user, "--", program] + list(argv[1:])
+
+
 def holds_files(pid):
     """True while pid is a live (or dying, not yet zombie) process with open files."""
     try:
@@ -83,6 +114,8 @@ class Server:
         self.log_path = os.path.join(directory, "postern.log")
         self.proc = None
         self.log_mark = 0
+        self.wrapper = []       # a command to run `postern serve` under (strace)
+        self.env = None
         self.write_config(extra or {}, sections or {}, workers)
 
     def write_config(self, extra, sections, workers):
@@ -129,8 +162,8 @@ class Server:
     def _start(self):
         self.log = open(self.log_path, "ab")
         log_start = self.log_mark = self.log.tell()
-        self.proc = subprocess.Popen([POSTERN, "serve", "-c", self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.wrapper + [POSTERN, "serve", "-c", self.config_path],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         try:
             self._wait_ready()
         except (RuntimeError, AssertionError):

@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 
-from harness import POSTERN, client_context, raw_connect, run_as_user
+from harness import POSTERN, as_service_user, client_context, raw_connect, run_as_user
 
 PASSWORD = "p \"w\\ d%#"   # quotes, backslash, space, % and # on purpose
 USER = "alice@example.org"
@@ -112,11 +112,10 @@ def deliver(server, address, message, mailbox=None):
     if isinstance(message, str):
         message = message.encode()
     before = server.new_files(address, mailbox)
-    pre = ["runuser", "-u", run_as_user(), "--"] if os.geteuid() == 0 else []
     args = [POSTERN, "deliver", address, "-c", server.config_path]
     if mailbox:
         args += ["--mailbox", mailbox]
-    out = subprocess.run(pre + args, input=message, capture_output=True, timeout=60)
+    out = subprocess.run(as_service_user(args), input=message, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return server.stored_since(address, before, mailbox)
 

@@ -131,6 +131,91 @@ static void test_errors(void)
 	config_free(&cfg);
 }
 
+/* Loads text (which must load) and returns config_validate's verdict. */
+static int validate_text(const char *text, const char **error_r)
+{
+	static char saved[700];
+	struct config cfg;
+	const char *path = write_file("check.conf", text);
+	config_init_defaults(&cfg);
+	int ret = config_load(&cfg, path, error_r);
+	TEST_ASSERT_INT(ret, 0);
+	if (ret == 0)
+		ret = config_validate(&cfg, error_r);
+	if (ret < 0) {
+		snprintf(saved, sizeof(saved), "%s", *error_r);
+		*error_r = saved;
+	}
+	config_free(&cfg);
+	return ret;
+}
+
+static void expect_invalid(const char *text, const char *want)
+{
+	const char *error = NULL;
+	TEST_ASSERT_INT(validate_text(text, &error), -1);
+	TEST_ASSERT(error != NULL && strstr(error, want) != NULL);
+	if (error != NULL && strstr(error, want) == NULL)
+		fprintf(stderr, "  error was: %s\n  wanted:    %s\n", error, want);
+}
+
+/* issue 18: `postern check` refuses what would only fail later */
+static void test_strict_check(void)
+{
+	/* a key given twice: the second would silently win */
+	expect_error("hostname = a.example\nworkers = 2\nhostname = b.example\n",
+		     "bad.conf:3: duplicate key 'hostname' (first on line 1)");
+	expect_error("[listen]\nimap = 127.0.0.1:143\n[auth]\nplaintext = never\n"
+		     "[listen]\nimap = 127.0.0.1:1143\n",
+		     "bad.conf:6: duplicate key 'imap' in [listen] (first on line 2)");
+	/* the same name in two sections is two keys */
+	const char *error = NULL;
+	TEST_ASSERT_INT(validate_text("hostname = mail.example.org\nrun_as = nobody\n"
+				      "[limits]\nmax_connections = 5\n"
+				      "[relay]\nmax_connections = 6\n", &error), 0);
+
+	/* run_as must exist (and not be root) */
+	expect_invalid("hostname = mail.example.org\n\nrun_as = no-such-user-xq\n",
+		       "check.conf:3: run_as: no such system user 'no-such-user-xq'");
+	expect_invalid("hostname = mail.example.org\nrun_as = root\n",
+		       "check.conf:2: run_as: must not be root");
+
+	/* hostname must be a domain name */
+	static const char *const bad_hosts[] = {
+		"mail_1.example.org", "-mail.example.org", "mail-.example.org",
+		"mail..example.org", ".example.org", "mail.example.org.", "192.0.2.1",
+		"mail.example.123", "a b.example.org", "m\xc3\xa4il.example.org",
+	};
+	for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+		char text[300], want[300];
+		snprintf(text, sizeof(text), "run_as = nobody\n# x\nhostname = %s\n", bad_hosts[i]);
+		snprintf(want, sizeof(want), "check.conf:3: hostname: '%s' is not a valid domain name",
+			 bad_hosts[i]);
+		expect_invalid(text, want);
+	}
+	char long_label[200];
+	snprintf(long_label, sizeof(long_label), "run_as = nobody\nhostname = %064d.example\n", 0);
+	expect_invalid(long_label, "check.conf:2: hostname: '");
+	static const char *const good_hosts[] = {
+		"mail.example.org", "localhost", "MX1.Example.ORG", "xn--mil-moa.example.org",
+		"a-b.c-d.example", "1mail.example.org",
+	};
+	for (size_t i = 0; i < sizeof(good_hosts) / sizeof(good_hosts[0]); i++) {
+		char text[300];
+		snprintf(text, sizeof(text), "run_as = nobody\nhostname = %s\n", good_hosts[i]);
+		error = NULL;
+		TEST_ASSERT_INT(validate_text(text, &error), 0);
+		if (error != NULL)
+			fprintf(stderr, "  %s: %s\n", good_hosts[i], error);
+	}
+	/* other checks name the file and line too */
+	expect_invalid("run_as = nobody\nhostname = a.example\ndata_dir = rel/ative\n",
+		       "check.conf:3: data_dir: must be an absolute path");
+	expect_invalid("run_as = nobody\nhostname = a.example\n[tls]\ncert = /nonexistent.pem\n"
+		       "[listen]\nimap = 127.0.0.1:143\n",
+		       "check.conf:4: [tls] cert: cannot read /nonexistent.pem");
+}
+
 static void test_parsers(void)
 {
 	int secs;
@@ -226,5 +311,6 @@ int main(void)
 	test_run("config errors name file and line", test_errors);
 	test_run("config value parsers", test_parsers);
 	test_run("config deliverability keys", test_deliverability_keys);
+	test_run("config strict check", test_strict_check);
 	return test_end();
 }
