@@ -11,7 +11,7 @@ static const char usage_text[] =
 	"  serve   [-c FILE] [--demo [DIR]]     run the server in the foreground\n"
 	"  check   [-c FILE]                     validate config, print effective settings\n"
 	"  domain  add|del DOMAIN | list\n"
-	"  user    add ADDRESS | del ADDRESS | passwd ADDRESS | list [DOMAIN]\n"
+	"  user    add ADDRESS | del ADDRESS [--keep-mail] | passwd ADDRESS | list [DOMAIN]\n"
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
 	"  deliver [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"

@@ -20,6 +20,7 @@ enum config_type {
 	CT_DURATION,
 	CT_SIZE,
 	CT_LISTEN,      /* char *, validated host:port, empty = disabled */
+	CT_LISTEN_LOCAL, /* the same; a bare PORT means 127.0.0.1:PORT */
 	CT_PLAINTEXT,
 	CT_RELAY_MODE,
 	CT_LOG_LEVEL,
@@ -54,6 +55,8 @@ static const struct config_key config_keys[] = {
 	{ "listen", "pop3s", CT_LISTEN, OFF(listen[LISTEN_POP3S]), NULL, 0, 0 },
 	{ "listen", "imap", CT_LISTEN, OFF(listen[LISTEN_IMAP]), NULL, 0, 0 },
 	{ "listen", "imaps", CT_LISTEN, OFF(listen[LISTEN_IMAPS]), NULL, 0, 0 },
+	{ "listen", "metrics", CT_LISTEN_LOCAL, OFF(listen_metrics), NULL, 0, 0 },
+	{ "listen", "https", CT_LISTEN, OFF(listen_https), NULL, 0, 0 },
 
 	{ "auth", "plaintext", CT_PLAINTEXT, OFF(auth_plaintext), "loopback", 0, 0 },
 	{ "auth", "delay_after", CT_INT, OFF(auth_delay_after), "3", 1, 1000 },
@@ -91,6 +94,9 @@ static const struct config_key config_keys[] = {
 	{ "relay", "max_connections", CT_INT, OFF(relay_max_connections), "20", 1, 10000 },
 	{ "relay", "max_per_destination", CT_INT, OFF(relay_max_per_destination), "4", 1, 10000 },
 	{ "relay", "host_down_time", CT_DURATION, OFF(relay_host_down_time), "10m", 0, 0 },
+
+	{ "mta_sts", "mode", CT_STRING, OFF(mta_sts_mode), "testing", 0, 0 },
+	{ "mta_sts", "max_age", CT_DURATION, OFF(mta_sts_max_age), "7d", 0, 0 },
 };
 
 static const char *const plaintext_names[] = { "never", "loopback", "always" };
@@ -292,14 +298,24 @@ static const char *config_set(struct config *cfg, const struct config_key *key,
 		*(size_t *)field = sv;
 		return NULL;
 	case CT_LISTEN:
+	case CT_LISTEN_LOCAL: {
 		if (value == NULL || value[0] == '\0') {
 			set_string(field, NULL);
 			return NULL;
 		}
+		char local[32];
+		if (key->type == CT_LISTEN_LOCAL && strspn(value, "0123456789") == strlen(value) &&
+		    strlen(value) < 6) {
+			snprintf(local, sizeof(local), "127.0.0.1:%s", value);
+			value = local;
+		}
 		if (config_split_hostport(value, host, sizeof(host), &iv) < 0)
-			return "must be ADDRESS:PORT (use [::1]:PORT for IPv6, *:PORT for any)";
+			return key->type == CT_LISTEN_LOCAL ?
+				"must be PORT (on 127.0.0.1) or ADDRESS:PORT" :
+				"must be ADDRESS:PORT (use [::1]:PORT for IPv6, *:PORT for any)";
 		set_string(field, value);
 		return NULL;
+	}
 	case CT_PLAINTEXT:
 		if (parse_enum(value, plaintext_names, 3, &iv) < 0)
 			return "must be never, loopback or always";
@@ -506,6 +522,8 @@ int config_validate(const struct config *cfg, const char **error_r)
 		if (cfg->listen[i] != NULL)
 			any_listener = true;   /* and every listener offers TLS */
 	}
+	if (cfg->listen_https != NULL)
+		any_listener = true;
 	if (cfg->hostname == NULL || cfg->hostname[0] == '\0') {
 		*error_r = "hostname: must not be empty";
 		return -1;
@@ -537,6 +555,16 @@ int config_validate(const struct config *cfg, const char **error_r)
 		*error_r = "[relay] smarthost_tls: must be starttls or implicit";
 		return -1;
 	}
+	if (strcmp(cfg->mta_sts_mode, "enforce") != 0 && strcmp(cfg->mta_sts_mode, "testing") != 0 &&
+	    strcmp(cfg->mta_sts_mode, "none") != 0) {
+		*error_r = "[mta_sts] mode: must be enforce, testing or none";
+		return -1;
+	}
+	/* RFC 8461 3.2: at most 31557600 (a year) */
+	if (cfg->mta_sts_max_age <= 0 || cfg->mta_sts_max_age > 31557600) {
+		*error_r = "[mta_sts] max_age: must be between 1s and 365d";
+		return -1;
+	}
 	return 0;
 }
 
@@ -547,6 +575,7 @@ static void config_print_value(const struct config *cfg, const struct config_key
 	switch (key->type) {
 	case CT_STRING:
 	case CT_LISTEN:
+	case CT_LISTEN_LOCAL:
 	case CT_SCHEDULE: {
 		const char *s = *(char *const *)field;
 		fputs(s == NULL ? "" : s, out);
@@ -603,7 +632,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
 		const struct config_key *key = &config_keys[i];
 		if (key->type == CT_STRING || key->type == CT_LISTEN ||
-		    key->type == CT_SCHEDULE) {
+		    key->type == CT_LISTEN_LOCAL || key->type == CT_SCHEDULE) {
 			char **field = (char **)((char *)cfg + key->offset);
 			free(*field);
 			*field = NULL;

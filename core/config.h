@@ -43,6 +43,8 @@ struct config {
 	char *tls_key;
 
 	char *listen[LISTEN_COUNT];    /* "host:port" or NULL when disabled */
+	char *listen_metrics;          /* Prometheus text over HTTP, NULL = off */
+	char *listen_https;            /* autoconfig, autodiscover, MTA-STS policy */
 
 	enum plaintext_policy auth_plaintext;
 	int auth_delay_after;          /* failures before replies slow down */
@@ -81,6 +83,9 @@ struct config {
 	int relay_max_connections;        /* deliveries at once, in all */
 	int relay_max_per_destination;    /* deliveries at once to one domain */
 	int relay_host_down_time;         /* seconds an unreachable host is skipped */
+
+	char *mta_sts_mode;               /* the policy published: enforce, testing or none */
+	int mta_sts_max_age;              /* its max_age, seconds */
 };
 
 /* Fills cfg with every default. */

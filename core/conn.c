@@ -211,6 +211,7 @@ void conn_free(struct conn *c)
 		close(c->fd);
 	if (c->defer_ev != NULL)
 		event_free(c->defer_ev);
+	free(c->account);
 	connlimit_release(w->limits, w->slot, c->limit_bucket);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -442,7 +443,29 @@ int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len)
 void conn_set_user(struct conn *c, const char *user)
 {
 	log_sanitize(c->user, sizeof(c->user), user, strlen(user));
+	free(c->account);
+	c->account = xstrdup(user);
 	conn_update_log_ctx(c);
+}
+
+unsigned conn_end_account(struct worker *w, const char *address)
+{
+	unsigned ended = 0;
+	/* ending may free the connection: walk with a saved next */
+	for (struct conn *c = w->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c->account == NULL || c->closing ||
+		    ascii_strcasecmp(c->account, address) != 0)
+			continue;
+		ended++;
+		log_set_context(c->log_ctx);
+		log_info("event=account-ended");
+		log_set_context(NULL);
+		if (c->proto->end != NULL)
+			CALL_PROTO(c, end);
+		conn_close(c, "account-ended");
+	}
+	return ended;
 }
 
 void conn_set_timeout(struct conn *c, int seconds)

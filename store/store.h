@@ -115,6 +115,21 @@ void store_free(struct store **store);
  * A missing or damaged index is rebuilt from the Maildir. */
 int store_account_open(struct store *store, const char *address,
 		       struct store_account **acct_r, const char **error_r);
+/* Whether the store can hold an account of this address (its parts become
+ * directory names): the one place for these rules, which `postern user
+ * add` applies before an account exists. 0, or STORE_ERR_INVALID with a
+ * reason (static text). */
+int store_account_address_check(const char *address, const char **error_r);
+/* Removes the account's mail (`postern user del`): its Maildir++ tree is
+ * renamed to data_dir/mail/.deleted/DOMAIN/LOCAL.TIME (atomically, so a
+ * straggling writer cannot mix old and new) and then removed, or kept
+ * there with keep (its path in *kept_r, malloc'ed). The account's highest
+ * UIDVALIDITY is remembered so that an account made later for the same
+ * address (or any other) starts above it. Call after the account was
+ * marked ended (core/account-end.h) so no process opens it again. No
+ * Maildir is not an error (*kept_r NULL). */
+int store_account_remove(struct store *store, const char *address, bool keep,
+			 char **kept_r, const char **error_r);
 /* Drops a reference. The environment stays open while idle (up to 8 idle
  * accounts per process, least recently used closed first), so that a
  * delivering process does not reopen it for every message. */

@@ -131,7 +131,7 @@ def test_del_ends_open_sessions_within_a_second(server):
     assert re.search(rb"\* BYE", goodbyes["imap idle"]), goodbyes
     assert goodbyes["pop3"].startswith(b"-ERR"), goodbyes
     assert goodbyes["smtp"].startswith(b"421"), goodbyes
-    server.wait_log(r"event=account-ended .*gone@example.org", count=4)
+    server.wait_log(r"user=gone@example.org event=account-ended", count=4)
 
     # the deleted user can neither read, nor append, nor send any more
     for fn in (lambda: imap.fetch("1", "(BODY[])"),
@@ -192,13 +192,8 @@ def test_delivery_in_flight_to_a_deleted_user_is_not_kept(server):
     s.mail("other@example.org")
     assert s.rcpt("gone@example.org")[0] == 250
     server.cli("user", "del", "gone@example.org")
-    try:
-        s.data(message("in flight"))
-        accepted = True
-    except smtplib.SMTPDataError as e:
-        accepted = False
-        assert 400 <= e.smtp_code < 600
-    assert not accepted     # the store no longer takes mail for the account ...
+    code, _ = s.data(message("in flight"))
+    assert 400 <= code < 500     # the store no longer takes mail for the account ...
     s.quit()
     server.cli("user", "add", "gone@example.org", input=PW + "\n")
     m = imap_login(server, "gone@example.org")
