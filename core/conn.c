@@ -1,6 +1,7 @@
 #include "core/server-private.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/tls.h"
 
 #include <arpa/inet.h>
@@ -137,6 +138,7 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 			       w->cfg->max_connections_per_ip, &bucket, &reason)) {
 		log_warn("event=connection-refused listener=%s remote=%s reason=%s",
 			 listener_kind_name(kind), ip, reason);
+		metrics_count_listener(METRIC_CONNECTIONS_REFUSED, kind);
 		/* a plain-text port gets a one-line reason; a TLS port just closes */
 		if (!w->setup->implicit_tls[kind] && proto->name != NULL) {
 			const char *msg = strcmp(proto->name, "smtp") == 0 ?
@@ -151,6 +153,8 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 		return;
 	}
 
+	metrics_count_listener(METRIC_CONNECTIONS, kind);
+	metrics_connection_open(w->slot, kind, 1);
 	struct conn *c = xcalloc(1, sizeof(*c));
 	c->worker = w;
 	c->id = ++w->next_id * 1000 + (uint64_t)w->slot;
@@ -213,6 +217,7 @@ void conn_free(struct conn *c)
 		event_free(c->defer_ev);
 	free(c->account);
 	connlimit_release(w->limits, w->slot, c->limit_bucket);
+	metrics_connection_open(w->slot, c->kind, -1);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -300,6 +305,7 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			tls_describe(c->ssl, c->tls_desc, sizeof(c->tls_desc));
 			c->handshake_logged = true;
 			log_info("event=tls-established tls=\"%s\"", c->tls_desc);
+			metrics_count_listener(METRIC_TLS_HANDSHAKES, c->kind);
 		}
 		if (c->starttls_pending) {
 			c->starttls_pending = false;
@@ -323,6 +329,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		conn_close(c, "timeout");
 		return;
 	}
+	if (c->ssl != NULL && !c->handshake_logged)
+		metrics_count_listener(METRIC_TLS_FAILURES, c->kind);
 	if (what & BEV_EVENT_ERROR) {
 		if (c->ssl != NULL && !c->handshake_logged)
 			conn_log_tls_error(c, "tls-handshake-failed");

@@ -1,7 +1,7 @@
 #ifndef POSTERN_SERVER_PRIVATE_H
 #define POSTERN_SERVER_PRIVATE_H
 
-/* Shared by conn.c, worker.c and master.c only. */
+/* Shared by conn.c, worker.c, http.c and master.c only. */
 
 #include <openssl/ssl.h>
 #include <stdint.h>
@@ -79,5 +79,9 @@ void conn_free(struct conn *c);
 int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 		const int *listen_fds, struct connlimit *limits, int slot,
 		struct services *services);
+/* The web process (core/http.c): metrics_fd and https_fd are listening
+ * sockets, -1 when that listener is off. Runs until SIGTERM. */
+int http_main(const struct server_setup *setup, SSL_CTX *ssl_ctx, int metrics_fd,
+	      int https_fd, struct services *services);
 
 #endif

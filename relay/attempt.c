@@ -5,6 +5,7 @@
  * ends the attempt is accounted for (DSNs, retry time, or the record
  * goes). */
 #include "relay/runner.h"
+#include "core/metrics.h"
 #include "auth/auth.h"
 #include "store/store.h"
 
@@ -109,6 +110,7 @@ static void log_result(const struct queue_entry *e, const struct queue_rcpt *q, 
 		 "delay=%llds reply=\"%s\"", e->id, q->address, host[0] ? host : "-",
 		 ip[0] ? ip : "-", tls[0] ? tls : "none", status, code,
 		 (long long)(time(NULL) - e->arrival), clean);
+	metrics_relay_result(code, q->local);
 }
 
 /* Records one recipient's result in the entry; success is the DSN

@@ -3,6 +3,7 @@
  * durable before the 250 (DESIGN.md: nothing acknowledged is ever lost). */
 #include "submission/smtp-private.h"
 #include "auth/auth.h"
+#include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "relay/queue.h"
 #include "store/store.h"
@@ -186,6 +187,7 @@ const char *smtp_deliver(struct smtp_session *s)
 		 t->id, queued > 0 ? id : "-", t->sender.address,
 		 (unsigned long long)(t->bdat ? t->bdat_total : t->dec.size), t->rcpt_count, local_ok, remote,
 		 local - local_ok);
+	metrics_count(METRIC_MESSAGES_ACCEPTED);
 	if (s->user != NULL && cfg->smtp_rate_limit > 0)
 		ratelimit_hit(conn_services(s->conn)->ratelimit, s->user, 3600, time(NULL));
 	snprintf(reply, sizeof(reply), "250 2.0.0 Ok: queued as %s", queued > 0 ? id : t->id);
