@@ -31,5 +31,8 @@ int cmd_user(int argc, char **argv);
 int cmd_alias(int argc, char **argv);
 int cmd_queue(int argc, char **argv);
 int cmd_deliver(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

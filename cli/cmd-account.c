@@ -158,6 +158,36 @@ static int account_finish_removal(const struct config *cfg, const char *address,
 	return ret;
 }
 
+/* Before a new account: mail an earlier account of the address left (one
+ * deleted by an older version, or brought back by a restore) is moved
+ * aside, so the new account never inherits it. -2 once reported. */
+static int account_take_leftover(struct auth_db *db, const struct config *cfg,
+				 const char *address)
+{
+	struct auth_user user;
+	int exists = auth_user_lookup(db, address, &user);
+	OPENSSL_cleanse(&user, sizeof(user));
+	if (exists != 0)
+		return 0;   /* the add refuses it; its mail is its own */
+	struct store *store;
+	const char *error;
+	char *kept = NULL;
+	if (store_open(cfg->data_dir, cfg->run_as, &store, &error) < 0) {
+		cli_error("%s", error);
+		return -2;
+	}
+	int ret = 0;
+	if (store_account_set_aside_leftover(store, address, &kept, &error) < 0) {
+		cli_error("mail left by an earlier %s cannot be moved aside: %s", address, error);
+		ret = -2;
+	} else if (kept != NULL) {
+		printf("mail left by an earlier account %s moved to %s\n", address, kept);
+	}
+	free(kept);
+	store_free(&store);
+	return ret;
+}
+
 struct address_list {
 	char **items;
 	size_t count;
@@ -384,6 +414,10 @@ static int user_with_password(struct auth_db *db, const struct config *cfg,
 	}
 	if (get_password(password, sizeof(password)) != 0)
 		return -2;
+	if (add && account_take_leftover(db, cfg, addr.address) < 0) {
+		OPENSSL_cleanse(password, sizeof(password));
+		return -2;
+	}
 	if (add)
 		ret = auth_user_add(db, address, password, quota, enabled, error_r);
 	else

@@ -15,6 +15,9 @@ static const char usage_text[] =
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
 	"  deliver [--mailbox NAME] ADDRESS...   deliver a message from stdin locally\n"
+	"  status                                what the running server is doing\n"
+	"  backup  DIR                           consistent copy of data_dir while the server runs\n"
+	"  restore DIR                           into an empty data_dir, server stopped\n"
 	"  version\n"
 	"\n"
 	"The configuration file is -c FILE, else $POSTERN_CONFIG, else "
@@ -133,6 +136,9 @@ static const struct {
 	{ "alias", cmd_alias },
 	{ "queue", cmd_queue },
 	{ "deliver", cmd_deliver },
+	{ "status", cmd_status },
+	{ "backup", cmd_backup },
+	{ "restore", cmd_restore },
 };
 
 int main(int argc, char **argv)

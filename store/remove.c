@@ -3,6 +3,7 @@
  * the old one's UIDVALIDITY (RFC 3501 2.3.1.1: a client would take the
  * new mailbox for the old and keep its cached messages). */
 #include "store/store-private.h"
+#include "core/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -109,31 +110,6 @@ out:
 	return max;
 }
 
-/* rm -r of name under dirfd, never following a symbolic link. */
-static int remove_tree(int parent, const char *name)
-{
-	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOTDIR || errno == ELOOP ? unlinkat(parent, name, 0) : -1;
-	DIR *d = fdopendir(fd);
-	if (d == NULL) {
-		close(fd);
-		return -1;
-	}
-	int ret = 0;
-	struct dirent *de;
-	while (ret == 0 && (de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN)
-			ret = remove_tree(dirfd(d), de->d_name);
-		else
-			ret = unlinkat(dirfd(d), de->d_name, 0);
-	}
-	closedir(d);
-	return ret == 0 ? unlinkat(parent, name, AT_REMOVEDIR) : ret;
-}
-
 static void fsync_path(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -143,8 +119,10 @@ static void fsync_path(const char *dir)
 	}
 }
 
-int store_account_remove(struct store *store, const char *address, bool keep,
-			 char **kept_r, const char **error_r)
+/* Moves the account's tree aside (only when it holds an index, with
+ * require_index) and removes it unless keep. */
+static int account_move_aside(struct store *store, const char *address, bool require_index,
+			      bool keep, char **kept_r, const char **error_r)
 {
 	char *local, *domain;
 	*kept_r = NULL;
@@ -162,6 +140,13 @@ int store_account_remove(struct store *store, const char *address, bool keep,
 			ret = store_fail(store->error, sizeof(store->error), error_r,
 					 STORE_ERR_INTERNAL, "%s: %s", root, strerror(errno));
 		goto out;
+	}
+	if (require_index) {
+		char *index = xasprintf("%s/%s", root, STORE_INDEX_NAME);
+		bool has_index = lstat(index, &st) == 0;
+		free(index);
+		if (!has_index)
+			goto out;
 	}
 	if (privs_mkdir_p(aside_dir, 0700, store->run_as, error_r) < 0) {
 		ret = STORE_ERR_INTERNAL;
@@ -207,7 +192,7 @@ int store_account_remove(struct store *store, const char *address, bool keep,
 	if (keep) {
 		*kept_r = aside;
 		aside = NULL;
-	} else if (remove_tree(AT_FDCWD, aside) < 0) {
+	} else if (fs_remove_tree(aside) < 0) {
 		ret = store_fail(store->error, sizeof(store->error), error_r, STORE_ERR_INTERNAL,
 				 "cannot remove %s: %s", aside, strerror(errno));
 	}
@@ -218,4 +203,16 @@ out:
 	free(local);
 	free(domain);
 	return ret;
+}
+
+int store_account_remove(struct store *store, const char *address, bool keep,
+			 char **kept_r, const char **error_r)
+{
+	return account_move_aside(store, address, false, keep, kept_r, error_r);
+}
+
+int store_account_set_aside_leftover(struct store *store, const char *address,
+				     char **kept_r, const char **error_r)
+{
+	return account_move_aside(store, address, true, true, kept_r, error_r);
 }

@@ -217,6 +217,8 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 /* maildir.c: names and files */
 /* Directory of a mailbox ("" parts for INBOX). Returned malloc'ed. */
 char *maildir_path(struct store_account *acct, const char *name);
+/* The same under another account root (a backup's). */
+char *maildir_path_in(const char *root, const char *name);
 int maildir_validate_name(const char *name);
 /* Canonical API name (INBOX uppercased); malloc'ed, NULL if invalid. */
 char *maildir_canonical_name(const char *name);

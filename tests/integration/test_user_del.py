@@ -221,3 +221,51 @@ def test_del_unknown_user_fails(server):
     server.add_domain("example.org")
     out = server.cli("user", "del", "nobody@example.org", check=False)
     assert out.returncode == 1 and "unknown user" in out.stderr
+
+
+def _give_to_run_as(path):
+    import pwd
+    from harness import run_as_user
+    if os.geteuid() != 0:
+        return
+    pw = pwd.getpwnam(run_as_user())
+    for root, dirs, files in os.walk(path):
+        for name in [root] + [os.path.join(root, n) for n in dirs + files]:
+            os.chown(name, pw.pw_uid, pw.pw_gid)
+
+
+def test_mail_left_by_an_earlier_account_is_set_aside(server):
+    """What `user del` of an older version left (the record gone, the
+    Maildir with its index still there) never reaches a new account."""
+    import shutil
+    server.add_user("old@example.org", PW)
+    server.deliver("old@example.org", message("left behind", to="old@example.org"))
+    kept = os.path.join(server.dir, "kept-copy")
+    shutil.copytree(server.maildir("old@example.org"), kept)
+    server.cli("user", "del", "old@example.org")
+    shutil.copytree(kept, server.maildir("old@example.org"))
+    _give_to_run_as(server.maildir("old@example.org"))
+    out = server.cli("user", "add", "old@example.org", input=PW + "\n")
+    assert "moved to" in out.stdout, out.stdout
+    aside = out.stdout.strip().rsplit(" ", 1)[-1]
+    assert os.path.isdir(os.path.join(aside, "cur")), aside
+    m = imap_login(server, "old@example.org")
+    assert select_info(m)[0] == 0
+    m.logout()
+
+
+def test_maildir_copied_in_before_user_add_is_kept(server):
+    """A Maildir without a Postern index (from Dovecot, say) copied in for
+    a user about to be added is that user's mail."""
+    server.add_domain("example.org")
+    root = server.maildir("new@example.org")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(root, sub))
+    with open(os.path.join(root, "cur", "1700000000.M1P1.host,S=80:2,S"), "wb") as f:
+        f.write(message("copied in", to="new@example.org"))
+    _give_to_run_as(os.path.dirname(root))
+    out = server.cli("user", "add", "new@example.org", input=PW + "\n")
+    assert out.stdout == ""
+    m = imap_login(server, "new@example.org")
+    assert select_info(m)[0] == 1
+    m.logout()
