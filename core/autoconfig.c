@@ -39,7 +39,7 @@ static int domain_copy(const char *src, size_t len, char *out, size_t size)
 		}
 		out[i] = c;
 	}
-	if (out[len - 1] == '-' || memchr(out, '.', len) == NULL)
+	if (out[len - 1] == '-' || out[len - 1] == '.' || memchr(out, '.', len) == NULL)
 		return -1;    /* a hosted domain has at least two labels */
 	out[len] = '\0';
 	return 0;
@@ -112,6 +112,8 @@ int autoconfig_autodiscover_email(const char *body, size_t len, char *out, size_
 		size_t start = i + name_len + 1, end = start;
 		while (end < len && body[end] != '<')
 			end++;
+		if (end == len)
+			return -1;   /* cut short: not the whole address */
 		while (start < end && (body[start] == ' ' || body[start] == '\t' ||
 				       body[start] == '\r' || body[start] == '\n'))
 			start++;
