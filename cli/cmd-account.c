@@ -169,22 +169,16 @@ static int account_take_leftover(struct auth_db *db, const struct config *cfg,
 	OPENSSL_cleanse(&user, sizeof(user));
 	if (exists != 0)
 		return 0;   /* the add refuses it; its mail is its own */
-	struct store *store;
 	const char *error;
 	char *kept = NULL;
-	if (store_open(cfg->data_dir, cfg->run_as, &store, &error) < 0) {
-		cli_error("%s", error);
-		return -2;
-	}
 	int ret = 0;
-	if (store_account_set_aside_leftover(store, address, &kept, &error) < 0) {
+	if (store_set_aside_leftover(cfg->data_dir, cfg->run_as, address, &kept, &error) < 0) {
 		cli_error("mail left by an earlier %s cannot be moved aside: %s", address, error);
 		ret = -2;
 	} else if (kept != NULL) {
 		printf("mail left by an earlier account %s moved to %s\n", address, kept);
 	}
 	free(kept);
-	store_free(&store);
 	return ret;
 }
 

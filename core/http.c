@@ -89,6 +89,14 @@ static void web_send(struct evhttp_request *req, const char *listener, int statu
 	evbuffer_free(out);
 }
 
+/* The request's path; "" when evhttp kept none. */
+static const char *request_path(struct evhttp_request *req)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	return path != NULL ? path : "";
+}
+
 static void web_error(struct evhttp_request *req, const char *listener, int status,
 		      const char *text)
 {
@@ -103,9 +111,9 @@ static void web_error(struct evhttp_request *req, const char *listener, int stat
 static void metrics_cb(struct evhttp_request *req, void *arg)
 {
 	struct web *web = arg;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *path = request_path(req);
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	if (path == NULL || strcmp(path, "/metrics") != 0) {
+	if (strcmp(path, "/metrics") != 0) {
 		web_error(req, "metrics", 404, "not found: the metrics are at /metrics");
 		return;
 	}
@@ -158,7 +166,8 @@ static void serve_mta_sts(struct web *web, struct evhttp_request *req)
 static void serve_autoconfig(struct web *web, struct evhttp_request *req)
 {
 	char domain[AUTOCONFIG_DOMAIN_MAX + 1];
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 	struct evkeyvalq params;
 	const char *email = NULL;
 	bool parsed = query != NULL && evhttp_parse_query_str(query, &params) == 0;
@@ -215,9 +224,9 @@ static const struct route {
 static void https_cb(struct evhttp_request *req, void *arg)
 {
 	struct web *web = arg;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *path = request_path(req);
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	for (size_t i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]); i++) {
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (strcasecmp(path, routes[i].path) != 0)
 			continue;
 		if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD ||

@@ -211,8 +211,34 @@ int store_account_remove(struct store *store, const char *address, bool keep,
 	return account_move_aside(store, address, false, keep, kept_r, error_r);
 }
 
-int store_account_set_aside_leftover(struct store *store, const char *address,
-				     char **kept_r, const char **error_r)
+int store_set_aside_leftover(const char *data_dir, const char *run_as, const char *address,
+			     char **kept_r, const char **error_r)
 {
-	return account_move_aside(store, address, true, true, kept_r, error_r);
+	static char error[512];
+	char *local, *domain;
+	*kept_r = NULL;
+	if (store_address_split(address, &local, &domain) < 0) {
+		*error_r = "invalid account address";
+		return STORE_ERR_INVALID;
+	}
+	/* nothing there (the usual case): nothing is opened or created */
+	char *index = xasprintf("%s/mail/%s/%s/%s", data_dir, domain, local, STORE_INDEX_NAME);
+	struct stat st;
+	bool leftover = lstat(index, &st) == 0;
+	free(index);
+	free(local);
+	free(domain);
+	if (!leftover)
+		return 0;
+	struct store *store;
+	int ret = store_open(data_dir, run_as, &store, error_r);
+	if (ret == 0) {
+		ret = account_move_aside(store, address, true, true, kept_r, error_r);
+		if (ret < 0) {
+			snprintf(error, sizeof(error), "%s", *error_r);
+			*error_r = error;
+		}
+		store_free(&store);
+	}
+	return ret;
 }

@@ -154,9 +154,10 @@ int store_backup_account(const char *root, const char *dest, const char *run_as,
  * an older version, or brought back by a restore) is moved aside as
  * store_account_remove(keep) does, so the new account never inherits it.
  * A Maildir without an index (copied in from Dovecot for the new user)
- * stays. *kept_r: where it went, NULL when nothing was there. */
-int store_account_set_aside_leftover(struct store *store, const char *address,
-				     char **kept_r, const char **error_r);
+ * stays. Opens (and creates) nothing when there is nothing to move.
+ * *kept_r: where it went, NULL when nothing was there. */
+int store_set_aside_leftover(const char *data_dir, const char *run_as, const char *address,
+			     char **kept_r, const char **error_r);
 /* Drops a reference. The environment stays open while idle (up to 8 idle
  * accounts per process, least recently used closed first), so that a
  * delivering process does not reopen it for every message. */
