@@ -19,7 +19,7 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang
 	swaks libnet-ssleay-perl msmtp curl isync offlineimap3 fetchmail getmail6
-	python3-aiosmtpd python3-dnslib
+	python3-aiosmtpd python3-dnslib prometheus
 	python3-dkim opendkim-tools iproute2 nsd ldnsutils
 	libclang-rt-14-dev procps git systemd strace mandoc
 	debhelper dpkg-dev adduser

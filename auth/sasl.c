@@ -18,6 +18,7 @@
 #include "auth/auth.h"
 #include "auth/auth-private.h"
 #include "core/core.h"
+#include "core/metrics.h"
 #include "core/offload.h"
 
 #include <arpa/inet.h>
@@ -651,6 +652,7 @@ static enum auth_result session_failed(struct auth_session *s, const char *reaso
 	log_info("event=auth-fail service=%s remote=%s user=\"%s\" mech=%s reason=%s",
 		 s->service, s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech,
 		 reason);
+	metrics_login(s->service, false);
 	if (s->remote_ip[0] != '\0') {
 		throttle_key(key, sizeof(key), "ip", s->remote_ip);
 		delay = throttle_fail(server.throttle, key, now);
@@ -694,6 +696,7 @@ static enum auth_result session_succeeded(struct auth_session *s)
 	log_sanitize(user, sizeof(user), s->username, strlen(s->username));
 	log_info("event=auth-ok service=%s remote=%s user=\"%s\" mech=%s", s->service,
 		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech);
+	metrics_login(s->service, true);
 	throttle_key(key, sizeof(key), "user", s->attempted);
 	throttle_clear(server.throttle, key);
 	s->delay_ms = 0;

@@ -48,5 +48,8 @@ int cmd_queue(int argc, char **argv);
 int cmd_deliver(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
 int cmd_dns(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 
 #endif

@@ -3,6 +3,8 @@
  * every change at its next lookup. */
 #include "cli/cli.h"
 #include "auth/auth.h"
+#include "core/account-end.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,18 +20,21 @@
 
 /* ---- shared helpers ----------------------------------------------- */
 
-static int open_db(const char *config_path, struct auth_db **db_r)
+/* Opens the account database of the configuration; cfg_r (may be NULL)
+ * keeps the configuration for the caller, who then frees it. */
+static int open_db(const char *config_path, struct auth_db **db_r, struct config *cfg_r)
 {
 	struct config cfg;
 	const char *error;
-	if (cli_load_config(config_path, &cfg, false) < 0) {
-		config_free(&cfg);
+	if (cli_load_config(config_path, &cfg, false) < 0)
 		return -1;
-	}
 	int ret = auth_db_open(cfg.data_dir, cfg.run_as, db_r, &error);
 	if (ret < 0)
 		cli_error("%s", error);
-	config_free(&cfg);
+	if (ret == 0 && cfg_r != NULL)
+		*cfg_r = cfg;
+	else
+		config_free(&cfg);
 	return ret;
 }
 
@@ -91,6 +96,107 @@ static int finish(struct auth_db **db, int ret, const char *error)
 		cli_error("%s", error);
 	auth_db_close(db);
 	return ret < 0 ? EXIT_USER_ERROR : 0;
+}
+
+/* ---- ending accounts ---------------------------------------------- */
+
+/* After the account left the database (no new login or delivery finds
+ * it): its mark ends its sessions in every worker within moments and
+ * keeps the store from opening it again, then its mail is removed, or
+ * moved aside with keep (core/account-end.h, store_account_remove()).
+ * Returns 0, or -2 once the failure is reported. */
+static int account_finish_removal(const struct config *cfg, const char *address, bool keep)
+{
+	struct store *store;
+	const char *error;
+	char *kept = NULL;
+	if (account_end_mark(cfg->data_dir, address, cfg->run_as, &error) < 0) {
+		cli_error("%s deleted, but its sessions were not ended: %s", address, error);
+		return -2;
+	}
+	if (store_open(cfg->data_dir, cfg->run_as, &store, &error) < 0) {
+		cli_error("%s deleted, but its mail stays: %s", address, error);
+		return -2;
+	}
+	int ret = 0;
+	if (store_account_remove(store, address, keep, &kept, &error) < 0) {
+		cli_error("%s deleted, but its mail stays: %s", address, error);
+		ret = -2;
+	} else if (kept != NULL) {
+		printf("mail of %s kept in %s\n", address, kept);
+	}
+	free(kept);
+	store_free(&store);
+	return ret;
+}
+
+/* Before a new account: mail an earlier account of the address left (one
+ * deleted by an older version, or brought back by a restore) is moved
+ * aside, so the new account never inherits it. -2 once reported. */
+static int account_take_leftover(struct auth_db *db, const struct config *cfg,
+				 const char *address)
+{
+	struct auth_user user;
+	int exists = auth_user_lookup(db, address, &user);
+	OPENSSL_cleanse(&user, sizeof(user));
+	if (exists != 0)
+		return 0;   /* the add refuses it; its mail is its own */
+	const char *error;
+	char *kept = NULL;
+	int ret = 0;
+	if (store_set_aside_leftover(cfg->data_dir, cfg->run_as, address, &kept, &error) < 0) {
+		cli_error("mail left by an earlier %s cannot be moved aside: %s", address, error);
+		ret = -2;
+	} else if (kept != NULL) {
+		printf("mail left by an earlier account %s moved to %s\n", address, kept);
+	}
+	free(kept);
+	return ret;
+}
+
+struct address_list {
+	char **items;
+	size_t count;
+};
+
+static int collect_user(const struct auth_user *user, void *ctx)
+{
+	struct address_list *list = ctx;
+	list->items = xrealloc(list->items, (list->count + 1) * sizeof(char *));
+	list->items[list->count++] = xstrdup(user->address);
+	return 0;
+}
+
+/* `domain del --force`: its users end as `user del` ends one. */
+static int domain_del(struct auth_db *db, const struct config *cfg, const char *domain,
+		      bool force, bool keep, const char **error_r)
+{
+	struct address_list users = { NULL, 0 };
+	int ret = force ? auth_user_list(db, domain, collect_user, &users, error_r) : 0;
+	if (ret == 0)
+		ret = auth_domain_del(db, domain, force, error_r);
+	for (size_t i = 0; i < users.count; i++) {
+		if (ret == 0 && account_finish_removal(cfg, users.items[i], keep) < 0)
+			ret = -2;
+		free(users.items[i]);
+	}
+	free(users.items);
+	return ret;
+}
+
+static int user_del(struct auth_db *db, const struct config *cfg, const char *address,
+		    bool keep, const char **error_r)
+{
+	struct auth_user user;
+	/* the canonical spelling names the mailbox, whatever the admin typed */
+	int found = auth_user_lookup(db, address, &user);
+	char *canonical = found == 1 ? xstrdup(user.address) : NULL;
+	OPENSSL_cleanse(&user, sizeof(user));
+	int ret = auth_user_del(db, address, error_r);
+	if (ret == 0 && canonical != NULL)
+		ret = account_finish_removal(cfg, canonical, keep);
+	free(canonical);
+	return ret;
 }
 
 /* ---- passwords ---------------------------------------------------- */
@@ -199,10 +305,11 @@ int cmd_domain(int argc, char **argv)
 		return EXIT_USAGE;
 	bool json = cli_take_flag(&argc, argv, "--json");
 	bool force = cli_take_flag(&argc, argv, "--force");
+	bool keep = cli_take_flag(&argc, argv, "--keep-mail");
 	if (check_no_options(argc, argv, "domain") != 0)
 		return EXIT_USAGE;
 	if (argc < 1)
-		return cli_usage("domain: add|del DOMAIN [--force] | list [--json]");
+		return cli_usage("domain: add|del DOMAIN [--force [--keep-mail]] | list [--json]");
 	const char *sub = argv[0];
 	bool is_list = strcmp(sub, "list") == 0;
 	bool is_add = strcmp(sub, "add") == 0, is_del = strcmp(sub, "del") == 0;
@@ -210,14 +317,15 @@ int cmd_domain(int argc, char **argv)
 		return cli_usage("domain: unknown subcommand '%s'", sub);
 	if ((is_list && argc != 1) || (!is_list && argc != 2))
 		return cli_usage("domain %s: wrong number of arguments", sub);
-	if ((json && !is_list) || (force && !is_del))
+	if ((json && !is_list) || (force && !is_del) || (keep && !force))
 		return cli_usage("domain %s: %s not allowed here", sub,
-				 json ? "--json" : "--force");
+				 json ? "--json" : force ? "--force" : "--keep-mail (only with del --force)");
 
 	struct auth_db *db;
+	struct config cfg;
 	const char *error;
 	int ret;
-	if (open_db(path, &db) < 0)
+	if (open_db(path, &db, &cfg) < 0)
 		return EXIT_USER_ERROR;
 	if (is_list) {
 		struct list_state st = { .json = json };
@@ -227,8 +335,9 @@ int cmd_domain(int argc, char **argv)
 	} else if (is_add) {
 		ret = auth_domain_add(db, argv[1], &error);
 	} else {
-		ret = auth_domain_del(db, argv[1], force, &error);
+		ret = domain_del(db, &cfg, argv[1], force, keep, &error);
 	}
+	config_free(&cfg);
 	return finish(&db, ret, error);
 }
 
@@ -252,25 +361,40 @@ static int print_user(const struct auth_user *user, void *ctx)
 	return 0;
 }
 
-static int user_with_password(struct auth_db *db, const char *address, bool add,
-			      uint64_t quota, bool enabled, const char **error_r)
+static int user_with_password(struct auth_db *db, const struct config *cfg,
+			      const char *address, bool add, uint64_t quota, bool enabled,
+			      const char **error_r)
 {
 	char password[PASSWORD_MAX];
 	struct auth_address addr;
 	int ret;
 
-	/* refuse a bad address before asking for a password */
+	/* refuse a bad address before asking for a password: what the
+	 * address syntax allows, and what the store can hold */
 	if (auth_address_parse(address, &addr, error_r) < 0) {
+		cli_error("bad address '%s': %s", address, *error_r);
+		return -2;
+	}
+	if (add && store_account_address_check(addr.address, error_r) < 0) {
 		cli_error("bad address '%s': %s", address, *error_r);
 		return -2;
 	}
 	if (get_password(password, sizeof(password)) != 0)
 		return -2;
+	if (add && account_take_leftover(db, cfg, addr.address) < 0) {
+		OPENSSL_cleanse(password, sizeof(password));
+		return -2;
+	}
 	if (add)
 		ret = auth_user_add(db, address, password, quota, enabled, error_r);
 	else
 		ret = auth_user_set_password(db, address, password, error_r);
 	OPENSSL_cleanse(password, sizeof(password));
+	/* an address that was deleted before may have a mailbox again */
+	if (add && ret == 0 && account_end_clear(cfg->data_dir, addr.address, error_r) < 0) {
+		cli_error("%s added, but it cannot receive mail yet: %s", addr.address, *error_r);
+		return -2;
+	}
 	return ret;
 }
 
@@ -283,10 +407,12 @@ int cmd_user(int argc, char **argv)
 		return EXIT_USAGE;
 	bool json = cli_take_flag(&argc, argv, "--json");
 	bool disabled = cli_take_flag(&argc, argv, "--disabled");
+	bool keep = cli_take_flag(&argc, argv, "--keep-mail");
 	if (check_no_options(argc, argv, "user") != 0)
 		return EXIT_USAGE;
 	if (argc < 1)
-		return cli_usage("user: add ADDRESS [--quota BYTES] [--disabled] | del ADDRESS | "
+		return cli_usage("user: add ADDRESS [--quota BYTES] [--disabled] | "
+				 "del ADDRESS [--keep-mail] | "
 				 "passwd ADDRESS | enable|disable ADDRESS | "
 				 "quota ADDRESS BYTES [--messages N] | list [DOMAIN] [--json]");
 	const char *sub = argv[0];
@@ -308,6 +434,8 @@ int cmd_user(int argc, char **argv)
 		return cli_usage("user %s: --json not allowed here", sub);
 	if ((quota_text != NULL || disabled) && !is_add)
 		return cli_usage("user %s: --quota/--disabled only go with add", sub);
+	if (keep && strcmp(sub, "del") != 0)
+		return cli_usage("user %s: --keep-mail only goes with del", sub);
 	size_t quota = 0;
 	const char *size_text = strcmp(sub, "quota") == 0 ? argv[2] : quota_text;
 	if (size_text != NULL && config_parse_size(size_text, &quota) < 0)
@@ -324,9 +452,10 @@ int cmd_user(int argc, char **argv)
 	}
 
 	struct auth_db *db;
+	struct config cfg;
 	const char *error = NULL;
 	int ret;
-	if (open_db(path, &db) < 0)
+	if (open_db(path, &db, &cfg) < 0)
 		return EXIT_USER_ERROR;
 	if (is_list) {
 		struct list_state st = { .json = json };
@@ -334,9 +463,9 @@ int cmd_user(int argc, char **argv)
 		ret = auth_user_list(db, argc > 1 ? argv[1] : NULL, print_user, &st, &error);
 		list_end(&st);
 	} else if (is_add || strcmp(sub, "passwd") == 0) {
-		ret = user_with_password(db, argv[1], is_add, quota, !disabled, &error);
+		ret = user_with_password(db, &cfg, argv[1], is_add, quota, !disabled, &error);
 	} else if (strcmp(sub, "del") == 0) {
-		ret = auth_user_del(db, argv[1], &error);
+		ret = user_del(db, &cfg, argv[1], keep, &error);
 	} else if (strcmp(sub, "quota") == 0) {
 		ret = auth_user_set_quota(db, argv[1], quota, &error);
 		if (ret == 0 && messages_text != NULL)
@@ -344,6 +473,7 @@ int cmd_user(int argc, char **argv)
 	} else {
 		ret = auth_user_set_enabled(db, argv[1], strcmp(sub, "enable") == 0, &error);
 	}
+	config_free(&cfg);
 	return finish(&db, ret, error);   /* -2: already reported */
 }
 
@@ -398,7 +528,7 @@ int cmd_alias(int argc, char **argv)
 	struct auth_db *db;
 	const char *error = NULL;
 	int ret;
-	if (open_db(path, &db) < 0)
+	if (open_db(path, &db, NULL) < 0)
 		return EXIT_USER_ERROR;
 	if (is_list) {
 		struct list_state st = { .json = json };

@@ -1,6 +1,7 @@
 /* `postern serve [-c FILE] [--demo [DIR]]` */
 #include "cli/cli.h"
 #include "auth/auth.h"
+#include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "core/server.h"
 #include "store/store.h"
@@ -82,6 +83,21 @@ static void serve_child_periodic(struct services *services)
 	int cleared = auth_db_reader_check(services->auth) + store_reader_check(services->store);
 	if (cleared > 0)
 		log_info("event=lmdb-stale-readers-cleared count=%d", cleared);
+}
+
+/* The web process's questions (core/http.c). */
+static bool serve_domain_hosted(struct services *services, const char *domain)
+{
+	return auth_domain_is_local(services->auth, domain);
+}
+
+static void serve_queue_state(struct services *services, struct metrics_queue *state)
+{
+	const char *error;
+	state->known = queue_stats(services->queue, &state->messages, &state->oldest_arrival,
+				   &error) == 0;
+	if (!state->known)
+		log_warn("event=queue-stats-failed error=\"%s\"", error);
 }
 
 static int serve_reload(struct config *cfg, const char **error_r)
@@ -323,6 +339,8 @@ int cmd_serve(int argc, char **argv)
 	setup.child_deinit = serve_child_deinit;
 	setup.child_periodic = serve_child_periodic;
 	setup.relay_main = relay_main;
+	setup.domain_hosted = serve_domain_hosted;
+	setup.queue_state = serve_queue_state;
 
 	int ret = server_run(&setup);
 	config_free(&cfg);

@@ -14,7 +14,7 @@ static const char usage_text[] =
 	"  serve   [-c FILE] [--demo [DIR]]     run the server in the foreground\n"
 	"  check   [-c FILE]                     validate config, print effective settings\n"
 	"  domain  add|del DOMAIN | list\n"
-	"  user    add ADDRESS | del ADDRESS | passwd ADDRESS | list [DOMAIN]\n"
+	"  user    add ADDRESS | del ADDRESS [--keep-mail] | passwd ADDRESS | list [DOMAIN]\n"
 	"          quota ADDRESS BYTES [--messages N]\n"
 	"  alias   add ALIAS TARGET[,TARGET...] | del ALIAS | list\n"
 	"  queue   list | show ID | flush [ID] | delete ID [--bounce]\n"
@@ -22,6 +22,9 @@ static const char usage_text[] =
 	"  dkim    generate DOMAIN [--selector S] [--algorithm rsa|ed25519]   new signing key\n"
 	"  dkim    list | show DOMAIN | del DOMAIN SELECTOR\n"
 	"  dns     DOMAIN                        every DNS record to publish, as zone-file lines\n"
+	"  status                                what the running server is doing\n"
+	"  backup  DIR                           consistent copy of data_dir while the server runs\n"
+	"  restore DIR                           into an empty data_dir, server stopped\n"
 	"  version\n"
 	"\n"
 	"The configuration file is -c FILE, else $POSTERN_CONFIG, else "
@@ -202,6 +205,9 @@ static const struct {
 	{ "deliver", cmd_deliver },
 	{ "dkim", cmd_dkim },
 	{ "dns", cmd_dns },
+	{ "status", cmd_status },
+	{ "backup", cmd_backup },
+	{ "restore", cmd_restore },
 };
 
 int main(int argc, char **argv)

@@ -21,6 +21,7 @@ enum config_type {
 	CT_DURATION,
 	CT_SIZE,
 	CT_LISTEN,      /* char *, validated host:port, empty = disabled */
+	CT_LISTEN_LOCAL, /* the same; a bare PORT means 127.0.0.1:PORT */
 	CT_PLAINTEXT,
 	CT_RELAY_MODE,
 	CT_LOG_LEVEL,
@@ -55,6 +56,8 @@ static const struct config_key config_keys[] = {
 	{ "listen", "pop3s", CT_LISTEN, OFF(listen[LISTEN_POP3S]), NULL, 0, 0 },
 	{ "listen", "imap", CT_LISTEN, OFF(listen[LISTEN_IMAP]), NULL, 0, 0 },
 	{ "listen", "imaps", CT_LISTEN, OFF(listen[LISTEN_IMAPS]), NULL, 0, 0 },
+	{ "listen", "metrics", CT_LISTEN_LOCAL, OFF(listen_metrics), NULL, 0, 0 },
+	{ "listen", "https", CT_LISTEN, OFF(listen_https), NULL, 0, 0 },
 
 	{ "auth", "plaintext", CT_PLAINTEXT, OFF(auth_plaintext), "loopback", 0, 0 },
 	{ "auth", "delay_after", CT_INT, OFF(auth_delay_after), "3", 1, 1000 },
@@ -305,14 +308,24 @@ static const char *config_set(struct config *cfg, const struct config_key *key,
 		*(size_t *)field = sv;
 		return NULL;
 	case CT_LISTEN:
+	case CT_LISTEN_LOCAL: {
 		if (value == NULL || value[0] == '\0') {
 			set_string(field, NULL);
 			return NULL;
 		}
+		char local[32];
+		if (key->type == CT_LISTEN_LOCAL && strspn(value, "0123456789") == strlen(value) &&
+		    strlen(value) < 6) {
+			snprintf(local, sizeof(local), "127.0.0.1:%s", value);
+			value = local;
+		}
 		if (config_split_hostport(value, host, sizeof(host), &iv) < 0)
-			return "must be ADDRESS:PORT (use [::1]:PORT for IPv6, *:PORT for any)";
+			return key->type == CT_LISTEN_LOCAL ?
+				"must be PORT (on 127.0.0.1) or ADDRESS:PORT" :
+				"must be ADDRESS:PORT (use [::1]:PORT for IPv6, *:PORT for any)";
 		set_string(field, value);
 		return NULL;
+	}
 	case CT_PLAINTEXT:
 		if (parse_enum(value, plaintext_names, 3, &iv) < 0)
 			return "must be never, loopback or always";
@@ -597,6 +610,8 @@ int config_validate(const struct config *cfg, const char **error_r)
 		if (cfg->listen[i] != NULL)
 			any_listener = true;   /* and every listener offers TLS */
 	}
+	if (cfg->listen_https != NULL)
+		any_listener = true;
 	*error_r = msg;
 	if (cfg->hostname == NULL || cfg->hostname[0] == '\0') {
 		snprintf(msg, sizeof(msg), "%shostname: must not be empty",
@@ -644,25 +659,27 @@ int config_validate(const struct config *cfg, const char **error_r)
 	}
 	if (strcmp(cfg->mta_sts_mode, "enforce") != 0 && strcmp(cfg->mta_sts_mode, "testing") != 0 &&
 	    strcmp(cfg->mta_sts_mode, "none") != 0) {
-		*error_r = "[mta_sts] mode: must be enforce, testing or none";
+		snprintf(msg, sizeof(msg), "%s[mta_sts] mode: must be enforce, testing or none",
+			 key_place(cfg, "mta_sts", "mode"));
 		return -1;
 	}
 	/* RFC 8461 3.2: at most 31557600 (a year) */
 	if (cfg->mta_sts_max_age <= 0 || cfg->mta_sts_max_age > 31557600) {
-		*error_r = "[mta_sts] max_age: must be between 1s and 365d";
+		snprintf(msg, sizeof(msg), "%s[mta_sts] max_age: must be between 1s and 365d",
+			 key_place(cfg, "mta_sts", "max_age"));
 		return -1;
 	}
 	const char *files[2] = { cfg->relay_mta_sts_ca_file, NULL };
-	const char *names[2] = { "[relay] mta_sts_ca_file", NULL };
+	const char *names[2] = { "mta_sts_ca_file", NULL };
 	if (cfg->relay_dane && cfg->relay_mode == RELAY_MX) {
 		files[1] = cfg->relay_dane_trust_anchor;
-		names[1] = "[relay] dane_trust_anchor";
+		names[1] = "dane_trust_anchor";
 	}
 	for (int i = 0; i < 2; i++) {
 		if (files[i] != NULL && files[i][0] != '\0' && access(files[i], R_OK) != 0) {
-			snprintf(msg, sizeof(msg), "%s: cannot read %s: %s", names[i], files[i],
+			snprintf(msg, sizeof(msg), "%s[relay] %s: cannot read %s: %s",
+				 key_place(cfg, "relay", names[i]), names[i], files[i],
 				 strerror(errno));
-			*error_r = msg;
 			return -1;
 		}
 	}
@@ -676,6 +693,7 @@ static void config_print_value(const struct config *cfg, const struct config_key
 	switch (key->type) {
 	case CT_STRING:
 	case CT_LISTEN:
+	case CT_LISTEN_LOCAL:
 	case CT_SCHEDULE: {
 		const char *s = *(char *const *)field;
 		fputs(s == NULL ? "" : s, out);
@@ -732,7 +750,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
 		const struct config_key *key = &config_keys[i];
 		if (key->type == CT_STRING || key->type == CT_LISTEN ||
-		    key->type == CT_SCHEDULE) {
+		    key->type == CT_LISTEN_LOCAL || key->type == CT_SCHEDULE) {
 			char **field = (char **)((char *)cfg + key->offset);
 			free(*field);
 			*field = NULL;

@@ -48,6 +48,8 @@ struct config {
 	char *tls_key;
 
 	char *listen[LISTEN_COUNT];    /* "host:port" or NULL when disabled */
+	char *listen_metrics;          /* Prometheus text over HTTP, NULL = off */
+	char *listen_https;            /* autoconfig, autodiscover, MTA-STS policy */
 
 	enum plaintext_policy auth_plaintext;
 	int auth_delay_after;          /* failures before replies slow down */

@@ -2,6 +2,7 @@
 #include "core/buf.h"
 #include "core/compress.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/tls.h"
 
 #include <arpa/inet.h>
@@ -166,6 +167,7 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 			       w->cfg->max_connections_per_ip, &bucket, &reason)) {
 		log_warn("event=connection-refused listener=%s remote=%s reason=%s",
 			 listener_kind_name(kind), ip, reason);
+		metrics_count_listener(METRIC_CONNECTIONS_REFUSED, kind);
 		/* a plain-text port gets a one-line reason; a TLS port just closes */
 		if (!w->setup->implicit_tls[kind] && proto->name != NULL) {
 			const char *msg = strcmp(proto->name, "smtp") == 0 ?
@@ -180,6 +182,8 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 		return;
 	}
 
+	metrics_count_listener(METRIC_CONNECTIONS, kind);
+	metrics_connection_open(w->slot, kind, 1);
 	struct conn *c = xcalloc(1, sizeof(*c));
 	c->worker = w;
 	c->id = ++w->next_id * 1000 + (uint64_t)w->slot;
@@ -241,7 +245,9 @@ void conn_free(struct conn *c)
 	if (c->defer_ev != NULL)
 		event_free(c->defer_ev);
 	compress_free(&c->z);
+	free(c->account);
 	connlimit_release(w->limits, w->slot, c->limit_bucket);
+	metrics_connection_open(w->slot, c->kind, -1);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -329,6 +335,7 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			tls_describe(c->ssl, c->tls_desc, sizeof(c->tls_desc));
 			c->handshake_logged = true;
 			log_info("event=tls-established tls=\"%s\"", c->tls_desc);
+			metrics_count_listener(METRIC_TLS_HANDSHAKES, c->kind);
 		}
 		if (c->starttls_pending) {
 			c->starttls_pending = false;
@@ -352,6 +359,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		conn_close(c, "timeout");
 		return;
 	}
+	if (c->ssl != NULL && !c->handshake_logged)
+		metrics_count_listener(METRIC_TLS_FAILURES, c->kind);
 	if (what & BEV_EVENT_ERROR) {
 		if (c->ssl != NULL && !c->handshake_logged)
 			conn_log_tls_error(c, "tls-handshake-failed");
@@ -510,7 +519,29 @@ bool conn_is_compressed(const struct conn *c)
 void conn_set_user(struct conn *c, const char *user)
 {
 	log_sanitize(c->user, sizeof(c->user), user, strlen(user));
+	free(c->account);
+	c->account = xstrdup(user);
 	conn_update_log_ctx(c);
+}
+
+unsigned conn_end_account(struct worker *w, const char *address)
+{
+	unsigned ended = 0;
+	/* ending may free the connection: walk with a saved next */
+	for (struct conn *c = w->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c->account == NULL || c->closing ||
+		    ascii_strcasecmp(c->account, address) != 0)
+			continue;
+		ended++;
+		log_set_context(c->log_ctx);
+		log_info("event=account-ended");
+		log_set_context(NULL);
+		if (c->proto->end != NULL)
+			CALL_PROTO(c, end);
+		conn_close(c, "account-ended");
+	}
+	return ended;
 }
 
 void conn_set_timeout(struct conn *c, int seconds)

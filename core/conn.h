@@ -30,6 +30,9 @@ struct proto {
 	void (*input)(void *session);
 	void (*timeout)(void *session);
 	void (*shutdown)(void *session);
+	/* the session's account was deleted (`postern user del`): say goodbye
+	 * and close now, whatever is in progress. NULL = just close. */
+	void (*end)(void *session);
 	void (*free)(void *session);
 };
 
@@ -80,7 +83,8 @@ int conn_local_port(const struct conn *c);
 bool conn_is_loopback(const struct conn *c);
 uint64_t conn_id(const struct conn *c);
 
-/* Authenticated user, added to every log line from now on. */
+/* Authenticated user (the account's canonical address), added to every
+ * log line from now on; the connection ends when the account does. */
 void conn_set_user(struct conn *c, const char *user);
 /* Idle timeout in seconds (pre-auth shorter than post-auth). */
 void conn_set_timeout(struct conn *c, int seconds);

@@ -46,3 +46,27 @@ int lmdb_env_txn_begin(MDB_env *env, unsigned flags, MDB_txn **txn_r)
 	}
 	return rc;
 }
+
+int lmdb_env_copy_compact(const char *path, const char *dst, const char *run_as,
+			  const char **error_r)
+{
+	static char error[512];
+	MDB_env *env;
+	/* map size 0: the one the file records (a writer may have grown it) */
+	if (lmdb_env_open(path, MDB_RDONLY, 0, 64, run_as, &env, error_r) < 0)
+		return -1;
+	int rc;
+	for (int tries = 0;; tries++) {
+		rc = mdb_env_copy2(env, dst, MDB_CP_COMPACT);
+		if (rc != MDB_MAP_RESIZED || tries == 3)
+			break;
+		mdb_env_set_mapsize(env, 0);   /* grown meanwhile: adopt, again */
+	}
+	mdb_env_close(env);
+	if (rc != 0) {
+		snprintf(error, sizeof(error), "copying %s: %s", path, mdb_strerror(rc));
+		*error_r = error;
+		return -1;
+	}
+	return 0;
+}

@@ -13,6 +13,12 @@
  * added to flags) with the given map size, giving the files to run_as. */
 int lmdb_env_open(const char *path, unsigned flags, size_t mapsize, unsigned maxdbs,
 		  const char *run_as, MDB_env **env_r, const char **error_r);
+/* A compacted copy of the environment at path into the new file dst
+ * (mdb_env_copy2 with MDB_CP_COMPACT: one read snapshot, no free pages),
+ * while other processes go on using it. A lock file it has to create is
+ * given to run_as. */
+int lmdb_env_copy_compact(const char *path, const char *dst, const char *run_as,
+			  const char **error_r);
 /* mdb_txn_begin that adopts a map grown by another process. */
 int lmdb_env_txn_begin(MDB_env *env, unsigned flags, MDB_txn **txn_r);
 

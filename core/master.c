@@ -1,6 +1,7 @@
 #include "core/server-private.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/notify.h"
 #include "core/privs.h"
 #include "core/tls.h"
@@ -24,6 +25,9 @@
 #include <unistd.h>
 
 #define RESTART_BACKOFF_SECS 1
+/* [listen] metrics and https: served by the web process, not the workers */
+enum { HTTP_METRICS, HTTP_HTTPS, HTTP_COUNT };
+
 /* a child that fails initialisation this many times in a row (about two
  * seconds with the back-off) will not start: the master gives up */
 #define INIT_FAILURES_MAX 3
@@ -39,7 +43,7 @@ struct child_report {
 
 struct child {
 	pid_t pid;          /* 0 = slot free */
-	bool relay;         /* the relay process, not a worker */
+	enum metrics_child kind;   /* worker, relay or web process */
 	int generation;
 	time_t started;
 	bool restart_due;   /* died; start a new one when backoff passed */
@@ -52,6 +56,7 @@ struct master {
 	struct server_setup live_setup;
 	SSL_CTX *ssl_ctx;
 	int listen_fds[LISTEN_COUNT];
+	int http_fds[HTTP_COUNT];
 	struct connlimit *limits;
 	struct child *children;      /* indexed by slot */
 	struct child_report *reports;   /* shared with the children, by slot */
@@ -66,7 +71,7 @@ struct master {
 	int sfd;
 };
 
-static int bind_listener(const char *text, enum listener_kind kind, const char **error_r)
+static int bind_listener(const char *text, const char *name, const char **error_r)
 {
 	static char err[512];
 	char host[256];
@@ -89,7 +94,7 @@ static int bind_listener(const char *text, enum listener_kind kind, const char *
 	}
 	if (gai != 0) {
 		snprintf(err, sizeof(err), "[listen] %s = %s: %s (numeric address needed)",
-			 listener_kind_name(kind), text, gai_strerror(gai));
+			 name, text, gai_strerror(gai));
 		*error_r = err;
 		return -1;
 	}
@@ -106,8 +111,7 @@ static int bind_listener(const char *text, enum listener_kind kind, const char *
 	freeaddrinfo(res);
 	return fd;
 fail:
-	snprintf(err, sizeof(err), "[listen] %s = %s: %s", listener_kind_name(kind), text,
-		 strerror(errno));
+	snprintf(err, sizeof(err), "[listen] %s = %s: %s", name, text, strerror(errno));
 	*error_r = err;
 	if (fd >= 0)
 		close(fd);
@@ -126,11 +130,43 @@ child_init_failed(struct master *m, int slot, const char *event, const char *err
 	_exit(EXIT_INIT_FAILED);
 }
 
-static void master_spawn(struct master *m, int slot, bool relay)
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+/* In the child: the work of its kind, after the privilege drop. */
+static int child_run(struct master *m, int slot, enum metrics_child kind,
+		     struct services *services)
+{
+	/* each child keeps only the sockets it serves */
+	if (kind != METRICS_WEB)
+		close_fds(m->http_fds, HTTP_COUNT);
+	if (kind != METRICS_WORKER)
+		close_fds(m->listen_fds, LISTEN_COUNT);
+	switch (kind) {
+	case METRICS_RELAY:
+		log_info("event=relay-ready");
+		return m->live_setup.relay_main(m->live_setup.cfg, services);
+	case METRICS_WEB:
+		return http_main(&m->live_setup, m->ssl_ctx, m->http_fds[HTTP_METRICS],
+				 m->http_fds[HTTP_HTTPS], services);
+	default:
+		return worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits, slot,
+				   services);
+	}
+}
+
+static void master_spawn(struct master *m, int slot, enum metrics_child kind)
 {
 	struct child *ch = &m->children[slot];
-	ch->relay = relay;
+	ch->kind = kind;
 	connlimit_clear_slot(m->limits, slot);
+	metrics_clear_slot(slot);
 	memset(&m->reports[slot], 0, sizeof(m->reports[slot]));
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -160,18 +196,7 @@ static void master_spawn(struct master *m, int slot, bool relay)
 		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
 			child_init_failed(m, slot, "worker-init-failed", error);
 		m->reports[slot].initialised = 1;
-		int ret;
-		if (relay) {
-			for (int i = 0; i < LISTEN_COUNT; i++) {
-				if (m->listen_fds[i] >= 0)
-					close(m->listen_fds[i]);
-			}
-			log_info("event=relay-ready");
-			ret = m->live_setup.relay_main(m->live_setup.cfg, &services);
-		} else {
-			ret = worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits,
-					  slot, &services);
-		}
+		int ret = child_run(m, slot, kind, &services);
 		if (m->live_setup.child_deinit != NULL)
 			m->live_setup.child_deinit(&services);
 		exit(ret);
@@ -180,7 +205,7 @@ static void master_spawn(struct master *m, int slot, bool relay)
 	ch->generation = m->generation;
 	ch->started = time(NULL);
 	ch->restart_due = false;
-	log_info("event=%s-started slot=%d pid=%d generation=%d", relay ? "relay" : "worker",
+	log_info("event=%s-started slot=%d pid=%d generation=%d", metrics_child_name(kind),
 		 slot, (int)pid, m->generation);
 }
 
@@ -201,12 +226,17 @@ static void master_spawn_generation(struct master *m)
 			log_error("event=no-free-worker-slot");
 			return;
 		}
-		master_spawn(m, slot, false);
+		master_spawn(m, slot, METRICS_WORKER);
 	}
 	if (m->live_setup.relay_main != NULL) {
 		int slot = master_free_slot(m);
 		if (slot >= 0)
-			master_spawn(m, slot, true);
+			master_spawn(m, slot, METRICS_RELAY);
+	}
+	if (m->http_fds[HTTP_METRICS] >= 0 || m->http_fds[HTTP_HTTPS] >= 0) {
+		int slot = master_free_slot(m);
+		if (slot >= 0)
+			master_spawn(m, slot, METRICS_WEB);
 	}
 }
 
@@ -237,7 +267,9 @@ static void master_count_init_failure(struct master *m, int slot, int status)
 		return;
 	report->error[sizeof(report->error) - 1] = '\0';
 	snprintf(m->give_up_reason, sizeof(m->give_up_reason),
-		 "%s failed to start %d times in a row: %s", ch->relay ? "the relay" : "a worker",
+		 "%s failed to start %d times in a row: %s",
+		 ch->kind == METRICS_RELAY ? "the relay" : ch->kind == METRICS_WEB ? "the web process" :
+		 "a worker",
 		 ch->init_failures, report->error[0] != '\0' ? report->error : "(no reason given)");
 	log_error("event=children-failing slot=%d", slot);
 	m->gave_up = true;
@@ -255,10 +287,11 @@ static void master_reap(struct master *m)
 				continue;
 			ch->pid = 0;
 			connlimit_clear_slot(m->limits, i);
+			metrics_clear_slot(i);
 			master_count_init_failure(m, i, status);
 			bool current = ch->generation == m->generation;
 			if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0 || (current && !m->stopping)) {
-				const char *kind = ch->relay ? "relay" : "worker";
+				const char *kind = metrics_child_name(ch->kind);
 				if (WIFSIGNALED(status))
 					log_warn("event=%s-died slot=%d pid=%d signal=%d", kind, i,
 						 (int)pid, WTERMSIG(status));
@@ -267,10 +300,11 @@ static void master_reap(struct master *m)
 						 (int)pid, WEXITSTATUS(status));
 			} else {
 				log_info("event=%s-stopped slot=%d pid=%d",
-					 ch->relay ? "relay" : "worker", i, (int)pid);
+					 metrics_child_name(ch->kind), i, (int)pid);
 			}
 			if (current && !m->stopping) {
 				time_t now = time(NULL);
+				metrics_count((enum metric)(METRIC_RESTARTS + ch->kind));
 				ch->restart_due = true;
 				/* a worker that keeps dying at start must not spin */
 				ch->restart_at = now - ch->started >= RESTART_BACKOFF_SECS ?
@@ -286,7 +320,7 @@ static void master_restart_due(struct master *m)
 	for (int i = 0; i < m->nslots; i++) {
 		struct child *ch = &m->children[i];
 		if (ch->restart_due && ch->pid == 0 && now >= ch->restart_at)
-			master_spawn(m, i, ch->relay);
+			master_spawn(m, i, ch->kind);
 	}
 }
 
@@ -335,6 +369,17 @@ static void master_reload(struct master *m)
 			free(newcfg->listen[i]);
 			newcfg->listen[i] = a == NULL ? NULL : xstrdup(a);
 		}
+		char **http_old[HTTP_COUNT] = { &m->live_setup.cfg->listen_metrics,
+						&m->live_setup.cfg->listen_https };
+		char **http_new[HTTP_COUNT] = { &newcfg->listen_metrics, &newcfg->listen_https };
+		for (int i = 0; i < HTTP_COUNT; i++) {
+			const char *a = *http_old[i], *b = *http_new[i];
+			if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
+				log_warn("event=reload-ignored key=listen.%s reason=\"listeners change on restart only\"",
+					 i == HTTP_METRICS ? "metrics" : "https");
+			free(*http_new[i]);
+			*http_new[i] = a == NULL ? NULL : xstrdup(a);
+		}
 		if (newcfg->workers != m->live_setup.cfg->workers)
 			log_warn("event=reload-ignored key=workers reason=\"changes on restart only\"");
 	} else {
@@ -357,6 +402,7 @@ static void master_reload(struct master *m)
 	struct config *old_cfg = m->owned_cfg;
 	m->live_setup.cfg = newcfg;
 	m->ssl_ctx = ctx;
+	metrics_set_certificate_expiry(tls_ctx_not_after(ctx));
 	log_set_level(newcfg->log_level);
 	m->generation++;
 	master_spawn_generation(m);
@@ -435,11 +481,13 @@ int server_run(const struct server_setup *setup)
 	}
 
 	bool any = false;
+	for (int i = 0; i < HTTP_COUNT; i++)
+		m.http_fds[i] = -1;
 	for (int i = 0; i < LISTEN_COUNT; i++) {
 		m.listen_fds[i] = -1;
 		if (cfg->listen[i] == NULL || setup->protos[i] == NULL)
 			continue;
-		m.listen_fds[i] = bind_listener(cfg->listen[i], (enum listener_kind)i, &error);
+		m.listen_fds[i] = bind_listener(cfg->listen[i], listener_kind_name(i), &error);
 		if (m.listen_fds[i] < 0) {
 			log_error("event=startup-failed error=\"%s\"", error);
 			return 1;
@@ -447,6 +495,18 @@ int server_run(const struct server_setup *setup)
 		any = true;
 		log_info("event=listening listener=%s address=%s", listener_kind_name(i),
 			 cfg->listen[i]);
+	}
+	const char *http_listen[HTTP_COUNT] = { cfg->listen_metrics, cfg->listen_https };
+	for (int i = 0; i < HTTP_COUNT; i++) {
+		const char *name = i == HTTP_METRICS ? "metrics" : "https";
+		if (http_listen[i] == NULL)
+			continue;
+		m.http_fds[i] = bind_listener(http_listen[i], name, &error);
+		if (m.http_fds[i] < 0) {
+			log_error("event=startup-failed error=\"%s\"", error);
+			return 1;
+		}
+		log_info("event=listening listener=%s address=%s", name, http_listen[i]);
 	}
 	if (!any) {
 		log_error("event=startup-failed error=\"no [listen] address configured\"");
@@ -462,13 +522,19 @@ int server_run(const struct server_setup *setup)
 	m.nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (m.nworkers < 1)
 		m.nworkers = 1;
-	m.nslots = m.nworkers * 2 + 4;   /* two generations during a reload, relays */
+	/* two generations during a reload, each with a relay and a web process */
+	m.nslots = m.nworkers * 2 + 4;
 	m.children = xcalloc((size_t)m.nslots, sizeof(*m.children));
 	m.reports = mmap(NULL, (size_t)m.nslots * sizeof(*m.reports), PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (m.reports == MAP_FAILED)
 		fatal("event=mmap-failed error=\"%s\"", strerror(errno));
 	m.limits = connlimit_create(m.nslots);
+	if (metrics_setup(cfg->data_dir, cfg->run_as, m.nslots, &error) < 0) {
+		log_error("event=startup-failed error=\"%s\"", error);
+		return 1;
+	}
+	metrics_set_certificate_expiry(tls_ctx_not_after(m.ssl_ctx));
 
 	sigset_t mask;
 	sigemptyset(&mask);
@@ -521,10 +587,8 @@ int server_run(const struct server_setup *setup)
 		master_signal_children(&m, SIGKILL, m.generation + 1);
 		master_wait_children(&m, 5);
 	}
-	for (int i = 0; i < LISTEN_COUNT; i++) {
-		if (m.listen_fds[i] >= 0)
-			close(m.listen_fds[i]);
-	}
+	close_fds(m.listen_fds, LISTEN_COUNT);
+	close_fds(m.http_fds, HTTP_COUNT);
 	close(m.sfd);
 	SSL_CTX_free(m.ssl_ctx);
 	if (m.owned_cfg != NULL) {

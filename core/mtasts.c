@@ -1,8 +1,10 @@
-/* The MTA-STS policy this server publishes (RFC 8461 3.2), shared by
- * `postern dns` (the TXT record's id) and the HTTPS listener (the
- * policy file). */
+/* The MTA-STS policy this server publishes (RFC 8461 3.2): the text the
+ * HTTPS listener serves at /.well-known/mta-sts.txt and whose digest
+ * `postern dns` puts in the _mta-sts TXT record, so the two never
+ * disagree. */
 #include "core/mtasts.h"
 #include "core/config.h"
+#include "core/log.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>

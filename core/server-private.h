@@ -1,7 +1,7 @@
 #ifndef POSTERN_SERVER_PRIVATE_H
 #define POSTERN_SERVER_PRIVATE_H
 
-/* Shared by conn.c, worker.c and master.c only. */
+/* Shared by conn.c, worker.c, http.c and master.c only. */
 
 #include <openssl/ssl.h>
 #include <stdint.h>
@@ -31,6 +31,7 @@ struct worker {
 	struct event *sigterm_ev;
 	struct event *drain_timer;
 	struct event *periodic_ev;
+	struct event *account_end_ev;   /* marks of deleted accounts (inotify) */
 };
 
 struct conn {
@@ -54,6 +55,7 @@ struct conn {
 	char tls_desc[96];
 	char log_ctx[384];
 	char user[256];
+	char *account;              /* the user as given, for ending its sessions */
 
 	int timeout;
 	bool paused;
@@ -70,10 +72,17 @@ struct conn {
 void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 		 const struct sockaddr *sa, int socklen);
 void conn_drain(struct conn *c);
+/* Ends every session of the worker logged in as address (its account was
+ * deleted); returns how many. */
+unsigned conn_end_account(struct worker *w, const char *address);
 void conn_free(struct conn *c);
 
 int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 		const int *listen_fds, struct connlimit *limits, int slot,
 		struct services *services);
+/* The web process (core/http.c): metrics_fd and https_fd are listening
+ * sockets, -1 when that listener is off. Runs until SIGTERM. */
+int http_main(const struct server_setup *setup, SSL_CTX *ssl_ctx, int metrics_fd,
+	      int https_fd, struct services *services);
 
 #endif

@@ -17,6 +17,8 @@
 
 #define SERVER_PERIODIC_SECS 30
 
+struct metrics_queue;
+
 struct server_setup {
 	struct config *cfg;
 	/* protocol serving each listener kind */
@@ -37,6 +39,11 @@ struct server_setup {
 	int (*relay_main)(const struct config *cfg, struct services *services);
 	/* re-reads the configuration for SIGHUP; NULL = reload certificates only */
 	int (*reload_config)(struct config *cfg_r, const char **error_r);
+	/* for the web process, which serves [listen] metrics and https (one,
+	 * supervised like the relay, started when either is set): whether
+	 * a domain is hosted here, and the queue's state (core/metrics.h) */
+	bool (*domain_hosted)(struct services *services, const char *domain);
+	void (*queue_state)(struct services *services, struct metrics_queue *queue);
 };
 
 /* Runs until SIGTERM/SIGINT; returns the exit status. */

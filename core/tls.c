@@ -7,9 +7,11 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tls_error[512];
@@ -240,4 +242,37 @@ int tls_cert_check(const char *cert_file, const char *hostname, int warn_days,
 void tls_describe(SSL *ssl, char *out, size_t out_size)
 {
 	snprintf(out, out_size, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+}
+
+static time_t asn1_time_unix(const ASN1_TIME *t)
+{
+	struct tm tm;
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+time_t tls_ctx_not_after(SSL_CTX *ctx)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	return cert != NULL ? asn1_time_unix(X509_get0_notAfter(cert)) : 0;
+}
+
+int tls_cert_not_after(const char *cert_file, time_t *not_after_r, const char **error_r)
+{
+	FILE *f = fopen(cert_file, "r");
+	if (f == NULL) {
+		snprintf(tls_error, sizeof(tls_error), "%s: %s", cert_file, strerror(errno));
+		*error_r = tls_error;
+		return -1;
+	}
+	X509 *cert = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	*not_after_r = cert != NULL ? asn1_time_unix(X509_get0_notAfter(cert)) : 0;
+	X509_free(cert);
+	if (*not_after_r == 0) {
+		*error_r = tls_fail("reading certificate", cert_file);
+		return -1;
+	}
+	return 0;
 }

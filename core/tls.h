@@ -7,6 +7,7 @@
  * a new context and a new generation of workers inherits it. */
 
 #include <openssl/ssl.h>
+#include <time.h>
 
 /* Returns a new context or NULL with a one-line reason. */
 SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const char **error_r);
@@ -25,6 +26,12 @@ int tls_make_self_signed(const char *cert_file, const char *key_file,
 int tls_cert_check(const char *cert_file, const char *hostname, int warn_days,
 		   void (*warn)(void *context, const char *text), void *context,
 		   const char **error_r);
+
+/* When the leaf certificate expires (Unix time), 0 when unknown: of a
+ * loaded context, or of the first certificate in a PEM file (-1 with a
+ * reason when the file cannot be read). */
+time_t tls_ctx_not_after(SSL_CTX *ctx);
+int tls_cert_not_after(const char *cert_file, time_t *not_after_r, const char **error_r);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" of a live connection. */
 void tls_describe(SSL *ssl, char *out, size_t out_size);
 

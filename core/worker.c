@@ -1,4 +1,5 @@
 #include "core/server-private.h"
+#include "core/account-end.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/offload.h"
@@ -71,6 +72,35 @@ static void worker_periodic_cb(evutil_socket_t fd, short what, void *arg)
 	w->setup->child_periodic(w->services);
 }
 
+static void worker_account_ended(const char *address, void *arg)
+{
+	struct worker *w = arg;
+	unsigned n = conn_end_account(w, address);
+	if (n > 0)
+		log_info("event=account-sessions-ended sessions=%u", n);
+}
+
+static void worker_account_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	account_end_consume(fd, w->cfg->data_dir, worker_account_ended, w);
+}
+
+/* `postern user del` marks the account; its sessions here end at once. */
+static void worker_watch_account_ends(struct worker *w)
+{
+	const char *error;
+	int fd = account_end_watch(w->cfg->data_dir, &error);
+	if (fd < 0) {
+		log_warn("event=account-end-watch-failed error=\"%s\" "
+			 "note=\"sessions of deleted accounts are not ended\"", error);
+		return;
+	}
+	w->account_end_ev = event_new(w->base, fd, EV_READ | EV_PERSIST,
+				      worker_account_end_cb, w);
+	event_add(w->account_end_ev, NULL);
+}
+
 static void worker_sigterm_cb(evutil_socket_t sig, short what, void *arg)
 {
 	worker_start_drain(arg);
@@ -117,6 +147,8 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 		event_add(w.periodic_ev, &tv);
 	}
 
+	worker_watch_account_ends(&w);
+
 	log_info("event=worker-ready slot=%d", slot);
 	event_base_dispatch(w.base);
 
@@ -133,6 +165,10 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 	event_free(w.sigterm_ev);
 	if (w.periodic_ev != NULL)
 		event_free(w.periodic_ev);
+	if (w.account_end_ev != NULL) {
+		close(event_get_fd(w.account_end_ev));
+		event_free(w.account_end_ev);
+	}
 	event_base_free(w.base);
 	log_info("event=worker-exit slot=%d", slot);
 	return 0;

@@ -694,7 +694,8 @@ void imap_cmd_search(struct imap_session *s, struct imap_cmd *cmd)
 	/* the snapshot stays put while searching: copy it first, since store
 	 * calls below may refresh view memory */
 	uint32_t *list = xmalloc((count ? count : 1) * sizeof(*list));
-	memcpy(list, view, count * sizeof(*list));
+	if (count > 0)   /* an empty view may have no array at all */
+		memcpy(list, view, count * sizeof(*list));
 	key_order(cmd, root);
 	/* first pass: the index walks in UID order like the view, merge the
 	 * two; a UID of the view that the index no longer has was expunged

@@ -492,6 +492,15 @@ static void imap_shutdown(void *ctx)
 	conn_close(s->conn, "shutdown");
 }
 
+static void imap_end(void *ctx)
+{
+	struct imap_session *s = ctx;
+	/* in the middle of a FETCH literal a BYE would be taken for its bytes */
+	if (!s->cmd_async)
+		conn_write_str(s->conn, "* BYE Account deleted by the administrator\r\n");
+	conn_close(s->conn, "account-ended");
+}
+
 static void imap_free(void *ctx)
 {
 	struct imap_session *s = ctx;
@@ -521,5 +530,6 @@ const struct proto imap_proto = {
 	.input = imap_input,
 	.timeout = imap_timeout,
 	.shutdown = imap_shutdown,
+	.end = imap_end,
 	.free = imap_free,
 };

@@ -4,6 +4,7 @@
  * durable before done() says so. */
 #include "intake/intake-private.h"
 #include "auth/auth.h"
+#include "core/metrics.h"
 #include "core/offload.h"
 #include "core/services.h"
 #include "mail/mail.h"
@@ -424,6 +425,7 @@ void finish_deliver(struct intake *job, const struct intake_verdict *v)
 	}
 	rcpt_results(job);
 	intake_status_ok(&job->status);
+	metrics_count(METRIC_MESSAGES_ACCEPTED);
 	log_info("event=message-accepted id=%s queue-id=%s from=<%s> size=%llu rcpts=%zu "
 		 "local=%zu remote=%zu retry-local=%zu",
 		 job->id, queued > 0 ? job->queue_id : "-", job->env.sender,

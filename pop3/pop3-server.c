@@ -216,6 +216,16 @@ static void pop3_shutdown(void *ctx)
 	conn_close(s->conn, "shutdown");
 }
 
+static void pop3_end(void *ctx)
+{
+	struct pop3_session *s = ctx;
+	/* no deletion is applied (RFC 1939 6: only QUIT does); mid-RETR the
+	 * message is cut off rather than ended by a line of ours */
+	if (s->state != POP3_STATE_STREAMING)
+		pop3_reply(s, "-ERR Account deleted by the administrator");
+	conn_close(s->conn, "account-ended");
+}
+
 static void pop3_free(void *ctx)
 {
 	struct pop3_session *s = ctx;
@@ -232,5 +242,6 @@ const struct proto pop3_proto = {
 	.input = pop3_input,
 	.timeout = pop3_timeout,
 	.shutdown = pop3_shutdown,
+	.end = pop3_end,
 	.free = pop3_free,
 };

@@ -670,6 +670,34 @@ int queue_list(struct queue *q, int (*fn)(const struct queue_entry *entry, void 
 	return ret < 0 ? -1 : 0;
 }
 
+int queue_stats(struct queue *q, uint64_t *messages_r, time_t *oldest_r, const char **error_r)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_stat st;
+	MDB_val key, val;
+	int rc = lmdb_env_txn_begin(q->env, MDB_RDONLY, &txn);
+	if (rc != 0 || (rc = mdb_stat(txn, q->dbi, &st)) != 0 ||
+	    (rc = mdb_cursor_open(txn, q->dbi, &cur)) != 0) {
+		if (rc != 0 && txn != NULL)
+			mdb_txn_abort(txn);
+		*error_r = queue_fail(q, "reading", q->dir, rc);
+		return -1;
+	}
+	*messages_r = st.ms_entries;
+	*oldest_r = 0;
+	/* IDs start with the arrival time: the first record is the oldest */
+	struct queue_entry e;
+	if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0 &&
+	    queue_entry_parse(val.mv_data, val.mv_size, &e) == 0) {
+		*oldest_r = e.arrival;
+		queue_entry_free(&e);
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return 0;
+}
+
 static int has_record(struct queue *q, const char *id)
 {
 	struct queue_entry e;

@@ -121,6 +121,9 @@ void queue_entry_free(struct queue_entry *entry);
 /* Calls fn for every entry in id (= arrival) order; fn returns 0 to go on. */
 int queue_list(struct queue *q, int (*fn)(const struct queue_entry *entry, void *ctx),
 	       void *ctx, const char **error_r);
+/* How many messages the queue holds and the arrival of the oldest (0
+ * when empty), from one read snapshot without parsing every record. */
+int queue_stats(struct queue *q, uint64_t *messages_r, time_t *oldest_r, const char **error_r);
 /* Path of the spool file of id (malloc'ed). */
 char *queue_spool_path(struct queue *q, const char *id);
 /* Where the message in an open spool file starts for another hop: after

@@ -5,6 +5,7 @@
  * ends the attempt is accounted for (DSNs, retry time, or the record
  * goes). */
 #include "relay/runner.h"
+#include "core/metrics.h"
 #include "intake/intake.h"
 
 #include <errno.h>
@@ -132,6 +133,7 @@ static void log_result(const struct queue_entry *e, const struct queue_rcpt *q, 
 		 "delay=%llds verified=%s tls_auth=%s reply=\"%s\"", e->id, q->address,
 		 host[0] ? host : "-", ip[0] ? ip : "-", version, status, code,
 		 (long long)(time(NULL) - e->arrival), verified, auth, clean);
+	metrics_relay_result(code, q->local);
 }
 
 /* Records one recipient's result in the entry; success is the DSN

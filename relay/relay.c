@@ -10,6 +10,7 @@
  * before anything else happens, so a restart never sends it twice. */
 #include "relay/relay.h"
 #include "relay/runner.h"
+#include "core/metrics.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -148,6 +149,7 @@ static void expire(struct relay *r, const struct queue_entry *entry)
 		which[i] = dsn_wanted(q, DSN_FAILED);
 		log_info("event=relay-expired id=%s rcpt=%s age=%llds last_error=\"%s\"", e.id,
 			 q->address, (long long)(time(NULL) - e.arrival), q->last_error);
+		metrics_count(METRIC_EXPIRED);
 	}
 	relay_send_dsn(r, &e, which, DSN_FAILED);
 	if (queue_entry_remove(r->svc->queue, e.id, &error) < 0)

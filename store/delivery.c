@@ -1,6 +1,7 @@
 /* Delivery and APPEND: stream to a temp file, then link durably into each
  * mailbox and index it (tmp, fsync file, link/rename, fsync dir, commit). */
 #include "store/store-private.h"
+#include "core/metrics.h"
 #include "store/mime.h"
 
 #include <errno.h>
@@ -325,6 +326,7 @@ int store_delivery_commit(struct store_delivery *d, struct store_recipient *rcpt
 			successes++;
 			log_info("event=store_delivered account=%s uid=%u size=%llu", r->address,
 				 r->uid, (unsigned long long)d->msg.size);
+			metrics_count(METRIC_DELIVERED_LOCAL);
 		}
 	}
 	return successes > 0 ? 0 : first_error;

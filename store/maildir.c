@@ -226,10 +226,15 @@ char *maildir_canonical_name(const char *name)
 
 char *maildir_path(struct store_account *acct, const char *name)
 {
+	return maildir_path_in(acct->root, name);
+}
+
+char *maildir_path_in(const char *root, const char *name)
+{
 	if (strcmp(name, "INBOX") == 0)
-		return xstrdup(acct->root);
+		return xstrdup(root);
 	struct buf out = BUF_INIT;
-	buf_printf(&out, "%s/", acct->root);
+	buf_printf(&out, "%s/", root);
 	char *copy = xstrdup(name);
 	char *save = NULL;
 	for (char *comp = strtok_r(copy, "/", &save); comp != NULL;

@@ -43,6 +43,7 @@ struct store_account {
 	struct store *store;
 	struct store_account *next;
 	int refcount;
+	bool detached;          /* its tree was removed: freed at the last close */
 	char *address;
 	char *root;             /* Maildir++ root */
 	char *notify_path;
@@ -171,6 +172,14 @@ int store_fail(char *buf, size_t size, const char **error_r, int code,
 /* Hands a created file to run_as (when root and run_as is set). */
 void store_give(struct store *store, const char *path);
 
+/* "local@domain" -> the directory names of the account (domain
+ * lowercased), malloc'ed; -1 when store_account_address_check() refuses. */
+int store_address_split(const char *address, char **local_r, char **domain_r);
+
+/* remove.c: the highest UIDVALIDITY of removed accounts (0 when none);
+ * a new account starts above it. */
+uint64_t store_uidvalidity_floor(struct store *store);
+
 /* index.c: transactions and records */
 int index_txn_begin(struct store_account *acct, bool write, MDB_txn **txn_r,
 		    const char **error_r);
@@ -217,6 +226,8 @@ int index_keyword_lookup(struct store_account *acct, MDB_txn *txn, const char *n
 /* maildir.c: names and files */
 /* Directory of a mailbox ("" parts for INBOX). Returned malloc'ed. */
 char *maildir_path(struct store_account *acct, const char *name);
+/* The same under another account root (a backup's). */
+char *maildir_path_in(const char *root, const char *name);
 int maildir_validate_name(const char *name);
 /* Canonical API name (INBOX uppercased); malloc'ed, NULL if invalid. */
 char *maildir_canonical_name(const char *name);

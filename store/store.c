@@ -1,6 +1,7 @@
 /* The store and its accounts: opening, the per-process environment cache,
  * change notification, quota, and small containers. */
 #include "store/store-private.h"
+#include "core/account-end.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,27 +203,53 @@ void store_free(struct store **storep)
 
 /* ---- accounts ---- */
 
-static int address_split(const char *address, char **local_r, char **domain_r)
+int store_account_address_check(const char *address, const char **error_r)
 {
 	const char *at = strrchr(address, '@');
-	if (at == NULL || at == address || at[1] == '\0')
+	if (at == NULL || at == address || at[1] == '\0') {
+		*error_r = "not an address (local@domain expected)";
+		return STORE_ERR_INVALID;
+	}
+	size_t local_len = (size_t)(at - address);
+	/* the local part and the domain become directory names under mail/ */
+	if ((local_len == 1 && address[0] == '.') ||
+	    (local_len == 2 && address[0] == '.' && address[1] == '.')) {
+		*error_r = "the store cannot hold a local part of \".\" or \"..\"";
+		return STORE_ERR_INVALID;
+	}
+	if (address[0] == '.' || at[1] == '.') {
+		/* names under mail/ that start with '.' are the store's own */
+		*error_r = "the store cannot hold a local part or domain starting with '.'";
+		return STORE_ERR_INVALID;
+	}
+	for (const char *p = address; *p != '\0'; p++) {
+		if (*p == '/') {
+			*error_r = "the store cannot hold an address with '/' (it names a directory)";
+			return STORE_ERR_INVALID;
+		}
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*error_r = "the store cannot hold an address with control characters";
+			return STORE_ERR_INVALID;
+		}
+	}
+	if (local_len > 255 || strlen(at + 1) > 255) {
+		*error_r = "the store cannot hold a local part or domain over 255 bytes";
+		return STORE_ERR_INVALID;
+	}
+	return 0;
+}
+
+int store_address_split(const char *address, char **local_r, char **domain_r)
+{
+	const char *why;
+	if (store_account_address_check(address, &why) < 0)
 		return -1;
+	const char *at = strrchr(address, '@');
 	char *local = xstrndup(address, (size_t)(at - address));
 	char *domain = xstrdup(at + 1);
 	for (char *p = domain; *p != '\0'; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
-	/* the parts become directory names: nothing that could escape */
-	bool bad = strcmp(local, ".") == 0 || strcmp(local, "..") == 0 ||
-		   domain[0] == '.';
-	for (const char *p = address; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == '/' || *p == 0x7f)
-			bad = true;
-	if (bad) {
-		free(local);
-		free(domain);
-		return -1;
-	}
 	*local_r = local;
 	*domain_r = domain;
 	return 0;
@@ -325,6 +352,11 @@ static int account_init_mailboxes(struct store_account *acct, const char **error
 		return 0;
 	}
 	bool fresh = index_meta_get(acct, txn, "initialized") == 0;
+	/* a new account of an address (or any other) that was deleted starts
+	 * above every UIDVALIDITY the old one handed out */
+	uint64_t floor = fresh ? store_uidvalidity_floor(acct->store) : 0;
+	if (floor > index_meta_get(acct, txn, "last_uidvalidity"))
+		index_meta_put(acct, txn, "last_uidvalidity", floor);
 	int ret = mailbox_create_in_txn(acct, txn, "INBOX", 0, &rec, error_r);
 	for (size_t i = 0; fresh && ret == 0 && i < sizeof(default_mailboxes) /
 	     sizeof(default_mailboxes[0]); i++) {
@@ -373,16 +405,54 @@ static void account_free(struct store_account *acct)
 	free(acct);
 }
 
+/* Whether a cached account is still the one on disk: `postern user del`
+ * moves the tree away and a later account of the same address gets a new
+ * one. The notify file stays open in the handle, so its inode cannot be
+ * reused: a different inode (or none) at the path means a different tree. */
+static bool account_current(const struct store_account *a)
+{
+	struct stat held, now;
+	return a->notify_fd >= 0 && fstat(a->notify_fd, &held) == 0 &&
+	       stat(a->notify_path, &now) == 0 && held.st_ino == now.st_ino &&
+	       held.st_dev == now.st_dev;
+}
+
+static void account_unlink(struct store_account *acct);
+
+/* Lets go of a cached handle whose tree was removed: freed now when idle,
+ * else when its last user closes it (store_account_close). */
+static void account_forget(struct store_account *a)
+{
+	account_unlink(a);
+	if (a->refcount == 0)
+		account_free(a);
+	else
+		a->detached = true;
+}
+
 int store_account_open(struct store *store, const char *address,
 		       struct store_account **acct_r, const char **error_r)
 {
 	char *local, *domain;
-	if (address_split(address, &local, &domain) < 0)
+	if (store_address_split(address, &local, &domain) < 0)
 		return store_fail(store->error, sizeof(store->error), error_r,
 				  STORE_ERR_INVALID, "invalid account address");
 	char *canon = xasprintf("%s@%s", local, domain);
+	if (account_end_marked(store->data_dir, canon)) {
+		/* deleted: a delivery that resolved it earlier must not bring
+		 * the mailbox back for a later owner of the address */
+		free(canon);
+		free(local);
+		free(domain);
+		return store_fail(store->error, sizeof(store->error), error_r,
+				  STORE_ERR_NOTFOUND, "account deleted");
+	}
 	for (struct store_account *a = store->accounts; a != NULL; a = a->next) {
 		if (strcmp(a->address, canon) == 0) {
+			if (!account_current(a)) {
+				account_forget(a);
+				break;
+			}
 			free(canon);
 			free(local);
 			free(domain);
@@ -456,6 +526,10 @@ void store_account_close(struct store_account **acctp)
 	*acctp = NULL;
 	if (--acct->refcount > 0)
 		return;
+	if (acct->detached) {
+		account_free(acct);
+		return;
+	}
 	/* stay open while idle (a delivery process reuses it); close the
 	 * least recently used idle ones beyond the limit */
 	acct->idle_since = ++acct->store->idle_clock;

@@ -115,6 +115,49 @@ void store_free(struct store **store);
  * A missing or damaged index is rebuilt from the Maildir. */
 int store_account_open(struct store *store, const char *address,
 		       struct store_account **acct_r, const char **error_r);
+/* Whether the store can hold an account of this address (its parts become
+ * directory names): the one place for these rules, which `postern user
+ * add` applies before an account exists. 0, or STORE_ERR_INVALID with a
+ * reason (static text). */
+int store_account_address_check(const char *address, const char **error_r);
+/* Removes the account's mail (`postern user del`): its Maildir++ tree is
+ * renamed to data_dir/mail/.deleted/DOMAIN/LOCAL.TIME (atomically, so a
+ * straggling writer cannot mix old and new) and then removed, or kept
+ * there with keep (its path in *kept_r, malloc'ed). The account's highest
+ * UIDVALIDITY is remembered so that an account made later for the same
+ * address (or any other) starts above it. Call after the account was
+ * marked ended (core/account-end.h) so no process opens it again. No
+ * Maildir is not an error (*kept_r NULL). */
+int store_account_remove(struct store *store, const char *address, bool keep,
+			 char **kept_r, const char **error_r);
+/* `postern backup` of the account whose Maildir++ root is root, into the
+ * new directory dest, while other processes use it: the index is copied
+ * from one read snapshot (compacted), then the message files that
+ * snapshot names, each under the name (flags) the snapshot gives it, so
+ * every message the index held is in the copy with its UID, flags and
+ * mailbox, under the same UIDVALIDITY. Files the snapshot does not know
+ * are copied as they are (the restored store indexes them); a root with
+ * no index (a Maildir copied in) is copied as it is. A lock file the
+ * index needs is given to run_as. */
+struct store_backup_count {
+	uint64_t mailboxes;
+	uint64_t messages;       /* of the snapshot, copied */
+	uint64_t missing;        /* of the snapshot, expunged before their copy */
+	uint64_t extra;          /* files the snapshot did not know */
+	uint64_t renamed;        /* of the snapshot, found under another name (flags changed) */
+	uint64_t bytes;
+};
+int store_backup_account(const char *root, const char *dest, const char *run_as,
+			 struct store_backup_count *count, const char **error_r);
+/* Before an address gets a new account (`postern user add`): a tree left
+ * at its path by an earlier account (one with a Postern index: deleted by
+ * an older version, or brought back by a restore) is moved aside as
+ * store_account_remove(keep) does, so the new account never inherits it.
+ * A Maildir without an index (copied in from Dovecot for the new user)
+ * stays. Opens (and creates) nothing when there is nothing to move.
+ * *kept_r: where it went, NULL when nothing was there. */
+int store_set_aside_leftover(const char *data_dir, const char *run_as, const char *address,
+			     char **kept_r, const char **error_r);
 /* Drops a reference. The environment stays open while idle (up to 8 idle
  * accounts per process, least recently used closed first), so that a
  * delivering process does not reopen it for every message. */

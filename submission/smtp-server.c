@@ -302,6 +302,15 @@ static void smtp_shutdown(void *ctx)
 	conn_close(s->conn, "shutdown");
 }
 
+static void smtp_end(void *ctx)
+{
+	struct smtp_session *s = ctx;
+	/* RFC 5321 3.8: 421 may come at any time; a message under way is not
+	 * accepted */
+	smtp_reply(s, "421 4.7.0 Account deleted by the administrator, closing connection");
+	conn_close(s->conn, "account-ended");
+}
+
 static void smtp_free(void *ctx)
 {
 	struct smtp_session *s = ctx;
@@ -322,5 +331,6 @@ const struct proto smtp_proto = {
 	.input = smtp_input,
 	.timeout = smtp_timeout,
 	.shutdown = smtp_shutdown,
+	.end = smtp_end,
 	.free = smtp_free,
 };

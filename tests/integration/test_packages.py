@@ -33,6 +33,7 @@ RECOMMENDS_NOT_NEEDED = {
     "dpkg-dev": {"build-essential", "gcc", "c-compiler", "fakeroot", "gnupg", "gpgv", "sq",
                  "sqop", "pgpainless-cli", "libalgorithm-merge-perl"},
     "liblmdb-dev": {"lmdb-doc"},            # API documentation
+    "prometheus": {"prometheus-node-exporter"},   # only promtool is used, no server runs
     "git": {"less", "ssh-client"},          # CI clones a local directory
     "iproute2": {"libatm1"},                # ATM queueing
     "procps": {"psmisc"},                   # killall & co.: never used
