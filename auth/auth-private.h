@@ -43,10 +43,19 @@ void throttle_close(struct throttle **t);
 int throttle_reader_check(struct throttle *t);
 /* The throttle of auth_sasl_init(), or NULL. */
 struct throttle *auth_sasl_throttle(void);
-/* key: "ip:ADDRESS" or "user:ADDRESS". */
+/* key: "ip:SOURCE", "pair:ACCOUNT|SOURCE", "user:ACCOUNT", "ok:ACCOUNT|SOURCE". */
 bool throttle_is_blocked(struct throttle *t, const char *key, time_t now);
-/* Records a failure; returns the reply delay in milliseconds. */
+/* Records a failure; returns the reply delay in milliseconds. Reaching
+ * block_after blocks the key for block_time. */
 unsigned throttle_fail(struct throttle *t, const char *key, time_t now);
+/* The same, blocking only when may_block (an account's own count only
+ * ever slows down: strangers must not lock it out). */
+unsigned throttle_count_failure(struct throttle *t, const char *key, time_t now,
+				bool may_block);
+/* Notes that key happened at now (a source that logged in to an account),
+ * and asks whether it did at or after since. */
+void throttle_note(struct throttle *t, const char *key, time_t now);
+bool throttle_noted_since(struct throttle *t, const char *key, time_t since);
 /* Forgets a key's failures (after a success). */
 void throttle_clear(struct throttle *t, const char *key);
 /* Reply delay for a key's current count, without recording anything. */

@@ -233,9 +233,11 @@ enum auth_result auth_login(struct auth_session *s, const char *user,
  * with its answer and cb(ctx, result, challenge_b64) follows. Throttling,
  * the account's state and the SASL exchange are all decided on the loop,
  * as in the plain calls; only crypt_r moves. Without o, or with no
- * password to check, cb is called before the function returns. One call
- * at a time per session; auth_session_free() while one waits is fine (cb
- * is then never called). */
+ * password to check, cb is called before the function returns. An answer
+ * that throttling delays (auth_reply_delay_ms) comes only after the
+ * delay, on o's loop, so protocols never time replies themselves. One
+ * call at a time per session; auth_session_free() while one waits is
+ * fine (cb is then never called). */
 struct offload;
 typedef void auth_done_fn(void *ctx, enum auth_result result, const char *challenge_b64);
 void auth_login_async(struct auth_session *s, struct offload *o, const char *user,
@@ -246,7 +248,9 @@ void auth_step_async(struct auth_session *s, struct offload *o, const char *resp
 		     auth_done_fn *cb, void *ctx);
 /* The canonical address after AUTH_OK, else NULL. */
 const char *auth_username(const struct auth_session *s);
-/* After a failure: delay the reply this long (throttling), 0 otherwise. */
+/* The delay throttling set for the last answer (0 = none). The *_async
+ * calls wait it out themselves before calling back (the one failure
+ * delay of every protocol); the plain calls only report it. */
 unsigned auth_reply_delay_ms(const struct auth_session *s);
 
 #endif

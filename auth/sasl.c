@@ -21,6 +21,7 @@
 #include "core/offload.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <crypt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -85,6 +86,11 @@ struct auth_session {
 	char *login_name;                        /* LOGIN: the name given, for the check */
 	struct auth_check *check;                /* for the call in progress */
 	struct offload_job *job;                 /* its hashing, when in another thread */
+	struct event *delay_ev;                  /* an answer held back by throttling */
+	enum auth_result delayed_result;
+	auth_done_fn *delayed_cb;
+	void *delayed_ctx;
+	const char *delayed_log_ctx;
 };
 
 /* A password check made ahead of the call that needs it (see the async
@@ -540,6 +546,8 @@ void auth_session_free(struct auth_session **s)
 	session_dispose_conn(*s);
 	/* a check still hashing is released when it is done */
 	offload_cancel((*s)->job);
+	if ((*s)->delay_ev != NULL)
+		event_free((*s)->delay_ev);
 	check_free((*s)->check);
 	free((*s)->login_name);
 	free((*s)->service);
@@ -623,27 +631,79 @@ unsigned auth_reply_delay_ms(const struct auth_session *s)
 
 /* ---- outcomes ----------------------------------------------------- */
 
-static void throttle_key(char *dst, size_t size, const char *kind, const char *name)
+/* Throttling (docs/accounts.md): a source's failures slow it down and
+ * then block it, as do an account's failures from one source; an
+ * account's failures from everywhere only slow down the sources that
+ * have not logged in to it lately, and never block anyone, so no
+ * stranger can lock an account out. */
+
+#define KNOWN_SOURCE_SECS (30 * 86400)   /* a login makes a source known this long */
+
+/* The source a client is counted as: its IPv4 address, or the /64 of
+ * an IPv6 one (a single host commonly holds a whole /64). */
+static void source_name(char *dst, size_t size, const char *ip)
 {
-	snprintf(dst, size, "%s:%s", kind, name);
+	struct in6_addr a6;
+	if (strchr(ip, ':') != NULL && inet_pton(AF_INET6, ip, &a6) == 1) {
+		char text[INET6_ADDRSTRLEN];
+		memset(a6.s6_addr + 8, 0, 8);
+		inet_ntop(AF_INET6, &a6, text, sizeof(text));
+		snprintf(dst, size, "%s/64", text);
+		return;
+	}
+	snprintf(dst, size, "%s", ip);
+}
+
+struct throttle_keys {
+	char source[INET6_ADDRSTRLEN + 16];               /* "ip:SRC" */
+	char pair[AUTH_ADDRESS_MAX * 4 + 64];             /* "pair:USER|SRC" */
+	char account[AUTH_ADDRESS_MAX * 4 + 16];          /* "user:USER" */
+	char known[AUTH_ADDRESS_MAX * 4 + 64];            /* "ok:USER|SRC" */
+};
+
+/* user: the canonical (lowercased) account name, "" when not known yet. */
+static void throttle_keys(const struct auth_session *s, const char *user,
+			  struct throttle_keys *k)
+{
+	char src[INET6_ADDRSTRLEN + 8];
+	source_name(src, sizeof(src), s->remote_ip);
+	snprintf(k->source, sizeof(k->source), "ip:%s", src);
+	snprintf(k->pair, sizeof(k->pair), "pair:%s|%s", user, src);
+	snprintf(k->account, sizeof(k->account), "user:%s", user);
+	snprintf(k->known, sizeof(k->known), "ok:%s|%s", user, src);
 }
 
 static bool session_blocked(const struct auth_session *s, const char *user)
 {
-	char key[AUTH_ADDRESS_MAX + 16];
+	struct throttle_keys k;
 	time_t now = auth_now();
-	throttle_key(key, sizeof(key), "ip", s->remote_ip);
-	if (s->remote_ip[0] != '\0' && throttle_is_blocked(server.throttle, key, now))
+	if (s->remote_ip[0] == '\0')
+		return false;
+	throttle_keys(s, user, &k);
+	if (throttle_is_blocked(server.throttle, k.source, now))
 		return true;
-	throttle_key(key, sizeof(key), "user", user);
-	return user[0] != '\0' && throttle_is_blocked(server.throttle, key, now);
+	return user[0] != '\0' && throttle_is_blocked(server.throttle, k.pair, now);
 }
 
-/* Every failure ends here: one log line, counted per address and per
- * account, and the reply delay they earn. */
+/* The account's delay, unless this source logged in to it lately. */
+static unsigned account_delay(const struct throttle_keys *k, time_t now)
+{
+	if (throttle_noted_since(server.throttle, k->known, now - KNOWN_SOURCE_SECS))
+		return 0;
+	return throttle_delay_ms(server.throttle, k->account, now);
+}
+
+static unsigned max_delay(unsigned a, unsigned b)
+{
+	return a > b ? a : b;
+}
+
+/* Every failure ends here: one log line, counted per source, per
+ * (account, source) and per account, and the reply delay they earn. */
 static enum auth_result session_failed(struct auth_session *s, const char *reason)
 {
-	char user[AUTH_ADDRESS_MAX + 3], key[AUTH_ADDRESS_MAX + 16];
+	char user[AUTH_ADDRESS_MAX + 3];
+	struct throttle_keys k;
 	time_t now = auth_now();
 	unsigned delay = 0;
 
@@ -651,15 +711,16 @@ static enum auth_result session_failed(struct auth_session *s, const char *reaso
 	log_info("event=auth-fail service=%s remote=%s user=\"%s\" mech=%s reason=%s",
 		 s->service, s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech,
 		 reason);
-	if (s->remote_ip[0] != '\0') {
-		throttle_key(key, sizeof(key), "ip", s->remote_ip);
-		delay = throttle_fail(server.throttle, key, now);
-	}
+	throttle_keys(s, s->attempted, &k);
 	if (s->attempted[0] != '\0') {
-		throttle_key(key, sizeof(key), "user", s->attempted);
-		unsigned d = throttle_fail(server.throttle, key, now);
-		if (d > delay)
-			delay = d;
+		/* what the account had earned before this attempt */
+		delay = account_delay(&k, now);
+		throttle_count_failure(server.throttle, k.account, now, false);
+	}
+	if (s->remote_ip[0] != '\0') {
+		delay = max_delay(delay, throttle_fail(server.throttle, k.source, now));
+		if (s->attempted[0] != '\0')
+			delay = max_delay(delay, throttle_fail(server.throttle, k.pair, now));
 	}
 	s->delay_ms = delay;
 	session_dispose_conn(s);
@@ -670,7 +731,8 @@ static enum auth_result session_succeeded(struct auth_session *s)
 {
 	const void *name = NULL;
 	struct auth_user record;
-	char key[AUTH_ADDRESS_MAX + 16];
+	struct throttle_keys k;
+	time_t now = auth_now();
 
 	if (sasl_getprop(s->conn, SASL_USERNAME, &name) != SASL_OK || name == NULL)
 		return session_failed(s, "no-username");
@@ -694,9 +756,15 @@ static enum auth_result session_succeeded(struct auth_session *s)
 	log_sanitize(user, sizeof(user), s->username, strlen(s->username));
 	log_info("event=auth-ok service=%s remote=%s user=\"%s\" mech=%s", s->service,
 		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech);
-	throttle_key(key, sizeof(key), "user", s->attempted);
-	throttle_clear(server.throttle, key);
-	s->delay_ms = 0;
+	/* a stranger waits out the account's delay even with the right
+	 * password (else the delay would tell right from wrong); a source
+	 * that logs in is known from now on and its own count starts over */
+	throttle_keys(s, s->attempted, &k);
+	s->delay_ms = s->remote_ip[0] != '\0' ? account_delay(&k, now) : 0;
+	if (s->remote_ip[0] != '\0') {
+		throttle_note(server.throttle, k.known, now);
+		throttle_clear(server.throttle, k.pair);
+	}
 	s->state = SESSION_DONE;
 	session_dispose_conn(s);
 	return AUTH_OK;
@@ -1012,6 +1080,7 @@ struct auth_pending {
 	struct auth_check *check;
 	auth_done_fn *cb;
 	void *ctx;
+	struct event_base *base;   /* for a delayed answer, NULL: none */
 };
 
 static void pending_free(void *arg)
@@ -1039,6 +1108,39 @@ static void pending_work(void *arg)
 	free(copy);
 }
 
+static void delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct auth_session *s = arg;
+	auth_done_fn *cb = s->delayed_cb;
+	const char *saved = log_get_context();
+	s->delayed_cb = NULL;
+	log_set_context(s->delayed_log_ctx);
+	cb(s->delayed_ctx, s->delayed_result, "");
+	log_set_context(saved);
+}
+
+/* The one place a throttled answer waits (for every protocol): the
+ * callback comes after the delay throttling set, without blocking the
+ * loop; the protocol reads nothing meanwhile, as for any pending call. */
+static void pending_answer(struct auth_session *s, struct event_base *base,
+			   enum auth_result result, const char *challenge,
+			   auth_done_fn *cb, void *ctx)
+{
+	unsigned ms = result == AUTH_OK || result == AUTH_FAILED ? s->delay_ms : 0;
+	if (ms == 0 || base == NULL) {
+		cb(ctx, result, challenge);
+		return;
+	}
+	if (s->delay_ev == NULL && (s->delay_ev = evtimer_new(base, delay_done, s)) == NULL)
+		fatal("event=evtimer-new-failed");
+	s->delayed_result = result;
+	s->delayed_cb = cb;
+	s->delayed_ctx = ctx;
+	s->delayed_log_ctx = log_get_context();
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(s->delay_ev, &tv);
+}
+
 /* Back on the loop: the call itself, with the check's answer. */
 static void pending_done(void *ctx, void *arg)
 {
@@ -1063,8 +1165,9 @@ static void pending_done(void *ctx, void *arg)
 	}
 	auth_done_fn *cb = p->cb;
 	void *cb_ctx = p->ctx;
+	struct event_base *base = p->base;
 	pending_free(p);
-	cb(cb_ctx, result, challenge);
+	pending_answer(s, base, result, challenge, cb, cb_ctx);
 }
 
 /* Hashes the call's password in one of o's threads when it checks one,
@@ -1078,6 +1181,9 @@ static void pending_run(struct auth_session *s, struct offload *o, enum pending_
 	p->args[1] = b != NULL ? xstrdup(b) : NULL;
 	p->cb = cb;
 	p->ctx = ctx;
+	p->base = o != NULL ? offload_base(o) : NULL;
+	if (s->delay_ev != NULL)
+		event_del(s->delay_ev);
 	if (s->job != NULL) {   /* the protocol waits for each call: not reached */
 		offload_cancel(s->job);
 		s->job = NULL;

@@ -126,42 +126,6 @@ void imap_write_buf(struct imap_session *s, struct buf *b)
 	buf_reset(b);
 }
 
-static void imap_delay_done(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct imap_session *s = arg;
-	const char *saved = log_get_context();
-	log_set_context(s->log_ctx);
-	char *reply = s->delayed_reply;
-	s->delayed_reply = NULL;
-	conn_write_str(s->conn, reply);
-	free(reply);
-	imap_set_mode(s, IMAP_INPUT_COMMAND);
-	if (!conn_is_closing(s->conn))
-		conn_resume_input(s->conn);
-	log_set_context(saved);
-}
-
-void imap_reply_delayed(struct imap_session *s, const char *reply, unsigned ms)
-{
-	if (ms == 0) {
-		conn_write_str(s->conn, reply);
-		return;
-	}
-	if (s->delay_ev == NULL)
-		s->delay_ev = evtimer_new(conn_event_base(s->conn), imap_delay_done, s);
-	if (s->delay_ev == NULL)
-		fatal("event=evtimer-new-failed");
-	free(s->delayed_reply);
-	s->delayed_reply = xstrdup(reply);
-	s->log_ctx = log_get_context();
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	imap_set_mode(s, IMAP_INPUT_WAIT);
-	conn_pause_input(s->conn);
-	evtimer_add(s->delay_ev, &tv);
-}
-
 /* ---- commands that need no other file ---------------------------------- */
 
 static void imap_cmd_capability(struct imap_session *s, struct imap_cmd *cmd)
@@ -486,9 +450,6 @@ static void imap_free(void *ctx)
 	imap_mailbox_close(s);
 	if (s->account != NULL)
 		store_account_close(&s->account);
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	free(s->delayed_reply);
 	free(s->sasl_tag);
 	free(s->user);
 	auth_session_free(&s->auth);

@@ -50,9 +50,6 @@ struct pop3_session {
 	/* AUTHORIZATION */
 	struct auth_session *auth;
 	char *user;               /* from USER, waiting for PASS */
-	struct event *delay_ev;   /* the throttled reply */
-	char *delayed_reply;
-	const char *log_ctx;      /* the connection's, for the timer callback */
 
 	/* TRANSACTION */
 	struct store_account *acct;

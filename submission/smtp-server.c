@@ -51,35 +51,6 @@ bool smtp_is_submission(const struct smtp_session *s)
 	return s->kind != LISTEN_SMTP;
 }
 
-static void smtp_delay_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct smtp_session *s = arg;
-	smtp_reply(s, s->delayed_reply);
-	free(s->delayed_reply);
-	s->delayed_reply = NULL;
-	smtp_set_state(s, s->state_after_delay);
-	conn_resume_input(s->conn);
-}
-
-void smtp_reply_delayed(struct smtp_session *s, const char *line, unsigned delay_ms,
-			enum smtp_state next)
-{
-	if (delay_ms == 0) {
-		smtp_reply(s, line);
-		smtp_set_state(s, next);
-		return;
-	}
-	if (s->delay_ev == NULL)
-		s->delay_ev = evtimer_new(conn_event_base(s->conn), smtp_delay_cb, s);
-	free(s->delayed_reply);
-	s->delayed_reply = xstrdup(line);
-	s->state_after_delay = next;
-	smtp_set_state(s, SMTP_STATE_WAIT);
-	conn_pause_input(s->conn);
-	struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
-	evtimer_add(s->delay_ev, &tv);
-}
-
 static bool smtp_can_starttls(const struct smtp_session *s)
 {
 	return !conn_is_tls(s->conn) && s->kind != LISTEN_SUBMISSIONS;
@@ -307,9 +278,6 @@ static void smtp_free(void *ctx)
 	struct smtp_session *s = ctx;
 	smtp_txn_abort(s);
 	smtp_auth_reset(s);
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	free(s->delayed_reply);
 	linereader_free(&s->lr);
 	pool_free(&s->cmd_pool);
 	free(s->helo);
