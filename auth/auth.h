@@ -181,6 +181,11 @@ struct auth_conn_info {
 	int remote_port;
 	bool tls;
 	bool loopback;
+	/* Optional: RFC 9266 tls-exporter keying material, asked for once TLS
+	 * is up (the first listing or exchange after the handshake): -1 when
+	 * there is none yet. With it, SCRAM-*-PLUS are offered. */
+	int (*tls_exporter)(void *ctx, unsigned char *out, size_t len);
+	void *tls_exporter_ctx;
 };
 
 struct auth_session;

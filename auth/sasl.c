@@ -73,6 +73,8 @@ struct auth_session {
 	char cbind_name[32];          /* "" when no channel binding */
 	unsigned char cbind_data[CBIND_MAX];
 	sasl_channel_binding_t cbind;
+	int (*tls_exporter)(void *ctx, unsigned char *out, size_t len);
+	void *tls_exporter_ctx;
 	sasl_conn_t *conn;
 	sasl_callback_t callbacks[3];
 	enum session_state state;
@@ -531,6 +533,8 @@ struct auth_session *auth_session_new(const struct auth_conn_info *info)
 		      info->remote_port);
 	s->tls = info->tls;
 	s->loopback = info->loopback;
+	s->tls_exporter = info->tls_exporter;
+	s->tls_exporter_ctx = info->tls_exporter_ctx;
 	s->callbacks[0] = (sasl_callback_t){ SASL_CB_CANON_USER, SASL_CB(cb_canon_user), s };
 	s->callbacks[1] = (sasl_callback_t){ SASL_CB_SERVER_USERDB_CHECKPASS,
 					     SASL_CB(cb_checkpass), s };
@@ -578,13 +582,38 @@ void auth_session_set_channel_binding(struct auth_session *s, const char *type,
 	s->cbind = (sasl_channel_binding_t){ s->cbind_name, 0, len, s->cbind_data };
 }
 
+/* Channel binding from the connection's TLS, once it is up. */
+static void session_fetch_channel_binding(struct auth_session *s)
+{
+	unsigned char data[32];
+	if (s->cbind_name[0] != '\0' || !s->tls || s->tls_exporter == NULL ||
+	    s->tls_exporter(s->tls_exporter_ctx, data, sizeof(data)) < 0)
+		return;
+	auth_session_set_channel_binding(s, "tls-exporter", data, sizeof(data));
+	OPENSSL_cleanse(data, sizeof(data));
+}
+
 static bool is_plus_mech(const char *mech, size_t len)
 {
 	return len > 5 && ascii_strncasecmp(mech + len - 5, "-PLUS", 5) == 0;
 }
 
+static bool mech_listed(const struct buf *list, const char *mech, size_t len)
+{
+	for (size_t i = 0; i < list->len;) {
+		size_t end = i;
+		while (end < list->len && list->data[end] != ' ')
+			end++;
+		if (end - i == len && memcmp(list->data + i, mech, len) == 0)
+			return true;
+		i = end + 1;
+	}
+	return false;
+}
+
 /* Copies libsasl2's list, leaving out -PLUS mechanisms when there is no
- * channel binding to offer them with. */
+ * channel binding to offer them with, and any name it lists twice
+ * (libsasl2 2.1.28 lists SCRAM-SHA-1 once per plugin table entry). */
 static void copy_mech_list(struct auth_session *s, const char *list, unsigned len)
 {
 	struct buf out = BUF_INIT;
@@ -592,7 +621,8 @@ static void copy_mech_list(struct auth_session *s, const char *list, unsigned le
 		unsigned end = i;
 		while (end < len && list[end] != ' ')
 			end++;
-		if (end > i && (s->cbind_name[0] != '\0' || !is_plus_mech(list + i, end - i))) {
+		if (end > i && (s->cbind_name[0] != '\0' || !is_plus_mech(list + i, end - i)) &&
+		    !mech_listed(&out, list + i, end - i)) {
 			if (out.len > 0)
 				buf_append_char(&out, ' ');
 			buf_append(&out, list + i, end - i);
@@ -610,6 +640,8 @@ const char *auth_mechanisms(struct auth_session *s)
 	int count;
 	sasl_conn_t *conn;
 	s->mechs[0] = '\0';
+	if (s->conn == NULL)
+		session_fetch_channel_binding(s);
 	/* its own connection: an exchange in progress is left alone */
 	if (!auth_plaintext_allowed(s) || (conn = session_conn_create(s)) == NULL)
 		return s->mechs;
@@ -861,6 +893,7 @@ static enum auth_result start_now(struct auth_session *s, const char *mech,
 	unsigned out_len = 0;
 
 	*challenge_b64_r = "";
+	session_fetch_channel_binding(s);
 	if (!auth_plaintext_allowed(s) || !mech_known(mech) ||
 	    (is_plus_mech(mech, strlen(mech)) && s->cbind_name[0] == '\0'))
 		return AUTH_NOMECH;

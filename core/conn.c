@@ -30,7 +30,7 @@ static void conn_update_log_ctx(struct conn *c)
 /* Every protocol callback runs inside the connection's log context. */
 #define CALL_PROTO(c, fn)                                   \
 	do {                                                \
-		if ((c)->proto->fn != NULL && !(c)->freed_session) { \
+		if ((c)->proto->fn != NULL && !(c)->freed_session && (c)->session != NULL) { \
 			const char *saved_ = log_get_context(); \
 			log_set_context((c)->log_ctx);      \
 			(c)->proto->fn((c)->session);       \
@@ -46,6 +46,133 @@ static void conn_schedule(struct conn *c)
 static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+
+/* ---- timers the connection owns (conn.h) ---- */
+
+/* Counts what arrived since the input buffer was last looked at. */
+static void conn_count_input(struct conn *c)
+{
+	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+	if (len > c->in_seen)
+		c->in_total += len - c->in_seen;
+	c->in_seen = len;
+}
+
+/* A timer ran out: the protocol says goodbye and the connection closes
+ * (at once when not even that can be sent). */
+static void conn_expire(struct conn *c)
+{
+	if (c->closing || c->starttls_pending || c->freed_session) {
+		conn_free(c);
+		return;
+	}
+	CALL_PROTO(c, timeout);
+	conn_close(c, "timeout");
+}
+
+static void conn_preauth_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	const char *saved = log_get_context();
+	log_set_context(c->log_ctx);
+	log_info("event=timeout reason=preauth-deadline seconds=%d",
+		 c->worker->cfg->timeout_preauth);
+	log_set_context(saved);
+	conn_expire(c);
+}
+
+static double tv_seconds(const struct timeval *a, const struct timeval *b)
+{
+	return (double)(a->tv_sec - b->tv_sec) + (double)(a->tv_usec - b->tv_usec) / 1e6;
+}
+
+static void conn_rate_arm(struct conn *c, double seconds)
+{
+	struct timeval tv = { (time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6) };
+	evtimer_add(c->rate_ev, &tv);
+}
+
+/* Whether the unit in progress kept up min_rate on average; re-armed for
+ * the moment it would fall behind if nothing more came. */
+static void conn_rate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	const struct config *cfg = c->worker->cfg;
+	struct timeval now;
+	if (!c->rate_active)
+		return;
+	conn_count_input(c);
+	event_base_gettimeofday_cached(c->worker->base, &now);
+	double elapsed = tv_seconds(&now, &c->rate_start);
+	uint64_t bytes = c->in_total - c->rate_start_total;
+	double need = (double)bytes / cfg->min_rate;
+	if (need < cfg->min_rate_grace)
+		need = cfg->min_rate_grace;
+	if (elapsed + 0.001 < need) {
+		conn_rate_arm(c, need - elapsed);
+		return;
+	}
+	c->rate_active = false;
+	const char *saved = log_get_context();
+	log_set_context(c->log_ctx);
+	log_info("event=too-slow bytes=%llu seconds=%.1f min_rate=%d",
+		 (unsigned long long)bytes, elapsed, cfg->min_rate);
+	log_set_context(saved);
+	conn_expire(c);
+}
+
+void conn_want_more(struct conn *c, bool partial)
+{
+	const struct config *cfg = c->worker->cfg;
+	if (!partial || cfg->min_rate <= 0 || c->paused || c->rate_ev == NULL) {
+		if (c->rate_active && c->rate_ev != NULL)
+			evtimer_del(c->rate_ev);
+		c->rate_active = false;
+		return;
+	}
+	if (c->rate_active)
+		return;
+	conn_count_input(c);
+	c->rate_active = true;
+	event_base_gettimeofday_cached(c->worker->base, &c->rate_start);
+	/* what of the unit is already here counts for it */
+	c->rate_start_total = c->in_total - c->in_seen;
+	conn_rate_arm(c, cfg->min_rate_grace > 0 ? cfg->min_rate_grace : 1);
+}
+
+void conn_end_preauth(struct conn *c)
+{
+	if (c->preauth_ev != NULL)
+		evtimer_del(c->preauth_ev);
+}
+
+/* A draining server closes each session once it is not in the middle of
+ * a command: the same for every protocol. */
+static void conn_drain_if_idle(struct conn *c)
+{
+	if (!c->worker->draining || c->closing || c->freed_session)
+		return;
+	if (c->session == NULL) {   /* still in its TLS handshake */
+		conn_close(c, "shutdown");
+		return;
+	}
+	if (c->proto->busy != NULL) {
+		const char *saved = log_get_context();
+		log_set_context(c->log_ctx);
+		bool busy = c->proto->busy(c->session);
+		log_set_context(saved);
+		if (busy)
+			return;
+	}
+	CALL_PROTO(c, shutdown);
+	conn_close(c, "shutdown");
+}
+
+void conn_busy_done(struct conn *c)
+{
+	if (c->worker->draining && !c->closing)
+		conn_schedule(c);
+}
 
 static void conn_apply_timeouts(struct conn *c)
 {
@@ -86,8 +213,12 @@ static void conn_deferred_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (!c->paused && !c->starttls_pending &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+		conn_count_input(c);
 		CALL_PROTO(c, input);
+		conn_count_input(c);
+	}
+	conn_drain_if_idle(c);
 }
 
 static void sockaddr_text(const struct sockaddr *sa, char *ip, size_t ip_size, int *port_r,
@@ -170,6 +301,8 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 	}
 	c->timeout = w->cfg->timeout_preauth;
 	c->defer_ev = event_new(w->base, -1, 0, conn_deferred_cb, c);
+	c->preauth_ev = evtimer_new(w->base, conn_preauth_cb, c);
+	c->rate_ev = evtimer_new(w->base, conn_rate_cb, c);
 	conn_update_log_ctx(c);
 
 	c->next = w->conns;
@@ -178,7 +311,8 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 	w->conns = c;
 	w->nconns++;
 
-	if (c->defer_ev == NULL || conn_setup_bev(c, w->setup->implicit_tls[kind]) < 0) {
+	if (c->defer_ev == NULL || c->preauth_ev == NULL || c->rate_ev == NULL ||
+	    conn_setup_bev(c, w->setup->implicit_tls[kind]) < 0) {
 		log_error("event=conn-setup-failed remote=%s", ip);
 		c->freed_session = true;
 		conn_free(c);
@@ -186,7 +320,15 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 	}
 	log_set_context(c->log_ctx);
 	log_info("event=connect port=%d local=%s:%d", port, c->local_ip, c->local_port);
-	c->session = proto->start(c);
+	if (w->cfg->timeout_preauth > 0) {
+		/* absolute: nothing the client sends moves it (issue 19) */
+		struct timeval tv = { w->cfg->timeout_preauth, 0 };
+		evtimer_add(c->preauth_ev, &tv);
+	}
+	/* an implicit-TLS session starts once the handshake is done, so its
+	 * greeting can offer what needs TLS keys (SCRAM-*-PLUS) */
+	if (!w->setup->implicit_tls[kind])
+		c->session = proto->start(c);
 	log_set_context(NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -211,6 +353,10 @@ void conn_free(struct conn *c)
 		close(c->fd);
 	if (c->defer_ev != NULL)
 		event_free(c->defer_ev);
+	if (c->preauth_ev != NULL)
+		event_free(c->preauth_ev);
+	if (c->rate_ev != NULL)
+		event_free(c->rate_ev);
 	connlimit_release(w->limits, w->slot, c->limit_bucket);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -233,7 +379,10 @@ static void conn_readcb(struct bufferevent *bev, void *arg)
 				       evbuffer_get_length(bufferevent_get_input(bev)));
 		return;
 	}
+	conn_count_input(c);
 	CALL_PROTO(c, input);
+	conn_count_input(c);
+	conn_drain_if_idle(c);
 }
 
 static void conn_upgrade_tls(struct conn *c)
@@ -241,6 +390,7 @@ static void conn_upgrade_tls(struct conn *c)
 	/* the reply went out in clear; switch the same socket to TLS */
 	evbuffer_drain(bufferevent_get_input(c->bev),
 		       evbuffer_get_length(bufferevent_get_input(c->bev)));
+	c->in_seen = 0;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	if (conn_setup_bev(c, true) < 0) {
@@ -273,6 +423,7 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
 		log_set_context(c->log_ctx);
 		fn(c->session);
 		log_set_context(saved);
+		conn_drain_if_idle(c);
 	}
 }
 
@@ -300,6 +451,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			c->handshake_logged = true;
 			log_info("event=tls-established tls=\"%s\"", c->tls_desc);
 		}
+		if (c->session == NULL && !c->freed_session && !c->closing)
+			c->session = c->proto->start(c);
 		if (c->starttls_pending) {
 			c->starttls_pending = false;
 			if (!c->paused)
@@ -317,9 +470,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		/* idle: the protocol says goodbye; the connection then closes */
-		CALL_PROTO(c, timeout);
 		log_set_context(saved);
-		conn_close(c, "timeout");
+		conn_expire(c);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
@@ -401,12 +553,15 @@ void conn_on_output_drained(struct conn *c, size_t low_water, void (*fn)(void *s
 
 void conn_pause_input(struct conn *c)
 {
+	conn_want_more(c, false);   /* our wait is not the client's slowness */
 	c->paused = true;
 	bufferevent_disable(c->bev, EV_READ);
 }
 
 void conn_resume_input(struct conn *c)
 {
+	if (c->worker->draining && !c->closing)
+		conn_schedule(c);   /* the session may be idle now: drain it */
 	if (!c->paused)
 		return;
 	c->paused = false;
@@ -427,6 +582,8 @@ void conn_starttls(struct conn *c, const char *reply)
 	 * the command was sent before the client saw our reply: drop it */
 	evbuffer_drain(bufferevent_get_input(c->bev),
 		       evbuffer_get_length(bufferevent_get_input(c->bev)));
+	c->in_seen = 0;
+	conn_want_more(c, false);
 	if (conn_output_pending(c) == 0)
 		conn_upgrade_tls(c);
 }
@@ -434,6 +591,9 @@ void conn_starttls(struct conn *c, const char *reply)
 int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len)
 {
 	if (c->ssl == NULL || !c->handshake_logged)
+		return -1;
+	/* RFC 9266 3: TLS 1.2 only with the extended master secret */
+	if (SSL_version(c->ssl) < TLS1_3_VERSION && SSL_get_extms_support(c->ssl) != 1)
 		return -1;
 	return SSL_export_keying_material(c->ssl, out, len, "EXPORTER-Channel-Binding",
 					  strlen("EXPORTER-Channel-Binding"), NULL, 0, 0) == 1 ? 0 : -1;
@@ -443,6 +603,7 @@ void conn_set_user(struct conn *c, const char *user)
 {
 	log_sanitize(c->user, sizeof(c->user), user, strlen(user));
 	conn_update_log_ctx(c);
+	conn_end_preauth(c);
 }
 
 void conn_set_timeout(struct conn *c, int seconds)
@@ -459,6 +620,8 @@ void conn_close(struct conn *c, const char *reason)
 	if (reason != NULL)
 		log_debug("event=closing reason=%s", reason);
 	bufferevent_disable(c->bev, EV_READ);
+	conn_want_more(c, false);
+	conn_end_preauth(c);
 	/* give the last reply a bounded time to leave */
 	struct timeval tv = { 30, 0 };
 	bufferevent_set_timeouts(c->bev, NULL, &tv);
@@ -467,10 +630,14 @@ void conn_close(struct conn *c, const char *reason)
 
 void conn_drain(struct conn *c)
 {
-	if (c->closing)
-		return;
-	if (c->proto->shutdown != NULL)
-		CALL_PROTO(c, shutdown);
-	else
+	if (c->proto->shutdown == NULL && !c->closing) {
 		conn_close(c, "shutdown");
+		return;
+	}
+	conn_drain_if_idle(c);
+}
+
+int conn_tls_exporter_fn(void *c, unsigned char *out, size_t len)
+{
+	return conn_tls_exporter(c, out, len);
 }

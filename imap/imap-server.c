@@ -5,7 +5,7 @@
 #include "auth/auth.h"
 #include "store/store.h"
 
-#include <event2/event.h>
+#include <event2/buffer.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +283,7 @@ void imap_command_done(struct imap_session *s)
 		if (!conn_is_closing(s->conn))
 			conn_resume_input(s->conn);
 	}
+	conn_busy_done(s->conn);
 }
 
 /* The dispatcher: syntax, command name, UID form and state are checked
@@ -377,8 +378,11 @@ static void imap_input(void *ctx)
 	while (!conn_is_closing(s->conn) && s->mode != IMAP_INPUT_WAIT) {
 		if (s->mode == IMAP_INPUT_SASL || s->mode == IMAP_INPUT_IDLE) {
 			enum lr_status st = linereader_next(&s->reader.lr, in);
-			if (st == LR_NEED_MORE)
+			if (st == LR_NEED_MORE) {
+				conn_want_more(s->conn, evbuffer_get_length(in) > 0 ||
+						       s->reader.lr.discarding);
 				return;
+			}
 			const char *line = s->reader.lr.line;
 			size_t len = s->reader.lr.line_len;
 			if (st == LR_TOO_LONG ||
@@ -393,8 +397,12 @@ static void imap_input(void *ctx)
 			continue;
 		}
 		enum imap_read_status st = imap_reader_next(&s->reader, in);
-		if (st == IMAP_READ_NEED_MORE)
+		if (st == IMAP_READ_NEED_MORE) {
+			/* a command begun (text or literal) must keep min_rate */
+			conn_want_more(s->conn, evbuffer_get_length(in) > 0 || s->reader.cmd.len > 0 ||
+					       s->reader.literal_left > 0 || s->reader.lr.discarding);
 			return;
+		}
 		imap_reader_event(s, st);
 	}
 }
@@ -415,6 +423,8 @@ static void *imap_start(struct conn *c)
 		.remote_port = conn_remote_port(c),
 		.tls = s->tls,
 		.loopback = conn_is_loopback(c),
+		.tls_exporter = conn_tls_exporter_fn,
+		.tls_exporter_ctx = c,
 	};
 	s->auth = auth_session_new(&info);
 	struct buf b = BUF_INIT;
@@ -432,11 +442,20 @@ static void imap_timeout(void *ctx)
 	conn_write_str(s->conn, "* BYE Autologout; idle for too long\r\n");
 }
 
+/* A command in progress: never a BYE inside a streamed literal (the core
+ * waits until the command is done), nor in an authentication exchange or
+ * an APPEND being received. IDLE is not busy: BYE may end it. */
+static bool imap_busy(void *ctx)
+{
+	struct imap_session *s = ctx;
+	return s->cmd_async || s->mode == IMAP_INPUT_WAIT || s->mode == IMAP_INPUT_SASL ||
+	       s->reader.streaming;
+}
+
 static void imap_shutdown(void *ctx)
 {
 	struct imap_session *s = ctx;
 	conn_write_str(s->conn, "* BYE [UNAVAILABLE] Server shutting down\r\n");
-	conn_close(s->conn, "shutdown");
 }
 
 static void imap_free(void *ctx)
@@ -463,6 +482,7 @@ const struct proto imap_proto = {
 	.start = imap_start,
 	.input = imap_input,
 	.timeout = imap_timeout,
+	.busy = imap_busy,
 	.shutdown = imap_shutdown,
 	.free = imap_free,
 };

@@ -45,7 +45,6 @@ struct pop3_session {
 	struct linereader lr;
 	enum pop3_state state;
 	int errors;
-	bool shutdown_pending;    /* the server drains: close after the command */
 
 	/* AUTHORIZATION */
 	struct auth_session *auth;

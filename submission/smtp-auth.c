@@ -16,6 +16,8 @@ static struct auth_session *smtp_auth_session(struct smtp_session *s)
 			.remote_port = conn_remote_port(s->conn),
 			.tls = conn_is_tls(s->conn),
 			.loopback = conn_is_loopback(s->conn),
+			.tls_exporter = conn_tls_exporter_fn,
+			.tls_exporter_ctx = s->conn,
 		};
 		s->auth = auth_session_new(&info);
 	}

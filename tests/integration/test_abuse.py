@@ -170,7 +170,7 @@ def test_login_lifts_the_preauth_deadline(server_factory):
 def test_command_line_slower_than_minimum_rate(server_factory):
     """After login, a command line trickled slower than the minimum rate
     is cut even though every byte arrives well within the idle timeout."""
-    srv = server_factory(sections={"limits": {"min_line_rate": "100",
+    srv = server_factory(sections={"limits": {"min_rate": "100",
                                               "min_rate_grace": "2s"}})
     srv.add_user(DAVE, DAVE_PW)
     s = socket.create_connection(("127.0.0.1", srv.port("imap")), timeout=10)
@@ -186,7 +186,7 @@ def test_command_line_slower_than_minimum_rate(server_factory):
 
 
 def test_smtp_data_slower_than_minimum_rate(server_factory):
-    srv = server_factory(sections={"limits": {"min_line_rate": "100",
+    srv = server_factory(sections={"limits": {"min_rate": "100",
                                               "min_rate_grace": "2s"}})
     s = socket.create_connection(("127.0.0.1", srv.port("smtp")), timeout=10)
     f = s.makefile("rb")
