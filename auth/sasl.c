@@ -39,7 +39,7 @@
 #endif
 
 /* The -PLUS variants are offered only on connections that were given
- * channel binding data (auth_session_set_channel_binding). */
+ * channel binding data (asrv_session_set_channel_binding). */
 #define MECH_LIST "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1 SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS"
 #define CBIND_MAX 64
 #define AUXPROP_NAME "postern"
@@ -63,7 +63,7 @@ static struct auth_server server;
 
 enum session_state { SESSION_IDLE, SESSION_EXCHANGE, SESSION_DONE };
 
-struct auth_session {
+struct asrv_session {
 	char *service;
 	char *remote_ip;
 	char local_port[128];     /* "ip;port" as libsasl2 wants it */
@@ -214,7 +214,7 @@ static bool usable_user(const char *name, struct auth_user *user_r)
 
 /* The check made ahead for exactly this user, password and hash, if any
  * (consumed either way). */
-static bool check_answers(struct auth_session *s, const char *user, const char *pass,
+static bool check_answers(struct asrv_session *s, const char *user, const char *pass,
 			  unsigned passlen, const char *hash, bool *match_r)
 {
 	struct auth_check *c = s->check;
@@ -230,7 +230,7 @@ static bool check_answers(struct auth_session *s, const char *user, const char *
 static int cb_checkpass(sasl_conn_t *conn, void *context, const char *user,
 			const char *pass, unsigned passlen, struct propctx *propctx)
 {
-	struct auth_session *s = context;
+	struct asrv_session *s = context;
 	struct auth_user record;
 	bool usable = usable_user(user, &record);
 	bool clean = passlen < CREDENTIAL_MAX && memchr(pass, '\0', passlen) == NULL;
@@ -284,7 +284,7 @@ static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
 			 unsigned inlen, unsigned flags, const char *user_realm,
 			 char *out, unsigned out_max, unsigned *out_len)
 {
-	struct auth_session *s = context;
+	struct asrv_session *s = context;
 	char raw[AUTH_ADDRESS_MAX * 4 + 1];
 
 	if (!canonical_name(in, inlen, raw, sizeof(raw)))
@@ -449,7 +449,7 @@ void auth_sasl_deinit(void)
 
 /* ---- sessions ----------------------------------------------------- */
 
-static void session_dispose_conn(struct auth_session *s)
+static void session_dispose_conn(struct asrv_session *s)
 {
 	if (s->conn != NULL)
 		sasl_dispose(&s->conn);
@@ -457,22 +457,27 @@ static void session_dispose_conn(struct auth_session *s)
 	s->state = SESSION_IDLE;
 }
 
-bool auth_plaintext_allowed(const struct auth_session *s)
+bool auth_plaintext_policy(const struct config *cfg, bool tls, bool loopback)
 {
-	switch (server.cfg->auth_plaintext) {
+	switch (cfg->auth_plaintext) {
 	case PLAINTEXT_ALWAYS:
 		return true;
 	case PLAINTEXT_LOOPBACK:
-		return s->tls || s->loopback;
+		return tls || loopback;
 	case PLAINTEXT_NEVER:
 		break;
 	}
-	return s->tls;
+	return tls;
+}
+
+bool asrv_plaintext_allowed(const struct asrv_session *s)
+{
+	return auth_plaintext_policy(server.cfg, s->tls, s->loopback);
 }
 
 /* A libsasl2 connection carrying this session's addresses, security
  * properties, TLS strength and channel binding. */
-static sasl_conn_t *session_conn_create(struct auth_session *s)
+static sasl_conn_t *session_conn_create(struct asrv_session *s)
 {
 	sasl_conn_t *conn = NULL;
 	int rc = sasl_server_new(s->service, server.cfg->hostname, NULL,
@@ -493,7 +498,7 @@ static sasl_conn_t *session_conn_create(struct auth_session *s)
 	sasl_security_properties_t props;
 	memset(&props, 0, sizeof(props));
 	props.security_flags = SASL_SEC_NOANONYMOUS;
-	if (!auth_plaintext_allowed(s))
+	if (!asrv_plaintext_allowed(s))
 		props.security_flags |= SASL_SEC_NOPLAINTEXT;
 	sasl_setprop(conn, SASL_SEC_PROPS, &props);
 	if (s->tls) {
@@ -507,7 +512,7 @@ static sasl_conn_t *session_conn_create(struct auth_session *s)
 
 /* A fresh libsasl2 connection for each exchange: nothing of a failed or
  * cancelled attempt carries over. */
-static int session_new_conn(struct auth_session *s)
+static int session_new_conn(struct asrv_session *s)
 {
 	session_dispose_conn(s);
 	s->conn = session_conn_create(s);
@@ -523,9 +528,9 @@ static void format_ipport(char *dst, size_t size, const char *ip, int port)
 		snprintf(dst, size, "%s;%d", ip, port);
 }
 
-struct auth_session *auth_session_new(const struct auth_conn_info *info)
+struct asrv_session *asrv_session_new(const struct auth_conn_info *info)
 {
-	struct auth_session *s = xcalloc(1, sizeof(*s));
+	struct asrv_session *s = xcalloc(1, sizeof(*s));
 	s->service = xstrdup(info->service);
 	s->remote_ip = xstrdup(info->remote_ip != NULL ? info->remote_ip : "");
 	format_ipport(s->local_port, sizeof(s->local_port), info->local_ip, info->local_port);
@@ -543,7 +548,7 @@ struct auth_session *auth_session_new(const struct auth_conn_info *info)
 	return s;
 }
 
-void auth_session_free(struct auth_session **s)
+void asrv_session_free(struct asrv_session **s)
 {
 	if (*s == NULL)
 		return;
@@ -562,13 +567,13 @@ void auth_session_free(struct auth_session **s)
 	*s = NULL;
 }
 
-void auth_session_set_tls(struct auth_session *s)
+void asrv_session_set_tls(struct asrv_session *s)
 {
 	s->tls = true;
 	session_dispose_conn(s);
 }
 
-void auth_session_set_channel_binding(struct auth_session *s, const char *type,
+void asrv_session_set_channel_binding(struct asrv_session *s, const char *type,
 				      const unsigned char *data, size_t len)
 {
 	session_dispose_conn(s);
@@ -583,13 +588,13 @@ void auth_session_set_channel_binding(struct auth_session *s, const char *type,
 }
 
 /* Channel binding from the connection's TLS, once it is up. */
-static void session_fetch_channel_binding(struct auth_session *s)
+static void session_fetch_channel_binding(struct asrv_session *s)
 {
 	unsigned char data[32];
 	if (s->cbind_name[0] != '\0' || !s->tls || s->tls_exporter == NULL ||
 	    s->tls_exporter(s->tls_exporter_ctx, data, sizeof(data)) < 0)
 		return;
-	auth_session_set_channel_binding(s, "tls-exporter", data, sizeof(data));
+	asrv_session_set_channel_binding(s, "tls-exporter", data, sizeof(data));
 	OPENSSL_cleanse(data, sizeof(data));
 }
 
@@ -614,7 +619,7 @@ static bool mech_listed(const struct buf *list, const char *mech, size_t len)
 /* Copies libsasl2's list, leaving out -PLUS mechanisms when there is no
  * channel binding to offer them with, and any name it lists twice
  * (libsasl2 2.1.28 lists SCRAM-SHA-1 once per plugin table entry). */
-static void copy_mech_list(struct auth_session *s, const char *list, unsigned len)
+static void copy_mech_list(struct asrv_session *s, const char *list, unsigned len)
 {
 	struct buf out = BUF_INIT;
 	for (unsigned i = 0; i < len;) {
@@ -633,7 +638,7 @@ static void copy_mech_list(struct auth_session *s, const char *list, unsigned le
 	buf_free(&out);
 }
 
-const char *auth_mechanisms(struct auth_session *s)
+const char *asrv_mechanisms(struct asrv_session *s)
 {
 	const char *list;
 	unsigned len;
@@ -643,7 +648,7 @@ const char *auth_mechanisms(struct auth_session *s)
 	if (s->conn == NULL)
 		session_fetch_channel_binding(s);
 	/* its own connection: an exchange in progress is left alone */
-	if (!auth_plaintext_allowed(s) || (conn = session_conn_create(s)) == NULL)
+	if (!asrv_plaintext_allowed(s) || (conn = session_conn_create(s)) == NULL)
 		return s->mechs;
 	if (sasl_listmech(conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
 		copy_mech_list(s, list, len);
@@ -651,12 +656,12 @@ const char *auth_mechanisms(struct auth_session *s)
 	return s->mechs;
 }
 
-const char *auth_username(const struct auth_session *s)
+const char *asrv_username(const struct asrv_session *s)
 {
 	return s->username;
 }
 
-unsigned auth_reply_delay_ms(const struct auth_session *s)
+unsigned asrv_reply_delay_ms(const struct asrv_session *s)
 {
 	return s->delay_ms;
 }
@@ -694,7 +699,7 @@ struct throttle_keys {
 };
 
 /* user: the canonical (lowercased) account name, "" when not known yet. */
-static void throttle_keys(const struct auth_session *s, const char *user,
+static void throttle_keys(const struct asrv_session *s, const char *user,
 			  struct throttle_keys *k)
 {
 	char src[INET6_ADDRSTRLEN + 8];
@@ -705,7 +710,7 @@ static void throttle_keys(const struct auth_session *s, const char *user,
 	snprintf(k->known, sizeof(k->known), "ok:%s|%s", user, src);
 }
 
-static bool session_blocked(const struct auth_session *s, const char *user)
+static bool session_blocked(const struct asrv_session *s, const char *user)
 {
 	struct throttle_keys k;
 	time_t now = auth_now();
@@ -732,7 +737,7 @@ static unsigned max_delay(unsigned a, unsigned b)
 
 /* Every failure ends here: one log line, counted per source, per
  * (account, source) and per account, and the reply delay they earn. */
-static enum auth_result session_failed(struct auth_session *s, const char *reason)
+static enum auth_result session_failed(struct asrv_session *s, const char *reason)
 {
 	char user[AUTH_ADDRESS_MAX + 3];
 	struct throttle_keys k;
@@ -759,7 +764,7 @@ static enum auth_result session_failed(struct auth_session *s, const char *reaso
 	return AUTH_FAILED;
 }
 
-static enum auth_result session_succeeded(struct auth_session *s)
+static enum auth_result session_succeeded(struct asrv_session *s)
 {
 	const void *name = NULL;
 	struct auth_user record;
@@ -805,7 +810,7 @@ static enum auth_result session_succeeded(struct auth_session *s)
 /* Maps a libsasl2 result: every credential failure, whatever code Cyrus
  * picked for it (BADAUTH, NOUSER, BADPROT, NOMEM from SCRAM, ...), becomes
  * AUTH_FAILED. */
-static enum auth_result session_result(struct auth_session *s, int rc, const char *out,
+static enum auth_result session_result(struct asrv_session *s, int rc, const char *out,
 				       unsigned outlen, const char **challenge_b64_r)
 {
 	switch (rc) {
@@ -868,7 +873,7 @@ static bool mech_known(const char *mech)
 	return false;
 }
 
-static void session_begin(struct auth_session *s, const char *mech)
+static void session_begin(struct asrv_session *s, const char *mech)
 {
 	free(s->username);
 	s->username = NULL;
@@ -884,7 +889,7 @@ static void session_begin(struct auth_session *s, const char *mech)
 	}
 }
 
-static enum auth_result start_now(struct auth_session *s, const char *mech,
+static enum auth_result start_now(struct asrv_session *s, const char *mech,
 				  const char *initial_b64, const char **challenge_b64_r)
 {
 	char *in = NULL;
@@ -894,7 +899,7 @@ static enum auth_result start_now(struct auth_session *s, const char *mech,
 
 	*challenge_b64_r = "";
 	session_fetch_channel_binding(s);
-	if (!auth_plaintext_allowed(s) || !mech_known(mech) ||
+	if (!asrv_plaintext_allowed(s) || !mech_known(mech) ||
 	    (is_plus_mech(mech, strlen(mech)) && s->cbind_name[0] == '\0'))
 		return AUTH_NOMECH;
 	session_begin(s, mech);
@@ -929,7 +934,7 @@ static enum auth_result start_now(struct auth_session *s, const char *mech,
 	return session_result(s, rc, out, out_len, challenge_b64_r);
 }
 
-static enum auth_result step_now(struct auth_session *s, const char *response_b64,
+static enum auth_result step_now(struct asrv_session *s, const char *response_b64,
 				 const char **challenge_b64_r)
 {
 	const char *out = NULL;
@@ -965,14 +970,14 @@ static enum auth_result step_now(struct auth_session *s, const char *response_b6
 	return session_result(s, rc, out, out_len, challenge_b64_r);
 }
 
-static enum auth_result login_now(struct auth_session *s, const char *user,
+static enum auth_result login_now(struct asrv_session *s, const char *user,
 				  const char *password)
 {
 	const char *out = NULL;
 	unsigned out_len = 0;
 	size_t user_len = strlen(user), pass_len = strlen(password);
 
-	if (!auth_plaintext_allowed(s))
+	if (!asrv_plaintext_allowed(s))
 		return AUTH_NOMECH;
 	session_begin(s, "PLAIN");
 	if (session_new_conn(s) < 0)
@@ -1001,26 +1006,26 @@ static enum auth_result login_now(struct auth_session *s, const char *user,
 
 /* ---- the calls, now or with the password hashed in another thread ---- */
 
-static enum auth_result drop_check(struct auth_session *s, enum auth_result result)
+static enum auth_result drop_check(struct asrv_session *s, enum auth_result result)
 {
 	check_free(s->check);
 	s->check = NULL;
 	return result;
 }
 
-enum auth_result auth_start(struct auth_session *s, const char *mech,
+enum auth_result asrv_start(struct asrv_session *s, const char *mech,
 			    const char *initial_b64, const char **challenge_b64_r)
 {
 	return drop_check(s, start_now(s, mech, initial_b64, challenge_b64_r));
 }
 
-enum auth_result auth_step(struct auth_session *s, const char *response_b64,
+enum auth_result asrv_step(struct asrv_session *s, const char *response_b64,
 			   const char **challenge_b64_r)
 {
 	return drop_check(s, step_now(s, response_b64, challenge_b64_r));
 }
 
-enum auth_result auth_login(struct auth_session *s, const char *user, const char *password)
+enum auth_result asrv_login(struct asrv_session *s, const char *user, const char *password)
 {
 	return drop_check(s, login_now(s, user, password));
 }
@@ -1068,26 +1073,26 @@ static struct auth_check *check_plain(const char *b64)
 
 /* The password check the call would make, made ahead; NULL when it makes
  * none (no password in it, refused before any check). */
-static struct auth_check *check_for_login(struct auth_session *s, const char *user,
+static struct auth_check *check_for_login(struct asrv_session *s, const char *user,
 					  const char *password)
 {
 	size_t user_len = strlen(user), pass_len = strlen(password);
-	if (!auth_plaintext_allowed(s) || session_blocked(s, "") || user_len >= CREDENTIAL_MAX ||
+	if (!asrv_plaintext_allowed(s) || session_blocked(s, "") || user_len >= CREDENTIAL_MAX ||
 	    pass_len == 0 || pass_len >= CREDENTIAL_MAX)
 		return NULL;
 	return check_new(user, user_len, password, pass_len);
 }
 
-static struct auth_check *check_for_start(struct auth_session *s, const char *mech,
+static struct auth_check *check_for_start(struct asrv_session *s, const char *mech,
 					  const char *initial_b64)
 {
 	if (initial_b64 == NULL || ascii_strcasecmp(mech, "PLAIN") != 0 ||
-	    !auth_plaintext_allowed(s) || session_blocked(s, ""))
+	    !asrv_plaintext_allowed(s) || session_blocked(s, ""))
 		return NULL;
 	return check_plain(initial_b64);
 }
 
-static struct auth_check *check_for_step(struct auth_session *s, const char *response_b64)
+static struct auth_check *check_for_step(struct asrv_session *s, const char *response_b64)
 {
 	if (s->state != SESSION_EXCHANGE || s->conn == NULL || strcmp(response_b64, "*") == 0)
 		return NULL;
@@ -1143,7 +1148,7 @@ static void pending_work(void *arg)
 
 static void delay_done(evutil_socket_t fd, short what, void *arg)
 {
-	struct auth_session *s = arg;
+	struct asrv_session *s = arg;
 	auth_done_fn *cb = s->delayed_cb;
 	const char *saved = log_get_context();
 	s->delayed_cb = NULL;
@@ -1155,7 +1160,7 @@ static void delay_done(evutil_socket_t fd, short what, void *arg)
 /* The one place a throttled answer waits (for every protocol): the
  * callback comes after the delay throttling set, without blocking the
  * loop; the protocol reads nothing meanwhile, as for any pending call. */
-static void pending_answer(struct auth_session *s, struct event_base *base,
+static void pending_answer(struct asrv_session *s, struct event_base *base,
 			   enum auth_result result, const char *challenge,
 			   auth_done_fn *cb, void *ctx)
 {
@@ -1177,7 +1182,7 @@ static void pending_answer(struct auth_session *s, struct event_base *base,
 /* Back on the loop: the call itself, with the check's answer. */
 static void pending_done(void *ctx, void *arg)
 {
-	struct auth_session *s = ctx;
+	struct asrv_session *s = ctx;
 	struct auth_pending *p = arg;
 	const char *challenge = "";
 	enum auth_result result = AUTH_TEMPFAIL;
@@ -1187,13 +1192,13 @@ static void pending_done(void *ctx, void *arg)
 	p->check = NULL;
 	switch (p->kind) {
 	case PENDING_LOGIN:
-		result = auth_login(s, p->args[0], p->args[1]);
+		result = asrv_login(s, p->args[0], p->args[1]);
 		break;
 	case PENDING_START:
-		result = auth_start(s, p->args[0], p->args[1], &challenge);
+		result = asrv_start(s, p->args[0], p->args[1], &challenge);
 		break;
 	case PENDING_STEP:
-		result = auth_step(s, p->args[0], &challenge);
+		result = asrv_step(s, p->args[0], &challenge);
 		break;
 	}
 	auth_done_fn *cb = p->cb;
@@ -1205,7 +1210,7 @@ static void pending_done(void *ctx, void *arg)
 
 /* Hashes the call's password in one of o's threads when it checks one,
  * else makes the call now. */
-static void pending_run(struct auth_session *s, struct offload *o, enum pending_kind kind,
+static void pending_run(struct asrv_session *s, struct offload *o, enum pending_kind kind,
 			const char *a, const char *b, auth_done_fn *cb, void *ctx)
 {
 	struct auth_pending *p = xcalloc(1, sizeof(*p));
@@ -1242,19 +1247,19 @@ static void pending_run(struct auth_session *s, struct offload *o, enum pending_
 	pending_done(s, p);
 }
 
-void auth_login_async(struct auth_session *s, struct offload *o, const char *user,
+void asrv_login_async(struct asrv_session *s, struct offload *o, const char *user,
 		      const char *password, auth_done_fn *cb, void *ctx)
 {
 	pending_run(s, o, PENDING_LOGIN, user, password, cb, ctx);
 }
 
-void auth_start_async(struct auth_session *s, struct offload *o, const char *mech,
+void asrv_start_async(struct asrv_session *s, struct offload *o, const char *mech,
 		      const char *initial_b64, auth_done_fn *cb, void *ctx)
 {
 	pending_run(s, o, PENDING_START, mech, initial_b64, cb, ctx);
 }
 
-void auth_step_async(struct auth_session *s, struct offload *o, const char *response_b64,
+void asrv_step_async(struct asrv_session *s, struct offload *o, const char *response_b64,
 		     auth_done_fn *cb, void *ctx)
 {
 	pending_run(s, o, PENDING_STEP, response_b64, NULL, cb, ctx);

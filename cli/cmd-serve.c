@@ -40,15 +40,16 @@ static const struct {
 	{ LISTEN_IMAPS, 1993, "IMAP, implicit TLS" },
 };
 
-/* Each worker, after the fork and the privilege drop: its own LMDB
- * environments and SASL server. */
+/* Each worker and the relay, after the fork and the privilege drop: the
+ * link to the auth process (accounts are its alone), and their own LMDB
+ * environments. */
 static int serve_child_init(const struct config *cfg, struct services *services,
 			    const char **error_r)
 {
-	if (auth_db_open(cfg->data_dir, cfg->run_as, &services->auth, error_r) < 0)
+	if (auth_client_open(cfg, services->auth_fd[0], services->auth_fd[1], &services->auth,
+			     error_r) < 0)
 		return -1;
-	if (auth_sasl_init(cfg, services->auth, error_r) < 0)
-		return -1;
+	services->auth_fd[0] = services->auth_fd[1] = -1;   /* the client's now */
 	if (store_open(cfg->data_dir, cfg->run_as, &services->store, error_r) < 0)
 		return -1;
 	if (queue_open(cfg->data_dir, cfg->run_as, &services->queue, error_r) < 0)
@@ -65,9 +66,15 @@ static void serve_child_deinit(struct services *services)
 	ratelimit_close(&services->ratelimit);
 	if (services->store != NULL)
 		store_free(&services->store);
-	auth_sasl_deinit();
 	if (services->auth != NULL)
 		auth_db_close(&services->auth);
+	auth_client_close();
+}
+
+/* The auth process: accounts.lmdb, throttling, the SASL server. */
+static int serve_auth_main(const struct config *cfg, int ctl_fd)
+{
+	return auth_service_main(cfg, ctl_fd, NULL);
 }
 
 /* Readers of killed processes stay in LMDB's reader tables until someone
@@ -292,6 +299,7 @@ int cmd_serve(int argc, char **argv)
 	setup.child_init = serve_child_init;
 	setup.child_deinit = serve_child_deinit;
 	setup.child_periodic = serve_child_periodic;
+	setup.auth_main = serve_auth_main;
 	setup.relay_main = relay_main;
 
 	int ret = server_run(&setup);

@@ -23,9 +23,14 @@
 
 #define RESTART_BACKOFF_SECS 1
 
+enum child_kind { CHILD_WORKER, CHILD_RELAY, CHILD_AUTH };
+
+static const char *const child_kind_names[] = { "worker", "relay", "auth" };
+
 struct child {
 	pid_t pid;          /* 0 = slot free */
-	bool relay;         /* the relay process, not a worker */
+	enum child_kind kind;
+	int auth_fds[2];    /* the auth process's ends of this child's sockets, -1 */
 	int generation;
 	time_t started;
 	bool restart_due;   /* died; start a new one when backoff passed */
@@ -46,7 +51,63 @@ struct master {
 	struct config *owned_cfg;    /* made by a reload; freed by the next one */
 	sigset_t old_mask;
 	int sfd;
+	int auth_ctl;                /* control socket to the auth process, -1 */
 };
+
+/* The control records for the auth process (auth/service.c reads them):
+ * 'A' with the two socket ends of a child, 'D' when it is gone. */
+struct auth_ctl_msg {
+	char op;
+	int slot;
+};
+
+static void master_auth_send(struct master *m, char op, int slot, const int *fds)
+{
+	struct auth_ctl_msg msg;
+	memset(&msg, 0, sizeof(msg));
+	msg.op = op;
+	msg.slot = slot;
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &msg, sizeof(msg) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (m->auth_ctl < 0)
+		return;   /* the next auth process gets them all */
+	if (fds != NULL) {
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, 2 * sizeof(int));
+	}
+	if (sendmsg(m->auth_ctl, &mh, MSG_NOSIGNAL) < 0)
+		log_warn("event=auth-control-failed error=\"%s\"", strerror(errno));
+}
+
+/* Closes the master's copies of a child's auth sockets. */
+static void master_auth_forget(struct master *m, struct child *ch, int slot)
+{
+	if (ch->auth_fds[0] < 0)
+		return;
+	master_auth_send(m, 'D', slot, NULL);
+	for (int i = 0; i < 2; i++) {
+		close(ch->auth_fds[i]);
+		ch->auth_fds[i] = -1;
+	}
+}
+
+/* In a new child: only its own sockets stay open. */
+static void child_close_auth_fds(struct master *m)
+{
+	for (int i = 0; i < m->nslots; i++)
+		for (int j = 0; j < 2; j++)
+			if (m->children[i].auth_fds[j] >= 0)
+				close(m->children[i].auth_fds[j]);
+	if (m->auth_ctl >= 0)
+		close(m->auth_ctl);
+}
 
 static int bind_listener(const char *text, enum listener_kind kind, const char **error_r)
 {
@@ -97,60 +158,128 @@ fail:
 	return -1;
 }
 
-static void master_spawn(struct master *m, int slot, bool relay)
+/* Two socketpairs for a worker or the relay to reach the auth process:
+ * the child's ends in mine, the auth process's in ch->auth_fds. */
+static int master_auth_pairs(struct master *m, struct child *ch, int mine[2])
+{
+	mine[0] = mine[1] = -1;
+	if (m->live_setup.auth_main == NULL)
+		return 0;
+	for (int i = 0; i < 2; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+			log_error("event=socketpair-failed error=\"%s\"", strerror(errno));
+			for (int j = 0; j < i; j++) {
+				close(mine[j]);
+				close(ch->auth_fds[j]);
+				ch->auth_fds[j] = mine[j] = -1;
+			}
+			return -1;
+		}
+		mine[i] = sv[0];
+		ch->auth_fds[i] = sv[1];
+	}
+	return 0;
+}
+
+static void child_main(struct master *m, int slot, enum child_kind kind, int auth_ctl,
+		       const int mine[2])
+{
+	const char *error;
+	pid_t master = getppid();
+	close(m->sfd);
+	child_close_auth_fds(m);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+	/* privileges go before any client byte is read */
+	if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
+		fatal("event=privilege-drop-failed error=\"%s\"", error);
+	/* after the drop: changing credentials clears the death signal.
+	 * A master that died meanwhile is caught by the getppid check. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master)
+		_exit(0);
+	int ret;
+	if (kind != CHILD_WORKER) {
+		for (int i = 0; i < LISTEN_COUNT; i++) {
+			if (m->listen_fds[i] >= 0)
+				close(m->listen_fds[i]);
+		}
+	}
+	if (kind == CHILD_AUTH) {
+		SSL_CTX_free(m->ssl_ctx);   /* the auth process needs no TLS key */
+		ret = m->live_setup.auth_main(m->live_setup.cfg, auth_ctl);
+		exit(ret);
+	}
+	struct services services = { .auth_fd = { mine[0], mine[1] } };
+	if (m->live_setup.child_init != NULL &&
+	    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
+		fatal("event=worker-init-failed error=\"%s\"", error);
+	if (kind == CHILD_RELAY) {
+		log_info("event=relay-ready");
+		ret = m->live_setup.relay_main(m->live_setup.cfg, &services);
+	} else {
+		ret = worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits, slot,
+				  &services);
+	}
+	if (m->live_setup.child_deinit != NULL)
+		m->live_setup.child_deinit(&services);
+	exit(ret);
+}
+
+static void master_spawn(struct master *m, int slot, enum child_kind kind)
 {
 	struct child *ch = &m->children[slot];
-	ch->relay = relay;
+	int mine[2] = { -1, -1 }, ctl[2] = { -1, -1 };
+	ch->kind = kind;
 	connlimit_clear_slot(m->limits, slot);
-	pid_t pid = fork();
+	bool failed = kind == CHILD_AUTH ?
+		socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 :
+		master_auth_pairs(m, ch, mine) < 0;
+	pid_t pid = failed ? -1 : fork();
 	if (pid < 0) {
 		log_error("event=fork-failed error=\"%s\"", strerror(errno));
+		for (int i = 0; i < 2; i++) {
+			if (mine[i] >= 0)
+				close(mine[i]);
+			if (ctl[i] >= 0)
+				close(ctl[i]);
+		}
+		master_auth_forget(m, ch, slot);
 		ch->restart_due = true;
 		ch->restart_at = time(NULL) + RESTART_BACKOFF_SECS;
 		return;
 	}
 	if (pid == 0) {
-		const char *error;
-		pid_t master = getppid();
-		close(m->sfd);
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGINT, SIG_IGN);
-		signal(SIGPIPE, SIG_IGN);
-		sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
-		/* privileges go before any client byte is read */
-		if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
-			fatal("event=privilege-drop-failed error=\"%s\"", error);
-		/* after the drop: changing credentials clears the death signal.
-		 * A master that died meanwhile is caught by the getppid check. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != master)
-			_exit(0);
-		struct services services = { NULL, NULL, NULL, NULL, NULL };
-		if (m->live_setup.child_init != NULL &&
-		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
-			fatal("event=worker-init-failed error=\"%s\"", error);
-		int ret;
-		if (relay) {
-			for (int i = 0; i < LISTEN_COUNT; i++) {
-				if (m->listen_fds[i] >= 0)
-					close(m->listen_fds[i]);
-			}
-			log_info("event=relay-ready");
-			ret = m->live_setup.relay_main(m->live_setup.cfg, &services);
-		} else {
-			ret = worker_main(&m->live_setup, m->ssl_ctx, m->listen_fds, m->limits,
-					  slot, &services);
-		}
-		if (m->live_setup.child_deinit != NULL)
-			m->live_setup.child_deinit(&services);
-		exit(ret);
+		if (kind == CHILD_AUTH)
+			close(ctl[0]);
+		child_main(m, slot, kind, ctl[1], mine);
 	}
 	ch->pid = pid;
 	ch->generation = m->generation;
 	ch->started = time(NULL);
 	ch->restart_due = false;
-	log_info("event=%s-started slot=%d pid=%d generation=%d", relay ? "relay" : "worker",
-		 slot, (int)pid, m->generation);
+	if (kind == CHILD_AUTH) {
+		/* the old auth process, if any, sees its control socket close
+		 * and ends; the new one gets every live child's sockets */
+		close(ctl[1]);
+		if (m->auth_ctl >= 0)
+			close(m->auth_ctl);
+		m->auth_ctl = ctl[0];
+		for (int i = 0; i < m->nslots; i++)
+			if (m->children[i].auth_fds[0] >= 0)
+				master_auth_send(m, 'A', i, m->children[i].auth_fds);
+	} else {
+		for (int i = 0; i < 2; i++)
+			if (mine[i] >= 0)
+				close(mine[i]);
+		if (ch->auth_fds[0] >= 0)
+			master_auth_send(m, 'A', slot, ch->auth_fds);
+	}
+	log_info("event=%s-started slot=%d pid=%d generation=%d", child_kind_names[kind], slot,
+		 (int)pid, m->generation);
 }
 
 static int master_free_slot(struct master *m)
@@ -164,18 +293,24 @@ static int master_free_slot(struct master *m)
 
 static void master_spawn_generation(struct master *m)
 {
+	/* the auth process first: the others' first lookups wait for it */
+	if (m->live_setup.auth_main != NULL) {
+		int slot = master_free_slot(m);
+		if (slot >= 0)
+			master_spawn(m, slot, CHILD_AUTH);
+	}
 	for (int n = 0; n < m->nworkers; n++) {
 		int slot = master_free_slot(m);
 		if (slot < 0) {
 			log_error("event=no-free-worker-slot");
 			return;
 		}
-		master_spawn(m, slot, false);
+		master_spawn(m, slot, CHILD_WORKER);
 	}
 	if (m->live_setup.relay_main != NULL) {
 		int slot = master_free_slot(m);
 		if (slot >= 0)
-			master_spawn(m, slot, true);
+			master_spawn(m, slot, CHILD_RELAY);
 	}
 }
 
@@ -201,10 +336,14 @@ static void master_reap(struct master *m)
 				continue;
 			ch->pid = 0;
 			connlimit_clear_slot(m->limits, i);
+			master_auth_forget(m, ch, i);
 			bool current = ch->generation == m->generation;
 			if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0 || (current && !m->stopping)) {
-				const char *kind = ch->relay ? "relay" : "worker";
-				if (WIFSIGNALED(status))
+				const char *kind = child_kind_names[ch->kind];
+				if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+					log_warn("event=%s-died slot=%d pid=%d signal=%d reason=sandbox-violation",
+						 kind, i, (int)pid, WTERMSIG(status));
+				else if (WIFSIGNALED(status))
 					log_warn("event=%s-died slot=%d pid=%d signal=%d", kind, i,
 						 (int)pid, WTERMSIG(status));
 				else
@@ -212,7 +351,7 @@ static void master_reap(struct master *m)
 						 (int)pid, WEXITSTATUS(status));
 			} else {
 				log_info("event=%s-stopped slot=%d pid=%d",
-					 ch->relay ? "relay" : "worker", i, (int)pid);
+					 child_kind_names[ch->kind], i, (int)pid);
 			}
 			if (current && !m->stopping) {
 				time_t now = time(NULL);
@@ -231,7 +370,7 @@ static void master_restart_due(struct master *m)
 	for (int i = 0; i < m->nslots; i++) {
 		struct child *ch = &m->children[i];
 		if (ch->restart_due && ch->pid == 0 && now >= ch->restart_at)
-			master_spawn(m, i, ch->relay);
+			master_spawn(m, i, ch->kind);
 	}
 }
 
@@ -377,6 +516,9 @@ int server_run(const struct server_setup *setup)
 		m.nworkers = 1;
 	m.nslots = m.nworkers * 2 + 4;   /* two generations during a reload, relays */
 	m.children = xcalloc((size_t)m.nslots, sizeof(*m.children));
+	for (int i = 0; i < m.nslots; i++)
+		m.children[i].auth_fds[0] = m.children[i].auth_fds[1] = -1;
+	m.auth_ctl = -1;
 	m.limits = connlimit_create(m.nslots);
 
 	sigset_t mask;
@@ -431,6 +573,10 @@ int server_run(const struct server_setup *setup)
 			close(m.listen_fds[i]);
 	}
 	close(m.sfd);
+	if (m.auth_ctl >= 0)
+		close(m.auth_ctl);
+	for (int i = 0; i < m.nslots; i++)
+		master_auth_forget(&m, &m.children[i], i);
 	SSL_CTX_free(m.ssl_ctx);
 	if (m.owned_cfg != NULL) {
 		if (setup->reload_config != NULL)

@@ -35,6 +35,11 @@ struct server_setup {
 	/* the relay process (one, supervised like a worker, replaced on
 	 * reload): runs its own loop until SIGTERM; NULL = none */
 	int (*relay_main)(const struct config *cfg, struct services *services);
+	/* the auth process (one, supervised, replaced on reload): after the
+	 * privilege drop, serves the other children over the socket ends the
+	 * master hands it on ctl_fd until SIGTERM; NULL = none (each child
+	 * then opens the account database itself) */
+	int (*auth_main)(const struct config *cfg, int ctl_fd);
 	/* re-reads the configuration for SIGHUP; NULL = reload certificates only */
 	int (*reload_config)(struct config *cfg_r, const char **error_r);
 };

@@ -144,9 +144,8 @@ void pop3_cmd_auth(struct pop3_session *s, const struct pop3_request *req)
 
 void pop3_sasl_response(struct pop3_session *s, const char *line)
 {
-	const char *challenge = NULL;
 	if (line == NULL) {
-		auth_step(s->auth, "*", &challenge);
+		auth_cancel(s->auth);
 		pop3_set_state(s, POP3_STATE_AUTHORIZATION);
 		linereader_set_max(&s->lr, POP3_MAX_COMMAND_LINE);
 		pop3_error(s, "-ERR Response line too long");
