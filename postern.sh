@@ -12,12 +12,12 @@ cd "$(dirname "$0")"
 BUILD_PACKAGES=(
 	build-essential meson ninja-build pkg-config openssl
 	libevent-dev libssl-dev liblmdb-dev lmdb-utils libsasl2-dev libsasl2-modules
-	libinih-dev libcrypt-dev libidn2-dev libunbound-dev
+	libinih-dev libcrypt-dev libidn2-dev libunbound-dev libseccomp-dev
 )
 TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang
 	swaks libnet-ssleay-perl msmtp curl isync offlineimap3 fetchmail getmail6
-	python3-aiosmtpd python3-dnslib
+	python3-aiosmtpd python3-dnslib testssl.sh
 )
 
 SUDO=""

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "auth/auth.h"
 #include "core/ratelimit.h"
+#include "core/sandbox.h"
 #include "core/server.h"
 #include "store/store.h"
 #include "core/tls.h"
@@ -72,9 +73,14 @@ static void serve_child_deinit(struct services *services)
 }
 
 /* The auth process: accounts.lmdb, throttling, the SASL server. */
+static int serve_auth_sandbox(const struct config *cfg, const char **error_r)
+{
+	return sandbox_enter(cfg, SANDBOX_AUTH, error_r);
+}
+
 static int serve_auth_main(const struct config *cfg, int ctl_fd)
 {
-	return auth_service_main(cfg, ctl_fd, NULL);
+	return auth_service_main(cfg, ctl_fd, serve_auth_sandbox);
 }
 
 /* Readers of killed processes stay in LMDB's reader tables until someone

@@ -2,6 +2,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/privs.h"
+#include "core/sandbox.h"
 #include "core/tls.h"
 
 #include <errno.h>
@@ -91,7 +92,8 @@ static void master_auth_forget(struct master *m, struct child *ch, int slot)
 {
 	if (ch->auth_fds[0] < 0)
 		return;
-	master_auth_send(m, 'D', slot, NULL);
+	if (!m->stopping)
+		master_auth_send(m, 'D', slot, NULL);
 	for (int i = 0; i < 2; i++) {
 		close(ch->auth_fds[i]);
 		ch->auth_fds[i] = -1;
@@ -218,6 +220,8 @@ static void child_main(struct master *m, int slot, enum child_kind kind, int aut
 	    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
 		fatal("event=worker-init-failed error=\"%s\"", error);
 	if (kind == CHILD_RELAY) {
+		if (sandbox_enter(m->live_setup.cfg, SANDBOX_RELAY, &error) < 0)
+			fatal("event=sandbox-failed error=\"%s\"", error);
 		log_info("event=relay-ready");
 		ret = m->live_setup.relay_main(m->live_setup.cfg, &services);
 	} else {
@@ -511,6 +515,11 @@ int server_run(const struct server_setup *setup)
 		return 1;
 	}
 
+	/* bound and loaded: the master keeps only what reloads and forks need */
+	if (sandbox_master(&error) < 0) {
+		log_error("event=startup-failed error=\"%s\"", error);
+		return 1;
+	}
 	m.nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (m.nworkers < 1)
 		m.nworkers = 1;
