@@ -17,7 +17,7 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang
 	swaks libnet-ssleay-perl msmtp curl isync offlineimap3 fetchmail getmail6
-	python3-aiosmtpd python3-dnslib testssl.sh
+	python3-aiosmtpd python3-dnslib testssl.sh python3-cryptography
 )
 
 SUDO=""

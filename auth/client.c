@@ -34,7 +34,8 @@ struct auth_client {
 	int sync_fd, async_fd;
 	uint32_t next_id;
 	uint64_t next_sid;
-	char mechs[256];              /* every mechanism the server has */
+	char mechs[256];              /* every mechanism the server has, "" = not known yet */
+	time_t mechs_retry;           /* when to ask again after no answer */
 	struct event *read_ev;        /* async_fd, once a loop is known */
 	struct auth_session *waiting; /* sessions with a call out */
 	unsigned char buf[IPC_MAX];
@@ -204,6 +205,21 @@ int auth_client_resolve(struct auth_client *cl, const char *address,
 	return status > 0 ? 1 : 0;
 }
 
+/* The mechanisms the auth process offers, asked once (again a few
+ * seconds after no answer: it may be restarting). */
+static const char *client_mechanisms(struct auth_client *cl)
+{
+	struct ipc_out o;
+	if (cl->mechs[0] != '\0' || time(NULL) < cl->mechs_retry)
+		return cl->mechs;
+	ipc_begin(&o, client_next_id(cl), IPC_MECHANISMS);
+	if (client_call(cl, &o) == 0 && cl->msg.count == 1)
+		snprintf(cl->mechs, sizeof(cl->mechs), "%s", cl->msg.field[0]);
+	else
+		cl->mechs_retry = time(NULL) + 5;
+	return cl->mechs;
+}
+
 /* ---- opening ---------------------------------------------------------- */
 
 int auth_client_open(const struct config *cfg, int sync_fd, int async_fd,
@@ -223,14 +239,6 @@ int auth_client_open(const struct config *cfg, int sync_fd, int async_fd,
 		free(cl);
 		return -1;
 	}
-	struct ipc_out o;
-	ipc_begin(&o, client_next_id(cl), IPC_MECHANISMS);
-	if (client_call(cl, &o) < 0 || cl->msg.count != 1) {
-		*error_r = "the auth process does not answer";
-		free(cl);
-		return -1;
-	}
-	snprintf(cl->mechs, sizeof(cl->mechs), "%s", cl->msg.field[0]);
 	client_global = cl;
 	*db_r = auth_db_remote_new(cl);
 	return 0;
@@ -443,7 +451,7 @@ static const char *remote_mechanisms(struct auth_session *s)
 		return s->mechs;
 	if (s->sid == 0)
 		remote_fetch_channel_binding(s);
-	for (const char *p = s->cl->mechs; *p != '\0';) {
+	for (const char *p = client_mechanisms(s->cl); *p != '\0';) {
 		size_t n = strcspn(p, " ");
 		bool plus = n > 5 && ascii_strncasecmp(p + n - 5, "-PLUS", 5) == 0;
 		if (!plus || s->cbind_name[0] != '\0') {

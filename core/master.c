@@ -53,7 +53,17 @@ struct master {
 	sigset_t old_mask;
 	int sfd;
 	int auth_ctl;                /* control socket to the auth process, -1 */
+	struct tls_ocsp *ocsp;       /* the stapled OCSP response, shared */
+	time_t ocsp_due;             /* next refresh, 0 = none */
 };
+
+/* The certificate's OCSP response, fetched now (if it names a
+ * responder) and again when the last one runs towards its end. */
+static void master_ocsp_refresh(struct master *m)
+{
+	int next = tls_ocsp_refresh(m->ocsp, m->ssl_ctx);
+	m->ocsp_due = next > 0 ? time(NULL) + next : 0;
+}
 
 /* The control records for the auth process (auth/service.c reads them):
  * 'A' with the two socket ends of a child, 'D' when it is gone. */
@@ -417,6 +427,8 @@ static void master_reload(struct master *m)
 	struct config *old_cfg = m->owned_cfg;
 	m->live_setup.cfg = newcfg;
 	m->ssl_ctx = ctx;
+	tls_ocsp_use(ctx, m->ocsp);
+	master_ocsp_refresh(m);
 	log_set_level(newcfg->log_level);
 	m->generation++;
 	master_spawn_generation(m);
@@ -515,6 +527,9 @@ int server_run(const struct server_setup *setup)
 		return 1;
 	}
 
+	m.ocsp = tls_ocsp_new();
+	tls_ocsp_use(m.ssl_ctx, m.ocsp);
+	master_ocsp_refresh(&m);
 	/* bound and loaded: the master keeps only what reloads and forks need */
 	if (sandbox_master(&error) < 0) {
 		log_error("event=startup-failed error=\"%s\"", error);
@@ -568,6 +583,8 @@ int server_run(const struct server_setup *setup)
 		master_reap(&m);
 		if (!m.stopping)
 			master_restart_due(&m);
+		if (!m.stopping && m.ocsp_due != 0 && time(NULL) >= m.ocsp_due)
+			master_ocsp_refresh(&m);
 	}
 
 	master_signal_children(&m, SIGTERM, m.generation + 1);
