@@ -230,6 +230,7 @@ static void child_main(struct master *m, int slot, enum child_kind kind, int aut
 	    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
 		fatal("event=worker-init-failed error=\"%s\"", error);
 	if (kind == CHILD_RELAY) {
+		SSL_CTX_free(m->ssl_ctx);   /* the relay makes its own client contexts */
 		if (sandbox_enter(m->live_setup.cfg, SANDBOX_RELAY, &error) < 0)
 			fatal("event=sandbox-failed error=\"%s\"", error);
 		log_info("event=relay-ready");
