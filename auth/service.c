@@ -9,6 +9,7 @@
 #include "core/offload.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <signal.h>
@@ -331,6 +332,11 @@ static void client_attach(struct service *svc, int slot, const int fds[2])
 	cl->slot = slot;
 	for (int i = 0; i < 2; i++) {
 		cl->fd[i] = fds[i];
+		/* a worker that stops reading loses its answers; it never
+		 * blocks the auth process */
+		int flags = fcntl(fds[i], F_GETFL);
+		if (flags >= 0)
+			fcntl(fds[i], F_SETFL, flags | O_NONBLOCK);
 		cl->ev[i] = event_new(svc->base, fds[i], EV_READ | EV_PERSIST,
 				      i == 0 ? lookup_cb : session_cb, cl);
 		if (cl->ev[i] == NULL || event_add(cl->ev[i], NULL) < 0)
