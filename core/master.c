@@ -479,6 +479,19 @@ int server_run(const struct server_setup *setup)
 	const struct config *cfg = setup->cfg;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* signals wait in the signalfd from the start: a SIGTERM that comes
+	 * while listeners are bound but the loop has not begun (a client can
+	 * connect already) stops the server cleanly instead of killing it */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, &m.old_mask);
+	m.sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (m.sfd < 0)
+		fatal("event=signalfd-failed error=\"%s\"", strerror(errno));
 	/* every connection is a descriptor: take all the system allows */
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -546,16 +559,6 @@ int server_run(const struct server_setup *setup)
 	m.auth_ctl = -1;
 	m.limits = connlimit_create(m.nslots);
 
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, &m.old_mask);
-	m.sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (m.sfd < 0)
-		fatal("event=signalfd-failed error=\"%s\"", strerror(errno));
 
 	log_info("event=master-started version=%s workers=%d", POSTERN_VERSION, m.nworkers);
 	master_spawn_generation(&m);
