@@ -448,14 +448,17 @@ static void master_reload(struct master *m)
 	log_info("event=reloaded generation=%d", m->generation);
 }
 
-static int master_wait_children(struct master *m, int timeout_secs)
+/* Waits until no child (but the auth process when skip_auth) is left;
+ * returns how many still are. */
+static int master_wait_children(struct master *m, int timeout_secs, bool skip_auth)
 {
 	time_t deadline = time(NULL) + timeout_secs;
 	for (;;) {
 		int alive = 0;
 		master_reap(m);
 		for (int i = 0; i < m->nslots; i++)
-			alive += m->children[i].pid > 0;
+			alive += m->children[i].pid > 0 &&
+				 !(skip_auth && m->children[i].kind == CHILD_AUTH);
 		if (alive == 0)
 			return 0;
 		if (time(NULL) >= deadline)
@@ -591,12 +594,20 @@ int server_run(const struct server_setup *setup)
 			master_ocsp_refresh(&m);
 	}
 
+	/* the auth process stops last: draining workers and the relay still
+	 * log in and look accounts up until they are gone */
+	for (int i = 0; i < m.nslots; i++) {
+		m.children[i].restart_due = false;
+		if (m.children[i].pid > 0 && m.children[i].kind != CHILD_AUTH)
+			kill(m.children[i].pid, SIGTERM);
+	}
+	master_wait_children(&m, cfg->shutdown_timeout + 5, true);
 	master_signal_children(&m, SIGTERM, m.generation + 1);
-	int left = master_wait_children(&m, cfg->shutdown_timeout + 5);
+	int left = master_wait_children(&m, 5, false);
 	if (left > 0) {
 		log_warn("event=killing-workers count=%d", left);
 		master_signal_children(&m, SIGKILL, m.generation + 1);
-		master_wait_children(&m, 5);
+		master_wait_children(&m, 5, false);
 	}
 	for (int i = 0; i < LISTEN_COUNT; i++) {
 		if (m.listen_fds[i] >= 0)
