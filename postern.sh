@@ -14,7 +14,7 @@ BUILD_PACKAGES=(
 	build-essential meson ninja-build pkg-config openssl
 	libevent-dev libssl-dev liblmdb-dev lmdb-utils libsasl2-dev libsasl2-modules
 	libinih-dev libcrypt-dev libidn2-dev libunbound-dev zlib1g-dev
-	libcurl4-openssl-dev dns-root-data libsystemd-dev scdoc
+	libcurl4-openssl-dev dns-root-data libsystemd-dev scdoc libseccomp-dev
 )
 TEST_PACKAGES=(
 	python3 python3-pytest python3-pytest-xdist clang
@@ -23,6 +23,7 @@ TEST_PACKAGES=(
 	python3-dkim opendkim-tools iproute2 nsd ldnsutils
 	libclang-rt-14-dev procps git systemd strace mandoc
 	debhelper dpkg-dev adduser
+	testssl.sh python3-cryptography
 )
 
 SUDO=""

@@ -185,6 +185,11 @@ struct auth_conn_info {
 	int remote_port;
 	bool tls;
 	bool loopback;
+	/* Optional: RFC 9266 tls-exporter keying material, asked for once TLS
+	 * is up (the first listing or exchange after the handshake): -1 when
+	 * there is none yet. With it, SCRAM-*-PLUS are offered. */
+	int (*tls_exporter)(void *ctx, unsigned char *out, size_t len);
+	void *tls_exporter_ctx;
 };
 
 struct auth_session;
@@ -237,9 +242,11 @@ enum auth_result auth_login(struct auth_session *s, const char *user,
  * with its answer and cb(ctx, result, challenge_b64) follows. Throttling,
  * the account's state and the SASL exchange are all decided on the loop,
  * as in the plain calls; only crypt_r moves. Without o, or with no
- * password to check, cb is called before the function returns. One call
- * at a time per session; auth_session_free() while one waits is fine (cb
- * is then never called). */
+ * password to check, cb is called before the function returns. An answer
+ * that throttling delays (auth_reply_delay_ms) comes only after the
+ * delay, on o's loop, so protocols never time replies themselves. One
+ * call at a time per session; auth_session_free() while one waits is
+ * fine (cb is then never called). */
 struct offload;
 typedef void auth_done_fn(void *ctx, enum auth_result result, const char *challenge_b64);
 void auth_login_async(struct auth_session *s, struct offload *o, const char *user,
@@ -248,9 +255,40 @@ void auth_start_async(struct auth_session *s, struct offload *o, const char *mec
 		      const char *initial_b64, auth_done_fn *cb, void *ctx);
 void auth_step_async(struct auth_session *s, struct offload *o, const char *response_b64,
 		     auth_done_fn *cb, void *ctx);
+/* Ends an exchange in progress (nothing is answered). */
+void auth_cancel(struct auth_session *s);
 /* The canonical address after AUTH_OK, else NULL. */
 const char *auth_username(const struct auth_session *s);
-/* After a failure: delay the reply this long (throttling), 0 otherwise. */
+/* The delay throttling set for the last answer (0 = none). The *_async
+ * calls wait it out themselves before calling back (the one failure
+ * delay of every protocol); the plain calls only report it. */
 unsigned auth_reply_delay_ms(const struct auth_session *s);
+
+
+/* ---- the auth process ----------------------------------------------
+ * One process, started and supervised by the master, alone opens
+ * accounts.lmdb, the throttle counters and the server secret, and runs
+ * the SASL server with its hashing threads (docs/security.md). Workers
+ * and the relay reach it over two socketpairs each that the master made:
+ * one for lookups (quick synchronous round trips), one for sessions. */
+
+/* In a worker or the relay, after the fork and the privilege drop,
+ * instead of auth_db_open() and auth_sasl_init(): db_r answers
+ * auth_user_lookup(), auth_domain_is_local(), auth_resolve_recipient()
+ * and auth_sender_allowed() (never a hash: the user's hash fields are
+ * empty), and auth_session_* ask the auth process. Only the *_async
+ * calls work on such sessions. Takes the descriptors over. */
+int auth_client_open(const struct config *cfg, int sync_fd, int async_fd,
+		     struct auth_db **db_r, const char **error_r);
+void auth_client_close(void);
+
+/* The auth process, after the fork and the privilege drop: opens what it
+ * holds, then serves until SIGTERM. ctl_fd is the master's control
+ * socket: it hands over the socket ends of each worker and the relay
+ * (auth_service_attach) and says when one is gone. prepare, when not
+ * NULL, runs once everything is open and before serving (the sandbox);
+ * -1 is fatal. Returns the exit status. */
+int auth_service_main(const struct config *cfg, int ctl_fd,
+		      int (*prepare)(const struct config *cfg, const char **error_r));
 
 #endif

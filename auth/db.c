@@ -25,6 +25,7 @@
 #define ALIAS_MAX_DEPTH 20
 
 struct auth_db {
+	struct auth_client *client;   /* a worker's: lookups go to the auth process */
 	MDB_env *env;
 	MDB_dbi domains, users, aliases;
 	char error[512];
@@ -151,8 +152,25 @@ int auth_db_open_sized(const char *data_dir, const char *run_as, size_t mapsize,
 	return 0;
 }
 
+struct auth_db *auth_db_remote_new(struct auth_client *cl)
+{
+	struct auth_db *db = xcalloc(1, sizeof(*db));
+	db->client = cl;
+	return db;
+}
+
+struct auth_client *auth_db_client(const struct auth_db *db)
+{
+	return db->client;
+}
+
 void auth_db_close(struct auth_db **db)
 {
+	if (*db != NULL && (*db)->client != NULL) {
+		free(*db);
+		*db = NULL;
+		return;
+	}
 	if (*db == NULL)
 		return;
 	mdb_env_close((*db)->env);
@@ -162,6 +180,8 @@ void auth_db_close(struct auth_db **db)
 
 int auth_db_reader_check(struct auth_db *db)
 {
+	if (db->client != NULL)
+		return 0;
 	int dead = 0;
 	mdb_reader_check(db->env, &dead);
 	struct throttle *t = auth_sasl_throttle();
@@ -396,6 +416,8 @@ int auth_domain_list(struct auth_db *db,
 
 bool auth_domain_is_local(struct auth_db *db, const char *domain)
 {
+	if (db->client != NULL)
+		return auth_client_domain_is_local(db->client, domain) == 1;
 	char name[AUTH_DOMAIN_MAX + 1];
 	const char *error;
 	MDB_txn *txn;
@@ -423,6 +445,8 @@ static int parse_address(struct auth_db *db, const char *text, struct auth_addre
 
 int auth_user_lookup(struct auth_db *db, const char *address, struct auth_user *user_r)
 {
+	if (db->client != NULL)
+		return auth_client_user_lookup(db->client, address, user_r);
 	struct auth_address addr;
 	const char *error;
 	MDB_txn *txn;
@@ -776,6 +800,8 @@ int auth_resolve_recipient(struct auth_db *db, const char *address,
 {
 	struct resolve_path path = { .depth = 0 };
 	MDB_txn *txn;
+	if (db->client != NULL)
+		return auth_client_resolve(db->client, address, list_r, error_r);
 	memset(list_r, 0, sizeof(*list_r));
 	int rc = db_txn_begin(db, MDB_RDONLY, &txn);
 	if (rc != 0) {
@@ -791,6 +817,8 @@ int auth_resolve_recipient(struct auth_db *db, const char *address,
 
 bool auth_sender_allowed(struct auth_db *db, const char *user, const char *address)
 {
+	if (db->client != NULL)
+		return auth_client_sender_allowed(db->client, user, address) == 1;
 	struct auth_address addr, self;
 	struct auth_recipients list;
 	const char *error;

@@ -22,6 +22,7 @@
 #include "core/offload.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <crypt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -39,7 +40,7 @@
 #endif
 
 /* The -PLUS variants are offered only on connections that were given
- * channel binding data (auth_session_set_channel_binding). */
+ * channel binding data (asrv_session_set_channel_binding). */
 #define MECH_LIST "PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1 SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS"
 #define CBIND_MAX 64
 #define AUXPROP_NAME "postern"
@@ -63,7 +64,7 @@ static struct auth_server server;
 
 enum session_state { SESSION_IDLE, SESSION_EXCHANGE, SESSION_DONE };
 
-struct auth_session {
+struct asrv_session {
 	char *service;
 	char *remote_ip;
 	char local_port[128];     /* "ip;port" as libsasl2 wants it */
@@ -73,6 +74,8 @@ struct auth_session {
 	char cbind_name[32];          /* "" when no channel binding */
 	unsigned char cbind_data[CBIND_MAX];
 	sasl_channel_binding_t cbind;
+	int (*tls_exporter)(void *ctx, unsigned char *out, size_t len);
+	void *tls_exporter_ctx;
 	sasl_conn_t *conn;
 	sasl_callback_t callbacks[3];
 	enum session_state state;
@@ -86,6 +89,11 @@ struct auth_session {
 	char *login_name;                        /* LOGIN: the name given, for the check */
 	struct auth_check *check;                /* for the call in progress */
 	struct offload_job *job;                 /* its hashing, when in another thread */
+	struct event *delay_ev;                  /* an answer held back by throttling */
+	enum auth_result delayed_result;
+	auth_done_fn *delayed_cb;
+	void *delayed_ctx;
+	const char *delayed_log_ctx;
 };
 
 /* A password check made ahead of the call that needs it (see the async
@@ -207,7 +215,7 @@ static bool usable_user(const char *name, struct auth_user *user_r)
 
 /* The check made ahead for exactly this user, password and hash, if any
  * (consumed either way). */
-static bool check_answers(struct auth_session *s, const char *user, const char *pass,
+static bool check_answers(struct asrv_session *s, const char *user, const char *pass,
 			  unsigned passlen, const char *hash, bool *match_r)
 {
 	struct auth_check *c = s->check;
@@ -223,7 +231,7 @@ static bool check_answers(struct auth_session *s, const char *user, const char *
 static int cb_checkpass(sasl_conn_t *conn, void *context, const char *user,
 			const char *pass, unsigned passlen, struct propctx *propctx)
 {
-	struct auth_session *s = context;
+	struct asrv_session *s = context;
 	struct auth_user record;
 	bool usable = usable_user(user, &record);
 	bool clean = passlen < CREDENTIAL_MAX && memchr(pass, '\0', passlen) == NULL;
@@ -277,7 +285,7 @@ static int cb_canon_user(sasl_conn_t *conn, void *context, const char *in,
 			 unsigned inlen, unsigned flags, const char *user_realm,
 			 char *out, unsigned out_max, unsigned *out_len)
 {
-	struct auth_session *s = context;
+	struct asrv_session *s = context;
 	char raw[AUTH_ADDRESS_MAX * 4 + 1];
 
 	if (!canonical_name(in, inlen, raw, sizeof(raw)))
@@ -442,7 +450,7 @@ void auth_sasl_deinit(void)
 
 /* ---- sessions ----------------------------------------------------- */
 
-static void session_dispose_conn(struct auth_session *s)
+static void session_dispose_conn(struct asrv_session *s)
 {
 	if (s->conn != NULL)
 		sasl_dispose(&s->conn);
@@ -450,22 +458,27 @@ static void session_dispose_conn(struct auth_session *s)
 	s->state = SESSION_IDLE;
 }
 
-bool auth_plaintext_allowed(const struct auth_session *s)
+bool auth_plaintext_policy(const struct config *cfg, bool tls, bool loopback)
 {
-	switch (server.cfg->auth_plaintext) {
+	switch (cfg->auth_plaintext) {
 	case PLAINTEXT_ALWAYS:
 		return true;
 	case PLAINTEXT_LOOPBACK:
-		return s->tls || s->loopback;
+		return tls || loopback;
 	case PLAINTEXT_NEVER:
 		break;
 	}
-	return s->tls;
+	return tls;
+}
+
+bool asrv_plaintext_allowed(const struct asrv_session *s)
+{
+	return auth_plaintext_policy(server.cfg, s->tls, s->loopback);
 }
 
 /* A libsasl2 connection carrying this session's addresses, security
  * properties, TLS strength and channel binding. */
-static sasl_conn_t *session_conn_create(struct auth_session *s)
+static sasl_conn_t *session_conn_create(struct asrv_session *s)
 {
 	sasl_conn_t *conn = NULL;
 	int rc = sasl_server_new(s->service, server.cfg->hostname, NULL,
@@ -486,7 +499,7 @@ static sasl_conn_t *session_conn_create(struct auth_session *s)
 	sasl_security_properties_t props;
 	memset(&props, 0, sizeof(props));
 	props.security_flags = SASL_SEC_NOANONYMOUS;
-	if (!auth_plaintext_allowed(s))
+	if (!asrv_plaintext_allowed(s))
 		props.security_flags |= SASL_SEC_NOPLAINTEXT;
 	sasl_setprop(conn, SASL_SEC_PROPS, &props);
 	if (s->tls) {
@@ -500,7 +513,7 @@ static sasl_conn_t *session_conn_create(struct auth_session *s)
 
 /* A fresh libsasl2 connection for each exchange: nothing of a failed or
  * cancelled attempt carries over. */
-static int session_new_conn(struct auth_session *s)
+static int session_new_conn(struct asrv_session *s)
 {
 	session_dispose_conn(s);
 	s->conn = session_conn_create(s);
@@ -516,9 +529,9 @@ static void format_ipport(char *dst, size_t size, const char *ip, int port)
 		snprintf(dst, size, "%s;%d", ip, port);
 }
 
-struct auth_session *auth_session_new(const struct auth_conn_info *info)
+struct asrv_session *asrv_session_new(const struct auth_conn_info *info)
 {
-	struct auth_session *s = xcalloc(1, sizeof(*s));
+	struct asrv_session *s = xcalloc(1, sizeof(*s));
 	s->service = xstrdup(info->service);
 	s->remote_ip = xstrdup(info->remote_ip != NULL ? info->remote_ip : "");
 	format_ipport(s->local_port, sizeof(s->local_port), info->local_ip, info->local_port);
@@ -526,6 +539,8 @@ struct auth_session *auth_session_new(const struct auth_conn_info *info)
 		      info->remote_port);
 	s->tls = info->tls;
 	s->loopback = info->loopback;
+	s->tls_exporter = info->tls_exporter;
+	s->tls_exporter_ctx = info->tls_exporter_ctx;
 	s->callbacks[0] = (sasl_callback_t){ SASL_CB_CANON_USER, SASL_CB(cb_canon_user), s };
 	s->callbacks[1] = (sasl_callback_t){ SASL_CB_SERVER_USERDB_CHECKPASS,
 					     SASL_CB(cb_checkpass), s };
@@ -534,13 +549,15 @@ struct auth_session *auth_session_new(const struct auth_conn_info *info)
 	return s;
 }
 
-void auth_session_free(struct auth_session **s)
+void asrv_session_free(struct asrv_session **s)
 {
 	if (*s == NULL)
 		return;
 	session_dispose_conn(*s);
 	/* a check still hashing is released when it is done */
 	offload_cancel((*s)->job);
+	if ((*s)->delay_ev != NULL)
+		event_free((*s)->delay_ev);
 	check_free((*s)->check);
 	free((*s)->login_name);
 	free((*s)->service);
@@ -551,13 +568,13 @@ void auth_session_free(struct auth_session **s)
 	*s = NULL;
 }
 
-void auth_session_set_tls(struct auth_session *s)
+void asrv_session_set_tls(struct asrv_session *s)
 {
 	s->tls = true;
 	session_dispose_conn(s);
 }
 
-void auth_session_set_channel_binding(struct auth_session *s, const char *type,
+void asrv_session_set_channel_binding(struct asrv_session *s, const char *type,
 				      const unsigned char *data, size_t len)
 {
 	session_dispose_conn(s);
@@ -571,21 +588,47 @@ void auth_session_set_channel_binding(struct auth_session *s, const char *type,
 	s->cbind = (sasl_channel_binding_t){ s->cbind_name, 0, len, s->cbind_data };
 }
 
+/* Channel binding from the connection's TLS, once it is up. */
+static void session_fetch_channel_binding(struct asrv_session *s)
+{
+	unsigned char data[32];
+	if (s->cbind_name[0] != '\0' || !s->tls || s->tls_exporter == NULL ||
+	    s->tls_exporter(s->tls_exporter_ctx, data, sizeof(data)) < 0)
+		return;
+	asrv_session_set_channel_binding(s, "tls-exporter", data, sizeof(data));
+	OPENSSL_cleanse(data, sizeof(data));
+}
+
 static bool is_plus_mech(const char *mech, size_t len)
 {
 	return len > 5 && ascii_strncasecmp(mech + len - 5, "-PLUS", 5) == 0;
 }
 
+static bool mech_listed(const struct buf *list, const char *mech, size_t len)
+{
+	for (size_t i = 0; i < list->len;) {
+		size_t end = i;
+		while (end < list->len && list->data[end] != ' ')
+			end++;
+		if (end - i == len && memcmp(list->data + i, mech, len) == 0)
+			return true;
+		i = end + 1;
+	}
+	return false;
+}
+
 /* Copies libsasl2's list, leaving out -PLUS mechanisms when there is no
- * channel binding to offer them with. */
-static void copy_mech_list(struct auth_session *s, const char *list, unsigned len)
+ * channel binding to offer them with, and any name it lists twice
+ * (libsasl2 2.1.28 lists SCRAM-SHA-1 once per plugin table entry). */
+static void copy_mech_list(struct asrv_session *s, const char *list, unsigned len)
 {
 	struct buf out = BUF_INIT;
 	for (unsigned i = 0; i < len;) {
 		unsigned end = i;
 		while (end < len && list[end] != ' ')
 			end++;
-		if (end > i && (s->cbind_name[0] != '\0' || !is_plus_mech(list + i, end - i))) {
+		if (end > i && (s->cbind_name[0] != '\0' || !is_plus_mech(list + i, end - i)) &&
+		    !mech_listed(&out, list + i, end - i)) {
 			if (out.len > 0)
 				buf_append_char(&out, ' ');
 			buf_append(&out, list + i, end - i);
@@ -596,15 +639,17 @@ static void copy_mech_list(struct auth_session *s, const char *list, unsigned le
 	buf_free(&out);
 }
 
-const char *auth_mechanisms(struct auth_session *s)
+const char *asrv_mechanisms(struct asrv_session *s)
 {
 	const char *list;
 	unsigned len;
 	int count;
 	sasl_conn_t *conn;
 	s->mechs[0] = '\0';
+	if (s->conn == NULL)
+		session_fetch_channel_binding(s);
 	/* its own connection: an exchange in progress is left alone */
-	if (!auth_plaintext_allowed(s) || (conn = session_conn_create(s)) == NULL)
+	if (!asrv_plaintext_allowed(s) || (conn = session_conn_create(s)) == NULL)
 		return s->mechs;
 	if (sasl_listmech(conn, NULL, "", " ", "", &list, &len, &count) == SASL_OK)
 		copy_mech_list(s, list, len);
@@ -612,39 +657,91 @@ const char *auth_mechanisms(struct auth_session *s)
 	return s->mechs;
 }
 
-const char *auth_username(const struct auth_session *s)
+const char *asrv_username(const struct asrv_session *s)
 {
 	return s->username;
 }
 
-unsigned auth_reply_delay_ms(const struct auth_session *s)
+unsigned asrv_reply_delay_ms(const struct asrv_session *s)
 {
 	return s->delay_ms;
 }
 
 /* ---- outcomes ----------------------------------------------------- */
 
-static void throttle_key(char *dst, size_t size, const char *kind, const char *name)
+/* Throttling (docs/accounts.md): a source's failures slow it down and
+ * then block it, as do an account's failures from one source; an
+ * account's failures from everywhere only slow down the sources that
+ * have not logged in to it lately, and never block anyone, so no
+ * stranger can lock an account out. */
+
+#define KNOWN_SOURCE_SECS (30 * 86400)   /* a login makes a source known this long */
+
+/* The source a client is counted as: its IPv4 address, or the /64 of
+ * an IPv6 one (a single host commonly holds a whole /64). */
+static void source_name(char *dst, size_t size, const char *ip)
 {
-	snprintf(dst, size, "%s:%s", kind, name);
+	struct in6_addr a6;
+	if (strchr(ip, ':') != NULL && inet_pton(AF_INET6, ip, &a6) == 1) {
+		char text[INET6_ADDRSTRLEN];
+		memset(a6.s6_addr + 8, 0, 8);
+		inet_ntop(AF_INET6, &a6, text, sizeof(text));
+		snprintf(dst, size, "%s/64", text);
+		return;
+	}
+	snprintf(dst, size, "%s", ip);
 }
 
-static bool session_blocked(const struct auth_session *s, const char *user)
+struct throttle_keys {
+	char source[INET6_ADDRSTRLEN + 16];               /* "ip:SRC" */
+	char pair[AUTH_ADDRESS_MAX * 4 + 64];             /* "pair:USER|SRC" */
+	char account[AUTH_ADDRESS_MAX * 4 + 16];          /* "user:USER" */
+	char known[AUTH_ADDRESS_MAX * 4 + 64];            /* "ok:USER|SRC" */
+};
+
+/* user: the canonical (lowercased) account name, "" when not known yet. */
+static void throttle_keys(const struct asrv_session *s, const char *user,
+			  struct throttle_keys *k)
 {
-	char key[AUTH_ADDRESS_MAX + 16];
+	char src[INET6_ADDRSTRLEN + 8];
+	source_name(src, sizeof(src), s->remote_ip);
+	snprintf(k->source, sizeof(k->source), "ip:%s", src);
+	snprintf(k->pair, sizeof(k->pair), "pair:%s|%s", user, src);
+	snprintf(k->account, sizeof(k->account), "user:%s", user);
+	snprintf(k->known, sizeof(k->known), "ok:%s|%s", user, src);
+}
+
+static bool session_blocked(const struct asrv_session *s, const char *user)
+{
+	struct throttle_keys k;
 	time_t now = auth_now();
-	throttle_key(key, sizeof(key), "ip", s->remote_ip);
-	if (s->remote_ip[0] != '\0' && throttle_is_blocked(server.throttle, key, now))
+	if (s->remote_ip[0] == '\0')
+		return false;
+	throttle_keys(s, user, &k);
+	if (throttle_is_blocked(server.throttle, k.source, now))
 		return true;
-	throttle_key(key, sizeof(key), "user", user);
-	return user[0] != '\0' && throttle_is_blocked(server.throttle, key, now);
+	return user[0] != '\0' && throttle_is_blocked(server.throttle, k.pair, now);
 }
 
-/* Every failure ends here: one log line, counted per address and per
- * account, and the reply delay they earn. */
-static enum auth_result session_failed(struct auth_session *s, const char *reason)
+/* The account's delay, unless this source logged in to it lately. */
+static unsigned account_delay(const struct throttle_keys *k, time_t now)
 {
-	char user[AUTH_ADDRESS_MAX + 3], key[AUTH_ADDRESS_MAX + 16];
+	if (throttle_noted_since(server.throttle, k->known, now - KNOWN_SOURCE_SECS))
+		return 0;
+	return throttle_delay_ms(server.throttle, k->account, now);
+}
+
+static unsigned max_delay(unsigned a, unsigned b)
+{
+	return a > b ? a : b;
+}
+
+/* Every failure ends here: one log line, counted per source, per
+ * (account, source) and per account, and the reply delay they earn. */
+static enum auth_result session_failed(struct asrv_session *s, const char *reason)
+{
+	char user[AUTH_ADDRESS_MAX + 3];
+	struct throttle_keys k;
 	time_t now = auth_now();
 	unsigned delay = 0;
 
@@ -653,26 +750,28 @@ static enum auth_result session_failed(struct auth_session *s, const char *reaso
 		 s->service, s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech,
 		 reason);
 	metrics_login(s->service, false);
-	if (s->remote_ip[0] != '\0') {
-		throttle_key(key, sizeof(key), "ip", s->remote_ip);
-		delay = throttle_fail(server.throttle, key, now);
-	}
+	throttle_keys(s, s->attempted, &k);
 	if (s->attempted[0] != '\0') {
-		throttle_key(key, sizeof(key), "user", s->attempted);
-		unsigned d = throttle_fail(server.throttle, key, now);
-		if (d > delay)
-			delay = d;
+		/* what the account had earned before this attempt */
+		delay = account_delay(&k, now);
+		throttle_count_failure(server.throttle, k.account, now, false);
+	}
+	if (s->remote_ip[0] != '\0') {
+		delay = max_delay(delay, throttle_fail(server.throttle, k.source, now));
+		if (s->attempted[0] != '\0')
+			delay = max_delay(delay, throttle_fail(server.throttle, k.pair, now));
 	}
 	s->delay_ms = delay;
 	session_dispose_conn(s);
 	return AUTH_FAILED;
 }
 
-static enum auth_result session_succeeded(struct auth_session *s)
+static enum auth_result session_succeeded(struct asrv_session *s)
 {
 	const void *name = NULL;
 	struct auth_user record;
-	char key[AUTH_ADDRESS_MAX + 16];
+	struct throttle_keys k;
+	time_t now = auth_now();
 
 	if (sasl_getprop(s->conn, SASL_USERNAME, &name) != SASL_OK || name == NULL)
 		return session_failed(s, "no-username");
@@ -697,9 +796,15 @@ static enum auth_result session_succeeded(struct auth_session *s)
 	log_info("event=auth-ok service=%s remote=%s user=\"%s\" mech=%s", s->service,
 		 s->remote_ip[0] != '\0' ? s->remote_ip : "-", user, s->mech);
 	metrics_login(s->service, true);
-	throttle_key(key, sizeof(key), "user", s->attempted);
-	throttle_clear(server.throttle, key);
-	s->delay_ms = 0;
+	/* a stranger waits out the account's delay even with the right
+	 * password (else the delay would tell right from wrong); a source
+	 * that logs in is known from now on and its own count starts over */
+	throttle_keys(s, s->attempted, &k);
+	s->delay_ms = s->remote_ip[0] != '\0' ? account_delay(&k, now) : 0;
+	if (s->remote_ip[0] != '\0') {
+		throttle_note(server.throttle, k.known, now);
+		throttle_clear(server.throttle, k.pair);
+	}
 	s->state = SESSION_DONE;
 	session_dispose_conn(s);
 	return AUTH_OK;
@@ -708,7 +813,7 @@ static enum auth_result session_succeeded(struct auth_session *s)
 /* Maps a libsasl2 result: every credential failure, whatever code Cyrus
  * picked for it (BADAUTH, NOUSER, BADPROT, NOMEM from SCRAM, ...), becomes
  * AUTH_FAILED. */
-static enum auth_result session_result(struct auth_session *s, int rc, const char *out,
+static enum auth_result session_result(struct asrv_session *s, int rc, const char *out,
 				       unsigned outlen, const char **challenge_b64_r)
 {
 	switch (rc) {
@@ -771,7 +876,7 @@ static bool mech_known(const char *mech)
 	return false;
 }
 
-static void session_begin(struct auth_session *s, const char *mech)
+static void session_begin(struct asrv_session *s, const char *mech)
 {
 	free(s->username);
 	s->username = NULL;
@@ -787,7 +892,7 @@ static void session_begin(struct auth_session *s, const char *mech)
 	}
 }
 
-static enum auth_result start_now(struct auth_session *s, const char *mech,
+static enum auth_result start_now(struct asrv_session *s, const char *mech,
 				  const char *initial_b64, const char **challenge_b64_r)
 {
 	char *in = NULL;
@@ -796,7 +901,8 @@ static enum auth_result start_now(struct auth_session *s, const char *mech,
 	unsigned out_len = 0;
 
 	*challenge_b64_r = "";
-	if (!auth_plaintext_allowed(s) || !mech_known(mech) ||
+	session_fetch_channel_binding(s);
+	if (!asrv_plaintext_allowed(s) || !mech_known(mech) ||
 	    (is_plus_mech(mech, strlen(mech)) && s->cbind_name[0] == '\0'))
 		return AUTH_NOMECH;
 	session_begin(s, mech);
@@ -831,7 +937,7 @@ static enum auth_result start_now(struct auth_session *s, const char *mech,
 	return session_result(s, rc, out, out_len, challenge_b64_r);
 }
 
-static enum auth_result step_now(struct auth_session *s, const char *response_b64,
+static enum auth_result step_now(struct asrv_session *s, const char *response_b64,
 				 const char **challenge_b64_r)
 {
 	const char *out = NULL;
@@ -867,14 +973,14 @@ static enum auth_result step_now(struct auth_session *s, const char *response_b6
 	return session_result(s, rc, out, out_len, challenge_b64_r);
 }
 
-static enum auth_result login_now(struct auth_session *s, const char *user,
+static enum auth_result login_now(struct asrv_session *s, const char *user,
 				  const char *password)
 {
 	const char *out = NULL;
 	unsigned out_len = 0;
 	size_t user_len = strlen(user), pass_len = strlen(password);
 
-	if (!auth_plaintext_allowed(s))
+	if (!asrv_plaintext_allowed(s))
 		return AUTH_NOMECH;
 	session_begin(s, "PLAIN");
 	if (session_new_conn(s) < 0)
@@ -903,26 +1009,26 @@ static enum auth_result login_now(struct auth_session *s, const char *user,
 
 /* ---- the calls, now or with the password hashed in another thread ---- */
 
-static enum auth_result drop_check(struct auth_session *s, enum auth_result result)
+static enum auth_result drop_check(struct asrv_session *s, enum auth_result result)
 {
 	check_free(s->check);
 	s->check = NULL;
 	return result;
 }
 
-enum auth_result auth_start(struct auth_session *s, const char *mech,
+enum auth_result asrv_start(struct asrv_session *s, const char *mech,
 			    const char *initial_b64, const char **challenge_b64_r)
 {
 	return drop_check(s, start_now(s, mech, initial_b64, challenge_b64_r));
 }
 
-enum auth_result auth_step(struct auth_session *s, const char *response_b64,
+enum auth_result asrv_step(struct asrv_session *s, const char *response_b64,
 			   const char **challenge_b64_r)
 {
 	return drop_check(s, step_now(s, response_b64, challenge_b64_r));
 }
 
-enum auth_result auth_login(struct auth_session *s, const char *user, const char *password)
+enum auth_result asrv_login(struct asrv_session *s, const char *user, const char *password)
 {
 	return drop_check(s, login_now(s, user, password));
 }
@@ -970,26 +1076,26 @@ static struct auth_check *check_plain(const char *b64)
 
 /* The password check the call would make, made ahead; NULL when it makes
  * none (no password in it, refused before any check). */
-static struct auth_check *check_for_login(struct auth_session *s, const char *user,
+static struct auth_check *check_for_login(struct asrv_session *s, const char *user,
 					  const char *password)
 {
 	size_t user_len = strlen(user), pass_len = strlen(password);
-	if (!auth_plaintext_allowed(s) || session_blocked(s, "") || user_len >= CREDENTIAL_MAX ||
+	if (!asrv_plaintext_allowed(s) || session_blocked(s, "") || user_len >= CREDENTIAL_MAX ||
 	    pass_len == 0 || pass_len >= CREDENTIAL_MAX)
 		return NULL;
 	return check_new(user, user_len, password, pass_len);
 }
 
-static struct auth_check *check_for_start(struct auth_session *s, const char *mech,
+static struct auth_check *check_for_start(struct asrv_session *s, const char *mech,
 					  const char *initial_b64)
 {
 	if (initial_b64 == NULL || ascii_strcasecmp(mech, "PLAIN") != 0 ||
-	    !auth_plaintext_allowed(s) || session_blocked(s, ""))
+	    !asrv_plaintext_allowed(s) || session_blocked(s, ""))
 		return NULL;
 	return check_plain(initial_b64);
 }
 
-static struct auth_check *check_for_step(struct auth_session *s, const char *response_b64)
+static struct auth_check *check_for_step(struct asrv_session *s, const char *response_b64)
 {
 	if (s->state != SESSION_EXCHANGE || s->conn == NULL || strcmp(response_b64, "*") == 0)
 		return NULL;
@@ -1015,6 +1121,7 @@ struct auth_pending {
 	struct auth_check *check;
 	auth_done_fn *cb;
 	void *ctx;
+	struct event_base *base;   /* for a delayed answer, NULL: none */
 };
 
 static void pending_free(void *arg)
@@ -1042,10 +1149,43 @@ static void pending_work(void *arg)
 	free(copy);
 }
 
+static void delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct asrv_session *s = arg;
+	auth_done_fn *cb = s->delayed_cb;
+	const char *saved = log_get_context();
+	s->delayed_cb = NULL;
+	log_set_context(s->delayed_log_ctx);
+	cb(s->delayed_ctx, s->delayed_result, "");
+	log_set_context(saved);
+}
+
+/* The one place a throttled answer waits (for every protocol): the
+ * callback comes after the delay throttling set, without blocking the
+ * loop; the protocol reads nothing meanwhile, as for any pending call. */
+static void pending_answer(struct asrv_session *s, struct event_base *base,
+			   enum auth_result result, const char *challenge,
+			   auth_done_fn *cb, void *ctx)
+{
+	unsigned ms = result == AUTH_OK || result == AUTH_FAILED ? s->delay_ms : 0;
+	if (ms == 0 || base == NULL) {
+		cb(ctx, result, challenge);
+		return;
+	}
+	if (s->delay_ev == NULL && (s->delay_ev = evtimer_new(base, delay_done, s)) == NULL)
+		fatal("event=evtimer-new-failed");
+	s->delayed_result = result;
+	s->delayed_cb = cb;
+	s->delayed_ctx = ctx;
+	s->delayed_log_ctx = log_get_context();
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(s->delay_ev, &tv);
+}
+
 /* Back on the loop: the call itself, with the check's answer. */
 static void pending_done(void *ctx, void *arg)
 {
-	struct auth_session *s = ctx;
+	struct asrv_session *s = ctx;
 	struct auth_pending *p = arg;
 	const char *challenge = "";
 	enum auth_result result = AUTH_TEMPFAIL;
@@ -1055,24 +1195,25 @@ static void pending_done(void *ctx, void *arg)
 	p->check = NULL;
 	switch (p->kind) {
 	case PENDING_LOGIN:
-		result = auth_login(s, p->args[0], p->args[1]);
+		result = asrv_login(s, p->args[0], p->args[1]);
 		break;
 	case PENDING_START:
-		result = auth_start(s, p->args[0], p->args[1], &challenge);
+		result = asrv_start(s, p->args[0], p->args[1], &challenge);
 		break;
 	case PENDING_STEP:
-		result = auth_step(s, p->args[0], &challenge);
+		result = asrv_step(s, p->args[0], &challenge);
 		break;
 	}
 	auth_done_fn *cb = p->cb;
 	void *cb_ctx = p->ctx;
+	struct event_base *base = p->base;
 	pending_free(p);
-	cb(cb_ctx, result, challenge);
+	pending_answer(s, base, result, challenge, cb, cb_ctx);
 }
 
 /* Hashes the call's password in one of o's threads when it checks one,
  * else makes the call now. */
-static void pending_run(struct auth_session *s, struct offload *o, enum pending_kind kind,
+static void pending_run(struct asrv_session *s, struct offload *o, enum pending_kind kind,
 			const char *a, const char *b, auth_done_fn *cb, void *ctx)
 {
 	struct auth_pending *p = xcalloc(1, sizeof(*p));
@@ -1081,6 +1222,9 @@ static void pending_run(struct auth_session *s, struct offload *o, enum pending_
 	p->args[1] = b != NULL ? xstrdup(b) : NULL;
 	p->cb = cb;
 	p->ctx = ctx;
+	p->base = o != NULL ? offload_base(o) : NULL;
+	if (s->delay_ev != NULL)
+		event_del(s->delay_ev);
 	if (s->job != NULL) {   /* the protocol waits for each call: not reached */
 		offload_cancel(s->job);
 		s->job = NULL;
@@ -1106,19 +1250,19 @@ static void pending_run(struct auth_session *s, struct offload *o, enum pending_
 	pending_done(s, p);
 }
 
-void auth_login_async(struct auth_session *s, struct offload *o, const char *user,
+void asrv_login_async(struct asrv_session *s, struct offload *o, const char *user,
 		      const char *password, auth_done_fn *cb, void *ctx)
 {
 	pending_run(s, o, PENDING_LOGIN, user, password, cb, ctx);
 }
 
-void auth_start_async(struct auth_session *s, struct offload *o, const char *mech,
+void asrv_start_async(struct asrv_session *s, struct offload *o, const char *mech,
 		      const char *initial_b64, auth_done_fn *cb, void *ctx)
 {
 	pending_run(s, o, PENDING_START, mech, initial_b64, cb, ctx);
 }
 
-void auth_step_async(struct auth_session *s, struct offload *o, const char *response_b64,
+void asrv_step_async(struct asrv_session *s, struct offload *o, const char *response_b64,
 		     auth_done_fn *cb, void *ctx)
 {
 	pending_run(s, o, PENDING_STEP, response_b64, NULL, cb, ctx);

@@ -143,6 +143,12 @@ unsigned throttle_delay_ms(struct throttle *t, const char *key, time_t now)
 
 unsigned throttle_fail(struct throttle *t, const char *key, time_t now)
 {
+	return throttle_count_failure(t, key, now, true);
+}
+
+unsigned throttle_count_failure(struct throttle *t, const char *key, time_t now,
+				bool may_block)
+{
 	struct throttle_record rec;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		MDB_txn *txn;
@@ -151,7 +157,8 @@ unsigned throttle_fail(struct throttle *t, const char *key, time_t now)
 		throttle_get(t, txn, key, now, &rec);
 		rec.count++;
 		rec.last = now;
-		if (rec.count >= (uint32_t)t->policy.block_after && rec.blocked_until <= now)
+		if (may_block && rec.count >= (uint32_t)t->policy.block_after &&
+		    rec.blocked_until <= now)
 			rec.blocked_until = now + t->policy.block_time;
 		MDB_val k = { strlen(key), (void *)key }, v = { sizeof(rec), &rec };
 		int rc = mdb_put(txn, t->dbi, &k, &v, 0);
@@ -187,4 +194,35 @@ void throttle_clear(struct throttle *t, const char *key)
 		mdb_txn_commit(txn);
 	else
 		mdb_txn_abort(txn);
+}
+
+/* A note is a record with no count whose "last" is the time it was made
+ * (throttle_get's decay is not applied to it). */
+void throttle_note(struct throttle *t, const char *key, time_t now)
+{
+	struct throttle_record rec = { 0, 0, now, 0 };
+	MDB_txn *txn;
+	MDB_val k = { strlen(key), (void *)key }, v = { sizeof(rec), &rec };
+	if (throttle_txn_begin(t, 0, &txn) != 0)
+		return;
+	if (mdb_put(txn, t->dbi, &k, &v, 0) == 0)
+		mdb_txn_commit(txn);
+	else
+		mdb_txn_abort(txn);
+}
+
+bool throttle_noted_since(struct throttle *t, const char *key, time_t since)
+{
+	MDB_txn *txn;
+	MDB_val k = { strlen(key), (void *)key }, v;
+	struct throttle_record rec;
+	bool found = false;
+	if (throttle_txn_begin(t, MDB_RDONLY, &txn) != 0)
+		return false;
+	if (mdb_get(txn, t->dbi, &k, &v) == 0 && v.mv_size == sizeof(rec)) {
+		memcpy(&rec, v.mv_data, sizeof(rec));
+		found = rec.last >= since;
+	}
+	mdb_txn_abort(txn);
+	return found;
 }

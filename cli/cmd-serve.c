@@ -3,6 +3,7 @@
 #include "auth/auth.h"
 #include "core/metrics.h"
 #include "core/ratelimit.h"
+#include "core/sandbox.h"
 #include "core/server.h"
 #include "store/store.h"
 #include "core/tls.h"
@@ -44,21 +45,33 @@ static const struct {
 	{ LISTEN_IMAPS, 1993, "IMAP, implicit TLS" },
 };
 
-/* Each worker, after the fork and the privilege drop: its own LMDB
- * environments and SASL server. */
+/* Each worker and the relay, after the fork and the privilege drop: the
+ * link to the auth process (accounts are its alone), and their own LMDB
+ * environments. */
 static int serve_child_init(const struct config *cfg, struct services *services,
 			    const char **error_r)
 {
-	if (auth_db_open(cfg->data_dir, cfg->run_as, &services->auth, error_r) < 0)
+	if (auth_client_open(cfg, services->auth_fd[0], services->auth_fd[1], &services->auth,
+			     error_r) < 0)
 		return -1;
-	if (auth_sasl_init(cfg, services->auth, error_r) < 0)
-		return -1;
+	services->auth_fd[0] = services->auth_fd[1] = -1;   /* the client's now */
 	if (store_open(cfg->data_dir, cfg->run_as, &services->store, error_r) < 0)
 		return -1;
 	if (queue_open(cfg->data_dir, cfg->run_as, &services->queue, error_r) < 0)
 		return -1;
 	if (ratelimit_open(cfg->data_dir, cfg->run_as, &services->ratelimit, error_r) < 0)
 		return -1;
+	/* what the sandbox lets a child reach must be there before it closes
+	 * (Landlock rules name existing paths): the signing keys `postern
+	 * dkim` adds later, the relay's MTA-STS cache */
+	static const char *const dirs[] = { "dkim", "mta-sts" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char *dir = xasprintf("%s/%s", cfg->data_dir, dirs[i]);
+		int r = privs_mkdir_p(dir, 0700, NULL, error_r);
+		free(dir);
+		if (r < 0)
+			return -1;
+	}
 	/* workers (submitted mail) and the relay (its reports) sign */
 	cli_register_filters();
 	return 0;
@@ -71,9 +84,20 @@ static void serve_child_deinit(struct services *services)
 	ratelimit_close(&services->ratelimit);
 	if (services->store != NULL)
 		store_free(&services->store);
-	auth_sasl_deinit();
 	if (services->auth != NULL)
 		auth_db_close(&services->auth);
+	auth_client_close();
+}
+
+/* The auth process: accounts.lmdb, throttling, the SASL server. */
+static int serve_auth_sandbox(const struct config *cfg, const char **error_r)
+{
+	return sandbox_enter(cfg, SANDBOX_AUTH, error_r);
+}
+
+static int serve_auth_main(const struct config *cfg, int ctl_fd)
+{
+	return auth_service_main(cfg, ctl_fd, serve_auth_sandbox);
 }
 
 /* Readers of killed processes stay in LMDB's reader tables until someone
@@ -338,6 +362,7 @@ int cmd_serve(int argc, char **argv)
 	setup.child_init = serve_child_init;
 	setup.child_deinit = serve_child_deinit;
 	setup.child_periodic = serve_child_periodic;
+	setup.auth_main = serve_auth_main;
 	setup.relay_main = relay_main;
 	setup.domain_hosted = serve_domain_hosted;
 	setup.queue_state = serve_queue_state;

@@ -71,6 +71,8 @@ static const struct config_key config_keys[] = {
 	{ "limits", "timeout_pop3", CT_DURATION, OFF(timeout_pop3), "10m", 0, 0 },
 	{ "limits", "timeout_imap", CT_DURATION, OFF(timeout_imap), "30m", 0, 0 },
 	{ "limits", "shutdown_timeout", CT_DURATION, OFF(shutdown_timeout), "10s", 0, 0 },
+	{ "limits", "min_rate", CT_INT, OFF(min_rate), "256", 0, 100000000 },
+	{ "limits", "min_rate_grace", CT_DURATION, OFF(min_rate_grace), "10s", 0, 0 },
 
 	{ "smtp", "max_message_size", CT_SIZE, OFF(smtp_max_message_size), "50M", 0, 0 },
 	{ "smtp", "max_recipients", CT_INT, OFF(smtp_max_recipients), "100", 1, 100000 },

@@ -63,6 +63,8 @@ struct config {
 	int timeout_pop3;
 	int timeout_imap;
 	int shutdown_timeout;          /* seconds a draining worker waits */
+	int min_rate;                  /* bytes/s a command line or message must keep up, 0 = none */
+	int min_rate_grace;            /* seconds before min_rate is checked */
 
 	size_t smtp_max_message_size;
 	int smtp_max_recipients;

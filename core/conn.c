@@ -32,7 +32,7 @@ static void conn_update_log_ctx(struct conn *c)
 /* Every protocol callback runs inside the connection's log context. */
 #define CALL_PROTO(c, fn)                                   \
 	do {                                                \
-		if ((c)->proto->fn != NULL && !(c)->freed_session) { \
+		if ((c)->proto->fn != NULL && !(c)->freed_session && (c)->session != NULL) { \
 			const char *saved_ = log_get_context(); \
 			log_set_context((c)->log_ctx);      \
 			(c)->proto->fn((c)->session);       \
@@ -48,6 +48,134 @@ static void conn_schedule(struct conn *c)
 static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+
+/* ---- timers the connection owns (conn.h) ---- */
+
+/* Counts what arrived since the input buffer was last looked at. */
+static void conn_count_input(struct conn *c)
+{
+	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+	if (len > c->in_seen)
+		c->in_total += len - c->in_seen;
+	c->in_seen = len;
+}
+
+/* A timer ran out: the protocol says goodbye and the connection closes
+ * (at once when not even that can be sent). */
+static void conn_expire(struct conn *c)
+{
+	if (c->closing || c->starttls_pending || c->freed_session) {
+		conn_free(c);
+		return;
+	}
+	CALL_PROTO(c, timeout);
+	conn_close(c, "timeout");
+}
+
+static void conn_preauth_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	const char *saved = log_get_context();
+	log_set_context(c->log_ctx);
+	log_info("event=timeout reason=preauth-deadline seconds=%d",
+		 c->worker->cfg->timeout_preauth);
+	log_set_context(saved);
+	conn_expire(c);
+}
+
+static double tv_seconds(const struct timeval *a, const struct timeval *b)
+{
+	return (double)(a->tv_sec - b->tv_sec) + (double)(a->tv_usec - b->tv_usec) / 1e6;
+}
+
+static void conn_rate_arm(struct conn *c, double seconds)
+{
+	struct timeval tv = { (time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6) };
+	evtimer_add(c->rate_ev, &tv);
+}
+
+/* Whether the unit in progress kept up min_rate on average; re-armed for
+ * the moment it would fall behind if nothing more came. */
+static void conn_rate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	const struct config *cfg = c->worker->cfg;
+	struct timeval now;
+	if (!c->rate_active)
+		return;
+	conn_count_input(c);
+	event_base_gettimeofday_cached(c->worker->base, &now);
+	double elapsed = tv_seconds(&now, &c->rate_start);
+	uint64_t bytes = c->in_total - c->rate_start_total;
+	double need = (double)bytes / cfg->min_rate;
+	if (need < cfg->min_rate_grace)
+		need = cfg->min_rate_grace;
+	if (elapsed + 0.001 < need) {
+		conn_rate_arm(c, need - elapsed);
+		return;
+	}
+	c->rate_active = false;
+	const char *saved = log_get_context();
+	log_set_context(c->log_ctx);
+	log_info("event=too-slow bytes=%llu seconds=%.1f min_rate=%d",
+		 (unsigned long long)bytes, elapsed, cfg->min_rate);
+	log_set_context(saved);
+	conn_expire(c);
+}
+
+void conn_want_more(struct conn *c, bool partial)
+{
+	const struct config *cfg = c->worker->cfg;
+	if (!partial || cfg->min_rate <= 0 || c->paused || c->rate_ev == NULL) {
+		if (c->rate_active && c->rate_ev != NULL)
+			evtimer_del(c->rate_ev);
+		c->rate_active = false;
+		return;
+	}
+	if (c->rate_active)
+		return;
+	conn_count_input(c);
+	c->rate_active = true;
+	event_base_gettimeofday_cached(c->worker->base, &c->rate_start);
+	/* what of the unit is already here counts for it */
+	c->rate_start_total = c->in_total - c->in_seen;
+	conn_rate_arm(c, cfg->min_rate_grace > 0 ? cfg->min_rate_grace : 1);
+}
+
+void conn_end_preauth(struct conn *c)
+{
+	if (c->preauth_ev != NULL)
+		evtimer_del(c->preauth_ev);
+}
+
+/* A draining server closes each session once it is not in the middle of
+ * a command: the same for every protocol. */
+static void conn_drain_if_idle(struct conn *c)
+{
+	if (!c->worker->draining || c->closing || c->freed_session)
+		return;
+	/* still in its TLS handshake: let it end (bounded by the pre-login
+	 * deadline and the shutdown timeout), so the client is told goodbye
+	 * by its protocol instead of seeing the connection reset halfway */
+	if (c->session == NULL)
+		return;
+	if (c->proto->busy != NULL) {
+		const char *saved = log_get_context();
+		log_set_context(c->log_ctx);
+		bool busy = c->proto->busy(c->session);
+		log_set_context(saved);
+		if (busy)
+			return;
+	}
+	CALL_PROTO(c, shutdown);
+	conn_close(c, "shutdown");
+}
+
+void conn_busy_done(struct conn *c)
+{
+	if (c->worker->draining && !c->closing)
+		conn_schedule(c);
+}
 
 static void conn_apply_timeouts(struct conn *c)
 {
@@ -99,9 +227,11 @@ static size_t conn_input_ready(struct conn *c)
  * socket's buffer is taken in a later turn once the protocol read on. */
 static void conn_run_input(struct conn *c)
 {
+	conn_count_input(c);
 	if (conn_input_ready(c) == 0 || c->closing)
 		return;
 	CALL_PROTO(c, input);
+	conn_count_input(c);
 	if (c->z != NULL && !c->closing && !c->paused &&
 	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 &&
 	    evbuffer_get_length(compress_input(c->z)) < CONN_READ_HIGH_WATER)
@@ -118,6 +248,7 @@ static void conn_deferred_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!c->paused && !c->starttls_pending)
 		conn_run_input(c);
+	conn_drain_if_idle(c);
 }
 
 static void sockaddr_text(const struct sockaddr *sa, char *ip, size_t ip_size, int *port_r,
@@ -203,6 +334,8 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 	}
 	c->timeout = w->cfg->timeout_preauth;
 	c->defer_ev = event_new(w->base, -1, 0, conn_deferred_cb, c);
+	c->preauth_ev = evtimer_new(w->base, conn_preauth_cb, c);
+	c->rate_ev = evtimer_new(w->base, conn_rate_cb, c);
 	conn_update_log_ctx(c);
 
 	c->next = w->conns;
@@ -211,7 +344,8 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 	w->conns = c;
 	w->nconns++;
 
-	if (c->defer_ev == NULL || conn_setup_bev(c, w->setup->implicit_tls[kind]) < 0) {
+	if (c->defer_ev == NULL || c->preauth_ev == NULL || c->rate_ev == NULL ||
+	    conn_setup_bev(c, w->setup->implicit_tls[kind]) < 0) {
 		log_error("event=conn-setup-failed remote=%s", ip);
 		c->freed_session = true;
 		conn_free(c);
@@ -219,7 +353,15 @@ void conn_accept(struct worker *w, enum listener_kind kind, int fd,
 	}
 	log_set_context(c->log_ctx);
 	log_info("event=connect port=%d local=%s:%d", port, c->local_ip, c->local_port);
-	c->session = proto->start(c);
+	if (w->cfg->timeout_preauth > 0) {
+		/* absolute: nothing the client sends moves it (issue 19) */
+		struct timeval tv = { w->cfg->timeout_preauth, 0 };
+		evtimer_add(c->preauth_ev, &tv);
+	}
+	/* an implicit-TLS session starts once the handshake is done, so its
+	 * greeting can offer what needs TLS keys (SCRAM-*-PLUS) */
+	if (!w->setup->implicit_tls[kind])
+		c->session = proto->start(c);
 	log_set_context(NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -246,6 +388,12 @@ void conn_free(struct conn *c)
 		event_free(c->defer_ev);
 	compress_free(&c->z);
 	free(c->account);
+	if (c->preauth_ev != NULL)
+		event_free(c->preauth_ev);
+	if (c->hold_ev != NULL)
+		event_free(c->hold_ev);
+	if (c->rate_ev != NULL)
+		event_free(c->rate_ev);
 	connlimit_release(w->limits, w->slot, c->limit_bucket);
 	metrics_connection_open(w->slot, c->kind, -1);
 	if (c->prev != NULL)
@@ -270,6 +418,7 @@ static void conn_readcb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	conn_run_input(c);
+	conn_drain_if_idle(c);
 }
 
 static void conn_upgrade_tls(struct conn *c)
@@ -277,6 +426,7 @@ static void conn_upgrade_tls(struct conn *c)
 	/* the reply went out in clear; switch the same socket to TLS */
 	evbuffer_drain(bufferevent_get_input(c->bev),
 		       evbuffer_get_length(bufferevent_get_input(c->bev)));
+	c->in_seen = 0;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	if (conn_setup_bev(c, true) < 0) {
@@ -309,6 +459,7 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
 		log_set_context(c->log_ctx);
 		fn(c->session);
 		log_set_context(saved);
+		conn_drain_if_idle(c);
 	}
 }
 
@@ -337,6 +488,11 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			log_info("event=tls-established tls=\"%s\"", c->tls_desc);
 			metrics_count_listener(METRIC_TLS_HANDSHAKES, c->kind);
 		}
+		if (c->session == NULL && !c->freed_session && !c->closing) {
+			c->session = c->proto->start(c);
+			if (c->worker->draining)
+				conn_schedule(c);   /* greeted: now say goodbye */
+		}
 		if (c->starttls_pending) {
 			c->starttls_pending = false;
 			if (!c->paused)
@@ -354,9 +510,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		/* idle: the protocol says goodbye; the connection then closes */
-		CALL_PROTO(c, timeout);
 		log_set_context(saved);
-		conn_close(c, "timeout");
+		conn_expire(c);
 		return;
 	}
 	if (c->ssl != NULL && !c->handshake_logged)
@@ -457,12 +612,15 @@ void conn_on_output_drained(struct conn *c, size_t low_water, void (*fn)(void *s
 
 void conn_pause_input(struct conn *c)
 {
+	conn_want_more(c, false);   /* our wait is not the client's slowness */
 	c->paused = true;
 	bufferevent_disable(c->bev, EV_READ);
 }
 
 void conn_resume_input(struct conn *c)
 {
+	if (c->worker->draining && !c->closing)
+		conn_schedule(c);   /* the session may be idle now: drain it */
 	if (!c->paused)
 		return;
 	c->paused = false;
@@ -475,6 +633,22 @@ void conn_resume_input(struct conn *c)
 		conn_schedule(c);
 }
 
+static void conn_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_resume_input(arg);
+}
+
+void conn_pause_for(struct conn *c, unsigned ms)
+{
+	if (ms == 0 || c->closing)
+		return;
+	if (c->hold_ev == NULL)
+		c->hold_ev = evtimer_new(c->worker->base, conn_hold_cb, c);
+	conn_pause_input(c);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(c->hold_ev, &tv);
+}
+
 void conn_starttls(struct conn *c, const char *reply)
 {
 	conn_write_str(c, reply);
@@ -484,6 +658,8 @@ void conn_starttls(struct conn *c, const char *reply)
 	 * the command was sent before the client saw our reply: drop it */
 	evbuffer_drain(bufferevent_get_input(c->bev),
 		       evbuffer_get_length(bufferevent_get_input(c->bev)));
+	c->in_seen = 0;
+	conn_want_more(c, false);
 	if (conn_output_pending(c) == 0)
 		conn_upgrade_tls(c);
 }
@@ -491,6 +667,9 @@ void conn_starttls(struct conn *c, const char *reply)
 int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len)
 {
 	if (c->ssl == NULL || !c->handshake_logged)
+		return -1;
+	/* RFC 9266 3: TLS 1.2 only with the extended master secret */
+	if (SSL_version(c->ssl) < TLS1_3_VERSION && SSL_get_extms_support(c->ssl) != 1)
 		return -1;
 	return SSL_export_keying_material(c->ssl, out, len, "EXPORTER-Channel-Binding",
 					  strlen("EXPORTER-Channel-Binding"), NULL, 0, 0) == 1 ? 0 : -1;
@@ -522,6 +701,7 @@ void conn_set_user(struct conn *c, const char *user)
 	free(c->account);
 	c->account = xstrdup(user);
 	conn_update_log_ctx(c);
+	conn_end_preauth(c);
 }
 
 unsigned conn_end_account(struct worker *w, const char *address)
@@ -560,6 +740,8 @@ void conn_close(struct conn *c, const char *reason)
 	if (c->z != NULL)
 		compress_flush(c->z);
 	bufferevent_disable(c->bev, EV_READ);
+	conn_want_more(c, false);
+	conn_end_preauth(c);
 	/* give the last reply a bounded time to leave */
 	struct timeval tv = { 30, 0 };
 	bufferevent_set_timeouts(c->bev, NULL, &tv);
@@ -568,10 +750,14 @@ void conn_close(struct conn *c, const char *reason)
 
 void conn_drain(struct conn *c)
 {
-	if (c->closing)
-		return;
-	if (c->proto->shutdown != NULL)
-		CALL_PROTO(c, shutdown);
-	else
+	if (c->proto->shutdown == NULL && !c->closing) {
 		conn_close(c, "shutdown");
+		return;
+	}
+	conn_drain_if_idle(c);
+}
+
+int conn_tls_exporter_fn(void *c, unsigned char *out, size_t len)
+{
+	return conn_tls_exporter(c, out, len);
 }

@@ -8,10 +8,17 @@
  *
  * Lifetime: proto->start() when accepted; proto->input() whenever bytes
  * arrived (or input was resumed with bytes still buffered);
- * proto->timeout() when idle too long (say goodbye; the connection then
- * closes); proto->shutdown() when the server drains (close now if idle,
- * else after the command in progress); proto->free() exactly once when
- * the connection is gone, whichever way. */
+ * proto->timeout() when a timer of the connection ran out (say goodbye;
+ * the connection then closes); proto->shutdown() when the server drains
+ * and proto->busy() says no command is in progress (say goodbye; the
+ * connection then closes); proto->free() exactly once when the
+ * connection is gone, whichever way.
+ *
+ * The connection owns every timer a session has: the idle timeout, the
+ * pre-login deadline (timeout_preauth counts from the accept and is
+ * not stretched by anything the client sends, until conn_end_preauth()),
+ * the minimum rate of a unit in progress (conn_want_more()), and the
+ * drain at shutdown, so every protocol stops the same way. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,6 +36,10 @@ struct proto {
 	void *(*start)(struct conn *c); /* make the session, send the greeting */
 	void (*input)(void *session);
 	void (*timeout)(void *session);
+	/* true while a command is in progress (a message being received, a
+	 * reply being streamed, an authentication waiting): a draining
+	 * server lets it finish, then calls shutdown. NULL = never busy. */
+	bool (*busy)(void *session);
 	void (*shutdown)(void *session);
 	/* the session's account was deleted (`postern user del`): say goodbye
 	 * and close now, whatever is in progress. NULL = just close. */
@@ -57,6 +68,9 @@ void conn_on_output_drained(struct conn *c, size_t low_water, void (*fn)(void *s
  * reply is pending). Resuming re-runs proto->input if bytes are buffered. */
 void conn_pause_input(struct conn *c);
 void conn_resume_input(struct conn *c);
+/* Reads nothing more for ms milliseconds (a protocol slowing a client
+ * down: the next command waits, the loop does not). */
+void conn_pause_for(struct conn *c, unsigned ms);
 
 /* Sends reply in clear, discards everything the client pipelined after
  * the command (RFC 3207/2595/3501 injection defence), then starts the TLS
@@ -67,8 +81,12 @@ void conn_starttls(struct conn *c, const char *reply);
 bool conn_is_tls(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" without TLS. */
 const char *conn_tls_description(const struct conn *c);
-/* RFC 5705 / RFC 9266 keying material for channel binding (tls-exporter). */
+/* RFC 5705 / RFC 9266 keying material for channel binding (tls-exporter):
+ * -1 before the handshake, without TLS, or on TLS 1.2 without the
+ * extended master secret. The _fn form takes the conn as void *, for
+ * auth_conn_info. */
 int conn_tls_exporter(struct conn *c, unsigned char *out, size_t len);
+int conn_tls_exporter_fn(void *c, unsigned char *out, size_t len);
 
 /* RFC 4978: sends reply as it is, then DEFLATEs everything both ways from
  * the next byte on (over TLS when there is TLS). -1 (nothing sent) when
@@ -84,8 +102,19 @@ bool conn_is_loopback(const struct conn *c);
 uint64_t conn_id(const struct conn *c);
 
 /* Authenticated user (the account's canonical address), added to every
- * log line from now on; the connection ends when the account does. */
+ * log line from now on; ends the pre-login deadline (conn_end_preauth);
+ * the connection ends when the account does. */
 void conn_set_user(struct conn *c, const char *user);
+/* The pre-login deadline no longer applies: after a login, or for a
+ * session that has none (SMTP on 25). */
+void conn_end_preauth(struct conn *c);
+/* The protocol's reader needs more input. partial: it holds part of a
+ * unit (a command line, a literal, a message being received) that must
+ * now arrive at [limits] min_rate bytes/s on average once it has lasted
+ * min_rate_grace; slower, the session gets proto->timeout() and closes.
+ * false: it waits for a new command, and only the idle timeout applies.
+ * Time spent with input paused never counts. */
+void conn_want_more(struct conn *c, bool partial);
 /* Idle timeout in seconds (pre-auth shorter than post-auth). */
 void conn_set_timeout(struct conn *c, int seconds);
 /* Flushes what is queued, then closes. proto->free() follows. */
@@ -93,5 +122,8 @@ void conn_close(struct conn *c, const char *reason);
 bool conn_is_closing(const struct conn *c);
 /* True while the worker drains for shutdown. */
 bool conn_server_draining(const struct conn *c);
+/* A protocol whose busy() just turned false may call this so a draining
+ * server closes the session now rather than at its next event. */
+void conn_busy_done(struct conn *c);
 
 #endif

@@ -4,6 +4,7 @@
 #include "core/metrics.h"
 #include "core/notify.h"
 #include "core/privs.h"
+#include "core/sandbox.h"
 #include "core/tls.h"
 
 #include <errno.h>
@@ -31,8 +32,8 @@ enum { HTTP_METRICS, HTTP_HTTPS, HTTP_COUNT };
 /* a child that fails initialisation this many times in a row (about two
  * seconds with the back-off) will not start: the master gives up */
 #define INIT_FAILURES_MAX 3
-/* the exit status of a child that failed initialisation */
-#define EXIT_INIT_FAILED 78
+/* the exit status of a child that failed initialisation (server.h) */
+#define EXIT_INIT_FAILED SERVER_EXIT_INIT_FAILED
 
 /* What a child tells the master about its start, in a shared mapping
  * (one per slot): whether it got through initialisation, else why not. */
@@ -43,7 +44,8 @@ struct child_report {
 
 struct child {
 	pid_t pid;          /* 0 = slot free */
-	enum metrics_child kind;   /* worker, relay or web process */
+	enum metrics_child kind;   /* worker, relay, web or auth process */
+	int auth_fds[2];    /* the auth process's ends of this child's sockets, -1 */
 	int generation;
 	time_t started;
 	bool restart_due;   /* died; start a new one when backoff passed */
@@ -69,7 +71,99 @@ struct master {
 	struct config *owned_cfg;    /* made by a reload; freed by the next one */
 	sigset_t old_mask;
 	int sfd;
+	int auth_ctl;                /* control socket to the auth process, -1 */
+	struct tls_ocsp *ocsp;       /* the stapled OCSP response, shared */
+	time_t ocsp_due;             /* next refresh, 0 = none */
 };
+
+/* The certificate's OCSP response, fetched now (if it names a
+ * responder) and again when the last one runs towards its end. */
+static void master_ocsp_refresh(struct master *m)
+{
+	int next = tls_ocsp_refresh(m->ocsp, m->ssl_ctx);
+	m->ocsp_due = next > 0 ? time(NULL) + next : 0;
+}
+
+/* The control records for the auth process (auth/service.c reads them):
+ * 'A' with the two socket ends of a child, 'D' when it is gone. */
+struct auth_ctl_msg {
+	char op;
+	int slot;
+};
+
+static void master_auth_send(struct master *m, char op, int slot, const int *fds)
+{
+	struct auth_ctl_msg msg;
+	memset(&msg, 0, sizeof(msg));
+	msg.op = op;
+	msg.slot = slot;
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &msg, sizeof(msg) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (m->auth_ctl < 0)
+		return;   /* the next auth process gets them all */
+	if (fds != NULL) {
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, 2 * sizeof(int));
+	}
+	if (sendmsg(m->auth_ctl, &mh, MSG_NOSIGNAL) < 0)
+		log_warn("event=auth-control-failed error=\"%s\"", strerror(errno));
+}
+
+/* Closes the master's copies of a child's auth sockets. */
+static void master_auth_forget(struct master *m, struct child *ch, int slot)
+{
+	if (ch->auth_fds[0] < 0)
+		return;
+	if (!m->stopping)
+		master_auth_send(m, 'D', slot, NULL);
+	for (int i = 0; i < 2; i++) {
+		close(ch->auth_fds[i]);
+		ch->auth_fds[i] = -1;
+	}
+}
+
+/* In a new child: only its own sockets stay open. */
+static void child_close_auth_fds(struct master *m)
+{
+	for (int i = 0; i < m->nslots; i++)
+		for (int j = 0; j < 2; j++)
+			if (m->children[i].auth_fds[j] >= 0)
+				close(m->children[i].auth_fds[j]);
+	if (m->auth_ctl >= 0)
+		close(m->auth_ctl);
+}
+
+/* Two socketpairs for a worker, the relay or the web process to reach the
+ * auth process: the child's ends in mine, the auth process's in
+ * ch->auth_fds. */
+static int master_auth_pairs(struct master *m, struct child *ch, int mine[2])
+{
+	mine[0] = mine[1] = -1;
+	if (m->live_setup.auth_main == NULL)
+		return 0;
+	for (int i = 0; i < 2; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+			log_error("event=socketpair-failed error=\"%s\"", strerror(errno));
+			for (int j = 0; j < i; j++) {
+				close(mine[j]);
+				close(ch->auth_fds[j]);
+				ch->auth_fds[j] = mine[j] = -1;
+			}
+			return -1;
+		}
+		mine[i] = sv[0];
+		ch->auth_fds[i] = sv[1];
+	}
+	return 0;
+}
 
 static int bind_listener(const char *text, const char *name, const char **error_r)
 {
@@ -119,15 +213,25 @@ fail:
 	return -1;
 }
 
+/* In a child: its row of the reports (server_child_init_failed). */
+static struct child_report *child_report_row;
+
+void server_child_init_failed(const char *event, const char *error)
+{
+	log_error("event=%s error=\"%s\"", event, error);
+	if (child_report_row != NULL)
+		snprintf(child_report_row->error, sizeof(child_report_row->error), "%s", error);
+	/* _exit: nothing of a half-made child is worth flushing, and exit
+	 * handlers (a leak checker's among them) must not change the status */
+	_exit(EXIT_INIT_FAILED);
+}
+
 /* In a child: tells the master why it cannot start, and exits. */
 static void __attribute__((noreturn))
 child_init_failed(struct master *m, int slot, const char *event, const char *error)
 {
-	log_error("event=%s error=\"%s\"", event, error);
-	snprintf(m->reports[slot].error, sizeof(m->reports[slot].error), "%s", error);
-	/* _exit: nothing of a half-made child is worth flushing, and exit
-	 * handlers (a leak checker's among them) must not change the status */
-	_exit(EXIT_INIT_FAILED);
+	child_report_row = &m->reports[slot];
+	server_child_init_failed(event, error);
 }
 
 static void close_fds(int *fds, int n)
@@ -143,13 +247,12 @@ static void close_fds(int *fds, int n)
 static int child_run(struct master *m, int slot, enum metrics_child kind,
 		     struct services *services)
 {
-	/* each child keeps only the sockets it serves */
-	if (kind != METRICS_WEB)
-		close_fds(m->http_fds, HTTP_COUNT);
-	if (kind != METRICS_WORKER)
-		close_fds(m->listen_fds, LISTEN_COUNT);
+	const char *error;
 	switch (kind) {
 	case METRICS_RELAY:
+		SSL_CTX_free(m->ssl_ctx);   /* the relay makes its own client contexts */
+		if (sandbox_enter(m->live_setup.cfg, SANDBOX_RELAY, &error) < 0)
+			fatal("event=sandbox-failed error=\"%s\"", error);
 		log_info("event=relay-ready");
 		return m->live_setup.relay_main(m->live_setup.cfg, services);
 	case METRICS_WEB:
@@ -161,50 +264,101 @@ static int child_run(struct master *m, int slot, enum metrics_child kind,
 	}
 }
 
+/* In the child, never returns: the privilege drop, the init of its
+ * kind, its work. */
+static void __attribute__((noreturn))
+child_main(struct master *m, int slot, enum metrics_child kind, int auth_ctl, const int mine[2])
+{
+	const char *error;
+	pid_t master = getppid();
+	close(m->sfd);
+	child_close_auth_fds(m);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
+	/* privileges go before any client byte is read */
+	if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
+		child_init_failed(m, slot, "privilege-drop-failed", error);
+	/* after the drop: changing credentials clears the death signal.
+	 * A master that died meanwhile is caught by the getppid check. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master)
+		_exit(0);
+	/* each child keeps only the sockets it serves */
+	if (kind != METRICS_WEB)
+		close_fds(m->http_fds, HTTP_COUNT);
+	if (kind != METRICS_WORKER)
+		close_fds(m->listen_fds, LISTEN_COUNT);
+	child_report_row = &m->reports[slot];
+	if (kind == METRICS_AUTH) {
+		/* it opens the account database itself: a failure there is
+		 * reported by server_child_init_failed() */
+		SSL_CTX_free(m->ssl_ctx);   /* the auth process needs no TLS key */
+		exit(m->live_setup.auth_main(m->live_setup.cfg, auth_ctl));
+	}
+	struct services services = { .auth_fd = { mine[0], mine[1] } };
+	if (m->live_setup.child_init != NULL &&
+	    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
+		child_init_failed(m, slot, "worker-init-failed", error);
+	m->reports[slot].initialised = 1;
+	int ret = child_run(m, slot, kind, &services);
+	if (m->live_setup.child_deinit != NULL)
+		m->live_setup.child_deinit(&services);
+	exit(ret);
+}
+
 static void master_spawn(struct master *m, int slot, enum metrics_child kind)
 {
 	struct child *ch = &m->children[slot];
+	int mine[2] = { -1, -1 }, ctl[2] = { -1, -1 };
 	ch->kind = kind;
 	connlimit_clear_slot(m->limits, slot);
 	metrics_clear_slot(slot);
 	memset(&m->reports[slot], 0, sizeof(m->reports[slot]));
-	pid_t pid = fork();
+	bool failed = kind == METRICS_AUTH ?
+		socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 :
+		master_auth_pairs(m, ch, mine) < 0;
+	pid_t pid = failed ? -1 : fork();
 	if (pid < 0) {
 		log_error("event=fork-failed error=\"%s\"", strerror(errno));
+		for (int i = 0; i < 2; i++) {
+			if (mine[i] >= 0)
+				close(mine[i]);
+			if (ctl[i] >= 0)
+				close(ctl[i]);
+		}
+		master_auth_forget(m, ch, slot);
 		ch->restart_due = true;
 		ch->restart_at = time(NULL) + RESTART_BACKOFF_SECS;
 		return;
 	}
 	if (pid == 0) {
-		const char *error;
-		pid_t master = getppid();
-		close(m->sfd);
-		signal(SIGHUP, SIG_IGN);
-		signal(SIGINT, SIG_IGN);
-		signal(SIGPIPE, SIG_IGN);
-		sigprocmask(SIG_SETMASK, &m->old_mask, NULL);
-		/* privileges go before any client byte is read */
-		if (privs_drop(m->live_setup.cfg->run_as, &error) < 0)
-			child_init_failed(m, slot, "privilege-drop-failed", error);
-		/* after the drop: changing credentials clears the death signal.
-		 * A master that died meanwhile is caught by the getppid check. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != master)
-			_exit(0);
-		struct services services = { NULL, NULL, NULL, NULL, NULL };
-		if (m->live_setup.child_init != NULL &&
-		    m->live_setup.child_init(m->live_setup.cfg, &services, &error) < 0)
-			child_init_failed(m, slot, "worker-init-failed", error);
-		m->reports[slot].initialised = 1;
-		int ret = child_run(m, slot, kind, &services);
-		if (m->live_setup.child_deinit != NULL)
-			m->live_setup.child_deinit(&services);
-		exit(ret);
+		if (kind == METRICS_AUTH)
+			close(ctl[0]);
+		child_main(m, slot, kind, ctl[1], mine);
 	}
 	ch->pid = pid;
 	ch->generation = m->generation;
 	ch->started = time(NULL);
 	ch->restart_due = false;
+	if (kind == METRICS_AUTH) {
+		/* the old auth process, if any, sees its control socket close
+		 * and ends; the new one gets every live child's sockets */
+		close(ctl[1]);
+		if (m->auth_ctl >= 0)
+			close(m->auth_ctl);
+		m->auth_ctl = ctl[0];
+		for (int i = 0; i < m->nslots; i++)
+			if (m->children[i].auth_fds[0] >= 0)
+				master_auth_send(m, 'A', i, m->children[i].auth_fds);
+	} else {
+		for (int i = 0; i < 2; i++)
+			if (mine[i] >= 0)
+				close(mine[i]);
+		if (ch->auth_fds[0] >= 0)
+			master_auth_send(m, 'A', slot, ch->auth_fds);
+	}
 	log_info("event=%s-started slot=%d pid=%d generation=%d", metrics_child_name(kind),
 		 slot, (int)pid, m->generation);
 }
@@ -220,6 +374,12 @@ static int master_free_slot(struct master *m)
 
 static void master_spawn_generation(struct master *m)
 {
+	/* the auth process first: the others' first lookups wait for it */
+	if (m->live_setup.auth_main != NULL) {
+		int slot = master_free_slot(m);
+		if (slot >= 0)
+			master_spawn(m, slot, METRICS_AUTH);
+	}
 	for (int n = 0; n < m->nworkers; n++) {
 		int slot = master_free_slot(m);
 		if (slot < 0) {
@@ -269,7 +429,7 @@ static void master_count_init_failure(struct master *m, int slot, int status)
 	snprintf(m->give_up_reason, sizeof(m->give_up_reason),
 		 "%s failed to start %d times in a row: %s",
 		 ch->kind == METRICS_RELAY ? "the relay" : ch->kind == METRICS_WEB ? "the web process" :
-		 "a worker",
+		 ch->kind == METRICS_AUTH ? "the auth process" : "a worker",
 		 ch->init_failures, report->error[0] != '\0' ? report->error : "(no reason given)");
 	log_error("event=children-failing slot=%d", slot);
 	m->gave_up = true;
@@ -288,11 +448,15 @@ static void master_reap(struct master *m)
 			ch->pid = 0;
 			connlimit_clear_slot(m->limits, i);
 			metrics_clear_slot(i);
+			master_auth_forget(m, ch, i);
 			master_count_init_failure(m, i, status);
 			bool current = ch->generation == m->generation;
 			if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0 || (current && !m->stopping)) {
 				const char *kind = metrics_child_name(ch->kind);
-				if (WIFSIGNALED(status))
+				if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+					log_warn("event=%s-died slot=%d pid=%d signal=%d reason=sandbox-violation",
+						 kind, i, (int)pid, WTERMSIG(status));
+				else if (WIFSIGNALED(status))
 					log_warn("event=%s-died slot=%d pid=%d signal=%d", kind, i,
 						 (int)pid, WTERMSIG(status));
 				else
@@ -402,6 +566,8 @@ static void master_reload(struct master *m)
 	struct config *old_cfg = m->owned_cfg;
 	m->live_setup.cfg = newcfg;
 	m->ssl_ctx = ctx;
+	tls_ocsp_use(ctx, m->ocsp);
+	master_ocsp_refresh(m);
 	metrics_set_certificate_expiry(tls_ctx_not_after(ctx));
 	log_set_level(newcfg->log_level);
 	m->generation++;
@@ -422,14 +588,17 @@ static void master_reload(struct master *m)
 	master_notify_serving(m, NULL);
 }
 
-static int master_wait_children(struct master *m, int timeout_secs)
+/* Waits until no child (but the auth process when skip_auth) is left;
+ * returns how many still are. */
+static int master_wait_children(struct master *m, int timeout_secs, bool skip_auth)
 {
 	time_t deadline = time(NULL) + timeout_secs;
 	for (;;) {
 		int alive = 0;
 		master_reap(m);
 		for (int i = 0; i < m->nslots; i++)
-			alive += m->children[i].pid > 0;
+			alive += m->children[i].pid > 0 &&
+				 !(skip_auth && m->children[i].kind == METRICS_AUTH);
 		if (alive == 0)
 			return 0;
 		if (time(NULL) >= deadline)
@@ -460,6 +629,20 @@ int server_run(const struct server_setup *setup)
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			log_warn("event=rlimit-failed error=\"%s\"", strerror(errno));
 	}
+	/* signals wait in the signalfd from the start: a SIGTERM that comes
+	 * while listeners are bound but the loop has not begun (a client can
+	 * connect already) stops the server cleanly instead of killing it */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, &m.old_mask);
+	m.sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (m.sfd < 0)
+		fatal("event=signalfd-failed error=\"%s\"", strerror(errno));
+
 	uid_t uid;
 	gid_t gid;
 	if (privs_is_root()) {
@@ -522,8 +705,9 @@ int server_run(const struct server_setup *setup)
 	m.nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (m.nworkers < 1)
 		m.nworkers = 1;
-	/* two generations during a reload, each with a relay and a web process */
-	m.nslots = m.nworkers * 2 + 4;
+	/* two generations during a reload, each with a relay, a web and an
+	 * auth process */
+	m.nslots = m.nworkers * 2 + 6;
 	m.children = xcalloc((size_t)m.nslots, sizeof(*m.children));
 	m.reports = mmap(NULL, (size_t)m.nslots * sizeof(*m.reports), PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -535,17 +719,18 @@ int server_run(const struct server_setup *setup)
 		return 1;
 	}
 	metrics_set_certificate_expiry(tls_ctx_not_after(m.ssl_ctx));
-
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, &m.old_mask);
-	m.sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (m.sfd < 0)
-		fatal("event=signalfd-failed error=\"%s\"", strerror(errno));
+	m.ocsp = tls_ocsp_new();
+	tls_ocsp_use(m.ssl_ctx, m.ocsp);
+	master_ocsp_refresh(&m);
+	/* bound, loaded, files made: the master keeps only what reloads and
+	 * forks need */
+	if (sandbox_master(&error) < 0) {
+		log_error("event=startup-failed error=\"%s\"", error);
+		return 1;
+	}
+	for (int i = 0; i < m.nslots; i++)
+		m.children[i].auth_fds[0] = m.children[i].auth_fds[1] = -1;
+	m.auth_ctl = -1;
 
 	log_info("event=master-started version=%s workers=%d", POSTERN_VERSION, m.nworkers);
 	master_spawn_generation(&m);
@@ -577,18 +762,32 @@ int server_run(const struct server_setup *setup)
 		master_reap(&m);
 		if (!m.stopping)
 			master_restart_due(&m);
+		if (!m.stopping && m.ocsp_due != 0 && time(NULL) >= m.ocsp_due)
+			master_ocsp_refresh(&m);
 	}
 
 	notify_stopping(m.gave_up ? m.give_up_reason : NULL);
+	/* the auth process stops last: draining workers and the relay still
+	 * log in and look accounts up until they are gone */
+	for (int i = 0; i < m.nslots; i++) {
+		m.children[i].restart_due = false;
+		if (m.children[i].pid > 0 && m.children[i].kind != METRICS_AUTH)
+			kill(m.children[i].pid, SIGTERM);
+	}
+	master_wait_children(&m, cfg->shutdown_timeout + 5, true);
 	master_signal_children(&m, SIGTERM, m.generation + 1);
-	int left = master_wait_children(&m, cfg->shutdown_timeout + 5);
+	int left = master_wait_children(&m, 5, false);
 	if (left > 0) {
 		log_warn("event=killing-workers count=%d", left);
 		master_signal_children(&m, SIGKILL, m.generation + 1);
-		master_wait_children(&m, 5);
+		master_wait_children(&m, 5, false);
 	}
 	close_fds(m.listen_fds, LISTEN_COUNT);
 	close_fds(m.http_fds, HTTP_COUNT);
+	if (m.auth_ctl >= 0)
+		close(m.auth_ctl);
+	for (int i = 0; i < m.nslots; i++)
+		master_auth_forget(&m, &m.children[i], i);
 	close(m.sfd);
 	SSL_CTX_free(m.ssl_ctx);
 	if (m.owned_cfg != NULL) {

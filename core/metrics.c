@@ -41,7 +41,7 @@ struct metrics {
 static struct metrics *shared;
 
 static const char *const proto_names[METRICS_PROTO_COUNT] = { "smtp", "imap", "pop3" };
-static const char *const child_names[METRICS_CHILD_COUNT] = { "worker", "relay", "web" };
+static const char *const child_names[METRICS_CHILD_COUNT] = { "worker", "relay", "web", "auth" };
 
 const char *metrics_proto_name(enum metrics_proto p)
 {

@@ -23,7 +23,7 @@
 /* The protocols whose logins are counted (auth's service names). */
 enum metrics_proto { METRICS_SMTP, METRICS_IMAP, METRICS_POP3, METRICS_PROTO_COUNT };
 /* The children the master restarts. */
-enum metrics_child { METRICS_WORKER, METRICS_RELAY, METRICS_WEB, METRICS_CHILD_COUNT };
+enum metrics_child { METRICS_WORKER, METRICS_RELAY, METRICS_WEB, METRICS_AUTH, METRICS_CHILD_COUNT };
 
 enum metric {
 	/* per listener kind: add the enum listener_kind */

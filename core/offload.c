@@ -37,6 +37,7 @@ struct offload {
 	struct job_list pending, finished;
 	bool stopping;
 	int efd;
+	struct event_base *base;
 	struct event *ev;
 	pthread_t threads[OFFLOAD_MAX_THREADS];
 	unsigned nthreads;
@@ -116,6 +117,7 @@ static void offload_event_cb(evutil_socket_t fd, short what, void *arg)
 struct offload *offload_new(struct event_base *base, unsigned threads)
 {
 	struct offload *o = xcalloc(1, sizeof(*o));
+	o->base = base;
 	if (threads < 1)
 		threads = 1;
 	if (threads > OFFLOAD_MAX_THREADS)
@@ -194,4 +196,9 @@ void offload_cancel(struct offload_job *job)
 {
 	if (job != NULL)
 		job->cancelled = true;
+}
+
+struct event_base *offload_base(const struct offload *o)
+{
+	return o->base;
 }

@@ -31,5 +31,7 @@ struct offload_job *offload_submit(struct offload *o, offload_work_fn *work,
 				   offload_done_fn *done, offload_release_fn *release,
 				   void *arg, void *ctx);
 void offload_cancel(struct offload_job *job);
+/* The loop o reports to. */
+struct event_base *offload_base(const struct offload *o);
 
 #endif

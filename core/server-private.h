@@ -67,6 +67,15 @@ struct conn {
 	void (*drain_fn)(void *session);
 	struct event *defer_ev;     /* deferred input / close processing */
 	struct compress *z;         /* COMPRESS=DEFLATE, once started */
+
+	struct event *preauth_ev;   /* the pre-login deadline */
+	struct event *hold_ev;      /* conn_pause_for()'s end */
+	struct event *rate_ev;      /* the minimum rate of a unit in progress */
+	bool rate_active;
+	struct timeval rate_start;
+	uint64_t rate_start_total;  /* in_total when the unit began */
+	uint64_t in_total;          /* bytes received so far */
+	size_t in_seen;             /* input buffer length last looked at */
 };
 
 void conn_accept(struct worker *w, enum listener_kind kind, int fd,

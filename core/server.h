@@ -9,6 +9,14 @@
  * or SIGINT drains and exits. With relay_main, one more child runs the
  * outbound queue. */
 
+/* The exit status of a child that could not start (its privilege drop
+ * or its init failed): the master gives up after a few in a row. */
+#define SERVER_EXIT_INIT_FAILED 78
+/* In a child that cannot start: logs, tells the master the reason, and
+ * exits with SERVER_EXIT_INIT_FAILED. */
+void server_child_init_failed(const char *event, const char *error)
+	__attribute__((noreturn));
+
 #include <stdbool.h>
 
 #include "core/config.h"
@@ -37,6 +45,11 @@ struct server_setup {
 	/* the relay process (one, supervised like a worker, replaced on
 	 * reload): runs its own loop until SIGTERM; NULL = none */
 	int (*relay_main)(const struct config *cfg, struct services *services);
+	/* the auth process (one, supervised, replaced on reload): after the
+	 * privilege drop, serves the other children over the socket ends the
+	 * master hands it on ctl_fd until SIGTERM; NULL = none (each child
+	 * then opens the account database itself) */
+	int (*auth_main)(const struct config *cfg, int ctl_fd);
 	/* re-reads the configuration for SIGHUP; NULL = reload certificates only */
 	int (*reload_config)(struct config *cfg_r, const char **error_r);
 	/* for the web process, which serves [listen] metrics and https (one,

@@ -20,6 +20,9 @@ struct services {
 	/* workers only (NULL elsewhere: do the work inline): threads for
 	 * password hashing, see core/offload.h */
 	struct offload *offload;
+	/* this child's ends of its two socketpairs with the auth process
+	 * (lookups, sessions), -1 when there is none: child_init takes them */
+	int auth_fd[2];
 };
 
 #endif

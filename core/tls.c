@@ -3,6 +3,8 @@
 #include "core/log.h"
 
 #include <openssl/err.h>
+#include <openssl/http.h>
+#include <openssl/ocsp.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -11,8 +13,18 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Mozilla server-side TLS, intermediate configuration (version 5.7) */
+#define TLS_CIPHERS_TLS12 \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" \
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+#define TLS_CIPHERS_TLS13 "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define TLS_GROUPS "X25519:P-256:P-384:ffdhe2048:ffdhe3072"
 
 static char tls_error[512];
 
@@ -35,12 +47,19 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, const char **e
 		*error_r = tls_fail("creating TLS context", NULL);
 		return NULL;
 	}
+	/* Mozilla's "intermediate" profile (docs/security.md): TLS 1.2 and
+	 * 1.3, forward-secret AEAD suites only, X25519/P-256/P-384, DHE with
+	 * the RFC 7919 groups; in the server's order of preference; no
+	 * compression, no renegotiation, no TLS 1.2 session tickets (their
+	 * key would outlive forward secrecy) */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-				 SSL_OP_NO_RENEGOTIATION);
-	/* TLS 1.2: forward-secret AEAD suites only (RFC 9325) */
-	if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20") != 1) {
-		*error_r = tls_fail("setting cipher list", NULL);
+				 SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+	if (SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_TLS12) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, TLS_CIPHERS_TLS13) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 ||
+	    SSL_CTX_set_dh_auto(ctx, 1) != 1) {
+		*error_r = tls_fail("setting the TLS profile", NULL);
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -275,4 +294,201 @@ int tls_cert_not_after(const char *cert_file, time_t *not_after_r, const char **
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- OCSP stapling ----------------------------------------------------- */
+
+#define OCSP_RESPONSE_MAX 16384
+#define OCSP_RETRY_SECS 300
+#define OCSP_TIMEOUT_SECS 5
+
+/* A mapping shared by the master (the only writer) and its children:
+ * seq is odd while the master writes (a seqlock). */
+struct tls_ocsp {
+	uint32_t seq;
+	uint32_t len;
+	unsigned char der[OCSP_RESPONSE_MAX];
+};
+
+struct tls_ocsp *tls_ocsp_new(void)
+{
+	void *p = mmap(NULL, sizeof(struct tls_ocsp), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void ocsp_store(struct tls_ocsp *o, const unsigned char *der, size_t len)
+{
+	__atomic_add_fetch(&o->seq, 1, __ATOMIC_SEQ_CST);
+	if (len > 0)
+		memcpy(o->der, der, len);
+	__atomic_store_n(&o->len, (uint32_t)len, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&o->seq, 1, __ATOMIC_SEQ_CST);
+}
+
+/* In a child's handshake: a copy of the response, taken whole. */
+static int ocsp_status_cb(SSL *ssl, void *arg)
+{
+	struct tls_ocsp *o = arg;
+	for (int tries = 0; tries < 100; tries++) {
+		uint32_t seq = __atomic_load_n(&o->seq, __ATOMIC_SEQ_CST);
+		if (seq & 1)
+			continue;
+		uint32_t len = __atomic_load_n(&o->len, __ATOMIC_SEQ_CST);
+		if (len == 0 || len > OCSP_RESPONSE_MAX)
+			return SSL_TLSEXT_ERR_NOACK;
+		unsigned char *copy = OPENSSL_malloc(len);
+		if (copy == NULL)
+			return SSL_TLSEXT_ERR_NOACK;
+		memcpy(copy, o->der, len);
+		if (__atomic_load_n(&o->seq, __ATOMIC_SEQ_CST) != seq) {
+			OPENSSL_free(copy);
+			continue;
+		}
+		SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)len);
+		return SSL_TLSEXT_ERR_OK;
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+void tls_ocsp_use(SSL_CTX *ctx, struct tls_ocsp *o)
+{
+	if (o == NULL)
+		return;
+	SSL_CTX_set_tlsext_status_cb(ctx, ocsp_status_cb);
+	SSL_CTX_set_tlsext_status_arg(ctx, o);
+}
+
+/* The certificate that issued cert, from the chain the context holds. */
+static X509 *ocsp_issuer(SSL_CTX *ctx, X509 *cert, STACK_OF(X509) **chain_r)
+{
+	STACK_OF(X509) *chain = NULL;
+	SSL_CTX_get0_chain_certs(ctx, &chain);
+	if (chain == NULL)
+		SSL_CTX_get_extra_chain_certs(ctx, &chain);
+	*chain_r = chain;
+	for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
+		X509 *c = sk_X509_value(chain, i);
+		if (X509_check_issued(c, cert) == X509_V_OK)
+			return c;
+	}
+	return NULL;
+}
+
+/* One request to url; the response when it is good and verified. */
+static OCSP_RESPONSE *ocsp_fetch(const char *url, OCSP_CERTID *id, X509 *issuer,
+				 STACK_OF(X509) *chain, const char **why_r)
+{
+	char *host = NULL, *port = NULL, *path = NULL;
+	int use_ssl = 0;
+	OCSP_RESPONSE *resp = NULL;
+	OCSP_REQUEST *req = OCSP_REQUEST_new();
+	BIO *req_bio = NULL, *resp_bio = NULL;
+	*why_r = "request failed";
+	if (req == NULL || OCSP_request_add0_id(req, OCSP_CERTID_dup(id)) == NULL)
+		goto out;
+	if (!OSSL_HTTP_parse_url(url, &use_ssl, NULL, &host, &port, NULL, &path, NULL, NULL) ||
+	    use_ssl) {
+		*why_r = "responder URL not plain http";
+		goto out;
+	}
+	req_bio = ASN1_item_i2d_mem_bio(ASN1_ITEM_rptr(OCSP_REQUEST), (ASN1_VALUE *)req);
+	if (req_bio == NULL)
+		goto out;
+	resp_bio = OSSL_HTTP_transfer(NULL, host, port, path, 0, NULL, NULL, NULL, NULL, NULL,
+				      NULL, 0, NULL, "application/ocsp-request", req_bio,
+				      "application/ocsp-response", 1, OCSP_RESPONSE_MAX,
+				      OCSP_TIMEOUT_SECS, 0);
+	if (resp_bio == NULL || (resp = d2i_OCSP_RESPONSE_bio(resp_bio, NULL)) == NULL) {
+		*why_r = "no answer from the responder";
+		goto out;
+	}
+	OCSP_BASICRESP *basic = NULL;
+	X509_STORE *store = X509_STORE_new();
+	int status = -1, reason;
+	ASN1_GENERALIZEDTIME *rev, *this_update, *next_update;
+	bool good = OCSP_response_status(resp) == OCSP_RESPONSE_STATUS_SUCCESSFUL &&
+		    (basic = OCSP_response_get1_basic(resp)) != NULL && store != NULL &&
+		    X509_STORE_add_cert(store, issuer) == 1 &&
+		    OCSP_basic_verify(basic, chain, store, 0) > 0 &&
+		    OCSP_resp_find_status(basic, id, &status, &reason, &rev, &this_update,
+					  &next_update) == 1 &&
+		    status == V_OCSP_CERTSTATUS_GOOD &&
+		    OCSP_check_validity(this_update, next_update, 300, -1) == 1;
+	OCSP_BASICRESP_free(basic);
+	X509_STORE_free(store);
+	if (!good) {
+		*why_r = status == V_OCSP_CERTSTATUS_REVOKED ? "certificate revoked" :
+			"response not good or not verified";
+		OCSP_RESPONSE_free(resp);
+		resp = NULL;
+	}
+out:
+	ERR_clear_error();
+	BIO_free(req_bio);
+	BIO_free(resp_bio);
+	OCSP_REQUEST_free(req);
+	OPENSSL_free(host);
+	OPENSSL_free(port);
+	OPENSSL_free(path);
+	return resp;
+}
+
+/* Half the time left until nextUpdate, within [5 min, 12 h]. */
+static int ocsp_next_refresh(OCSP_RESPONSE *resp, OCSP_CERTID *id)
+{
+	int secs = 3600;
+	OCSP_BASICRESP *basic = OCSP_response_get1_basic(resp);
+	int status, reason, day, sec;
+	ASN1_GENERALIZEDTIME *rev, *this_update, *next_update = NULL;
+	if (basic != NULL &&
+	    OCSP_resp_find_status(basic, id, &status, &reason, &rev, &this_update,
+				  &next_update) == 1 &&
+	    next_update != NULL && ASN1_TIME_diff(&day, &sec, NULL, next_update) == 1) {
+		long left = (long)day * 86400 + sec;
+		secs = (int)(left / 2 < 12 * 3600 ? left / 2 : 12 * 3600);
+	}
+	OCSP_BASICRESP_free(basic);
+	return secs < OCSP_RETRY_SECS ? OCSP_RETRY_SECS : secs;
+}
+
+int tls_ocsp_refresh(struct tls_ocsp *o, SSL_CTX *ctx)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	STACK_OF(OPENSSL_STRING) *urls = cert != NULL ? X509_get1_ocsp(cert) : NULL;
+	STACK_OF(X509) *chain = NULL;
+	int next = 0;
+	if (o == NULL || urls == NULL || sk_OPENSSL_STRING_num(urls) == 0) {
+		if (o != NULL)
+			ocsp_store(o, NULL, 0);
+		X509_email_free(urls);
+		return 0;
+	}
+	const char *url = sk_OPENSSL_STRING_value(urls, 0);
+	X509 *issuer = ocsp_issuer(ctx, cert, &chain);
+	if (issuer == NULL) {
+		log_warn("event=ocsp-failed url=%s error=\"the issuer is not in the certificate chain\"",
+			 url);
+		X509_email_free(urls);
+		return 12 * 3600;
+	}
+	const char *why = "cannot build the request";
+	OCSP_CERTID *id = OCSP_cert_to_id(NULL, cert, issuer);
+	OCSP_RESPONSE *resp = id != NULL ? ocsp_fetch(url, id, issuer, chain, &why) : NULL;
+	unsigned char *der = NULL;
+	int len = resp != NULL ? i2d_OCSP_RESPONSE(resp, &der) : -1;
+	if (len > 0 && len <= OCSP_RESPONSE_MAX) {
+		ocsp_store(o, der, (size_t)len);
+		next = ocsp_next_refresh(resp, id);
+		log_info("event=ocsp-stapled url=%s bytes=%d next=%ds", url, len, next);
+	} else {
+		log_warn("event=ocsp-failed url=%s error=\"%s\"", url,
+			 resp != NULL ? "response too large" : why);
+		next = OCSP_RETRY_SECS;
+	}
+	OPENSSL_free(der);
+	OCSP_RESPONSE_free(resp);
+	OCSP_CERTID_free(id);
+	X509_email_free(urls);
+	return next;
 }

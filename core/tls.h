@@ -32,6 +32,20 @@ int tls_cert_check(const char *cert_file, const char *hostname, int warn_days,
  * reason when the file cannot be read). */
 time_t tls_ctx_not_after(SSL_CTX *ctx);
 int tls_cert_not_after(const char *cert_file, time_t *not_after_r, const char **error_r);
+
+/* OCSP stapling (RFC 6066 status_request): when the certificate names
+ * an OCSP responder, the master fetches a response for it, checks it
+ * against the issuer in the chain, and keeps it in memory shared with
+ * the children, whose handshakes staple it. */
+struct tls_ocsp;
+/* In the master, before any fork. NULL when the mapping fails. */
+struct tls_ocsp *tls_ocsp_new(void);
+/* ctx's handshakes staple what o holds (nothing while it holds none). */
+void tls_ocsp_use(SSL_CTX *ctx, struct tls_ocsp *o);
+/* Fetches a fresh response for ctx's certificate (blocking, 5 s at most)
+ * when it names a responder; keeps the last good one on failure. Returns
+ * the seconds until the next refresh is due (0: never, no responder). */
+int tls_ocsp_refresh(struct tls_ocsp *o, SSL_CTX *ctx);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" of a live connection. */
 void tls_describe(SSL *ssl, char *out, size_t out_size);
 

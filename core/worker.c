@@ -3,6 +3,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/offload.h"
+#include "core/sandbox.h"
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -106,6 +107,15 @@ static void worker_sigterm_cb(evutil_socket_t sig, short what, void *arg)
 	worker_start_drain(arg);
 }
 
+/* Tests only (POSTERN_SANDBOX_TEST=probe|violate): SIGUSR2 probes what
+ * the sandbox lets this worker open, and with violate steps outside it. */
+static void worker_probe_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+	const char *mode = getenv("POSTERN_SANDBOX_TEST");
+	sandbox_probe(w->cfg, mode != NULL && strcmp(mode, "violate") == 0);
+}
+
 int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 		const int *listen_fds, struct connlimit *limits, int slot,
 		struct services *services)
@@ -149,8 +159,20 @@ int worker_main(const struct server_setup *setup, SSL_CTX *ssl_ctx,
 
 	worker_watch_account_ends(&w);
 
+	struct event *probe_ev = NULL;
+	if (getenv("POSTERN_SANDBOX_TEST") != NULL) {
+		probe_ev = evsignal_new(w.base, SIGUSR2, worker_probe_cb, &w);
+		evsignal_add(probe_ev, NULL);
+	}
+	/* everything is open: from here on the kernel keeps this worker to
+	 * its mail, queue and counter files, and to its system calls */
+	const char *error;
+	if (sandbox_enter(w.cfg, SANDBOX_WORKER, &error) < 0)
+		fatal("event=sandbox-failed error=\"%s\"", error);
 	log_info("event=worker-ready slot=%d", slot);
 	event_base_dispatch(w.base);
+	if (probe_ev != NULL)
+		event_free(probe_ev);
 
 	/* drained or timed out: anything still open is cut */
 	while (w.conns != NULL)

@@ -14,11 +14,10 @@
 #define REPLY_PRIVACY "NO [PRIVACYREQUIRED] Use STARTTLS first"
 #define REPLY_TEMPFAIL "NO [UNAVAILABLE] Authentication temporarily unavailable"
 
+/* Already delayed by throttling, in auth/ (the same for every protocol). */
 static void imap_auth_failed(struct imap_session *s, const char *tag)
 {
-	char *reply = xasprintf("%s " REPLY_FAILED "\r\n", tag);
-	imap_reply_delayed(s, reply, auth_reply_delay_ms(s->auth));
-	free(reply);
+	conn_printf(s->conn, "%s " REPLY_FAILED "\r\n", tag);
 }
 
 static void imap_login_done(struct imap_session *s, const char *tag)

@@ -66,9 +66,7 @@ struct imap_session {
 	/* authentication */
 	struct auth_session *auth;
 	char *sasl_tag;                 /* AUTHENTICATE in progress */
-	struct event *delay_ev;         /* throttled failure reply */
-	char *delayed_reply;
-	const char *log_ctx;
+	const char *log_ctx;            /* the connection's, for IDLE's callbacks */
 
 	/* authenticated */
 	char *user;
@@ -129,9 +127,6 @@ void imap_no(struct imap_session *s, const char *tag, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* BAD counts against the session's error budget. */
 void imap_bad(struct imap_session *s, const char *tag, const char *text);
-/* Writes reply (a whole line, CRLF included) after ms, reading no input
- * meanwhile. */
-void imap_reply_delayed(struct imap_session *s, const char *reply, unsigned ms);
 /* Sends the untagged updates the running command owes (once), before its
  * tagged reply: imap_ok/imap_no do it; handlers that format the tagged
  * line themselves call it first. */

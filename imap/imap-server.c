@@ -5,7 +5,7 @@
 #include "auth/auth.h"
 #include "store/store.h"
 
-#include <event2/event.h>
+#include <event2/buffer.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,42 +129,6 @@ void imap_write_buf(struct imap_session *s, struct buf *b)
 		return;
 	conn_write(s->conn, b->data, b->len);
 	buf_reset(b);
-}
-
-static void imap_delay_done(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct imap_session *s = arg;
-	const char *saved = log_get_context();
-	log_set_context(s->log_ctx);
-	char *reply = s->delayed_reply;
-	s->delayed_reply = NULL;
-	conn_write_str(s->conn, reply);
-	free(reply);
-	imap_set_mode(s, IMAP_INPUT_COMMAND);
-	if (!conn_is_closing(s->conn))
-		conn_resume_input(s->conn);
-	log_set_context(saved);
-}
-
-void imap_reply_delayed(struct imap_session *s, const char *reply, unsigned ms)
-{
-	if (ms == 0) {
-		conn_write_str(s->conn, reply);
-		return;
-	}
-	if (s->delay_ev == NULL)
-		s->delay_ev = evtimer_new(conn_event_base(s->conn), imap_delay_done, s);
-	if (s->delay_ev == NULL)
-		fatal("event=evtimer-new-failed");
-	free(s->delayed_reply);
-	s->delayed_reply = xstrdup(reply);
-	s->log_ctx = log_get_context();
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	imap_set_mode(s, IMAP_INPUT_WAIT);
-	conn_pause_input(s->conn);
-	evtimer_add(s->delay_ev, &tv);
 }
 
 /* ---- commands that need no other file ---------------------------------- */
@@ -334,6 +298,7 @@ void imap_command_done(struct imap_session *s)
 			conn_resume_input(s->conn);
 	}
 	imap_notify_after_command(s);
+	conn_busy_done(s->conn);
 }
 
 /* The dispatcher: syntax, command name, UID form and state are checked
@@ -430,8 +395,11 @@ static void imap_input(void *ctx)
 		struct evbuffer *in = conn_input(s->conn);
 		if (s->mode == IMAP_INPUT_SASL || s->mode == IMAP_INPUT_IDLE) {
 			enum lr_status st = linereader_next(&s->reader.lr, in);
-			if (st == LR_NEED_MORE)
+			if (st == LR_NEED_MORE) {
+				conn_want_more(s->conn, evbuffer_get_length(in) > 0 ||
+						       s->reader.lr.discarding);
 				return;
+			}
 			const char *line = s->reader.lr.line;
 			size_t len = s->reader.lr.line_len;
 			if (st == LR_TOO_LONG ||
@@ -446,8 +414,12 @@ static void imap_input(void *ctx)
 			continue;
 		}
 		enum imap_read_status st = imap_reader_next(&s->reader, in);
-		if (st == IMAP_READ_NEED_MORE)
+		if (st == IMAP_READ_NEED_MORE) {
+			/* a command begun (text or literal) must keep min_rate */
+			conn_want_more(s->conn, evbuffer_get_length(in) > 0 || s->reader.cmd.len > 0 ||
+					       s->reader.literal_left > 0 || s->reader.lr.discarding);
 			return;
+		}
 		imap_reader_event(s, st);
 	}
 }
@@ -468,6 +440,8 @@ static void *imap_start(struct conn *c)
 		.remote_port = conn_remote_port(c),
 		.tls = s->tls,
 		.loopback = conn_is_loopback(c),
+		.tls_exporter = conn_tls_exporter_fn,
+		.tls_exporter_ctx = c,
 	};
 	s->auth = auth_session_new(&info);
 	struct buf b = BUF_INIT;
@@ -485,11 +459,20 @@ static void imap_timeout(void *ctx)
 	conn_write_str(s->conn, "* BYE Autologout; idle for too long\r\n");
 }
 
+/* A command in progress: never a BYE inside a streamed literal (the core
+ * waits until the command is done), nor in an authentication exchange or
+ * an APPEND being received. IDLE is not busy: BYE may end it. */
+static bool imap_busy(void *ctx)
+{
+	struct imap_session *s = ctx;
+	return s->cmd_async || s->mode == IMAP_INPUT_WAIT || s->mode == IMAP_INPUT_SASL ||
+	       s->reader.streaming;
+}
+
 static void imap_shutdown(void *ctx)
 {
 	struct imap_session *s = ctx;
 	conn_write_str(s->conn, "* BYE [UNAVAILABLE] Server shutting down\r\n");
-	conn_close(s->conn, "shutdown");
 }
 
 static void imap_end(void *ctx)
@@ -513,9 +496,6 @@ static void imap_free(void *ctx)
 	imap_mailbox_close(s);
 	if (s->account != NULL)
 		store_account_close(&s->account);
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	free(s->delayed_reply);
 	free(s->sasl_tag);
 	free(s->user);
 	auth_session_free(&s->auth);
@@ -529,6 +509,7 @@ const struct proto imap_proto = {
 	.start = imap_start,
 	.input = imap_input,
 	.timeout = imap_timeout,
+	.busy = imap_busy,
 	.shutdown = imap_shutdown,
 	.end = imap_end,
 	.free = imap_free,

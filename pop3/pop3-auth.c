@@ -5,7 +5,6 @@
 #include "pop3/pop3-private.h"
 #include "auth/auth.h"
 
-#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,44 +14,6 @@
 #define REPLY_PLAINTEXT \
 	"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections (use STLS)"
 #define REPLY_TEMPFAIL "-ERR [SYS/TEMP] Authentication temporarily unavailable"
-
-static void pop3_delay_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct pop3_session *s = arg;
-	const char *saved = log_get_context();
-	log_set_context(s->log_ctx);
-	char *reply = s->delayed_reply;
-	s->delayed_reply = NULL;
-	pop3_set_state(s, POP3_STATE_AUTHORIZATION);
-	pop3_error(s, reply);
-	free(reply);
-	if (!conn_is_closing(s->conn))
-		pop3_resume(s);
-	log_set_context(saved);
-}
-
-/* A failed login: the reply waits as long as throttling says, without
- * blocking the worker; no command is read meanwhile. */
-static void pop3_auth_failed(struct pop3_session *s, const char *reply)
-{
-	unsigned ms = auth_reply_delay_ms(s->auth);
-	pop3_set_state(s, POP3_STATE_AUTHORIZATION);
-	if (ms == 0) {
-		pop3_error(s, reply);
-		return;
-	}
-	if (s->delay_ev == NULL)
-		s->delay_ev = evtimer_new(conn_event_base(s->conn), pop3_delay_done, s);
-	if (s->delay_ev == NULL)
-		fatal("event=evtimer-new-failed");
-	free(s->delayed_reply);
-	s->delayed_reply = xstrdup(reply);
-	s->log_ctx = log_get_context();
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	pop3_set_state(s, POP3_STATE_DELAYED);
-	conn_pause_input(s->conn);
-	evtimer_add(s->delay_ev, &tv);
-}
 
 static void pop3_login_done(struct pop3_session *s)
 {
@@ -76,8 +37,8 @@ static void pop3_auth_result(struct pop3_session *s, enum auth_result result)
 	case AUTH_OK:
 		pop3_login_done(s);
 		break;
-	case AUTH_FAILED:
-		pop3_auth_failed(s, REPLY_AUTH_FAILED);
+	case AUTH_FAILED:   /* already delayed by throttling (auth/) */
+		pop3_error(s, REPLY_AUTH_FAILED);
 		break;
 	case AUTH_MALFORMED:
 		pop3_error(s, "-ERR Invalid base64 data");
@@ -183,9 +144,8 @@ void pop3_cmd_auth(struct pop3_session *s, const struct pop3_request *req)
 
 void pop3_sasl_response(struct pop3_session *s, const char *line)
 {
-	const char *challenge = NULL;
 	if (line == NULL) {
-		auth_step(s->auth, "*", &challenge);
+		auth_cancel(s->auth);
 		pop3_set_state(s, POP3_STATE_AUTHORIZATION);
 		linereader_set_max(&s->lr, POP3_MAX_COMMAND_LINE);
 		pop3_error(s, "-ERR Response line too long");
@@ -197,11 +157,6 @@ void pop3_sasl_response(struct pop3_session *s, const char *line)
 
 void pop3_auth_free(struct pop3_session *s)
 {
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	s->delay_ev = NULL;
-	free(s->delayed_reply);
-	s->delayed_reply = NULL;
 	free(s->user);
 	s->user = NULL;
 	auth_session_free(&s->auth);

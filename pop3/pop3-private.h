@@ -45,14 +45,10 @@ struct pop3_session {
 	struct linereader lr;
 	enum pop3_state state;
 	int errors;
-	bool shutdown_pending;    /* the server drains: close after the command */
 
 	/* AUTHORIZATION */
 	struct auth_session *auth;
 	char *user;               /* from USER, waiting for PASS */
-	struct event *delay_ev;   /* the throttled reply */
-	char *delayed_reply;
-	const char *log_ctx;      /* the connection's, for the timer callback */
 
 	/* TRANSACTION */
 	struct store_account *acct;

@@ -5,6 +5,7 @@
 #include "pop3/pop3-private.h"
 #include "auth/auth.h"
 
+#include <event2/buffer.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,8 +151,10 @@ static void pop3_input(void *ctx)
 	struct evbuffer *in = conn_input(s->conn);
 	while (!conn_is_closing(s->conn) && pop3_accepts_input(s)) {
 		enum lr_status st = linereader_next(&s->lr, in);
-		if (st == LR_NEED_MORE)
+		if (st == LR_NEED_MORE) {
+			conn_want_more(s->conn, evbuffer_get_length(in) > 0 || s->lr.discarding);
 			break;
+		}
 		if (st == LR_TOO_LONG) {
 			if (s->state == POP3_STATE_SASL)
 				pop3_sasl_response(s, NULL);
@@ -170,11 +173,6 @@ static void pop3_input(void *ctx)
 
 void pop3_resume(struct pop3_session *s)
 {
-	if (s->shutdown_pending && s->state != POP3_STATE_SASL) {
-		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
-		conn_close(s->conn, "shutdown");
-		return;
-	}
 	conn_resume_input(s->conn);
 }
 
@@ -192,6 +190,8 @@ static void *pop3_start(struct conn *c)
 		.remote_port = conn_remote_port(c),
 		.tls = conn_listener_kind(c) == LISTEN_POP3S,
 		.loopback = conn_is_loopback(c),
+		.tls_exporter = conn_tls_exporter_fn,
+		.tls_exporter_ctx = c,
 	};
 	s->auth = auth_session_new(&info);
 	conn_write_str(c, "+OK Postern POP3 server ready\r\n");
@@ -205,15 +205,18 @@ static void pop3_timeout(void *ctx)
 	pop3_reply(s, "-ERR Autologout; idle for too long");
 }
 
+/* RETR/TOP streaming, an authentication waiting or in a SASL exchange. */
+static bool pop3_busy(void *ctx)
+{
+	struct pop3_session *s = ctx;
+	return s->state == POP3_STATE_STREAMING || s->state == POP3_STATE_DELAYED ||
+	       s->state == POP3_STATE_SASL;
+}
+
 static void pop3_shutdown(void *ctx)
 {
 	struct pop3_session *s = ctx;
-	if (s->state == POP3_STATE_STREAMING || s->state == POP3_STATE_DELAYED) {
-		s->shutdown_pending = true;
-		return;
-	}
 	pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
-	conn_close(s->conn, "shutdown");
 }
 
 static void pop3_end(void *ctx)
@@ -241,6 +244,7 @@ const struct proto pop3_proto = {
 	.start = pop3_start,
 	.input = pop3_input,
 	.timeout = pop3_timeout,
+	.busy = pop3_busy,
 	.shutdown = pop3_shutdown,
 	.end = pop3_end,
 	.free = pop3_free,

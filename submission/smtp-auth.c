@@ -16,6 +16,8 @@ static struct auth_session *smtp_auth_session(struct smtp_session *s)
 			.remote_port = conn_remote_port(s->conn),
 			.tls = conn_is_tls(s->conn),
 			.loopback = conn_is_loopback(s->conn),
+			.tls_exporter = conn_tls_exporter_fn,
+			.tls_exporter_ctx = s->conn,
 		};
 		s->auth = auth_session_new(&info);
 	}
@@ -61,9 +63,9 @@ static void smtp_auth_result(struct smtp_session *s, enum auth_result result,
 		smtp_set_state(s, SMTP_STATE_READY);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
 		return;
-	case AUTH_FAILED:
-		smtp_reply_delayed(s, "535 5.7.8 Error: authentication failed",
-				   auth_reply_delay_ms(s->auth), SMTP_STATE_READY);
+	case AUTH_FAILED:   /* already delayed by throttling (auth/) */
+		smtp_set_state(s, SMTP_STATE_READY);
+		smtp_reply(s, "535 5.7.8 Error: authentication failed");
 		return;
 	case AUTH_MALFORMED:
 		smtp_set_state(s, SMTP_STATE_READY);

@@ -115,8 +115,9 @@ static void rcpt_unknown(struct smtp_session *s, const char *reply)
 		conn_close(s->conn, "too-many-errors");
 		return;
 	}
-	smtp_reply_delayed(s, reply, s->errors > SMTP_SOFT_ERRORS ? SMTP_ERROR_DELAY_MS : 0,
-			   s->state);
+	smtp_reply(s, reply);
+	if (s->errors > SMTP_SOFT_ERRORS)
+		conn_pause_for(s->conn, SMTP_ERROR_DELAY_MS);
 }
 
 void smtp_cmd_rcpt(struct smtp_session *s, const char *args)

@@ -30,8 +30,8 @@ enum smtp_state {
 	SMTP_STATE_MAIL,    /* MAIL accepted: RCPT, DATA, BDAT */
 	SMTP_STATE_DATA,    /* reading the message until <CRLF>.<CRLF> */
 	SMTP_STATE_BDAT,    /* reading a BDAT chunk of known size */
-	SMTP_STATE_WAIT,    /* a reply is being delayed, or intake is finishing
-			       the message; input paused */
+	SMTP_STATE_WAIT,    /* waiting for the auth module's answer, or for intake to
+			       finish the message; input paused */
 };
 
 /* One mail transaction: the intake job that takes the message, and the
@@ -63,18 +63,12 @@ struct smtp_session {
 	int errors;
 	struct auth_session *auth;
 	char *user;                     /* authenticated canonical address */
-	struct event *delay_ev;
-	char *delayed_reply;
-	enum smtp_state state_after_delay;
 	struct smtp_txn *txn;
 };
 
 void smtp_set_state(struct smtp_session *s, enum smtp_state state);
 void smtp_reply(struct smtp_session *s, const char *line);
 void smtp_error(struct smtp_session *s, const char *line);
-/* Sends line after delay_ms without blocking the loop; input waits. */
-void smtp_reply_delayed(struct smtp_session *s, const char *line, unsigned delay_ms,
-			enum smtp_state next);
 bool smtp_is_submission(const struct smtp_session *s);
 
 /* smtp-auth.c */

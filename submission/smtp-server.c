@@ -3,7 +3,7 @@
 #include "submission/smtp-private.h"
 #include "auth/auth.h"
 
-#include <event2/event.h>
+#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,35 +49,6 @@ void smtp_error(struct smtp_session *s, const char *line)
 bool smtp_is_submission(const struct smtp_session *s)
 {
 	return s->kind != LISTEN_SMTP;
-}
-
-static void smtp_delay_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct smtp_session *s = arg;
-	smtp_reply(s, s->delayed_reply);
-	free(s->delayed_reply);
-	s->delayed_reply = NULL;
-	smtp_set_state(s, s->state_after_delay);
-	conn_resume_input(s->conn);
-}
-
-void smtp_reply_delayed(struct smtp_session *s, const char *line, unsigned delay_ms,
-			enum smtp_state next)
-{
-	if (delay_ms == 0) {
-		smtp_reply(s, line);
-		smtp_set_state(s, next);
-		return;
-	}
-	if (s->delay_ev == NULL)
-		s->delay_ev = evtimer_new(conn_event_base(s->conn), smtp_delay_cb, s);
-	free(s->delayed_reply);
-	s->delayed_reply = xstrdup(line);
-	s->state_after_delay = next;
-	smtp_set_state(s, SMTP_STATE_WAIT);
-	conn_pause_input(s->conn);
-	struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
-	evtimer_add(s->delay_ev, &tv);
 }
 
 static bool smtp_can_starttls(const struct smtp_session *s)
@@ -244,13 +215,17 @@ static void smtp_input(void *ctx)
 	struct evbuffer *in = conn_input(s->conn);
 	while (!conn_is_closing(s->conn) && s->state != SMTP_STATE_WAIT) {
 		if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT) {
-			if (!smtp_mail_input(s, in))
+			if (!smtp_mail_input(s, in)) {
+				conn_want_more(s->conn, true);   /* a message: min_rate */
 				return;
+			}
 			continue;
 		}
 		enum lr_status st = linereader_next(&s->lr, in);
-		if (st == LR_NEED_MORE)
+		if (st == LR_NEED_MORE) {
+			conn_want_more(s->conn, evbuffer_get_length(in) > 0 || s->lr.discarding);
 			return;
+		}
 		if (st == LR_TOO_LONG) {
 			if (s->state == SMTP_STATE_AUTH)
 				smtp_auth_response(s, NULL);
@@ -263,12 +238,6 @@ static void smtp_input(void *ctx)
 			smtp_auth_response(s, s->lr.line);
 		else
 			smtp_dispatch(s, s->lr.line, s->lr.line_len, s->lr.flags);
-		if (conn_server_draining(s->conn) && s->txn == NULL &&
-		    !conn_is_closing(s->conn) && s->state != SMTP_STATE_AUTH &&
-		    s->state != SMTP_STATE_WAIT) {
-			smtp_reply(s, "421 4.3.2 Server shutting down");
-			conn_close(s->conn, "shutdown");
-		}
 	}
 }
 
@@ -279,8 +248,12 @@ static void *smtp_start(struct conn *c)
 	s->cmd_pool = pool_new(1024);
 	s->kind = conn_listener_kind(c);
 	linereader_init(&s->lr, SMTP_MAX_AUTH_LINE + 2);
-	if (s->kind == LISTEN_SMTP)
+	if (s->kind == LISTEN_SMTP) {
+		/* no login on 25: the idle timeout and min_rate apply, not
+		 * the pre-login deadline */
+		conn_end_preauth(c);
 		conn_set_timeout(c, conn_config(c)->timeout_smtp);
+	}
 	conn_printf(c, "220 %s ESMTP Postern\r\n", conn_config(c)->hostname);
 	return s;
 }
@@ -292,14 +265,19 @@ static void smtp_timeout(void *ctx)
 		    conn_config(s->conn)->hostname);
 }
 
+/* A transaction (a message being received is finished first), an
+ * authentication in progress or waiting. */
+static bool smtp_busy(void *ctx)
+{
+	struct smtp_session *s = ctx;
+	return s->txn != NULL || s->state == SMTP_STATE_WAIT || s->state == SMTP_STATE_AUTH ||
+	       s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT;
+}
+
 static void smtp_shutdown(void *ctx)
 {
 	struct smtp_session *s = ctx;
-	/* a message being received is finished first (conn drain timeout) */
-	if (s->txn != NULL || s->state == SMTP_STATE_WAIT || s->state == SMTP_STATE_AUTH)
-		return;
 	smtp_reply(s, "421 4.3.2 Server shutting down");
-	conn_close(s->conn, "shutdown");
 }
 
 static void smtp_end(void *ctx)
@@ -316,9 +294,6 @@ static void smtp_free(void *ctx)
 	struct smtp_session *s = ctx;
 	smtp_txn_abort(s);
 	smtp_auth_reset(s);
-	if (s->delay_ev != NULL)
-		event_free(s->delay_ev);
-	free(s->delayed_reply);
 	linereader_free(&s->lr);
 	pool_free(&s->cmd_pool);
 	free(s->helo);
@@ -330,6 +305,7 @@ const struct proto smtp_proto = {
 	.start = smtp_start,
 	.input = smtp_input,
 	.timeout = smtp_timeout,
+	.busy = smtp_busy,
 	.shutdown = smtp_shutdown,
 	.end = smtp_end,
 	.free = smtp_free,

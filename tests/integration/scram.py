@@ -15,6 +15,7 @@ class ScramClient:
         self.nonce = nonce or base64.b64encode(os.urandom(18)).decode()
         self.client_first_bare = "n=%s,r=%s" % (self.user, self.nonce)
         self.server_signature = None
+        self.channel_binding = "biws"   # base64 of the GS2 header "n,,"
 
     def first(self):
         return ("n,," + self.client_first_bare).encode()
@@ -29,7 +30,7 @@ class ScramClient:
         salted = hashlib.pbkdf2_hmac(self.algorithm, self.password, salt, iterations)
         client_key = hmac.new(salted, b"Client Key", digest).digest()
         stored_key = digest(client_key).digest()
-        without_proof = "c=biws,r=" + attrs["r"]
+        without_proof = "c=%s,r=%s" % (self.channel_binding, attrs["r"])
         auth_message = ",".join([self.client_first_bare, server_first, without_proof]).encode()
         client_signature = hmac.new(stored_key, auth_message, digest).digest()
         proof = bytes(a ^ b for a, b in zip(client_key, client_signature))

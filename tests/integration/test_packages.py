@@ -34,6 +34,7 @@ RECOMMENDS_NOT_NEEDED = {
                  "sqop", "pgpainless-cli", "libalgorithm-merge-perl"},
     "liblmdb-dev": {"lmdb-doc"},            # API documentation
     "prometheus": {"prometheus-node-exporter"},   # only promtool is used, no server runs
+    "testssl.sh": {"libengine-gost-openssl1.1"},  # GOST ciphers: not in our profile
     "git": {"less", "ssh-client"},          # CI clones a local directory
     "iproute2": {"libatm1"},                # ATM queueing
     "procps": {"psmisc"},                   # killall & co.: never used

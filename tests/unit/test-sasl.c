@@ -490,9 +490,17 @@ static void test_throttling(void)
 	TEST_ASSERT_INT(auth_login(s, "ann@example.org", "annpass"), AUTH_FAILED);
 	TEST_ASSERT_INT(run(s, "SCRAM-SHA-256", "ann@example.org", "annpass").result,
 			AUTH_FAILED);
-	/* ...and for this account from anywhere */
+	/* ...but never for this account from elsewhere (issue 19: strangers
+	 * must not lock an account out): a source that never logged in to
+	 * it waits out the account's delay, right password or not... */
 	struct auth_session *other = session("203.0.113.10", true, false);
-	TEST_ASSERT_INT(auth_login(other, "ann@example.org", "annpass"), AUTH_FAILED);
+	TEST_ASSERT_INT(auth_login(other, "ann@example.org", "annpass"), AUTH_OK);
+	TEST_ASSERT(auth_reply_delay_ms(other) > 0);
+	/* ...and once it has, no more */
+	TEST_ASSERT_INT(auth_login(other, "ann@example.org", "annpass"), AUTH_OK);
+	TEST_ASSERT_INT(auth_reply_delay_ms(other), 0);
+	TEST_ASSERT_INT(auth_login(other, "ann@example.org", "bad"), AUTH_FAILED);
+	TEST_ASSERT_INT(auth_reply_delay_ms(other), 0);
 	/* other accounts from another address are not affected */
 	TEST_ASSERT_INT(auth_login(other, "bob@example.org", "correct horse"), AUTH_OK);
 	/* it wears off */
@@ -501,6 +509,26 @@ static void test_throttling(void)
 	TEST_ASSERT_INT(auth_reply_delay_ms(s), 0);
 	auth_session_free(&s);
 	auth_session_free(&other);
+}
+
+/* An IPv6 source is its /64: hopping addresses inside it does not
+ * escape the source's block. */
+static void test_throttling_ipv6_prefix(void)
+{
+	fake_now += 100000;
+	char ip[64];
+	for (int i = 0; i < 4; i++) {
+		snprintf(ip, sizeof(ip), "2001:db8:5:6::%x", i + 1);
+		struct auth_session *s = session(ip, true, false);
+		TEST_ASSERT_INT(auth_login(s, "nobody-here@example.org", "bad"), AUTH_FAILED);
+		auth_session_free(&s);
+	}
+	struct auth_session *s = session("2001:db8:5:6:ffff::9", true, false);
+	TEST_ASSERT_INT(auth_login(s, "bob@example.org", "correct horse"), AUTH_FAILED);
+	auth_session_free(&s);
+	s = session("2001:db8:5:7::1", true, false);
+	TEST_ASSERT_INT(auth_login(s, "bob@example.org", "correct horse"), AUTH_OK);
+	auth_session_free(&s);
 }
 
 /* The async calls hash in a thread, bind the answer to the hash it was
@@ -617,6 +645,7 @@ int main(void)
 	test_run("plaintext_policy", test_plaintext_policy);
 	test_run("changes_seen_at_once", test_changes_seen_at_once);
 	test_run("throttling", test_throttling);
+	test_run("throttling_ipv6_prefix", test_throttling_ipv6_prefix);
 	base = event_base_new();
 	offload = offload_new(base, 2);
 	TEST_ASSERT(base != NULL && offload != NULL);
