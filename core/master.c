@@ -256,6 +256,10 @@ static int child_run(struct master *m, int slot, enum metrics_child kind,
 		log_info("event=relay-ready");
 		return m->live_setup.relay_main(m->live_setup.cfg, services);
 	case METRICS_WEB:
+		/* it parses requests from the network: only the queue's record
+		 * (for its gauges) and its sockets */
+		if (sandbox_enter(m->live_setup.cfg, SANDBOX_WEB, &error) < 0)
+			fatal("event=sandbox-failed error=\"%s\"", error);
 		return http_main(&m->live_setup, m->ssl_ctx, m->http_fds[HTTP_METRICS],
 				 m->http_fds[HTTP_HTTPS], services);
 	default:

@@ -44,6 +44,7 @@ enum {
 	FOR_WORKER = 1 << SANDBOX_WORKER,
 	FOR_RELAY = 1 << SANDBOX_RELAY,
 	FOR_AUTH = 1 << SANDBOX_AUTH,
+	FOR_WEB = 1 << SANDBOX_WEB,
 };
 
 enum path_access {
@@ -64,8 +65,8 @@ static const struct sandbox_path sandbox_paths[] = {
 	{ "tmp", FOR_WORKER | FOR_RELAY, PATH_RW_TREE },
 	/* the queue: spool files and its database */
 	{ "queue", FOR_WORKER | FOR_RELAY, PATH_RW_TREE },
-	{ "queue.lmdb", FOR_WORKER | FOR_RELAY, PATH_RW_FILE },
-	{ "queue.lmdb-lock", FOR_WORKER | FOR_RELAY, PATH_RW_FILE },
+	{ "queue.lmdb", FOR_WORKER | FOR_RELAY | FOR_WEB, PATH_RW_FILE },
+	{ "queue.lmdb-lock", FOR_WORKER | FOR_RELAY | FOR_WEB, PATH_RW_FILE },
 	/* DKIM signing keys (`postern dkim`): workers sign what users send,
 	 * the relay its reports */
 	{ "dkim", FOR_WORKER | FOR_RELAY, PATH_RO_TREE },
@@ -88,9 +89,9 @@ static const struct sandbox_path sandbox_paths[] = {
 	{ "/etc/resolv.conf", FOR_RELAY, PATH_RO_TREE },
 	{ "/etc/hosts", FOR_RELAY, PATH_RO_TREE },
 	/* random bytes for libraries that read them from the device */
-	{ "/dev/urandom", FOR_WORKER | FOR_RELAY | FOR_AUTH, PATH_RO_TREE },
+	{ "/dev/urandom", FOR_WORKER | FOR_RELAY | FOR_AUTH | FOR_WEB, PATH_RO_TREE },
 #ifdef SANDBOX_SANITIZER
-	{ "/proc", FOR_WORKER | FOR_RELAY | FOR_AUTH, PATH_RO_TREE },
+	{ "/proc", FOR_WORKER | FOR_RELAY | FOR_AUTH | FOR_WEB, PATH_RO_TREE },
 #endif
 };
 
@@ -366,7 +367,8 @@ int sandbox_enter(const struct config *cfg, enum sandbox_kind kind, const char *
 	if (landlock_enter(cfg, kind, error_r) < 0 || seccomp_enter(kind, error_r) < 0)
 		return -1;
 	log_info("event=sandbox kind=%s landlock=%s seccomp=yes",
-		 kind == SANDBOX_WORKER ? "worker" : kind == SANDBOX_RELAY ? "relay" : "auth",
+		 kind == SANDBOX_WORKER ? "worker" : kind == SANDBOX_RELAY ? "relay" :
+		 kind == SANDBOX_WEB ? "web" : "auth",
 		 landlocked ? "yes" : "no");
 	return 0;
 }

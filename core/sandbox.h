@@ -20,7 +20,7 @@
 
 #include "core/config.h"
 
-enum sandbox_kind { SANDBOX_WORKER, SANDBOX_RELAY, SANDBOX_AUTH };
+enum sandbox_kind { SANDBOX_WORKER, SANDBOX_RELAY, SANDBOX_AUTH, SANDBOX_WEB };
 
 /* -1 with a reason when a wall could not be raised (Landlock missing is
  * not an error: logged once, the rest still applies). */

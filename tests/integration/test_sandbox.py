@@ -123,3 +123,20 @@ def test_the_master_keeps_only_what_it_needs(server):
         assert bnd == eff, hex(bnd)
         assert not eff & (1 << 10)   # no binding of new low ports
         assert not eff & (1 << 21)   # no CAP_SYS_ADMIN
+
+
+def test_the_web_process_is_sandboxed_too(server_factory):
+    """The web process (metrics, autoconfig, MTA-STS) parses requests
+    from the network: it runs under the same walls, without the account
+    database or the mail."""
+    from harness import free_port
+    srv = server_factory(sections={"listen": {"metrics": "127.0.0.1:%d" % free_port()}})
+    srv.wait_log(r"event=web-ready")
+    srv.wait_log(r"event=sandbox kind=web", count=1)
+    started = {int(p) for p in re.findall(r"event=web-started slot=\d+ pid=(\d+)",
+                                             srv.read_log())}
+    [web] = [p for p in srv.child_pids() if p in started]
+    st = status(web)
+    assert st["NoNewPrivs"].strip() == "1" and st["Seccomp"].strip() == "2", st
+    files = open_files(web)
+    assert not any("accounts.lmdb" in f or "/mail/" in f for f in files), files
